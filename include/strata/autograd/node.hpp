@@ -1,0 +1,65 @@
+// Node: one recorded op in the define-by-run graph, and `record`, which ops call to add one.
+//
+// Every op has one output. Its Node keeps one Edge per tensor input: to the input's own grad_fn
+// (a non-leaf), to the input's impl (a leaf that requires grad, where the gradient accumulates), or
+// nothing (no gradient wanted). `backward(dout)` returns one gradient per input, each shaped like
+// that input (undefined where the input needs none). Saved tensors live in the closure.
+#pragma once
+
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "strata/autograd/grad_mode.hpp"
+#include "strata/tensor/tensor.hpp"
+
+namespace strata {
+
+struct Edge {
+  std::shared_ptr<Node> fn;            // the input's grad_fn, if it has one
+  std::shared_ptr<TensorImpl> leaf;    // else the leaf input that requires grad
+  bool active() const { return fn || leaf; }
+};
+
+using BackwardFn = std::function<std::vector<Tensor>(const Tensor& dout)>;
+
+struct Node {
+  std::string name;                    // "mul_backward"
+  std::vector<Edge> next;              // one per input, in the op's argument order
+  BackwardFn backward;
+  std::vector<TensorHook> hooks;       // hooks registered on the output tensor
+  std::weak_ptr<TensorImpl> retained;  // output that asked for retain_grad()
+};
+
+/// Whether any of the inputs needs a gradient (and grad mode is on).
+inline bool any_requires_grad(std::initializer_list<Tensor> inputs) {
+  if (!is_grad_enabled()) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+/// Makes `out` the result of op `name` on `inputs` in the graph, when any input requires grad.
+/// `backward(dout)` must return one gradient per input, shaped like that input.
+inline Tensor record(const char* name, Tensor out, std::initializer_list<Tensor> inputs,
+                     BackwardFn backward) {
+  if (!any_requires_grad(inputs)) return out;
+  auto node = std::make_shared<Node>();
+  node->name = name;
+  node->backward = std::move(backward);
+  for (const Tensor& t : inputs) {
+    Edge e;
+    if (t.defined() && t.requires_grad()) {
+      if (t.grad_fn()) e.fn = t.grad_fn();
+      else e.leaf = t.impl_ptr();
+    }
+    node->next.push_back(std::move(e));
+  }
+  out.impl().requires_grad = true;
+  out.impl().grad_fn = std::move(node);
+  return out;
+}
+
+}  // namespace strata

@@ -1,0 +1,147 @@
+// Storage: a reference-counted block of device memory that tensors view.
+//
+// Host memory comes from a caching pool: blocks are 64-byte aligned (one cache line, one AVX-512
+// register), rounded up to a size class (4 classes per power of two, so at most 25% slack), and kept
+// on a free list when released, so a training step that allocates the same sizes every batch stops
+// calling the system allocator after the first one. `memory_stats()` reports bytes in use, the peak
+// and bytes cached; `empty_cache()` returns cached blocks to the system.
+#pragma once
+
+#include <atomic>
+#include <bit>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <unordered_map>
+#include <vector>
+
+#include "strata/core/device.hpp"
+#include "strata/core/error.hpp"
+
+namespace strata {
+
+inline constexpr size_t kAlignment = 64;
+
+struct MemoryStats {
+  int64_t in_use = 0;   // bytes handed out and not yet released
+  int64_t peak = 0;     // highest in_use since start or reset_peak()
+  int64_t cached = 0;   // bytes held on free lists
+};
+
+/// Caching allocator for host memory (one process-wide instance: host_pool()).
+class HostPool {
+ public:
+  /// Size class: 64-byte multiple below 256 B, else 4 classes per power of two.
+  static size_t round_size(size_t n) {
+    if (n <= 256) return (n + 63) & ~size_t(63);
+    const size_t p = std::bit_floor(n - 1);  // n-1 in [p, 2p)
+    const size_t step = p / 4;
+    return (n + step - 1) / step * step;
+  }
+
+  void* allocate(size_t nbytes) {
+    const size_t size = round_size(nbytes == 0 ? 1 : nbytes);
+    {
+      std::lock_guard lock(mutex_);
+      auto it = free_.find(size);
+      if (it != free_.end() && !it->second.empty()) {
+        void* p = it->second.back();
+        it->second.pop_back();
+        stats_.cached -= int64_t(size);
+        note_alloc(size);
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(kAlignment, size);
+    if (!p) {  // out of memory: drop the cache and try once more
+      empty_cache();
+      p = std::aligned_alloc(kAlignment, size);
+    }
+    STRATA_CHECK(p != nullptr, "alloc", "got a request for ", nbytes,
+                 " bytes, expected it to fit in host memory");
+    std::lock_guard lock(mutex_);
+    note_alloc(size);
+    return p;
+  }
+
+  void release(void* p, size_t nbytes) {
+    if (!p) return;
+    const size_t size = round_size(nbytes == 0 ? 1 : nbytes);
+    std::lock_guard lock(mutex_);
+    stats_.in_use -= int64_t(size);
+    if (stats_.cached + int64_t(size) > cache_limit_) {
+      std::free(p);
+      return;
+    }
+    free_[size].push_back(p);
+    stats_.cached += int64_t(size);
+  }
+
+  void empty_cache() {
+    std::lock_guard lock(mutex_);
+    for (auto& [size, blocks] : free_)
+      for (void* p : blocks) std::free(p);
+    free_.clear();
+    stats_.cached = 0;
+  }
+
+  MemoryStats stats() {
+    std::lock_guard lock(mutex_);
+    return stats_;
+  }
+  void reset_peak() {
+    std::lock_guard lock(mutex_);
+    stats_.peak = stats_.in_use;
+  }
+
+ private:
+  void note_alloc(size_t size) {
+    stats_.in_use += int64_t(size);
+    if (stats_.in_use > stats_.peak) stats_.peak = stats_.in_use;
+  }
+  std::mutex mutex_;
+  std::unordered_map<size_t, std::vector<void*>> free_;
+  MemoryStats stats_;
+  int64_t cache_limit_ = int64_t(4) << 30;  // keep at most 4 GiB cached
+};
+
+inline HostPool& host_pool() {
+  static HostPool* pool = new HostPool();  // never destroyed: storages may outlive static teardown
+  return *pool;
+}
+
+/// Memory counters of the host pool.
+inline MemoryStats memory_stats() { return host_pool().stats(); }
+/// Frees every cached block.
+inline void empty_cache() { host_pool().empty_cache(); }
+
+/// A block of memory on one device; tensors hold it through shared_ptr and view it.
+class Storage {
+ public:
+  Storage(int64_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
+    STRATA_CHECK(device.is_cpu(), "Storage", "got device ", device,
+                 ", expected cpu (build with STRATA_CUDA for cuda)");
+    data_ = host_pool().allocate(size_t(nbytes));
+  }
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  ~Storage() { host_pool().release(data_, size_t(nbytes_)); }
+
+  void* data() const { return data_; }
+  int64_t nbytes() const { return nbytes_; }
+  Device device() const { return device_; }
+  /// Bumped by every in-place write; autograd uses it to catch saved tensors changed in place.
+  uint64_t version() const { return version_.load(std::memory_order_relaxed); }
+  void bump_version() { version_.fetch_add(1, std::memory_order_relaxed); }
+
+ private:
+  void* data_ = nullptr;
+  int64_t nbytes_ = 0;
+  Device device_;
+  std::atomic<uint64_t> version_{0};
+};
+
+}  // namespace strata

@@ -1,0 +1,68 @@
+// Copies and casts: copy_, fill_, zero_, clone, contiguous, to(dtype), detach.
+//
+// copy_(dst, src) broadcasts src to dst's shape and converts the dtype; it is the one kernel under
+// clone, contiguous and to. The autograd versions: clone, contiguous and to pass the gradient
+// straight back (cast back to the input's dtype for `to`); detach cuts the graph and shares data.
+#pragma once
+
+#include "strata/autograd/node.hpp"
+#include "strata/tensor/iter.hpp"
+
+namespace strata {
+
+/// dst[...] = src[...] (broadcast, converting dtype); in place, not recorded.
+inline Tensor& copy_(Tensor& dst, const Tensor& src) {
+  STRATA_CHECK(dst.device() == src.device(), "copy_", "got devices ", dst.device(), " and ",
+               src.device(), ", expected the same device");
+  auto L = make_loop<2>({&dst, &src}, "copy_");
+  dispatch_all(dst.dtype(), "copy_", [&]<class To>(type_tag<To>) {
+    dispatch_all(src.dtype(), "copy_", [&]<class From>(type_tag<From>) {
+      cpu::copy_kernel<To, From>(L, static_cast<To*>(dst.raw_data()),
+                                 static_cast<const From*>(src.raw_data()));
+    });
+  });
+  dst.storage()->bump_version();
+  return dst;
+}
+
+/// Sets every element to `value` (converted to the dtype).
+inline Tensor& fill_(Tensor& t, double value) {
+  auto L = make_loop<1>({&t}, "fill_");
+  dispatch_all(t.dtype(), "fill_", [&]<class T>(type_tag<T>) {
+    cpu::fill_kernel<T>(L, static_cast<T*>(t.raw_data()), cast_value<T>(value));
+  });
+  t.storage()->bump_version();
+  return t;
+}
+
+/// A new tensor sharing data but cut from the graph.
+inline Tensor detach(const Tensor& t) { return t.as_strided_(t.shape(), t.strides(), t.offset()); }
+
+namespace detail {
+inline Tensor copy_as(const Tensor& x, DType dtype) {
+  Tensor out = Tensor::empty(x.shape(), dtype, x.device());
+  copy_(out, x);
+  return out;
+}
+}  // namespace detail
+
+/// A contiguous copy with its own storage; gradient flows back unchanged.
+inline Tensor clone(const Tensor& x) {
+  Tensor out = detail::copy_as(x, x.dtype());
+  return record("clone_backward", out, {x}, [](const Tensor& dout) { return std::vector{dout}; });
+}
+
+/// x itself when contiguous, else a contiguous copy.
+inline Tensor contiguous(const Tensor& x) { return x.is_contiguous() ? x : clone(x); }
+
+/// x converted to `dtype` (x itself when it already has it).
+inline Tensor to(const Tensor& x, DType dtype) {
+  if (x.dtype() == dtype) return x;
+  Tensor out = detail::copy_as(x, dtype);
+  if (!is_floating(dtype)) return out;  // integer results carry no gradient
+  const DType in = x.dtype();
+  return record("to_backward", out, {x},
+                [in](const Tensor& dout) { return std::vector{detail::copy_as(dout, in)}; });
+}
+
+}  // namespace strata

@@ -1,0 +1,147 @@
+// Creation ops: empty zeros ones full arange linspace rand randn randint from_vector scalar_tensor,
+// and the *_like variants. Random fills use the default Philox generator (core/random.hpp):
+// element k gets counter offset + k/4, so results do not depend on the thread count.
+#pragma once
+
+#include <cmath>
+#include <numbers>
+#include <vector>
+
+#include "strata/core/random.hpp"
+#include "strata/tensor/copy.hpp"
+
+namespace strata {
+
+inline Tensor empty(const Shape& shape, TensorOptions o = {}) {
+  Tensor t = Tensor::empty(shape, o.dtype, o.device);
+  if (o.requires_grad) t.requires_grad_();
+  return t;
+}
+
+inline Tensor full(const Shape& shape, double value, TensorOptions o = {}) {
+  Tensor t = Tensor::empty(shape, o.dtype, o.device);
+  fill_(t, value);
+  if (o.requires_grad) t.requires_grad_();
+  return t;
+}
+inline Tensor zeros(const Shape& shape, TensorOptions o = {}) { return full(shape, 0.0, o); }
+inline Tensor ones(const Shape& shape, TensorOptions o = {}) { return full(shape, 1.0, o); }
+
+inline TensorOptions options_of(const Tensor& t) { return {.dtype = t.dtype(), .device = t.device()}; }
+inline Tensor empty_like(const Tensor& t) { return empty(t.shape(), options_of(t)); }
+inline Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), options_of(t)); }
+inline Tensor ones_like(const Tensor& t) { return ones(t.shape(), options_of(t)); }
+inline Tensor full_like(const Tensor& t, double v) { return full(t.shape(), v, options_of(t)); }
+
+/// A 0-dim tensor holding `value`.
+inline Tensor scalar_tensor(double value, TensorOptions o = {}) { return full({}, value, o); }
+
+/// A tensor of the given shape (default: 1-d) holding a copy of `values`.
+template <class T>
+Tensor from_vector(const std::vector<T>& values, Shape shape = {}, TensorOptions o = {.dtype = dtype_v<T>}) {
+  if (shape.empty() && values.size() != 1) shape = {int64_t(values.size())};
+  STRATA_CHECK(numel(shape) == int64_t(values.size()), "from_vector", "got ", values.size(),
+               " values for shape ", shape, ", expected ", numel(shape));
+  Tensor src = Tensor::empty(shape, dtype_v<T>);
+  std::copy(values.begin(), values.end(), src.data_ptr<T>());
+  Tensor out = o.dtype == dtype_v<T> ? src : detail::copy_as(src, o.dtype);
+  if (o.requires_grad) out.requires_grad_();
+  return out;
+}
+inline Tensor from_vector(std::initializer_list<double> values, Shape shape = {}, TensorOptions o = {}) {
+  return from_vector(std::vector<double>(values), std::move(shape), o);
+}
+
+/// [start, start + step, ...) up to end (exclusive), like torch.arange; int64 unless asked.
+inline Tensor arange(double start, double end, double step = 1.0, TensorOptions o = {.dtype = DType::i64}) {
+  STRATA_CHECK(step != 0 && (end - start) / step >= 0, "arange", "got start=", start, " end=", end,
+               " step=", step, ", expected a step that moves from start toward end");
+  const int64_t n = int64_t(std::ceil((end - start) / step));
+  Tensor t = Tensor::empty({n}, o.dtype, o.device);
+  dispatch_numeric(o.dtype, "arange", [&]<class T>(type_tag<T>) {
+    T* p = t.data_ptr<T>();
+    for (int64_t i = 0; i < n; ++i) p[i] = cast_value<T>(start + double(i) * step);
+  });
+  return t;
+}
+inline Tensor arange(double end, TensorOptions o = {.dtype = DType::i64}) { return arange(0, end, 1, o); }
+
+/// `steps` evenly spaced values from start to end inclusive.
+inline Tensor linspace(double start, double end, int64_t steps, TensorOptions o = {}) {
+  STRATA_CHECK(steps >= 0, "linspace", "got steps=", steps, ", expected >= 0");
+  Tensor t = Tensor::empty({steps}, o.dtype, o.device);
+  const double step = steps > 1 ? (end - start) / double(steps - 1) : 0.0;
+  dispatch_numeric(o.dtype, "linspace", [&]<class T>(type_tag<T>) {
+    T* p = t.data_ptr<T>();
+    // fill from both ends, as PyTorch does, so the last value is exactly `end`
+    for (int64_t i = 0; i < steps; ++i)
+      p[i] = cast_value<T>(i < steps / 2 ? start + step * double(i) : end - step * double(steps - 1 - i));
+  });
+  if (o.requires_grad) t.requires_grad_();
+  return t;
+}
+
+namespace detail {
+/// Fills a fresh contiguous tensor: fn(k, words) -> value, words = the 4 Philox words of counter k/4.
+template <class T, class F>
+void random_fill(Tensor& t, Generator& gen, int64_t words_per_value, F fn) {
+  const int64_t n = t.numel();
+  const int64_t per_counter = 4 / words_per_value;  // values per 128-bit counter
+  const uint64_t first = gen.reserve(uint64_t((n + per_counter - 1) / per_counter));
+  T* p = t.data_ptr<T>();
+  parallel_for(0, (n + per_counter - 1) / per_counter, 4096, [&](int64_t lo, int64_t hi) {
+    for (int64_t c = lo; c < hi; ++c) {
+      const auto w = gen.block(first + uint64_t(c));
+      for (int64_t j = 0; j < per_counter && c * per_counter + j < n; ++j)
+        p[c * per_counter + j] = fn(&w[size_t(j * words_per_value)]);
+    }
+  });
+}
+}  // namespace detail
+
+/// Uniform in [0, 1).
+inline Tensor rand(const Shape& shape, TensorOptions o = {}, Generator& gen = default_generator()) {
+  Tensor t = Tensor::empty(shape, o.dtype, o.device);
+  dispatch_float(o.dtype, "rand", [&]<class T>(type_tag<T>) {
+    if constexpr (std::is_same_v<T, double>)
+      detail::random_fill<T>(t, gen, 2, [](const uint32_t* w) { return uints_to_unit_double(w[0], w[1]); });
+    else
+      detail::random_fill<T>(t, gen, 1, [](const uint32_t* w) { return T(uint_to_unit_float(w[0])); });
+  });
+  if (o.requires_grad) t.requires_grad_();
+  return t;
+}
+
+/// Standard normal (Box-Muller on two uniforms per value).
+inline Tensor randn(const Shape& shape, TensorOptions o = {}, Generator& gen = default_generator()) {
+  Tensor t = Tensor::empty(shape, o.dtype, o.device);
+  dispatch_float(o.dtype, "randn", [&]<class T>(type_tag<T>) {
+    detail::random_fill<T>(t, gen, 2, [](const uint32_t* w) {
+      // u1 in (0, 1] so log(u1) is finite
+      const double u1 = 1.0 - double(w[0]) * 0x1p-32, u2 = double(w[1]) * 0x1p-32;
+      return cast_value<T>(std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2));
+    });
+  });
+  if (o.requires_grad) t.requires_grad_();
+  return t;
+}
+
+/// Uniform integers in [low, high); int64 unless asked.
+inline Tensor randint(int64_t low, int64_t high, const Shape& shape, TensorOptions o = {.dtype = DType::i64},
+                      Generator& gen = default_generator()) {
+  STRATA_CHECK(high > low, "randint", "got low=", low, " high=", high, ", expected low < high");
+  Tensor t = Tensor::empty(shape, o.dtype, o.device);
+  const uint64_t range = uint64_t(high - low);
+  dispatch_numeric(o.dtype, "randint", [&]<class T>(type_tag<T>) {
+    detail::random_fill<T>(t, gen, 2, [&](const uint32_t* w) {
+      const uint64_t r = (uint64_t(w[0]) << 32 | w[1]) % range;  // bias < range / 2^64
+      return cast_value<T>(double(low + int64_t(r)));
+    });
+  });
+  return t;
+}
+
+inline Tensor rand_like(const Tensor& t) { return rand(t.shape(), options_of(t)); }
+inline Tensor randn_like(const Tensor& t) { return randn(t.shape(), options_of(t)); }
+
+}  // namespace strata

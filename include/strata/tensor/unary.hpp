@@ -1,0 +1,163 @@
+// Unary ops: neg abs exp log sqrt rsqrt sin cos tanh sigmoid relu gelu silu softplus clamp
+// (and sign, square, log1p, leaky_relu as helpers users expect).
+//
+// Math (x input, y output, dout the incoming gradient):
+//   exp: dy = dout*y     log: dout/x         sqrt: dout/(2y)     rsqrt: -dout*y^3/2
+//   sin: dout*cos x      cos: -dout*sin x    tanh: dout*(1-y^2)  sigmoid: dout*y*(1-y)
+//   relu: dout*[x>0]     gelu (exact, erf): dout*(Phi(x) + x*phi(x))
+//   silu: y = x*s(x), dy = dout*s*(1 + x*(1-s))   softplus (beta 1, threshold 20): dout*s(x)
+//   clamp: dout*[lo <= x <= hi]   abs: dout*sign(x)
+// Integer inputs to floating functions are promoted to float32 (as torch.exp(int_tensor) is).
+// The hot activations (relu, gelu, silu, sigmoid, tanh) have fused backward kernels: one pass
+// over (dout, x or y) instead of a chain of temporaries.
+#pragma once
+
+#include <cmath>
+#include <numbers>
+
+#include "strata/tensor/binary.hpp"
+
+namespace strata {
+
+inline Tensor sign(const Tensor& x);
+inline Tensor sin(const Tensor& x);
+inline Tensor cos(const Tensor& x);
+inline Tensor sigmoid(const Tensor& x);
+
+namespace ops {
+using cpu::vabs; using cpu::vexp; using cpu::vmax; using cpu::vmin; using cpu::vsqrt;
+struct Neg { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return -x; } };
+struct Abs { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vabs(x); } };
+struct Exp { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vexp(x); } };
+struct Sqrt { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vsqrt(x); } };
+struct Rsqrt { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return V(1) / vsqrt(x); } };
+struct Relu { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vmax(x, V(0)); } };
+struct Sigmoid {
+  static constexpr bool vectorized = true;
+  template <class V> V operator()(V x) const { return V(1) / (V(1) + vexp(-x)); }
+};
+struct Silu {
+  static constexpr bool vectorized = true;
+  template <class V> V operator()(V x) const { return x / (V(1) + vexp(-x)); }
+};
+struct Log { static constexpr bool vectorized = false; template <class V> V operator()(V x) const { return std::log(x); } };
+struct Log1p { static constexpr bool vectorized = false; template <class V> V operator()(V x) const { return std::log1p(x); } };
+struct Sin { static constexpr bool vectorized = false; template <class V> V operator()(V x) const { return std::sin(x); } };
+struct Cos { static constexpr bool vectorized = false; template <class V> V operator()(V x) const { return std::cos(x); } };
+struct Tanh { static constexpr bool vectorized = false; template <class V> V operator()(V x) const { return std::tanh(x); } };
+struct Sign {
+  static constexpr bool vectorized = false;
+  template <class V> V operator()(V x) const { return V((V(0) < x) - (x < V(0))); }
+};
+struct Gelu {
+  static constexpr bool vectorized = false;
+  template <class V> V operator()(V x) const { return V(0.5) * x * (V(1) + V(std::erf(x * V(std::numbers::sqrt2 / 2)))); }
+};
+struct Softplus {  // log(1 + e^x), linear above 20 like PyTorch's default threshold
+  static constexpr bool vectorized = false;
+  template <class V> V operator()(V x) const { return x > V(20) ? x : V(std::log1p(std::exp(x))); }
+};
+struct Clamp {
+  double lo, hi;
+  static constexpr bool vectorized = true;
+  template <class V> V operator()(V x) const { return vmin(vmax(x, V(lo)), V(hi)); }
+};
+struct LeakyRelu {
+  double slope;
+  static constexpr bool vectorized = false;
+  template <class V> V operator()(V x) const { return x > V(0) ? x : V(slope) * x; }
+};
+
+// backward functors: (dout, saved) -> dx
+struct ReluBwd { static constexpr bool vectorized = false; template <class V> V operator()(V g, V x) const { return x > V(0) ? g : V(0); } };
+struct SigmoidBwd { static constexpr bool vectorized = true; template <class V> V operator()(V g, V y) const { return g * y * (V(1) - y); } };
+struct TanhBwd { static constexpr bool vectorized = true; template <class V> V operator()(V g, V y) const { return g * (V(1) - y * y); } };
+struct SiluBwd {
+  static constexpr bool vectorized = true;
+  template <class V> V operator()(V g, V x) const {
+    const V s = V(1) / (V(1) + vexp(-x));
+    return g * s * (V(1) + x * (V(1) - s));
+  }
+};
+struct GeluBwd {
+  static constexpr bool vectorized = false;
+  template <class V> V operator()(V g, V x) const {
+    const V cdf = V(0.5) * (V(1) + V(std::erf(x * V(std::numbers::sqrt2 / 2))));
+    const V pdf = V(std::exp(V(-0.5) * x * x) * V(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2));
+    return g * (cdf + x * pdf);
+  }
+};
+}  // namespace ops
+
+/// y = op(x): same dtype for floating x (and for `keep_int` ops on integers), else float32.
+template <class Op, bool keep_int = false>
+Tensor unary_fwd(const char* name, const Tensor& x, Op op = {}) {
+  const DType t = is_floating(x.dtype()) || keep_int ? x.dtype() : DType::f32;
+  const Tensor xc = to(detach(x), t);
+  Tensor out = Tensor::empty(x.shape(), t, x.device());
+  auto L = make_loop<2>({&out, &xc}, name);
+  auto run = [&]<class T>(type_tag<T>) { cpu::unary_kernel<T, T>(L, out.data_ptr<T>(), xc.data_ptr<T>(), op); };
+  if constexpr (keep_int) dispatch_numeric(t, name, run);
+  else dispatch_float(t, name, run);
+  return out;
+}
+
+/// dx = op(dout, saved) for the fused activation backwards (same shapes, floating).
+template <class Op>
+Tensor unary_bwd(const char* name, const Tensor& dout, const Tensor& saved) {
+  return binary_fwd<Op>(name, dout, saved, dout.dtype(), dout.dtype());
+}
+
+#define STRATA_UNARY(name, Op, keep_int, backward_expr)                                   \
+  inline Tensor name(const Tensor& x) {                                                   \
+    Tensor y = unary_fwd<ops::Op, keep_int>(#name, x);                                \
+    Tensor xd = detach(x), yd = detach(y);                                                \
+    return record(#name "_backward", y, {x}, [xd, yd](const Tensor& dout) {               \
+      (void)xd; (void)yd;                                                                 \
+      return std::vector<Tensor>{backward_expr};                                          \
+    });                                                                                   \
+  }
+
+STRATA_UNARY(neg, Neg, true, mul(dout, -1.0))
+STRATA_UNARY(abs, Abs, true, mul(dout, sign(xd)))
+STRATA_UNARY(exp, Exp, false, mul(dout, yd))
+STRATA_UNARY(log, Log, false, div(dout, xd))
+STRATA_UNARY(log1p, Log1p, false, div(dout, add(xd, 1.0)))
+STRATA_UNARY(sqrt, Sqrt, false, div(dout, mul(yd, 2.0)))
+STRATA_UNARY(rsqrt, Rsqrt, false, mul(dout, mul(pow(yd, 3.0), -0.5)))
+STRATA_UNARY(sin, Sin, false, mul(dout, cos(xd)))
+STRATA_UNARY(cos, Cos, false, neg(mul(dout, sin(xd))))
+STRATA_UNARY(tanh, Tanh, false, unary_bwd<ops::TanhBwd>("tanh_backward", dout, yd))
+STRATA_UNARY(sigmoid, Sigmoid, false, unary_bwd<ops::SigmoidBwd>("sigmoid_backward", dout, yd))
+STRATA_UNARY(relu, Relu, true, unary_bwd<ops::ReluBwd>("relu_backward", dout, xd))
+STRATA_UNARY(gelu, Gelu, false, unary_bwd<ops::GeluBwd>("gelu_backward", dout, xd))
+STRATA_UNARY(silu, Silu, false, unary_bwd<ops::SiluBwd>("silu_backward", dout, xd))
+STRATA_UNARY(softplus, Softplus, false, mul(dout, sigmoid(xd)))
+#undef STRATA_UNARY
+
+/// -1, 0 or 1 by the sign of x (no gradient).
+inline Tensor sign(const Tensor& x) { return unary_fwd<ops::Sign, true>("sign", x); }
+
+/// x*x
+inline Tensor square(const Tensor& x) { return mul(x, x); }
+
+/// min(max(x, lo), hi); the gradient passes where lo <= x <= hi.
+inline Tensor clamp(const Tensor& x, double lo, double hi) {
+  STRATA_CHECK(lo <= hi, "clamp", "got lo=", lo, " hi=", hi, ", expected lo <= hi");
+  Tensor y = unary_fwd<ops::Clamp, true>("clamp", x, {lo, hi});
+  Tensor xd = detach(x);
+  return record("clamp_backward", y, {x}, [xd, lo, hi](const Tensor& dout) {
+    return std::vector{mul(mul(dout, to(ge(xd, lo), dout.dtype())), to(le(xd, hi), dout.dtype()))};
+  });
+}
+
+/// x for x > 0, slope*x otherwise.
+inline Tensor leaky_relu(const Tensor& x, double slope = 0.01) {
+  Tensor y = unary_fwd<ops::LeakyRelu>("leaky_relu", x, {slope});
+  Tensor xd = detach(x);
+  return record("leaky_relu_backward", y, {x}, [xd, slope](const Tensor& dout) {
+    return std::vector{mul(dout, where(gt(xd, 0.0), 1.0, full({}, slope, options_of(dout))))};
+  });
+}
+
+}  // namespace strata

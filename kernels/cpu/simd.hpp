@@ -1,0 +1,233 @@
+// The small SIMD layer the CPU kernels are written in.
+//
+// Vec<float> and Vec<double> wrap one machine register: AVX-512 (16 floats) when compiled with
+// -mavx512f, else AVX2+FMA (8 floats), else a plain scalar (width 1) so every kernel still builds
+// on any compiler and target. Chosen at compile time from the target macros; kernels only use the
+// operations below, so adding a width (NEON, AVX10) means adding one section here.
+//
+// Operations: load/store (unaligned), broadcast, + - * /, fmadd, min/max, abs, sqrt, exp,
+// reduce_add/reduce_max/reduce_min. The same spelled functions exist for scalars (float, double),
+// so one functor body serves the vector loop and its scalar tail.
+// exp: Cephes-style range reduction x = n ln2 + r, degree-6 polynomial for e^r, scale by 2^n;
+// relative error < 2 ulp in f32 over [-87, 88]; inputs beyond that saturate to 0 / +inf.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+namespace strata::cpu {
+
+// ---- scalar spellings, so functors are generic over float/double and Vec ----
+template <class T> inline T vmax(T a, T b) { return a > b ? a : b; }
+template <class T> inline T vmin(T a, T b) { return a < b ? a : b; }
+inline float vfmadd(float a, float b, float c) { return std::fma(a, b, c); }
+inline double vfmadd(double a, double b, double c) { return std::fma(a, b, c); }
+// integer spellings (through double), so functors instantiate for every numeric dtype
+template <class T> inline T vabs(T a) { return a < T(0) ? T(-a) : a; }
+template <class T> inline T vsqrt(T a) { return T(std::sqrt(double(a))); }
+template <class T> inline T vexp(T a) { return T(std::exp(double(a))); }
+inline float vabs(float a) { return std::fabs(a); }
+inline double vabs(double a) { return std::fabs(a); }
+inline float vsqrt(float a) { return std::sqrt(a); }
+inline double vsqrt(double a) { return std::sqrt(a); }
+inline float vexp(float a) { return std::exp(a); }
+inline double vexp(double a) { return std::exp(a); }
+
+template <class T> struct Vec;  // specialised below for float and double
+
+#if defined(__AVX512F__)
+#define STRATA_SIMD_NAME "avx512"
+template <> struct Vec<float> {
+  static constexpr int size = 16;
+  __m512 v;
+  Vec() = default;
+  Vec(__m512 x) : v(x) {}
+  explicit Vec(float s) : v(_mm512_set1_ps(s)) {}
+  static Vec load(const float* p) { return _mm512_loadu_ps(p); }
+  void store(float* p) const { _mm512_storeu_ps(p, v); }
+  friend Vec operator+(Vec a, Vec b) { return _mm512_add_ps(a.v, b.v); }
+  friend Vec operator-(Vec a, Vec b) { return _mm512_sub_ps(a.v, b.v); }
+  friend Vec operator*(Vec a, Vec b) { return _mm512_mul_ps(a.v, b.v); }
+  friend Vec operator/(Vec a, Vec b) { return _mm512_div_ps(a.v, b.v); }
+  friend Vec operator-(Vec a) { return _mm512_sub_ps(_mm512_setzero_ps(), a.v); }
+  friend Vec vmax(Vec a, Vec b) { return _mm512_max_ps(a.v, b.v); }
+  friend Vec vmin(Vec a, Vec b) { return _mm512_min_ps(a.v, b.v); }
+  friend Vec vfmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a.v, b.v, c.v); }
+  friend Vec vabs(Vec a) { return _mm512_abs_ps(a.v); }
+  friend Vec vsqrt(Vec a) { return _mm512_sqrt_ps(a.v); }
+  friend float reduce_add(Vec a) { return _mm512_reduce_add_ps(a.v); }
+  friend float reduce_max(Vec a) { return _mm512_reduce_max_ps(a.v); }
+  friend float reduce_min(Vec a) { return _mm512_reduce_min_ps(a.v); }
+  // 2^n for integral-valued n (as float), by building the exponent bits.
+  static Vec pow2n(Vec n) {
+    __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
+  }
+  static Vec round(Vec a) { return _mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT); }
+};
+template <> struct Vec<double> {
+  static constexpr int size = 8;
+  __m512d v;
+  Vec() = default;
+  Vec(__m512d x) : v(x) {}
+  explicit Vec(double s) : v(_mm512_set1_pd(s)) {}
+  static Vec load(const double* p) { return _mm512_loadu_pd(p); }
+  void store(double* p) const { _mm512_storeu_pd(p, v); }
+  friend Vec operator+(Vec a, Vec b) { return _mm512_add_pd(a.v, b.v); }
+  friend Vec operator-(Vec a, Vec b) { return _mm512_sub_pd(a.v, b.v); }
+  friend Vec operator*(Vec a, Vec b) { return _mm512_mul_pd(a.v, b.v); }
+  friend Vec operator/(Vec a, Vec b) { return _mm512_div_pd(a.v, b.v); }
+  friend Vec operator-(Vec a) { return _mm512_sub_pd(_mm512_setzero_pd(), a.v); }
+  friend Vec vmax(Vec a, Vec b) { return _mm512_max_pd(a.v, b.v); }
+  friend Vec vmin(Vec a, Vec b) { return _mm512_min_pd(a.v, b.v); }
+  friend Vec vfmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_pd(a.v, b.v, c.v); }
+  friend Vec vabs(Vec a) { return _mm512_abs_pd(a.v); }
+  friend Vec vsqrt(Vec a) { return _mm512_sqrt_pd(a.v); }
+  friend double reduce_add(Vec a) { return _mm512_reduce_add_pd(a.v); }
+  friend double reduce_max(Vec a) { return _mm512_reduce_max_pd(a.v); }
+  friend double reduce_min(Vec a) { return _mm512_reduce_min_pd(a.v); }
+};
+#elif defined(__AVX2__) && defined(__FMA__)
+#define STRATA_SIMD_NAME "avx2"
+template <> struct Vec<float> {
+  static constexpr int size = 8;
+  __m256 v;
+  Vec() = default;
+  Vec(__m256 x) : v(x) {}
+  explicit Vec(float s) : v(_mm256_set1_ps(s)) {}
+  static Vec load(const float* p) { return _mm256_loadu_ps(p); }
+  void store(float* p) const { _mm256_storeu_ps(p, v); }
+  friend Vec operator+(Vec a, Vec b) { return _mm256_add_ps(a.v, b.v); }
+  friend Vec operator-(Vec a, Vec b) { return _mm256_sub_ps(a.v, b.v); }
+  friend Vec operator*(Vec a, Vec b) { return _mm256_mul_ps(a.v, b.v); }
+  friend Vec operator/(Vec a, Vec b) { return _mm256_div_ps(a.v, b.v); }
+  friend Vec operator-(Vec a) { return _mm256_sub_ps(_mm256_setzero_ps(), a.v); }
+  friend Vec vmax(Vec a, Vec b) { return _mm256_max_ps(a.v, b.v); }
+  friend Vec vmin(Vec a, Vec b) { return _mm256_min_ps(a.v, b.v); }
+  friend Vec vfmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a.v, b.v, c.v); }
+  friend Vec vabs(Vec a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v); }
+  friend Vec vsqrt(Vec a) { return _mm256_sqrt_ps(a.v); }
+  friend float reduce_add(Vec a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  friend float reduce_max(Vec a) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  friend float reduce_min(Vec a) {
+    __m128 s = _mm_min_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+    s = _mm_min_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_min_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static Vec pow2n(Vec n) {
+    __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+  }
+  static Vec round(Vec a) { return _mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+};
+template <> struct Vec<double> {
+  static constexpr int size = 4;
+  __m256d v;
+  Vec() = default;
+  Vec(__m256d x) : v(x) {}
+  explicit Vec(double s) : v(_mm256_set1_pd(s)) {}
+  static Vec load(const double* p) { return _mm256_loadu_pd(p); }
+  void store(double* p) const { _mm256_storeu_pd(p, v); }
+  friend Vec operator+(Vec a, Vec b) { return _mm256_add_pd(a.v, b.v); }
+  friend Vec operator-(Vec a, Vec b) { return _mm256_sub_pd(a.v, b.v); }
+  friend Vec operator*(Vec a, Vec b) { return _mm256_mul_pd(a.v, b.v); }
+  friend Vec operator/(Vec a, Vec b) { return _mm256_div_pd(a.v, b.v); }
+  friend Vec operator-(Vec a) { return _mm256_sub_pd(_mm256_setzero_pd(), a.v); }
+  friend Vec vmax(Vec a, Vec b) { return _mm256_max_pd(a.v, b.v); }
+  friend Vec vmin(Vec a, Vec b) { return _mm256_min_pd(a.v, b.v); }
+  friend Vec vfmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_pd(a.v, b.v, c.v); }
+  friend Vec vabs(Vec a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a.v); }
+  friend Vec vsqrt(Vec a) { return _mm256_sqrt_pd(a.v); }
+  friend double reduce_add(Vec a) {
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(a.v), _mm256_extractf128_pd(a.v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+  }
+  friend double reduce_max(Vec a) {
+    __m128d s = _mm_max_pd(_mm256_castpd256_pd128(a.v), _mm256_extractf128_pd(a.v, 1));
+    return _mm_cvtsd_f64(_mm_max_sd(s, _mm_unpackhi_pd(s, s)));
+  }
+  friend double reduce_min(Vec a) {
+    __m128d s = _mm_min_pd(_mm256_castpd256_pd128(a.v), _mm256_extractf128_pd(a.v, 1));
+    return _mm_cvtsd_f64(_mm_min_sd(s, _mm_unpackhi_pd(s, s)));
+  }
+};
+#else
+#define STRATA_SIMD_NAME "scalar"
+template <class T> struct ScalarVec {
+  static constexpr int size = 1;
+  T v;
+  ScalarVec() = default;
+  explicit ScalarVec(T s) : v(s) {}
+  static ScalarVec load(const T* p) { return ScalarVec(*p); }
+  void store(T* p) const { *p = v; }
+  friend ScalarVec operator+(ScalarVec a, ScalarVec b) { return ScalarVec(a.v + b.v); }
+  friend ScalarVec operator-(ScalarVec a, ScalarVec b) { return ScalarVec(a.v - b.v); }
+  friend ScalarVec operator*(ScalarVec a, ScalarVec b) { return ScalarVec(a.v * b.v); }
+  friend ScalarVec operator/(ScalarVec a, ScalarVec b) { return ScalarVec(a.v / b.v); }
+  friend ScalarVec operator-(ScalarVec a) { return ScalarVec(-a.v); }
+  friend ScalarVec vmax(ScalarVec a, ScalarVec b) { return ScalarVec(a.v > b.v ? a.v : b.v); }
+  friend ScalarVec vmin(ScalarVec a, ScalarVec b) { return ScalarVec(a.v < b.v ? a.v : b.v); }
+  friend ScalarVec vfmadd(ScalarVec a, ScalarVec b, ScalarVec c) { return ScalarVec(std::fma(a.v, b.v, c.v)); }
+  friend ScalarVec vabs(ScalarVec a) { return ScalarVec(std::fabs(a.v)); }
+  friend ScalarVec vsqrt(ScalarVec a) { return ScalarVec(std::sqrt(a.v)); }
+  friend T reduce_add(ScalarVec a) { return a.v; }
+  friend T reduce_max(ScalarVec a) { return a.v; }
+  friend T reduce_min(ScalarVec a) { return a.v; }
+  static ScalarVec pow2n(ScalarVec n) { return ScalarVec(std::ldexp(T(1), int(n.v))); }
+  static ScalarVec round(ScalarVec a) { return ScalarVec(std::nearbyint(a.v)); }
+};
+template <> struct Vec<float> : ScalarVec<float> {
+  using ScalarVec<float>::ScalarVec;
+  Vec(ScalarVec<float> s) : ScalarVec<float>(s) {}
+};
+template <> struct Vec<double> : ScalarVec<double> {
+  using ScalarVec<double>::ScalarVec;
+  Vec(ScalarVec<double> s) : ScalarVec<double>(s) {}
+};
+#endif
+
+/// Vectorized e^x for float lanes (see the file comment for the method and accuracy).
+inline Vec<float> vexp(Vec<float> x) {
+  using V = Vec<float>;
+  x = vmin(vmax(x, V(-87.3f)), V(88.7f));
+  const V n = V::round(x * V(1.44269504088896341f));       // n = round(x / ln2)
+  V r = vfmadd(n, V(-0.693359375f), x);                      // r = x - n ln2, ln2 split in two
+  r = vfmadd(n, V(2.12194440e-4f), r);                       //   for an exact first product
+  V p = V(1.9875691500e-4f);                                 // e^r = 1 + r + r^2 * P(r)
+  p = vfmadd(p, r, V(1.3981999507e-3f));
+  p = vfmadd(p, r, V(8.3334519073e-3f));
+  p = vfmadd(p, r, V(4.1665795894e-2f));
+  p = vfmadd(p, r, V(1.6666665459e-1f));
+  p = vfmadd(p, r, V(5.0000001201e-1f));
+  p = vfmadd(p * r, r, r + V(1.0f));
+  // 2^n via two halves so n = 128 (x near 88.7) does not overflow the exponent field
+  const V n1 = V::round(n * V(0.5f));
+  return p * V::pow2n(n1) * V::pow2n(n - n1);
+}
+
+/// e^x for double lanes: lane by lane through std::exp (f64 is the checking dtype, not the fast one).
+inline Vec<double> vexp(Vec<double> x) {
+  alignas(64) double t[Vec<double>::size];
+  x.store(t);
+  for (double& v : t) v = std::exp(v);
+  return Vec<double>::load(t);
+}
+
+}  // namespace strata::cpu

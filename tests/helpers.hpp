@@ -1,0 +1,134 @@
+// Test helpers: reference-loop access to any tensor, closeness checks, non-contiguous inputs, and
+// one-line gradcheck. Keep each op's test case to a line or two with these.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <strata/strata.hpp>
+
+namespace th {
+using namespace strata;
+
+/// All elements in row-major order, as double, whatever the dtype, strides or offset.
+inline std::vector<double> values(const Tensor& t) {
+  std::vector<double> out;
+  out.reserve(size_t(t.numel()));
+  if (t.numel() == 0) return out;
+  std::vector<int64_t> idx(t.dim(), 0);
+  dispatch_all(t.dtype(), "values", [&]<class T>(type_tag<T>) {
+    const T* base = static_cast<const T*>(t.storage()->data()) + t.offset();
+    for (int64_t n = 0; n < t.numel(); ++n) {
+      int64_t off = 0;
+      for (int d = 0; d < t.dim(); ++d) off += idx[d] * t.strides()[d];
+      out.push_back(double(cast_value<double>(base[off])));
+      for (int d = t.dim() - 1; d >= 0; --d) {
+        if (++idx[d] < t.shape()[d]) break;
+        idx[d] = 0;
+      }
+    }
+  });
+  return out;
+}
+
+/// Element at a multi-index, as double (for reference loops).
+inline double at(const Tensor& t, const std::vector<int64_t>& idx) {
+  int64_t off = 0;
+  for (int d = 0; d < t.dim(); ++d) off += idx[d] * t.strides()[d];
+  return dispatch_all(t.dtype(), "at", [&]<class T>(type_tag<T>) {
+    return cast_value<double>(static_cast<const T*>(t.storage()->data())[t.offset() + off]);
+  });
+}
+
+/// Row-major multi-index of linear element n in `shape`.
+inline std::vector<int64_t> unravel(int64_t n, const Shape& shape) {
+  std::vector<int64_t> idx(shape.size());
+  for (int d = int(shape.size()) - 1; d >= 0; --d) {
+    idx[d] = shape[d] ? n % shape[d] : 0;
+    n = shape[d] ? n / shape[d] : 0;
+  }
+  return idx;
+}
+
+/// A tensor from doubles, in any dtype.
+inline Tensor make(const std::vector<double>& v, Shape shape, DType dt = DType::f32) {
+  return from_vector(v, std::move(shape), {.dtype = dt});
+}
+
+/// Random values of `shape`; noncontig = true gives a permuted, strided view with the same shape.
+inline Tensor random(const Shape& shape, DType dt = DType::f32, bool noncontig = false, double lo = -2, double hi = 2) {
+  if (!noncontig || shape.size() < 1) return add(mul(rand(shape, {.dtype = DType::f64}), hi - lo), lo).to(dt);
+  // build a bigger tensor with the dims reversed and doubled in the last one, then view back
+  Shape big(shape.rbegin(), shape.rend());
+  big.back() *= 2;
+  Tensor b = add(mul(rand(big, {.dtype = DType::f64}), hi - lo), lo).to(dt);
+  Tensor v = slice(b, -1, 0, big.back(), 2);  // stride 2 in the last dim
+  std::vector<int64_t> perm(shape.size());
+  for (size_t i = 0; i < perm.size(); ++i) perm[i] = int64_t(perm.size() - 1 - i);
+  return permute(v, perm);
+}
+
+/// Max |a - b| check with a message listing the first bad element.
+inline void check_close(const std::vector<double>& got, const std::vector<double>& want, double atol = 1e-5,
+                        double rtol = 1e-5, const std::string& what = "") {
+  INFO(what);
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    const bool both_nan = std::isnan(got[i]) && std::isnan(want[i]);
+    const bool same_inf = std::isinf(got[i]) && got[i] == want[i];
+    if (both_nan || same_inf) continue;
+    if (!(std::abs(got[i] - want[i]) <= atol + rtol * std::abs(want[i]))) {
+      FAIL_CHECK(what << ": element " << i << " got " << got[i] << ", want " << want[i]);
+      return;
+    }
+  }
+  SUCCEED();
+}
+inline void check_close(const Tensor& got, const Tensor& want, double atol = 1e-5, double rtol = 1e-5,
+                        const std::string& what = "") {
+  INFO(what << " shapes " << got.shape() << " vs " << want.shape());
+  REQUIRE(got.shape() == want.shape());
+  check_close(values(got), values(want), atol, rtol, what);
+}
+
+/// Tolerances by dtype for comparing against a double reference.
+inline double tol(DType dt) {
+  switch (dt) {
+    case DType::f64: return 1e-10;
+    case DType::f32: return 1e-5;
+    case DType::bf16: return 2e-2;
+    case DType::f16: return 2e-3;
+    default: return 0;
+  }
+}
+
+/// gradcheck on float64 copies of `inputs` (all require grad); REQUIREs success with the message.
+inline void gradcheck_ok(const std::function<Tensor(const std::vector<Tensor>&)>& f, std::vector<Tensor> inputs) {
+  for (Tensor& x : inputs) x = x.to(DType::f64).detach().clone().requires_grad_();
+  auto r = gradcheck(f, inputs);
+  INFO(r.message);
+  REQUIRE(r.ok);
+}
+
+/// Requires that `fn` throws strata::Error whose message contains every one of `parts`.
+template <class F>
+void check_throws(F&& fn, const std::vector<std::string>& parts) {
+  try {
+    fn();
+  } catch (const strata::Error& e) {
+    const std::string msg = e.what();
+    for (const auto& p : parts) {
+      INFO("message: " << msg << " / expected to contain: " << p);
+      CHECK(msg.find(p) != std::string::npos);
+    }
+    return;
+  }
+  FAIL("expected strata::Error");
+}
+
+}  // namespace th
