@@ -31,7 +31,34 @@ struct Node {
   BackwardFn backward;
   std::vector<TensorHook> hooks;       // hooks registered on the output tensor
   std::weak_ptr<TensorImpl> retained;  // output that asked for retain_grad()
+
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  /// Frees the chain of nodes only this one keeps alive with a loop, not recursion, so dropping a
+  /// graph of 100k ops does not overflow the stack.
+  ~Node() {
+    std::vector<std::shared_ptr<Node>> doomed;
+    auto take = [&](Node& n) {
+      for (Edge& e : n.next)
+        if (e.fn && e.fn.use_count() == 1) doomed.push_back(std::move(e.fn));
+    };
+    take(*this);
+    while (!doomed.empty()) {
+      std::shared_ptr<Node> n = std::move(doomed.back());
+      doomed.pop_back();
+      take(*n);
+    }  // n is destroyed here with its unique children already moved out
+  }
 };
+
+/// What a backward needs to know about an input without keeping the input (and its graph) alive.
+struct InputInfo {
+  Shape shape;
+  DType dtype;
+  bool requires_grad;
+};
+inline InputInfo info(const Tensor& t) { return {t.shape(), t.dtype(), t.requires_grad()}; }
 
 /// Whether any of the inputs needs a gradient (and grad mode is on).
 inline bool any_requires_grad(std::initializer_list<Tensor> inputs) {
@@ -46,6 +73,27 @@ inline bool any_requires_grad(std::initializer_list<Tensor> inputs) {
 inline Tensor record(const char* name, Tensor out, std::initializer_list<Tensor> inputs,
                      BackwardFn backward) {
   if (!any_requires_grad(inputs)) return out;
+  auto node = std::make_shared<Node>();
+  node->name = name;
+  node->backward = std::move(backward);
+  for (const Tensor& t : inputs) {
+    Edge e;
+    if (t.defined() && t.requires_grad()) {
+      if (t.grad_fn()) e.fn = t.grad_fn();
+      else e.leaf = t.impl_ptr();
+    }
+    node->next.push_back(std::move(e));
+  }
+  out.impl().requires_grad = true;
+  out.impl().grad_fn = std::move(node);
+  return out;
+}
+
+/// record() for a run-time number of inputs (cat): the same contract, one gradient per input.
+inline Tensor record(const char* name, Tensor out, const std::vector<Tensor>& inputs, BackwardFn backward) {
+  bool any = false;
+  for (const Tensor& t : inputs) any = any || (t.defined() && t.requires_grad());
+  if (!any || !is_grad_enabled()) return out;
   auto node = std::make_shared<Node>();
   node->name = name;
   node->backward = std::move(backward);

@@ -68,9 +68,9 @@ Tensor binary_fwd(const char* name, const Tensor& a, const Tensor& b, DType comp
 
 namespace detail {
 /// The gradient for input `x` from a broadcast result's gradient: summed to x's shape, in x's dtype.
-inline Tensor grad_for(const Tensor& g, const Tensor& x) {
-  if (!x.requires_grad()) return Tensor();
-  return to(sum_to(g, x.shape()), x.dtype());
+inline Tensor grad_for(const Tensor& g, const InputInfo& x) {
+  if (!x.requires_grad) return Tensor();
+  return to(sum_to(g, x.shape), x.dtype);
 }
 /// A C++ scalar as a 0-dim tensor that combines with `t` the way PyTorch's Python scalars do.
 template <class S>
@@ -92,24 +92,24 @@ concept Scalar = std::is_arithmetic_v<S>;
 
 inline Tensor add(const Tensor& a, const Tensor& b) {
   const DType t = promote_types(a.dtype(), b.dtype());
-  return record("add_backward", binary_fwd<ops::Add>("add", a, b, t, t), {a, b}, [a, b](const Tensor& dout) {
+  return record("add_backward", binary_fwd<ops::Add>("add", a, b, t, t), {a, b}, [a = info(a), b = info(b)](const Tensor& dout) {
     return std::vector{detail::grad_for(dout, a), detail::grad_for(dout, b)};
   });
 }
 
 inline Tensor sub(const Tensor& a, const Tensor& b) {
   const DType t = promote_types(a.dtype(), b.dtype());
-  return record("sub_backward", binary_fwd<ops::Sub>("sub", a, b, t, t), {a, b}, [a, b](const Tensor& dout) {
-    return std::vector{detail::grad_for(dout, a), b.requires_grad() ? detail::grad_for(neg(dout), b) : Tensor()};
+  return record("sub_backward", binary_fwd<ops::Sub>("sub", a, b, t, t), {a, b}, [a = info(a), b = info(b)](const Tensor& dout) {
+    return std::vector{detail::grad_for(dout, a), b.requires_grad ? detail::grad_for(neg(dout), b) : Tensor()};
   });
 }
 
 inline Tensor mul(const Tensor& a, const Tensor& b) {
   const DType t = promote_types(a.dtype(), b.dtype());
   Tensor ad = detach(a), bd = detach(b);
-  return record("mul_backward", binary_fwd<ops::Mul>("mul", a, b, t, t), {a, b}, [a, b, ad, bd](const Tensor& dout) {
-    return std::vector{a.requires_grad() ? detail::grad_for(mul(dout, bd), a) : Tensor(),
-                       b.requires_grad() ? detail::grad_for(mul(dout, ad), b) : Tensor()};
+  return record("mul_backward", binary_fwd<ops::Mul>("mul", a, b, t, t), {a, b}, [a = info(a), b = info(b), ad, bd](const Tensor& dout) {
+    return std::vector{a.requires_grad ? detail::grad_for(mul(dout, bd), a) : Tensor(),
+                       b.requires_grad ? detail::grad_for(mul(dout, ad), b) : Tensor()};
   });
 }
 
@@ -117,9 +117,9 @@ inline Tensor div(const Tensor& a, const Tensor& b) {
   DType t = promote_types(a.dtype(), b.dtype());
   if (!is_floating(t)) t = DType::f32;  // true division
   Tensor ad = detach(a), bd = detach(b);
-  return record("div_backward", binary_fwd<ops::Div>("div", a, b, t, t), {a, b}, [a, b, ad, bd](const Tensor& dout) {
-    return std::vector{a.requires_grad() ? detail::grad_for(div(dout, bd), a) : Tensor(),
-                       b.requires_grad() ? detail::grad_for(neg(div(mul(dout, ad), mul(bd, bd))), b) : Tensor()};
+  return record("div_backward", binary_fwd<ops::Div>("div", a, b, t, t), {a, b}, [a = info(a), b = info(b), ad, bd](const Tensor& dout) {
+    return std::vector{a.requires_grad ? detail::grad_for(div(dout, bd), a) : Tensor(),
+                       b.requires_grad ? detail::grad_for(neg(div(mul(dout, ad), mul(bd, bd))), b) : Tensor()};
   });
 }
 
@@ -127,12 +127,12 @@ inline Tensor pow(const Tensor& a, const Tensor& b) {
   const DType t = promote_types(a.dtype(), b.dtype());
   Tensor out = binary_fwd<ops::Pow>("pow", a, b, t, t);
   Tensor ad = detach(a), bd = detach(b), od = detach(out);
-  return record("pow_backward", out, {a, b}, [a, b, ad, bd, od](const Tensor& dout) {
+  return record("pow_backward", out, {a, b}, [a = info(a), b = info(b), ad, bd, od](const Tensor& dout) {
     Tensor da, db;
-    if (a.requires_grad())  // b * a^(b-1); where b == 0 the term is 0 even at a == 0
+    if (a.requires_grad)  // b * a^(b-1); where b == 0 the term is 0 even at a == 0
       da = detail::grad_for(where(eq(bd, scalar_tensor(0, options_of(bd))), zeros_like(dout),
                                   mul(dout, mul(bd, pow(ad, sub(bd, ones_like(bd)))))), a);
-    if (b.requires_grad())  // a^b ln a; PyTorch defines it as 0 where a == 0 and b >= 0
+    if (b.requires_grad)  // a^b ln a; PyTorch defines it as 0 where a == 0 and b >= 0
       db = detail::grad_for(mul(dout, where(eq(ad, zeros_like(ad)), zeros_like(od), mul(od, log(ad)))), b);
     return std::vector{da, db};
   });
@@ -152,9 +152,9 @@ inline Tensor maximum(const Tensor& a, const Tensor& b) {
   const DType t = promote_types(a.dtype(), b.dtype());
   Tensor ad = detach(a), bd = detach(b);
   return record("maximum_backward", binary_fwd<ops::Max>("maximum", a, b, t, t), {a, b},
-                [a, b, ad, bd](const Tensor& dout) {
-    return std::vector{a.requires_grad() ? detail::grad_for(detail::pick_grad(dout, ad, bd, true), a) : Tensor(),
-                       b.requires_grad() ? detail::grad_for(detail::pick_grad(dout, bd, ad, true), b) : Tensor()};
+                [a = info(a), b = info(b), ad, bd](const Tensor& dout) {
+    return std::vector{a.requires_grad ? detail::grad_for(detail::pick_grad(dout, ad, bd, true), a) : Tensor(),
+                       b.requires_grad ? detail::grad_for(detail::pick_grad(dout, bd, ad, true), b) : Tensor()};
   });
 }
 
@@ -162,9 +162,9 @@ inline Tensor minimum(const Tensor& a, const Tensor& b) {
   const DType t = promote_types(a.dtype(), b.dtype());
   Tensor ad = detach(a), bd = detach(b);
   return record("minimum_backward", binary_fwd<ops::Min>("minimum", a, b, t, t), {a, b},
-                [a, b, ad, bd](const Tensor& dout) {
-    return std::vector{a.requires_grad() ? detail::grad_for(detail::pick_grad(dout, ad, bd, false), a) : Tensor(),
-                       b.requires_grad() ? detail::grad_for(detail::pick_grad(dout, bd, ad, false), b) : Tensor()};
+                [a = info(a), b = info(b), ad, bd](const Tensor& dout) {
+    return std::vector{a.requires_grad ? detail::grad_for(detail::pick_grad(dout, ad, bd, false), a) : Tensor(),
+                       b.requires_grad ? detail::grad_for(detail::pick_grad(dout, bd, ad, false), b) : Tensor()};
   });
 }
 
@@ -193,10 +193,10 @@ inline Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
     cpu::where_kernel<T>(L, out.data_ptr<T>(), cond.data_ptr<bool>(), ac.data_ptr<T>(), bc.data_ptr<T>());
   });
   Tensor c = detach(cond);
-  return record("where_backward", out, {a, b}, [a, b, c](const Tensor& dout) {
+  return record("where_backward", out, {a, b}, [a = info(a), b = info(b), c](const Tensor& dout) {
     Tensor z = zeros({}, options_of(dout));
-    return std::vector{a.requires_grad() ? detail::grad_for(where(c, dout, z), a) : Tensor(),
-                       b.requires_grad() ? detail::grad_for(where(c, z, dout), b) : Tensor()};
+    return std::vector{a.requires_grad ? detail::grad_for(where(c, dout, z), a) : Tensor(),
+                       b.requires_grad ? detail::grad_for(where(c, z, dout), b) : Tensor()};
   });
 }
 

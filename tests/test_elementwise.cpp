@@ -1,0 +1,194 @@
+// Elementwise ops: values against a plain reference loop (broadcast, non-contiguous, empty, every
+// float dtype), dtype promotion, in-place variants, and a float64 gradcheck per differentiable op.
+#include "helpers.hpp"
+
+using namespace strata;
+using th::random;
+
+namespace {
+
+const std::vector<Shape> kShapes = {{}, {1}, {7}, {3, 5}, {2, 3, 4}, {0, 3}, {2, 1, 33}};
+const std::vector<DType> kFloats = {DType::f32, DType::f64, DType::f16, DType::bf16};
+
+/// Reference for a binary op: out[i] = f(a[bcast(i)], b[bcast(i)]) by explicit index arithmetic.
+Tensor ref_binary(const Tensor& a, const Tensor& b, double (*f)(double, double), DType out_dt) {
+  const Shape shape = broadcast_shapes(a.shape(), b.shape());
+  std::vector<double> out(size_t(numel(shape)));
+  for (int64_t n = 0; n < numel(shape); ++n) {
+    auto idx = th::unravel(n, shape);
+    auto pick = [&](const Tensor& t) {
+      std::vector<int64_t> j(t.dim());
+      for (int d = 0; d < t.dim(); ++d) {
+        const int64_t i = idx[idx.size() - t.dim() + d];
+        j[d] = t.shape()[d] == 1 ? 0 : i;
+      }
+      return th::at(t, j);
+    };
+    out[size_t(n)] = f(pick(a), pick(b));
+  }
+  return th::make(out, shape, DType::f64).to(out_dt);
+}
+
+Tensor ref_unary(const Tensor& x, double (*f)(double)) {
+  auto v = th::values(x);
+  for (double& e : v) e = f(e);
+  return th::make(v, x.shape(), DType::f64);
+}
+
+}  // namespace
+
+TEST_CASE("binary ops match the reference loop on broadcast and strided inputs", "[elementwise]") {
+  struct Case { const char* name; Tensor (*op)(const Tensor&, const Tensor&); double (*ref)(double, double); };
+  const Case cases[] = {
+      {"add", [](const Tensor& a, const Tensor& b) { return a + b; }, [](double a, double b) { return a + b; }},
+      {"sub", [](const Tensor& a, const Tensor& b) { return a - b; }, [](double a, double b) { return a - b; }},
+      {"mul", [](const Tensor& a, const Tensor& b) { return a * b; }, [](double a, double b) { return a * b; }},
+      {"div", [](const Tensor& a, const Tensor& b) { return a / b; }, [](double a, double b) { return a / b; }},
+      {"maximum", [](const Tensor& a, const Tensor& b) { return maximum(a, b); }, [](double a, double b) { return std::max(a, b); }},
+      {"minimum", [](const Tensor& a, const Tensor& b) { return minimum(a, b); }, [](double a, double b) { return std::min(a, b); }},
+      {"pow", [](const Tensor& a, const Tensor& b) { return pow(abs(a) + 0.5, b); }, [](double a, double b) { return std::pow(std::abs(a) + 0.5, b); }},
+  };
+  const std::vector<std::pair<Shape, Shape>> pairs = {
+      {{3, 5}, {3, 5}}, {{3, 5}, {5}}, {{3, 1}, {1, 5}}, {{}, {4, 2}}, {{2, 3, 4}, {3, 1}}, {{0, 3}, {3}}, {{40000}, {40000}}, {{300, 1}, {300}}};
+  for (const Case& c : cases)
+    for (DType dt : kFloats)
+      for (auto [sa, sb] : pairs)
+        for (bool nc : {false, true}) {
+          Tensor a = random(sa, dt, nc), b = random(sb, dt, nc);
+          Tensor got = c.op(a, b);
+          CHECK(got.dtype() == dt);
+          // f16/bf16 results are rounded once from the float computation
+          th::check_close(got, ref_binary(a, b, c.ref, dt), th::tol(dt) * 10, th::tol(dt) * 4,
+                          std::string(c.name) + " " + std::string(dtype_name(dt)) + " " + to_string(sa) + " " + to_string(sb));
+        }
+}
+
+TEST_CASE("comparisons and where", "[elementwise]") {
+  Tensor a = random({4, 6}, DType::f32, true), b = random({6});
+  th::check_close(lt(a, b), ref_binary(a, b, [](double x, double y) { return double(x < y); }, DType::b8), 0, 0, "lt");
+  th::check_close(ge(a, b), ref_binary(a, b, [](double x, double y) { return double(x >= y); }, DType::b8), 0, 0, "ge");
+  th::check_close(a == a, ones({4, 6}, {.dtype = DType::b8}), 0, 0, "eq");
+  CHECK((a != a).dtype() == DType::b8);
+  CHECK(th::values(gt(th::make({1, 2, 3}, {3}), 2.0)) == std::vector<double>{0, 0, 1});
+  Tensor w = where(gt(a, 0.0), a, b);
+  for (int64_t n = 0; n < 24; ++n) {
+    auto i = th::unravel(n, {4, 6});
+    const double av = th::at(a, i), bv = th::at(b, {i[1]});
+    CHECK(th::values(w)[size_t(n)] == (av > 0 ? av : bv));
+  }
+  th::check_throws([&] { where(a, a, b); }, {"where", "float32", "bool"});
+}
+
+TEST_CASE("unary ops match std:: on every float dtype", "[elementwise]") {
+  struct Case { const char* name; Tensor (*op)(const Tensor&); double (*ref)(double); double lo, hi; };
+  const Case cases[] = {
+      {"neg", [](const Tensor& x) { return -x; }, [](double x) { return -x; }, -3, 3},
+      {"abs", [](const Tensor& x) { return abs(x); }, [](double x) { return std::abs(x); }, -3, 3},
+      {"exp", [](const Tensor& x) { return exp(x); }, [](double x) { return std::exp(x); }, -10, 10},
+      {"log", [](const Tensor& x) { return log(x); }, [](double x) { return std::log(x); }, 0.01, 10},
+      {"sqrt", [](const Tensor& x) { return sqrt(x); }, [](double x) { return std::sqrt(x); }, 0, 10},
+      {"rsqrt", [](const Tensor& x) { return rsqrt(x); }, [](double x) { return 1 / std::sqrt(x); }, 0.01, 10},
+      {"sin", [](const Tensor& x) { return sin(x); }, [](double x) { return std::sin(x); }, -5, 5},
+      {"cos", [](const Tensor& x) { return cos(x); }, [](double x) { return std::cos(x); }, -5, 5},
+      {"tanh", [](const Tensor& x) { return tanh(x); }, [](double x) { return std::tanh(x); }, -5, 5},
+      {"sigmoid", [](const Tensor& x) { return sigmoid(x); }, [](double x) { return 1 / (1 + std::exp(-x)); }, -8, 8},
+      {"relu", [](const Tensor& x) { return relu(x); }, [](double x) { return std::max(x, 0.0); }, -3, 3},
+      {"gelu", [](const Tensor& x) { return gelu(x); }, [](double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }, -4, 4},
+      {"silu", [](const Tensor& x) { return silu(x); }, [](double x) { return x / (1 + std::exp(-x)); }, -8, 8},
+      {"softplus", [](const Tensor& x) { return softplus(x); }, [](double x) { return x > 20 ? x : std::log1p(std::exp(x)); }, -30, 30},
+      {"clamp", [](const Tensor& x) { return clamp(x, -0.5, 1.0); }, [](double x) { return std::clamp(x, -0.5, 1.0); }, -3, 3},
+      {"leaky_relu", [](const Tensor& x) { return leaky_relu(x, 0.1); }, [](double x) { return x > 0 ? x : 0.1 * x; }, -3, 3},
+  };
+  for (const Case& c : cases)
+    for (DType dt : kFloats)
+      for (Shape s : std::vector<Shape>{{}, {37}, {3, 0}, {5, 7, 3}, {70000}})
+        for (bool nc : {false, true}) {
+          Tensor x = random(s, dt, nc, c.lo, c.hi);
+          Tensor y = c.op(x);
+          CHECK(y.dtype() == dt);
+          th::check_close(y, ref_unary(x, c.ref).to(dt), th::tol(dt) * 10, th::tol(dt) * 4,
+                          std::string(c.name) + " " + std::string(dtype_name(dt)) + " " + to_string(s));
+        }
+}
+
+TEST_CASE("vectorized exp is accurate over the whole float range", "[elementwise]") {
+  Tensor x = linspace(-87, 88, 100001);
+  auto got = th::values(exp(x)), in = th::values(x);
+  double worst = 0;
+  for (size_t i = 0; i < in.size(); ++i) {
+    const double want = double(std::exp(float(in[i])));
+    worst = std::max(worst, std::abs(got[i] - want) / want);
+  }
+  CHECK(worst < 5e-7);  // about 4 ulp of float
+  CHECK(th::values(exp(th::make({-200, 200}, {2}))) == std::vector<double>{0, INFINITY});
+}
+
+TEST_CASE("dtype promotion follows PyTorch", "[elementwise]") {
+  Tensor i = arange(4), f = ones({4}), h = ones({4}, {.dtype = DType::f16}), b16 = ones({4}, {.dtype = DType::bf16});
+  CHECK((i + i).dtype() == DType::i64);
+  CHECK((i + f).dtype() == DType::f32);
+  CHECK((i + 1).dtype() == DType::i64);
+  CHECK((i + 1.5).dtype() == DType::f32);
+  CHECK((h + 2.0).dtype() == DType::f16);
+  CHECK((h + b16).dtype() == DType::f32);
+  CHECK((i / 2).dtype() == DType::f32);
+  CHECK(th::values(i / 2) == std::vector<double>{0, 0.5, 1, 1.5});
+  CHECK(th::values(i * 3 - 1) == std::vector<double>{-1, 2, 5, 8});
+  CHECK(exp(i).dtype() == DType::f32);
+  CHECK(relu(i - 2).dtype() == DType::i64);
+  CHECK(th::values(abs(i - 2)) == std::vector<double>{2, 1, 0, 1});
+}
+
+TEST_CASE("in-place ops write through views and refuse tensors that require grad", "[elementwise]") {
+  Tensor x = zeros({3, 4});
+  Tensor col = x.select(1, 2);
+  col.add_(th::make({1, 2, 3}, {3}));
+  col.mul_(2.0);
+  CHECK(th::values(x.select(1, 2)) == std::vector<double>{2, 4, 6});
+  CHECK(th::values(x.sum()) == std::vector<double>{12});
+  x.add_(ones({4}), 0.5);  // broadcast, alpha
+  CHECK(th::at(x, {0, 0}) == 0.5);
+  x.fill_(7);
+  CHECK(th::values(x.max()) == std::vector<double>{7});
+  x.zero_();
+  CHECK(th::values(x.abs().sum()) == std::vector<double>{0});
+  Tensor t = zeros({2, 2});
+  t.copy_(th::make({1, 2}, {2}, DType::f64));  // broadcast + cast
+  CHECK(th::values(t) == std::vector<double>{1, 2, 1, 2});
+
+  Tensor w = ones({3}).requires_grad_();
+  th::check_throws([&] { w.add_(ones({3})); }, {"add_", "requires grad"});
+  {
+    NoGrad guard;
+    w.add_(ones({3}));
+  }
+  CHECK(th::values(w) == std::vector<double>{2, 2, 2});
+  th::check_throws([&] { x.add_(ones({5})); }, {"add_", "[3, 4]", "[5]"});
+}
+
+TEST_CASE("bad binary inputs name the op and both shapes", "[elementwise]") {
+  th::check_throws([] { ones({2, 3}) + ones({4}); }, {"add", "[2, 3]", "[4]"});
+  th::check_throws([] { ones({2, 3}) * ones({3, 2}); }, {"mul", "[2, 3]", "[3, 2]"});
+  th::check_throws([] { exp(ones({2}, {.dtype = DType::b8})); }, {"exp", "bool"});
+}
+
+TEST_CASE("gradcheck of every differentiable elementwise op", "[elementwise][grad]") {
+  using V = std::vector<Tensor>;
+  auto pos = [](Shape s) { return rand(s, {.dtype = DType::f64}) + 0.5; };
+  Tensor a = random({3, 4}, DType::f64), b = random({4}, DType::f64), c = random({3, 1}, DType::f64);
+  th::gradcheck_ok([](const V& v) { return v[0] + v[1]; }, {a, b});
+  th::gradcheck_ok([](const V& v) { return v[0] - v[1]; }, {a, c});
+  th::gradcheck_ok([](const V& v) { return v[0] * v[1]; }, {a, b});
+  th::gradcheck_ok([](const V& v) { return v[0] / v[1]; }, {a, pos({4})});
+  th::gradcheck_ok([](const V& v) { return pow(v[0], v[1]); }, {pos({3, 4}), b});
+  th::gradcheck_ok([](const V& v) { return pow(v[0], 3.0) + 2.0 * v[0] - 1.0 / v[0]; }, {pos({5})});
+  th::gradcheck_ok([](const V& v) { return maximum(v[0], v[1]); }, {a, b});
+  th::gradcheck_ok([](const V& v) { return minimum(v[0], v[1]); }, {a, c});
+  th::gradcheck_ok([](const V& v) { return where(gt(v[0], 0.0), v[0], v[1]); }, {a, b});
+  for (auto f : std::vector<Tensor (*)(const Tensor&)>{neg, abs, exp, sin, cos, tanh, sigmoid, relu, gelu, silu, softplus})
+    th::gradcheck_ok([f](const V& v) { return f(v[0]); }, {random({2, 5}, DType::f64, true)});
+  for (auto f : std::vector<Tensor (*)(const Tensor&)>{log, sqrt, rsqrt, log1p})
+    th::gradcheck_ok([f](const V& v) { return f(v[0]); }, {pos({2, 5})});
+  th::gradcheck_ok([](const V& v) { return clamp(v[0], -0.5, 0.5); }, {random({2, 5}, DType::f64)});
+  th::gradcheck_ok([](const V& v) { return leaky_relu(v[0], 0.2); }, {random({2, 5}, DType::f64)});
+}
