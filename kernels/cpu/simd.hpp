@@ -170,36 +170,29 @@ template <> struct Vec<double> {
 };
 #else
 #define STRATA_SIMD_NAME "scalar"
-template <class T> struct ScalarVec {
+// No vector unit known: the primary template is a one-lane "vector", so kernels compile unchanged.
+template <class T> struct Vec {
   static constexpr int size = 1;
   T v;
-  ScalarVec() = default;
-  explicit ScalarVec(T s) : v(s) {}
-  static ScalarVec load(const T* p) { return ScalarVec(*p); }
+  Vec() = default;
+  explicit Vec(T s) : v(s) {}
+  static Vec load(const T* p) { return Vec(*p); }
   void store(T* p) const { *p = v; }
-  friend ScalarVec operator+(ScalarVec a, ScalarVec b) { return ScalarVec(a.v + b.v); }
-  friend ScalarVec operator-(ScalarVec a, ScalarVec b) { return ScalarVec(a.v - b.v); }
-  friend ScalarVec operator*(ScalarVec a, ScalarVec b) { return ScalarVec(a.v * b.v); }
-  friend ScalarVec operator/(ScalarVec a, ScalarVec b) { return ScalarVec(a.v / b.v); }
-  friend ScalarVec operator-(ScalarVec a) { return ScalarVec(-a.v); }
-  friend ScalarVec vmax(ScalarVec a, ScalarVec b) { return ScalarVec(a.v > b.v ? a.v : b.v); }
-  friend ScalarVec vmin(ScalarVec a, ScalarVec b) { return ScalarVec(a.v < b.v ? a.v : b.v); }
-  friend ScalarVec vfmadd(ScalarVec a, ScalarVec b, ScalarVec c) { return ScalarVec(std::fma(a.v, b.v, c.v)); }
-  friend ScalarVec vabs(ScalarVec a) { return ScalarVec(std::fabs(a.v)); }
-  friend ScalarVec vsqrt(ScalarVec a) { return ScalarVec(std::sqrt(a.v)); }
-  friend T reduce_add(ScalarVec a) { return a.v; }
-  friend T reduce_max(ScalarVec a) { return a.v; }
-  friend T reduce_min(ScalarVec a) { return a.v; }
-  static ScalarVec pow2n(ScalarVec n) { return ScalarVec(std::ldexp(T(1), int(n.v))); }
-  static ScalarVec round(ScalarVec a) { return ScalarVec(std::nearbyint(a.v)); }
-};
-template <> struct Vec<float> : ScalarVec<float> {
-  using ScalarVec<float>::ScalarVec;
-  Vec(ScalarVec<float> s) : ScalarVec<float>(s) {}
-};
-template <> struct Vec<double> : ScalarVec<double> {
-  using ScalarVec<double>::ScalarVec;
-  Vec(ScalarVec<double> s) : ScalarVec<double>(s) {}
+  friend Vec operator+(Vec a, Vec b) { return Vec(a.v + b.v); }
+  friend Vec operator-(Vec a, Vec b) { return Vec(a.v - b.v); }
+  friend Vec operator*(Vec a, Vec b) { return Vec(a.v * b.v); }
+  friend Vec operator/(Vec a, Vec b) { return Vec(a.v / b.v); }
+  friend Vec operator-(Vec a) { return Vec(-a.v); }
+  friend Vec vmax(Vec a, Vec b) { return Vec(a.v > b.v ? a.v : b.v); }
+  friend Vec vmin(Vec a, Vec b) { return Vec(a.v < b.v ? a.v : b.v); }
+  friend Vec vfmadd(Vec a, Vec b, Vec c) { return Vec(std::fma(a.v, b.v, c.v)); }
+  friend Vec vabs(Vec a) { return Vec(std::fabs(a.v)); }
+  friend Vec vsqrt(Vec a) { return Vec(std::sqrt(a.v)); }
+  friend T reduce_add(Vec a) { return a.v; }
+  friend T reduce_max(Vec a) { return a.v; }
+  friend T reduce_min(Vec a) { return a.v; }
+  static Vec pow2n(Vec n) { return Vec(std::ldexp(T(1), int(n.v))); }
+  static Vec round(Vec a) { return Vec(std::nearbyint(a.v)); }
 };
 #endif
 

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "strata/autograd/grad_mode.hpp"
-#include "strata/tensor/tensor.hpp"
+#include "strata/tensor/detail/tensor_class.hpp"
 
 namespace strata {
 
@@ -111,3 +111,6 @@ inline Tensor record(const char* name, Tensor out, const std::vector<Tensor>& in
 }
 
 }  // namespace strata
+
+// the ops (and the methods that forward to them) come after record(), which they use
+#include "strata/tensor/tensor.hpp"

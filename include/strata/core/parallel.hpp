@@ -44,7 +44,10 @@ class ThreadPool {
   void resize(int n) {
     stop();
     stopping_ = false;
-    for (int i = 1; i < std::max(n, 1); ++i) workers_.emplace_back([this, i] { work(i); });
+    // new workers wait for the next run: seeing an earlier run's generation, they would call its
+    // (already cleared) task
+    const uint64_t gen = generation_;
+    for (int i = 1; i < std::max(n, 1); ++i) workers_.emplace_back([this, i, gen] { work(i, gen); });
   }
 
   /// Runs task(i) for i in [0, n) with n <= size(); task(0) runs on the calling thread.
@@ -74,9 +77,8 @@ class ThreadPool {
   }
 
  private:
-  void work(int id) {
+  void work(int id, uint64_t seen) {
     detail::in_parallel_region = true;
-    uint64_t seen = 0;
     for (;;) {
       const std::function<void(int)>* task;
       {

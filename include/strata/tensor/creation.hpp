@@ -75,7 +75,7 @@ inline Tensor linspace(double start, double end, int64_t steps, TensorOptions o 
     T* p = t.data_ptr<T>();
     // fill from both ends, as PyTorch does, so the last value is exactly `end`
     for (int64_t i = 0; i < steps; ++i)
-      p[i] = cast_value<T>(i < steps / 2 ? start + step * double(i) : end - step * double(steps - 1 - i));
+      p[i] = cast_value<T>(steps == 1 || i < steps / 2 ? start + step * double(i) : end - step * double(steps - 1 - i));
   });
   if (o.requires_grad) t.requires_grad_();
   return t;
@@ -105,8 +105,13 @@ inline Tensor rand(const Shape& shape, TensorOptions o = {}, Generator& gen = de
   dispatch_float(o.dtype, "rand", [&]<class T>(type_tag<T>) {
     if constexpr (std::is_same_v<T, double>)
       detail::random_fill<T>(t, gen, 2, [](const uint32_t* w) { return uints_to_unit_double(w[0], w[1]); });
-    else
-      detail::random_fill<T>(t, gen, 1, [](const uint32_t* w) { return T(uint_to_unit_float(w[0])); });
+    else if constexpr (std::is_same_v<T, float>)
+      detail::random_fill<T>(t, gen, 1, [](const uint32_t* w) { return uint_to_unit_float(w[0]); });
+    else  // f16/bf16: only as many bits as the significand holds, so no value rounds up to 1.0
+      detail::random_fill<T>(t, gen, 1, [](const uint32_t* w) {
+        constexpr int bits = std::is_same_v<T, f16> ? 11 : 8;
+        return T(float(w[0] >> (32 - bits)) * (1.0f / float(1 << bits)));
+      });
   });
   if (o.requires_grad) t.requires_grad_();
   return t;

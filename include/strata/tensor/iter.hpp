@@ -3,7 +3,7 @@
 
 #include <array>
 
-#include "strata/tensor/tensor.hpp"
+#include "strata/tensor/detail/tensor_class.hpp"
 #include "kernels/cpu/elementwise.hpp"
 
 namespace strata {
