@@ -130,7 +130,8 @@ inline int num_threads() { return thread_pool().size(); }
 /// Changes the thread count (not from inside a parallel region).
 inline void set_num_threads(int n) { thread_pool().resize(n); }
 
-/// Calls fn(lo, hi) over disjoint chunks of [begin, end), each at least `grain` long.
+/// Calls fn(lo, hi) over disjoint contiguous chunks covering [begin, end), at most one per thread and
+/// no more chunks than (end - begin) / grain rounded up.
 template <class F>
 void parallel_for(int64_t begin, int64_t end, int64_t grain, F&& fn) {
   const int64_t n = end - begin;
