@@ -156,6 +156,16 @@ TEST_CASE("in-place ops write through views and refuse tensors that require grad
   t.copy_(th::make({1, 2}, {2}, DType::f64));  // broadcast + cast
   CHECK(th::values(t) == std::vector<double>{1, 2, 1, 2});
 
+  Tensor sq = arange(9).to(DType::f32).view({3, 3});
+  sq.add_(sq.t());  // reads all of the transpose before writing
+  CHECK(th::values(sq) == std::vector<double>{0, 4, 8, 4, 8, 12, 8, 12, 16});
+  Tensor sq2 = arange(4).view({2, 2});
+  sq2.copy_(sq2.t());
+  CHECK(th::values(sq2) == std::vector<double>{0, 2, 1, 3});
+  Tensor ex = zeros({3}).expand({2, 3});
+  th::check_throws([&] { ex.add_(ones({2, 3})); }, {"add_", "[2, 3]", "stride 0"});
+  th::check_throws([&] { ex.fill_(1); }, {"fill_", "stride 0"});
+
   Tensor w = ones({3}).requires_grad_();
   th::check_throws([&] { w.add_(ones({3})); }, {"add_", "requires grad"});
   {

@@ -253,7 +253,8 @@ Tensor& binary_inplace(const char* name, Tensor& self, const Tensor& other, Op o
   const Shape shape = broadcast_shapes(self.shape(), other.shape(), name);
   STRATA_CHECK(shape == self.shape(), name, "got shapes ", self.shape(), " and ", other.shape(),
                ", expected the second to broadcast to the first");
-  const Tensor o = to(detach(other), self.dtype());
+  check_writable(self, name);
+  const Tensor o = unaliased(to(detach(other), self.dtype()), self);
   auto L = make_loop<3>({&self, &self, &o}, name);
   dispatch_numeric(self.dtype(), name, [&]<class T>(type_tag<T>) {
     cpu::binary_kernel<T, T>(L, self.data_ptr<T>(), self.data_ptr<T>(), o.data_ptr<T>(), op);

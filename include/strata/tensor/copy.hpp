@@ -10,10 +10,34 @@
 
 namespace strata {
 
+namespace detail {
+/// An in-place write target must not have several elements at one address (an expanded view).
+inline void check_writable(const Tensor& t, const char* op) {
+  for (int d = 0; d < t.dim(); ++d)
+    STRATA_CHECK(t.strides()[d] != 0 || t.shape()[d] <= 1, op, "got a target of shape ", t.shape(),
+                 " and strides ", t.strides(), ", expected no expanded (stride 0) dims: several "
+                 "elements would share one memory location (call contiguous() first)");
+}
+/// `src` itself, or a private copy when it shares memory with `dst` in another layout
+/// (x.copy_(x.t()) must read x before writing it).
+inline Tensor unaliased(const Tensor& src, const Tensor& dst) {
+  if (src.storage() != dst.storage()) return src;
+  if (src.offset() == dst.offset() && src.strides() == dst.strides() && src.shape() == dst.shape()) return src;
+  Tensor copy = Tensor::empty(src.shape(), src.dtype(), src.device());
+  auto L = make_loop<2>({&copy, &src}, "copy_");
+  dispatch_all(src.dtype(), "copy_", [&]<class T>(type_tag<T>) {
+    cpu::copy_kernel<T, T>(L, copy.data_ptr<T>(), static_cast<const T*>(src.raw_data()));
+  });
+  return copy;
+}
+}  // namespace detail
+
 /// dst[...] = src[...] (broadcast, converting dtype); in place, not recorded.
-inline Tensor& copy_(Tensor& dst, const Tensor& src) {
-  STRATA_CHECK(dst.device() == src.device(), "copy_", "got devices ", dst.device(), " and ",
-               src.device(), ", expected the same device");
+inline Tensor& copy_(Tensor& dst, const Tensor& src_in) {
+  STRATA_CHECK(dst.device() == src_in.device(), "copy_", "got devices ", dst.device(), " and ",
+               src_in.device(), ", expected the same device");
+  detail::check_writable(dst, "copy_");
+  const Tensor src = detail::unaliased(src_in, dst);
   auto L = make_loop<2>({&dst, &src}, "copy_");
   dispatch_all(dst.dtype(), "copy_", [&]<class To>(type_tag<To>) {
     dispatch_all(src.dtype(), "copy_", [&]<class From>(type_tag<From>) {
@@ -27,6 +51,7 @@ inline Tensor& copy_(Tensor& dst, const Tensor& src) {
 
 /// Sets every element to `value` (converted to the dtype).
 inline Tensor& fill_(Tensor& t, double value) {
+  detail::check_writable(t, "fill_");
   auto L = make_loop<1>({&t}, "fill_");
   dispatch_all(t.dtype(), "fill_", [&]<class T>(type_tag<T>) {
     cpu::fill_kernel<T>(L, static_cast<T*>(t.raw_data()), cast_value<T>(value));
