@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
@@ -24,14 +25,14 @@
 namespace strata::cpu {
 
 // ---- scalar spellings, so functors are generic over float/double and Vec ----
-template <class T> inline T vmax(T a, T b) { return a > b ? a : b; }
-template <class T> inline T vmin(T a, T b) { return a < b ? a : b; }
+template <class T> requires std::is_arithmetic_v<T> inline T vmax(T a, T b) { return a > b ? a : b; }
+template <class T> requires std::is_arithmetic_v<T> inline T vmin(T a, T b) { return a < b ? a : b; }
 inline float vfmadd(float a, float b, float c) { return std::fma(a, b, c); }
 inline double vfmadd(double a, double b, double c) { return std::fma(a, b, c); }
 // integer spellings (through double), so functors instantiate for every numeric dtype
-template <class T> inline T vabs(T a) { return a < T(0) ? T(-a) : a; }
-template <class T> inline T vsqrt(T a) { return T(std::sqrt(double(a))); }
-template <class T> inline T vexp(T a) { return T(std::exp(double(a))); }
+template <class T> requires std::is_arithmetic_v<T> inline T vabs(T a) { return a < T(0) ? T(-a) : a; }
+template <class T> requires std::is_arithmetic_v<T> inline T vsqrt(T a) { return T(std::sqrt(double(a))); }
+template <class T> requires std::is_arithmetic_v<T> inline T vexp(T a) { return T(std::exp(double(a))); }
 inline float vabs(float a) { return std::fabs(a); }
 inline double vabs(double a) { return std::fabs(a); }
 inline float vsqrt(float a) { return std::sqrt(a); }

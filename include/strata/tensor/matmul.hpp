@@ -1,0 +1,246 @@
+// Matrix products: matmul (PyTorch semantics), mm, bmm, dot, linear.
+//
+// matmul(a, b), a: [..., M, K], b: [..., K, N] -> out: [broadcast(a..., b...), M, N]
+//   out[..., m, n] = sum_k a[..., m, k] * b[..., k, n]
+//   A 1-D a ([K]) is treated as [1, K] and a 1-D b as [K, 1], and that 1 is removed from the result,
+//   so 1-D @ 1-D is the dot product (0-d), [K] @ [..., K, N] -> [..., N], [..., M, K] @ [K] -> [..., M].
+//   Batch dims broadcast like elementwise ops: [B, 1, M, K] @ [N, K, P] -> [B, N, M, P].
+// dtype: promoted like binary ops. float32/float64 run cpu::gemm (kernels/cpu/gemm.hpp) straight on
+//   the operands' strides (transposed and sliced views are not copied; a matrix with no unit stride
+//   is); float16/bfloat16 are converted to float32, multiplied, and rounded back once; integers use
+//   the reference loop with int64 sums (wrapping to the dtype like PyTorch); bool is rejected.
+// Gradients (per batch matrix): dA = dout @ B^T, dB = A^T @ dout, each summed over the batch dims
+//   its input was broadcast along (sum_to). The 1-D promotions are views, so they need no extra rule.
+// Reference: torch.matmul / torch.nn.functional.linear documentation; PyTorch's at::matmul, which
+//   also folds the batch into M when b is a plain matrix ([B, T, K] @ [K, N] is one gemm).
+#pragma once
+
+#include <vector>
+
+#include "strata/tensor/reduce.hpp"
+#include "kernels/cpu/gemm.hpp"
+
+namespace strata {
+
+namespace detail {
+
+/// The last two dims swapped (a view).
+inline Tensor matrix_transpose(const Tensor& x) { return transpose(x, -1, -2); }
+
+/// x itself when each matrix has a unit stride in one dim (gemm packs those fast), else a copy.
+inline Tensor unit_stride_matrices(const Tensor& x) {
+  const int64_t r = x.size(-2), c = x.size(-1);
+  if (x.stride(-1) == 1 || x.stride(-2) == 1 || r <= 1 || c <= 1) return x;
+  return contiguous(x);
+}
+
+/// Throws unless the batch dims (all but the last two) of a and b broadcast; names both shapes.
+inline Shape matmul_batch_shape(const Shape& a, const Shape& b, const char* op) {
+  const Shape ba(a.begin(), a.end() - 2), bb(b.begin(), b.end() - 2);
+  const size_t n = std::max(ba.size(), bb.size());
+  Shape out(n);
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t da = i < n - ba.size() ? 1 : ba[i - (n - ba.size())];
+    const int64_t db = i < n - bb.size() ? 1 : bb[i - (n - bb.size())];
+    STRATA_CHECK(da == db || da == 1 || db == 1, op, "got shapes ", a, " and ", b,
+                 ", expected batch dims (all but the last two) that broadcast");
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------- forward (no autograd)
+
+/// out[batch..., M, N] = a[..., M, K] @ b[..., K, N] for a, b with >= 2 dims (sizes checked by the
+/// caller); batch dims broadcast; result in the promoted dtype, contiguous.
+inline Tensor matmul_fwd(const Tensor& a_in, const Tensor& b_in) {
+  STRATA_CHECK(a_in.device() == b_in.device(), "matmul", "got devices ", a_in.device(), " and ",
+               b_in.device(), ", expected the same device");
+  const DType t = promote_types(a_in.dtype(), b_in.dtype());
+  STRATA_CHECK(t != DType::b8, "matmul", "got dtypes ", a_in.dtype(), " and ", b_in.dtype(),
+               ", expected numeric dtypes (not bool)");
+  if (t == DType::f16 || t == DType::bf16)  // no 16-bit kernel yet: multiply in float32, round once
+    return to(matmul_fwd(to(detach(a_in), DType::f32), to(detach(b_in), DType::f32)), t);
+
+  const Tensor a = detail::unit_stride_matrices(to(detach(a_in), t));
+  const Tensor b = detail::unit_stride_matrices(to(detach(b_in), t));
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  const Shape batch = detail::matmul_batch_shape(a.shape(), b.shape(), "matmul");
+  Shape out_shape = batch;
+  out_shape.push_back(M);
+  out_shape.push_back(N);
+  Tensor out = Tensor::empty(out_shape, t, a.device());
+  if (out.numel() == 0) return out;
+
+  // strides of a and b viewed as [batch..., M, K] / [batch..., K, N] (0 along broadcast dims)
+  const int nb = batch.dim();
+  Shape a_full = batch, b_full = batch;
+  a_full.insert(a_full.end(), {M, K});
+  b_full.insert(b_full.end(), {K, N});
+  const Strides as = broadcast_strides(a, a_full, "matmul"), bs = broadcast_strides(b, b_full, "matmul");
+  const int64_t a_rs = as[nb], a_cs = as[nb + 1], b_rs = bs[nb], b_cs = bs[nb + 1];
+  int64_t nbatch = numel(batch);
+
+  // b the same matrix for every batch and a's [batch..., M] rows evenly spaced: one gemm with
+  // M' = nbatch * M (out is contiguous, so its rows are evenly spaced too)
+  int64_t m_all = M;
+  if (nbatch > 1) {
+    bool fold = true;
+    int64_t expect = a_rs * M;
+    for (int d = nb - 1; d >= 0; --d) {
+      if (batch[d] == 1) continue;
+      fold = fold && bs[d] == 0 && as[d] == expect;
+      expect *= batch[d];
+    }
+    if (fold) {
+      m_all = nbatch * M;
+      nbatch = 1;
+    }
+  }
+
+  // element offsets of each batch matrix in a and b
+  std::vector<int64_t> a_off(size_t(nbatch), 0), b_off(size_t(nbatch), 0);
+  if (nbatch > 1) {
+    std::vector<int64_t> idx(size_t(nb), 0);
+    int64_t oa = 0, ob = 0;
+    for (int64_t i = 0; i < nbatch; ++i) {
+      a_off[size_t(i)] = oa;
+      b_off[size_t(i)] = ob;
+      for (int d = nb - 1; d >= 0; --d) {
+        if (++idx[size_t(d)] < batch[d]) {
+          oa += as[d];
+          ob += bs[d];
+          break;
+        }
+        oa -= as[d] * (batch[d] - 1);
+        ob -= bs[d] * (batch[d] - 1);
+        idx[size_t(d)] = 0;
+      }
+    }
+  }
+
+  dispatch_numeric(t, "matmul", [&]<class T>(type_tag<T>) {
+    if constexpr (std::is_same_v<T, f16> || std::is_same_v<T, bf16>) {
+      return;  // converted above
+    } else {
+      const T* pa = a.data_ptr<T>();
+      const T* pb = b.data_ptr<T>();
+      T* po = out.data_ptr<T>();
+      auto one = [&](int64_t i) {
+        const T* ai = pa + a_off[size_t(i)];
+        const T* bi = pb + b_off[size_t(i)];
+        T* ci = po + i * M * N;
+        if constexpr (std::is_floating_point_v<T>)
+          cpu::gemm<T>(m_all, N, K, T(1), ai, a_rs, a_cs, bi, b_rs, b_cs, T(0), ci, N, 1);
+        else
+          cpu::gemm_ref<T>(m_all, N, K, T(1), ai, a_rs, a_cs, bi, b_rs, b_cs, T(0), ci, N, 1);
+      };
+      // many small products: one batch matrix per task (each gemm then runs single-threaded);
+      // large ones: one at a time, each gemm splitting its own work across the threads
+      const double work = double(M) * double(N) * double(std::max<int64_t>(K, 1));
+      if (nbatch > 1 && work < double(1 << 20)) {
+        const int64_t grain = std::max<int64_t>(1, int64_t(double(1 << 16) / work));
+        parallel_for(0, nbatch, grain, [&](int64_t lo, int64_t hi) {
+          for (int64_t i = lo; i < hi; ++i) one(i);
+        });
+      } else {
+        for (int64_t i = 0; i < nbatch; ++i) one(i);
+      }
+    }
+  });
+  return out;
+}
+
+/// Gradients of out = a @ b (a, b with >= 2 dims) for the inputs that need one.
+/// ad / bd: the inputs' values (undefined where not needed); ai / bi: what the inputs were.
+inline std::vector<Tensor> matmul_bwd(const Tensor& dout, const Tensor& ad, const Tensor& bd,
+                                      const InputInfo& ai, const InputInfo& bi) {
+  Tensor da, db;
+  if (ai.requires_grad)  // dA = dout @ B^T, summed over a's broadcast batch dims
+    da = detail::grad_for(matmul_fwd(dout, detail::matrix_transpose(bd)), ai);
+  if (bi.requires_grad) {
+    if (bi.shape.size() == 2 && ad.dim() > 2) {  // b shared by every batch: one gemm over all rows
+      const int64_t rows = numel(Shape(ad.shape().begin(), ad.shape().end() - 1));  // batch * M
+      const Tensor a_rows = reshape(ad, {rows, ad.size(-1)}), dout_rows = reshape(dout, {rows, dout.size(-1)});
+      db = detail::grad_for(matmul_fwd(detail::matrix_transpose(a_rows), dout_rows), bi);
+    } else {  // dB = A^T @ dout, summed over b's broadcast batch dims
+      db = detail::grad_for(matmul_fwd(detail::matrix_transpose(ad), dout), bi);
+    }
+  }
+  return {da, db};
+}
+
+// ---------------------------------------------------------------- differentiable ops
+
+namespace detail {
+/// a @ b for a, b with >= 2 dims (inner sizes already checked), recorded for autograd.
+inline Tensor matmul_nd(const Tensor& a, const Tensor& b) {
+  Tensor out = matmul_fwd(a, b);
+  if (!any_requires_grad({a, b})) return out;
+  // keep only what the backward reads: b for dA, a for dB
+  Tensor ad = b.requires_grad() ? detach(a) : Tensor();
+  Tensor bd = a.requires_grad() ? detach(b) : Tensor();
+  return record("matmul_backward", out, {a, b}, [ad, bd, ai = info(a), bi = info(b)](const Tensor& dout) {
+    return matmul_bwd(dout, ad, bd, ai, bi);
+  });
+}
+}  // namespace detail
+
+/// Matrix product with PyTorch's rules for 1-D operands and broadcast batch dims (see the top).
+inline Tensor matmul(const Tensor& a, const Tensor& b) {
+  STRATA_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul", "got shapes ", a.shape(), " and ", b.shape(),
+               ", expected tensors with at least 1 dim");
+  const int64_t ka = a.size(-1), kb = b.dim() == 1 ? b.size(0) : b.size(-2);
+  STRATA_CHECK(ka == kb, "matmul", "got shapes ", a.shape(), " and ", b.shape(), ", expected a.size(-1) == b.size(",
+               b.dim() == 1 ? "0" : "-2", ") (", ka, " != ", kb, ")");
+  const Tensor a2 = a.dim() == 1 ? unsqueeze(a, 0) : a;  // [K] -> [1, K]
+  const Tensor b2 = b.dim() == 1 ? unsqueeze(b, 1) : b;  // [K] -> [K, 1]
+  detail::matmul_batch_shape(a2.shape(), b2.shape(), "matmul");
+  Tensor out = detail::matmul_nd(a2, b2);
+  if (a.dim() == 1) out = squeeze(out, -2);
+  if (b.dim() == 1) out = squeeze(out, -1);
+  return out;
+}
+
+/// a[M, K] @ b[K, N] -> [M, N]; 2-D only.
+inline Tensor mm(const Tensor& a, const Tensor& b) {
+  STRATA_CHECK(a.dim() == 2 && b.dim() == 2, "mm", "got shapes ", a.shape(), " and ", b.shape(),
+               ", expected 2-D tensors");
+  STRATA_CHECK(a.size(1) == b.size(0), "mm", "got shapes ", a.shape(), " and ", b.shape(),
+               ", expected a.size(1) == b.size(0) (", a.size(1), " != ", b.size(0), ")");
+  return detail::matmul_nd(a, b);
+}
+
+/// a[B, M, K] @ b[B, K, N] -> [B, M, N]; 3-D with equal batch sizes (no broadcasting, like PyTorch).
+inline Tensor bmm(const Tensor& a, const Tensor& b) {
+  STRATA_CHECK(a.dim() == 3 && b.dim() == 3, "bmm", "got shapes ", a.shape(), " and ", b.shape(),
+               ", expected 3-D tensors");
+  STRATA_CHECK(a.size(0) == b.size(0) && a.size(2) == b.size(1), "bmm", "got shapes ", a.shape(), " and ",
+               b.shape(), ", expected [B, M, K] and [B, K, N]");
+  return detail::matmul_nd(a, b);
+}
+
+/// sum_k a[k] * b[k] -> 0-d; 1-D tensors of equal size.
+inline Tensor dot(const Tensor& a, const Tensor& b) {
+  STRATA_CHECK(a.dim() == 1 && b.dim() == 1 && a.size(0) == b.size(0), "dot", "got shapes ", a.shape(), " and ",
+               b.shape(), ", expected 1-D tensors of the same size");
+  return matmul(a, b);
+}
+
+/// x[..., in] @ w[out, in]^T + b[out] -> [..., out] (PyTorch's F.linear); b may be undefined.
+inline Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor()) {
+  STRATA_CHECK(w.dim() == 2, "linear", "got weight shape ", w.shape(), ", expected [out_features, in_features]");
+  STRATA_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "linear", "got input shape ", x.shape(),
+               " and weight shape ", w.shape(), ", expected input.size(-1) == weight.size(1)");
+  STRATA_CHECK(!b.defined() || (b.dim() <= 1 && (b.numel() == w.size(0) || b.numel() == 1)), "linear",
+               "got bias shape ", (b.defined() ? b.shape() : Shape{}), " for weight shape ", w.shape(),
+               ", expected [", w.size(0), "]");
+  Tensor out = matmul(x, transpose(w, 0, 1));
+  return b.defined() ? add(out, b) : out;
+}
+
+inline Tensor Tensor::matmul(const Tensor& other) const { return strata::matmul(*this, other); }
+
+}  // namespace strata

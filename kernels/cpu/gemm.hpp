@@ -1,0 +1,402 @@
+// GEMM on the CPU: C[M,N] = alpha * A[M,K] @ B[K,N] + beta * C[M,N], for float and double.
+//
+// Every matrix is a pointer plus a row stride and a column stride (in elements, any sign), so
+// transposed, sliced and broadcast (stride 0) operands need no copy: A^T is (A, a_cs, a_rs).
+// Contract: beta == 0 never reads C (NaN or garbage in C does not leak into the result);
+// alpha == 0 or K == 0 never reads A or B; M == 0 or N == 0 does nothing. C must not alias A or B.
+//
+// gemm_ref: the plain triple loop with the dot product accumulated in double (int64 for integer
+// types): the source of truth the fast kernel is tested against, and the integer matmul path.
+//
+// gemm: the GotoBLAS / BLIS algorithm (Goto & van de Geijn, "Anatomy of High-Performance Matrix
+// Multiplication", TOMS 2008; Van Zee & van de Geijn, "BLIS", TOMS 2015). Five loops around a
+// register-blocked micro-kernel:
+//
+//   for jc in N step NC:                  B block  [KC x NC] packed, lives in L3
+//     for pc in K step KC:                  pack B[pc:pc+KC, jc:jc+NC] into NR-column panels
+//       for ic in M step MC:                A block  [MC x KC] packed, lives in L2
+//         pack A[ic:ic+MC, pc:pc+KC] into MR-row panels
+//         for jr in NC step NR:             B micro-panel [KC x NR] stays in L1
+//           for ir in MC step MR:           A micro-panel [MR x KC] streams from L2
+//             C[MR x NR] (+)= A panel @ B panel      (micro-kernel: MR*NR/Vec accumulators)
+//
+// Packing copies each block once into the exact order the micro-kernel reads it (unit stride,
+// one vector load of B and MR broadcasts of A per k), whatever the operands' strides were. Edge
+// panels are zero-padded to MR / NR, so the micro-kernel always runs a full tile; the partial tile
+// (and a C without unit column stride) is written through a small buffer, element by element.
+// A C with unit row stride and non-unit column stride (column-major) is handled by computing
+// C^T = B^T A^T instead, so the fast store path applies.
+//
+// Threads: when M*N*K >= 2^20 the larger of M and N is cut into chunks of whole MR / NR tiles
+// (about 4 per thread, handed out dynamically) and each thread runs the serial algorithm on its
+// chunks with its own packing buffers.
+// Called from inside a parallel region (e.g. one gemm per batch matrix), it runs single-threaded.
+//
+// Register tiles (MR x NR), from the vector width in kernels/cpu/simd.hpp:
+//   AVX2+FMA (16 ymm):   f32 6 x 16, f64 6 x 8   : 12 accumulators + 2 B vectors + 1 broadcast = 15
+//   AVX-512  (32 zmm):   f32 14 x 32, f64 14 x 16: 28 accumulators + 2 B vectors + 1 broadcast = 31
+//   scalar:              4 x 4 (compilers keep 16 scalars in registers)
+// Block sizes, for a Zen 4 class core (32 KiB L1d, 1 MiB L2, L3 shared; Zen 3 has 512 KiB L2,
+// which the same choices still fit):
+//   KC: the B micro-panel KC x NR must stay in L1 while the A panels stream past it:
+//       KC * NR * sizeof(T) = 256 * 16 * 4 = 16 KiB (f32 AVX2), 256 * 8 * 8 = 16 KiB (f64 AVX2),
+//       192 * 32 * 4 = 24 KiB (f32 AVX-512): about half of L1, leaving room for A and C lines.
+//   MC: the packed A block MC x KC stays in L2: 144 * 256 * 4 = 144 KiB (f32), 72 * 256 * 8 =
+//       144 KiB (f64): well under half of L2, so B panels and C tiles do not evict it.
+//   NC: the packed B block KC x NC sits in L3: 256 * 4080 * 4 = 4 MiB; NC is a multiple of NR.
+// These are starting points (BLIS's Zen configuration uses the same); bench/kernels/gemm.cpp
+// measures them.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+#include <type_traits>
+
+#include "kernels/cpu/simd.hpp"
+#include "strata/core/parallel.hpp"
+
+namespace strata::cpu {
+
+// ================================================================================ reference
+
+/// C = alpha * A @ B + beta * C by the definition; sums in double (int64 for integer T).
+template <class T>
+void gemm_ref(int64_t M, int64_t N, int64_t K, T alpha,
+              const T* A, int64_t a_rs, int64_t a_cs,   // A: [M, K]
+              const T* B, int64_t b_rs, int64_t b_cs,   // B: [K, N]
+              T beta, T* C, int64_t c_rs, int64_t c_cs) {  // C: [M, N]
+  using Acc = std::conditional_t<std::is_integral_v<T>, int64_t, double>;
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      // dot product of row i of A with column j of B
+      Acc acc = 0;
+      for (int64_t p = 0; p < K; ++p) acc += Acc(A[i * a_rs + p * a_cs]) * Acc(B[p * b_rs + j * b_cs]);
+      // scale; beta == 0 means "overwrite", so C is not read
+      T& c = C[i * c_rs + j * c_cs];
+      c = beta == T(0) ? T(Acc(alpha) * acc) : T(Acc(alpha) * acc + Acc(beta) * Acc(c));
+    }
+}
+
+// ================================================================================ configuration
+
+/// Register tile and cache blocks for element type T (see the file comment for the reasoning).
+template <class T>
+struct GemmBlocking {
+  using V = Vec<T>;
+  static constexpr int VS = V::size;
+  static constexpr bool wide = VS * sizeof(T) >= 64;      // 512-bit registers (32 of them)
+  static constexpr int NV = VS == 1 ? 4 : 2;               // vectors per micro-tile row
+  static constexpr int MR = VS == 1 ? 4 : (wide ? 14 : 6);
+  static constexpr int NR = NV * VS;
+  static constexpr int64_t KC = wide ? 192 : 256;
+  static constexpr int64_t MC = MR * (sizeof(T) == 4 ? 24 : 12);  // 144 / 72 (AVX2), 336 / 168 (AVX-512)
+  static constexpr int64_t NC = 4080 / NR * NR;
+  static_assert(VS == 1 || MR * NV + NV + 1 <= (wide ? 32 : 16), "micro-tile must fit the vector registers");
+};
+
+namespace detail {
+
+/// c + a * b: one FMA on vector targets; on the scalar fallback a plain multiply-add (std::fma
+/// without hardware FMA is a slow library call), which the compiler may still contract.
+template <class V>
+inline V gemm_madd(std::type_identity_t<V> a, std::type_identity_t<V> b, std::type_identity_t<V> c) {
+  if constexpr (V::size == 1) return V(c + a * b);
+  else return vfmadd(a, b, c);
+}
+
+/// A per-thread, 64-byte aligned scratch buffer that only grows (slot 0: A block, 1: B block).
+template <class T>
+T* gemm_scratch(int slot, int64_t n) {
+  struct Buf {
+    T* p = nullptr;
+    int64_t n = 0;
+    ~Buf() { std::free(p); }
+  };
+  thread_local Buf bufs[2];
+  Buf& b = bufs[slot];
+  if (b.n < n) {
+    std::free(b.p);
+    b.p = nullptr;
+    b.n = 0;
+    const size_t bytes = (size_t(n) * sizeof(T) + 63) / 64 * 64;
+    b.p = static_cast<T*>(std::aligned_alloc(64, bytes));
+    if (!b.p) throw std::bad_alloc();
+    b.n = n;
+  }
+  return b.p;
+}
+
+// ================================================================================ packing
+
+/// Packs A[mc, kc] into ceil(mc/MR) panels, each kc columns of MR values (zero rows pad the last).
+/// out: [ceil(mc/MR)][kc][MR]
+template <class T, int MR>
+void gemm_pack_a(int64_t mc, int64_t kc, const T* A, int64_t a_rs, int64_t a_cs, T* out) {
+  for (int64_t i0 = 0; i0 < mc; i0 += MR) {
+    const int mr = int(std::min<int64_t>(MR, mc - i0));
+    const T* a = A + i0 * a_rs;
+    if (mr == MR && a_rs == 1) {  // column-major A: MR contiguous values per k
+      for (int64_t p = 0; p < kc; ++p, out += MR)
+        for (int i = 0; i < MR; ++i) out[i] = a[p * a_cs + i];
+    } else if (mr == MR) {
+      for (int64_t p = 0; p < kc; ++p, out += MR)
+        for (int i = 0; i < MR; ++i) out[i] = a[i * a_rs + p * a_cs];
+    } else {
+      for (int64_t p = 0; p < kc; ++p, out += MR)
+        for (int i = 0; i < MR; ++i) out[i] = i < mr ? a[i * a_rs + p * a_cs] : T(0);
+    }
+  }
+}
+
+/// Packs B[kc, nc] into ceil(nc/NR) panels, each kc rows of NR values (zero columns pad the last).
+/// out: [ceil(nc/NR)][kc][NR]
+template <class T, int NR>
+void gemm_pack_b(int64_t kc, int64_t nc, const T* B, int64_t b_rs, int64_t b_cs, T* out) {
+  for (int64_t j0 = 0; j0 < nc; j0 += NR) {
+    const int nr = int(std::min<int64_t>(NR, nc - j0));
+    const T* b = B + j0 * b_cs;
+    if (nr == NR && b_cs == 1) {  // row-major B: NR contiguous values per k
+      for (int64_t p = 0; p < kc; ++p, out += NR)
+        for (int j = 0; j < NR; ++j) out[j] = b[p * b_rs + j];
+    } else if (nr == NR) {
+      for (int64_t p = 0; p < kc; ++p, out += NR)
+        for (int j = 0; j < NR; ++j) out[j] = b[p * b_rs + j * b_cs];
+    } else {
+      for (int64_t p = 0; p < kc; ++p, out += NR)
+        for (int j = 0; j < NR; ++j) out[j] = j < nr ? b[p * b_rs + j * b_cs] : T(0);
+    }
+  }
+}
+
+// ================================================================================ micro-kernel
+
+/// C[mr, nr] = alpha * (a @ b) + beta * C over one packed tile; beta == 0 does not read C.
+/// a: [kc][MR] packed, b: [kc][NR] packed, C: the tile's top-left element.
+template <class T>
+void gemm_micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T alpha, T beta,
+                       T* C, int64_t c_rs, int64_t c_cs, int mr, int nr) {
+  using Cfg = GemmBlocking<T>;
+  using V = Vec<T>;
+  constexpr int MR = Cfg::MR, NV = Cfg::NV, NR = Cfg::NR, VS = Cfg::VS;
+  V acc[MR][NV];
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc[i][j] = V(T(0));
+
+  for (int64_t p = 0; p < kc; ++p, a += MR, b += NR) {
+    V bv[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) bv[j] = V::load(b + j * VS);
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i) {
+      const V ai(a[i]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[i][j] = gemm_madd<V>(ai, bv[j], acc[i][j]);
+    }
+  }
+
+  const V valpha(alpha);
+  if (mr == MR && nr == NR && c_cs == 1) {  // full tile, contiguous rows: vector stores
+    if (beta == T(0)) {
+#pragma GCC unroll 32
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) (valpha * acc[i][j]).store(C + i * c_rs + j * VS);
+    } else {
+      const V vbeta(beta);
+#pragma GCC unroll 32
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) {
+          T* c = C + i * c_rs + j * VS;
+          gemm_madd<V>(vbeta, V::load(c), valpha * acc[i][j]).store(c);
+        }
+    }
+    return;
+  }
+  // partial tile or strided C: through a buffer, element by element
+  alignas(64) T buf[MR * NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NV; ++j) acc[i][j].store(buf + i * NR + j * VS);
+  for (int i = 0; i < mr; ++i)
+    for (int j = 0; j < nr; ++j) {
+      T& c = C[i * c_rs + j * c_cs];
+      c = beta == T(0) ? alpha * buf[i * NR + j] : alpha * buf[i * NR + j] + beta * c;
+    }
+}
+
+// ================================================================================ blocked driver
+
+/// One thread's gemm: the five loops of the file comment. Assumes M, N, K > 0.
+template <class T>
+void gemm_serial(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs,
+                 const T* B, int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs) {
+  using Cfg = GemmBlocking<T>;
+  constexpr int MR = Cfg::MR, NR = Cfg::NR;
+  const int64_t kc_max = std::min<int64_t>(Cfg::KC, K);
+  const int64_t mc_max = std::min<int64_t>(Cfg::MC, (M + MR - 1) / MR * MR);
+  const int64_t nc_max = std::min<int64_t>(Cfg::NC, (N + NR - 1) / NR * NR);
+  T* pa = gemm_scratch<T>(0, mc_max * kc_max);
+  T* pb = gemm_scratch<T>(1, nc_max * kc_max);
+
+  for (int64_t jc = 0; jc < N; jc += Cfg::NC) {
+    const int64_t nc = std::min<int64_t>(Cfg::NC, N - jc);
+    for (int64_t pc = 0; pc < K; pc += Cfg::KC) {
+      const int64_t kc = std::min<int64_t>(Cfg::KC, K - pc);
+      const T beta_p = pc == 0 ? beta : T(1);  // later K blocks accumulate onto the first
+      gemm_pack_b<T, NR>(kc, nc, B + pc * b_rs + jc * b_cs, b_rs, b_cs, pb);
+      for (int64_t ic = 0; ic < M; ic += Cfg::MC) {
+        const int64_t mc = std::min<int64_t>(Cfg::MC, M - ic);
+        gemm_pack_a<T, MR>(mc, kc, A + ic * a_rs + pc * a_cs, a_rs, a_cs, pa);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int nr = int(std::min<int64_t>(NR, nc - jr));
+          const T* b = pb + jr * kc;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int mr = int(std::min<int64_t>(MR, mc - ir));
+            gemm_micro_kernel<T>(kc, pa + ir * kc, b, alpha, beta_p,
+                                 C + (ic + ir) * c_rs + (jc + jr) * c_cs, c_rs, c_cs, mr, nr);
+          }
+        }
+      }
+    }
+  }
+}
+
+// ================================================================================ gemv
+
+/// y[M] = alpha * A[M,K] @ x[K] + beta * y, the M == 1 / N == 1 shapes of gemm, where packing a
+/// whole matrix for one row or column would cost more than the product. Rows of A with unit
+/// stride are dot products; columns with unit stride are axpys into a temporary; else scalar.
+template <class T>
+void gemv(int64_t M, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs,  // A: [M, K]
+          const T* x, int64_t x_inc, T beta, T* y, int64_t y_inc) {                 // x: [K], y: [M]
+  using V = Vec<T>;
+  constexpr int VS = V::size;
+  T* xs = gemm_scratch<T>(1, K);  // x, contiguous
+  for (int64_t p = 0; p < K; ++p) xs[p] = x[p * x_inc];
+  auto store = [&](int64_t i, T acc) {
+    T& c = y[i * y_inc];
+    c = beta == T(0) ? alpha * acc : alpha * acc + beta * c;
+  };
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / K);  // ~64k multiply-adds a chunk
+  if (a_cs == 1 || K == 1) {  // each output is a dot product of a contiguous row with xs
+    parallel_for(0, M, grain, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) {
+        const T* a = A + i * a_rs;
+        V s0(T(0)), s1(T(0)), s2(T(0)), s3(T(0));
+        int64_t p = 0;
+        for (; p + 4 * VS <= K; p += 4 * VS) {
+          s0 = gemm_madd<V>(V::load(a + p), V::load(xs + p), s0);
+          s1 = gemm_madd<V>(V::load(a + p + VS), V::load(xs + p + VS), s1);
+          s2 = gemm_madd<V>(V::load(a + p + 2 * VS), V::load(xs + p + 2 * VS), s2);
+          s3 = gemm_madd<V>(V::load(a + p + 3 * VS), V::load(xs + p + 3 * VS), s3);
+        }
+        for (; p + VS <= K; p += VS) s0 = gemm_madd<V>(V::load(a + p), V::load(xs + p), s0);
+        T acc = reduce_add((s0 + s1) + (s2 + s3));
+        for (; p < K; ++p) acc += a[p] * xs[p];
+        store(i, acc);
+      }
+    });
+  } else if (a_rs == 1) {  // columns contiguous: acc[lo:hi] += A[lo:hi, p] * x[p] for each p
+    parallel_for(0, M, std::max<int64_t>(grain, 64), [&](int64_t lo, int64_t hi) {
+      constexpr int64_t TILE = 2048 / sizeof(T) * 4;  // accumulator block: 8 KiB, stays in L1
+      alignas(64) T acc[TILE];
+      for (int64_t i0 = lo; i0 < hi; i0 += TILE) {
+        const int64_t n = std::min(TILE, hi - i0);
+        std::fill(acc, acc + n, T(0));
+        int64_t p = 0;
+        for (; p + 4 <= K; p += 4) {  // four columns per pass over acc
+          const T* a = A + i0 + p * a_cs;
+          const V x0(xs[p]), x1(xs[p + 1]), x2(xs[p + 2]), x3(xs[p + 3]);
+          int64_t i = 0;
+          for (; i + VS <= n; i += VS) {
+            V t = gemm_madd<V>(V::load(a + i), x0, V::load(acc + i));
+            t = gemm_madd<V>(V::load(a + a_cs + i), x1, t);
+            t = gemm_madd<V>(V::load(a + 2 * a_cs + i), x2, t);
+            gemm_madd<V>(V::load(a + 3 * a_cs + i), x3, t).store(acc + i);
+          }
+          for (; i < n; ++i)
+            acc[i] += a[i] * xs[p] + a[a_cs + i] * xs[p + 1] + a[2 * a_cs + i] * xs[p + 2] + a[3 * a_cs + i] * xs[p + 3];
+        }
+        for (; p < K; ++p) {
+          const T* a = A + i0 + p * a_cs;
+          const V xp(xs[p]);
+          int64_t i = 0;
+          for (; i + VS <= n; i += VS) gemm_madd<V>(V::load(a + i), xp, V::load(acc + i)).store(acc + i);
+          for (; i < n; ++i) acc[i] += a[i] * xs[p];
+        }
+        for (int64_t i = 0; i < n; ++i) store(i0 + i, acc[i]);
+      }
+    });
+  } else {
+    for (int64_t i = 0; i < M; ++i) {
+      T acc = 0;
+      for (int64_t p = 0; p < K; ++p) acc += A[i * a_rs + p * a_cs] * xs[p];
+      store(i, acc);
+    }
+  }
+}
+
+/// C = beta * C (beta == 0: zeros, C not read).
+template <class T>
+void gemm_scale_c(int64_t M, int64_t N, T beta, T* C, int64_t c_rs, int64_t c_cs) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      T& c = C[i * c_rs + j * c_cs];
+      c = beta == T(0) ? T(0) : beta * c;
+    }
+}
+
+}  // namespace detail
+
+// ================================================================================ launcher
+
+/// C[M,N] = alpha * A[M,K] @ B[K,N] + beta * C for T = float or double; any strides (see top).
+template <class T>
+void gemm(int64_t M, int64_t N, int64_t K, T alpha,
+          const T* A, int64_t a_rs, int64_t a_cs,   // A: [M, K]
+          const T* B, int64_t b_rs, int64_t b_cs,   // B: [K, N]
+          T beta, T* C, int64_t c_rs, int64_t c_cs) {  // C: [M, N]
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "gemm: T must be float or double");
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == T(0)) return detail::gemm_scale_c(M, N, beta, C, c_rs, c_cs);
+  // one row or one column: matrix-vector product
+  if (N == 1) return detail::gemv(M, K, alpha, A, a_rs, a_cs, B, b_rs, beta, C, c_rs);
+  if (M == 1) return detail::gemv(N, K, alpha, B, b_cs, b_rs, A, a_cs, beta, C, c_cs);
+  // column-major C: compute C^T[N,M] = B^T[N,K] @ A^T[K,M], whose rows are contiguous
+  if (c_cs != 1 && c_rs == 1 && M > 1)
+    return gemm(N, M, K, alpha, B, b_cs, b_rs, A, a_cs, a_rs, beta, C, c_cs, c_rs);
+
+  using Cfg = GemmBlocking<T>;
+  const int threads = strata::detail::in_parallel_region ? 1 : num_threads();
+  if (threads <= 1 || double(M) * double(N) * double(K) < double(1 << 20))
+    return detail::gemm_serial(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs, c_cs);
+
+  // Split the larger of M, N into chunks of whole tiles, about 4 per thread, handed out by an
+  // atomic counter: a thread slowed by another process (shared machines) just takes fewer chunks.
+  // Each element of C is still computed by exactly one chunk in the same order: deterministic.
+  // A chunk is at least 8 tiles wide, so re-packing the other operand per chunk stays < ~1%.
+  const bool split_n = N >= M;
+  const int64_t R = split_n ? Cfg::NR : Cfg::MR, extent = split_n ? N : M;
+  const int64_t tiles = (extent + R - 1) / R;
+  const int64_t per = std::max<int64_t>(8, (tiles + 4 * threads - 1) / (4 * threads));  // tiles per chunk
+  const int64_t chunks = (tiles + per - 1) / per;
+  std::atomic<int64_t> next{0};
+  parallel_for(0, std::min<int64_t>(threads, chunks), 1, [&](int64_t, int64_t) {
+    for (int64_t c = next++; c < chunks; c = next++) {
+      const int64_t lo = c * per * R, hi = std::min(extent, (c + 1) * per * R);
+      if (split_n)
+        detail::gemm_serial(M, hi - lo, K, alpha, A, a_rs, a_cs, B + lo * b_cs, b_rs, b_cs, beta,
+                            C + lo * c_cs, c_rs, c_cs);
+      else
+        detail::gemm_serial(hi - lo, N, K, alpha, A + lo * a_rs, a_rs, a_cs, B, b_rs, b_cs, beta,
+                            C + lo * c_rs, c_rs, c_cs);
+    }
+  });
+}
+
+}  // namespace strata::cpu
