@@ -9,7 +9,8 @@
 // reduce_add/reduce_max/reduce_min. The same spelled functions exist for scalars (float, double),
 // so one functor body serves the vector loop and its scalar tail.
 // exp: Cephes-style range reduction x = n ln2 + r, degree-6 polynomial for e^r, scale by 2^n;
-// relative error < 2 ulp in f32 over [-87, 88]; inputs beyond that saturate to 0 / +inf.
+// relative error < 2 ulp in f32 over [-87, 88] (gradual underflow down to -104, then exactly 0;
+// exactly +inf above 89; NaN stays NaN).
 #pragma once
 
 #include <algorithm>
@@ -200,7 +201,9 @@ template <class T> struct Vec {
 /// Vectorized e^x for float lanes (see the file comment for the method and accuracy).
 inline Vec<float> vexp(Vec<float> x) {
   using V = Vec<float>;
-  x = vmin(vmax(x, V(-87.3f)), V(88.7f));
+  // clamp with x second: max/min return their second operand on NaN, so NaN propagates; below
+  // -104 the result underflows to exactly 0, above 89 it overflows to exactly inf
+  x = vmin(V(89.0f), vmax(V(-104.0f), x));
   const V n = V::round(x * V(1.44269504088896341f));       // n = round(x / ln2)
   V r = vfmadd(n, V(-0.693359375f), x);                      // r = x - n ln2, ln2 split in two
   r = vfmadd(n, V(2.12194440e-4f), r);                       //   for an exact first product
