@@ -39,6 +39,8 @@ inline double vabs(double a) { return std::fabs(a); }
 inline float vsqrt(float a) { return std::sqrt(a); }
 inline double vsqrt(double a) { return std::sqrt(a); }
 inline float vexp(float a) { return std::exp(a); }
+inline float vtanh(float a) { return std::tanh(a); }
+inline double vtanh(double a) { return std::tanh(a); }
 inline double vexp(double a) { return std::exp(a); }
 
 template <class T> struct Vec;  // specialised below for float and double
@@ -63,6 +65,9 @@ template <> struct Vec<float> {
   friend Vec vfmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a.v, b.v, c.v); }
   friend Vec vabs(Vec a) { return _mm512_abs_ps(a.v); }
   friend Vec vsqrt(Vec a) { return _mm512_sqrt_ps(a.v); }
+  friend Vec select_lt(Vec a, Vec b, Vec t, Vec f) {  // a < b ? t : f, lane by lane
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ), f.v, t.v);
+  }
   friend float reduce_add(Vec a) { return _mm512_reduce_add_ps(a.v); }
   friend float reduce_max(Vec a) { return _mm512_reduce_max_ps(a.v); }
   friend float reduce_min(Vec a) { return _mm512_reduce_min_ps(a.v); }
@@ -91,6 +96,9 @@ template <> struct Vec<double> {
   friend Vec vfmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_pd(a.v, b.v, c.v); }
   friend Vec vabs(Vec a) { return _mm512_abs_pd(a.v); }
   friend Vec vsqrt(Vec a) { return _mm512_sqrt_pd(a.v); }
+  friend Vec select_lt(Vec a, Vec b, Vec t, Vec f) {
+    return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(a.v, b.v, _CMP_LT_OQ), f.v, t.v);
+  }
   friend double reduce_add(Vec a) { return _mm512_reduce_add_pd(a.v); }
   friend double reduce_max(Vec a) { return _mm512_reduce_max_pd(a.v); }
   friend double reduce_min(Vec a) { return _mm512_reduce_min_pd(a.v); }
@@ -115,6 +123,9 @@ template <> struct Vec<float> {
   friend Vec vfmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a.v, b.v, c.v); }
   friend Vec vabs(Vec a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v); }
   friend Vec vsqrt(Vec a) { return _mm256_sqrt_ps(a.v); }
+  friend Vec select_lt(Vec a, Vec b, Vec t, Vec f) {
+    return _mm256_blendv_ps(f.v, t.v, _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ));
+  }
   friend float reduce_add(Vec a) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -157,6 +168,9 @@ template <> struct Vec<double> {
   friend Vec vfmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_pd(a.v, b.v, c.v); }
   friend Vec vabs(Vec a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a.v); }
   friend Vec vsqrt(Vec a) { return _mm256_sqrt_pd(a.v); }
+  friend Vec select_lt(Vec a, Vec b, Vec t, Vec f) {
+    return _mm256_blendv_pd(f.v, t.v, _mm256_cmp_pd(a.v, b.v, _CMP_LT_OQ));
+  }
   friend double reduce_add(Vec a) {
     __m128d s = _mm_add_pd(_mm256_castpd256_pd128(a.v), _mm256_extractf128_pd(a.v, 1));
     return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
@@ -190,6 +204,7 @@ template <class T> struct Vec {
   friend Vec vfmadd(Vec a, Vec b, Vec c) { return Vec(std::fma(a.v, b.v, c.v)); }
   friend Vec vabs(Vec a) { return Vec(std::fabs(a.v)); }
   friend Vec vsqrt(Vec a) { return Vec(std::sqrt(a.v)); }
+  friend Vec select_lt(Vec a, Vec b, Vec t, Vec f) { return a.v < b.v ? t : f; }
   friend T reduce_add(Vec a) { return a.v; }
   friend T reduce_max(Vec a) { return a.v; }
   friend T reduce_min(Vec a) { return a.v; }
@@ -217,6 +232,31 @@ inline Vec<float> vexp(Vec<float> x) {
   // 2^n via two halves so n = 128 (x near 88.7) does not overflow the exponent field
   const V n1 = V::round(n * V(0.5f));
   return p * V::pow2n(n1) * V::pow2n(n - n1);
+}
+
+/// Vectorized tanh for float lanes (Cephes tanhf): an odd polynomial x + x^3 P(x^2) for |x| < 0.625,
+/// else 1 - 2 / (e^{2|x|} + 1) with the sign put back; max error about 2 ulp. NaN stays NaN.
+inline Vec<float> vtanh(Vec<float> x) {
+  using V = Vec<float>;
+  const V z = x * x;
+  V p = V(-5.70498872745e-3f);
+  p = vfmadd(p, z, V(2.06390887954e-2f));
+  p = vfmadd(p, z, V(-5.37397155531e-2f));
+  p = vfmadd(p, z, V(1.33314422036e-1f));
+  p = vfmadd(p, z, V(-3.33332819422e-1f));
+  const V small = vfmadd(p * z, x, x);
+  const V ax = vabs(x);
+  const V big = V(1.0f) - V(2.0f) / (vexp(ax + ax) + V(1.0f));
+  const V signed_big = select_lt(x, V(0.0f), -big, big);
+  return select_lt(ax, V(0.625f), small, signed_big);
+}
+
+/// tanh for double lanes: lane by lane through std::tanh.
+inline Vec<double> vtanh(Vec<double> x) {
+  alignas(64) double t[Vec<double>::size];
+  x.store(t);
+  for (double& v : t) v = std::tanh(v);
+  return Vec<double>::load(t);
 }
 
 /// e^x for double lanes: lane by lane through std::exp (f64 is the checking dtype, not the fast one).

@@ -25,7 +25,7 @@ inline Tensor cos(const Tensor& x);
 inline Tensor sigmoid(const Tensor& x);
 
 namespace ops {
-using cpu::vabs; using cpu::vexp; using cpu::vmax; using cpu::vmin; using cpu::vsqrt;
+using cpu::vabs; using cpu::vexp; using cpu::vtanh; using cpu::vmax; using cpu::vmin; using cpu::vsqrt;
 struct Neg { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return -x; } };
 struct Abs { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vabs(x); } };
 struct Exp { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vexp(x); } };
@@ -44,7 +44,7 @@ struct Log { static constexpr bool vectorized = false; template <class V> V oper
 struct Log1p { static constexpr bool vectorized = false; template <class V> V operator()(V x) const { return std::log1p(x); } };
 struct Sin { static constexpr bool vectorized = false; template <class V> V operator()(V x) const { return std::sin(x); } };
 struct Cos { static constexpr bool vectorized = false; template <class V> V operator()(V x) const { return std::cos(x); } };
-struct Tanh { static constexpr bool vectorized = false; template <class V> V operator()(V x) const { return std::tanh(x); } };
+struct Tanh { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vtanh(x); } };
 struct Sign {
   static constexpr bool vectorized = false;
   template <class V> V operator()(V x) const { return V((V(0) < x) - (x < V(0))); }
