@@ -9,6 +9,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -61,17 +62,19 @@ struct InputInfo {
 inline InputInfo info(const Tensor& t) { return {t.shape(), t.dtype(), t.requires_grad()}; }
 
 /// Whether any of the inputs needs a gradient (and grad mode is on).
-inline bool any_requires_grad(std::initializer_list<Tensor> inputs) {
+inline bool any_requires_grad(std::span<const Tensor> inputs) {
   if (!is_grad_enabled()) return false;
   for (const Tensor& t : inputs)
     if (t.defined() && t.requires_grad()) return true;
   return false;
 }
+inline bool any_requires_grad(std::initializer_list<Tensor> inputs) {
+  return any_requires_grad(std::span<const Tensor>(inputs.begin(), inputs.size()));
+}
 
 /// Makes `out` the result of op `name` on `inputs` in the graph, when any input requires grad.
 /// `backward(dout)` must return one gradient per input, shaped like that input.
-inline Tensor record(const char* name, Tensor out, std::initializer_list<Tensor> inputs,
-                     BackwardFn backward) {
+inline Tensor record(const char* name, Tensor out, std::span<const Tensor> inputs, BackwardFn backward) {
   if (!any_requires_grad(inputs)) return out;
   auto node = std::make_shared<Node>();
   node->name = name;
@@ -88,26 +91,13 @@ inline Tensor record(const char* name, Tensor out, std::initializer_list<Tensor>
   out.impl().grad_fn = std::move(node);
   return out;
 }
-
+/// record() for a fixed list of inputs: record("mul_backward", out, {a, b}, ...).
+inline Tensor record(const char* name, Tensor out, std::initializer_list<Tensor> inputs, BackwardFn backward) {
+  return record(name, std::move(out), std::span<const Tensor>(inputs.begin(), inputs.size()), std::move(backward));
+}
 /// record() for a run-time number of inputs (cat): the same contract, one gradient per input.
 inline Tensor record(const char* name, Tensor out, const std::vector<Tensor>& inputs, BackwardFn backward) {
-  bool any = false;
-  for (const Tensor& t : inputs) any = any || (t.defined() && t.requires_grad());
-  if (!any || !is_grad_enabled()) return out;
-  auto node = std::make_shared<Node>();
-  node->name = name;
-  node->backward = std::move(backward);
-  for (const Tensor& t : inputs) {
-    Edge e;
-    if (t.defined() && t.requires_grad()) {
-      if (t.grad_fn()) e.fn = t.grad_fn();
-      else e.leaf = t.impl_ptr();
-    }
-    node->next.push_back(std::move(e));
-  }
-  out.impl().requires_grad = true;
-  out.impl().grad_fn = std::move(node);
-  return out;
+  return record(name, std::move(out), std::span<const Tensor>(inputs), std::move(backward));
 }
 
 }  // namespace strata
