@@ -107,9 +107,13 @@ inline double tol(DType dt) {
   }
 }
 
-/// gradcheck on float64 copies of `inputs` (all require grad); REQUIREs success with the message.
+/// gradcheck with every input as a float64 leaf that requires grad; REQUIREs success with the message.
+/// A float64 input keeps its layout (a non-contiguous view stays one), so backward sees real strides.
 inline void gradcheck_ok(const std::function<Tensor(const std::vector<Tensor>&)>& f, std::vector<Tensor> inputs) {
-  for (Tensor& x : inputs) x = x.to(DType::f64).detach().clone().requires_grad_();
+  for (Tensor& x : inputs) {
+    x = x.dtype() == DType::f64 ? x.detach() : x.to(DType::f64).detach();
+    x.requires_grad_();
+  }
   auto r = gradcheck(f, inputs);
   INFO(r.message);
   REQUIRE(r.ok);

@@ -84,6 +84,35 @@ TEST_CASE("gradients of a leaf keep its dtype; mixed-dtype graphs work", "[autog
   CHECK(th::values(h.grad()) == std::vector<double>{2, 4});
 }
 
+TEST_CASE("a saved tensor changed in place makes backward throw instead of lying", "[autograd]") {
+  Tensor x = th::make({1, 2}, {2}).requires_grad_();
+  Tensor y = x.exp();  // saves y
+  {
+    NoGrad guard;
+    y.mul_(2.0);
+  }
+  th::check_throws([&] { y.sum().backward(); }, {"changed in place", "exp_backward", "[2]"});
+  Tensor idx = from_vector(std::vector<int64_t>{0, 1});
+  Tensor z = index_select(x, 0, idx);  // saves idx
+  idx.fill_(1);
+  th::check_throws([&] { z.sum().backward(); }, {"changed in place", "index_select_backward"});
+  Tensor w = x * 3.0;  // add/mul by a scalar: nothing of x is saved for x's own gradient
+  w.sum().backward();
+  CHECK(th::values(x.grad()) == std::vector<double>{3, 3});
+}
+
+TEST_CASE("a leaf hook runs once on the summed gradient", "[autograd]") {
+  Tensor x = th::make({1}, {1}).requires_grad_();
+  int calls = 0;
+  x.register_hook([&](const Tensor& g) {
+    ++calls;
+    return clamp(g, -1, 1);
+  });
+  (x * 2.0 + x * 3.0).sum().backward();  // two uses, total gradient 5, clamped once to 1
+  CHECK(calls == 1);
+  CHECK(th::values(x.grad()) == std::vector<double>{1});
+}
+
 TEST_CASE("a deep chain does not overflow the stack", "[autograd]") {
   Tensor x = ones({1}).requires_grad_();
   Tensor y = x;

@@ -556,6 +556,10 @@ TEST_CASE("creation: arange linspace", "[core]") {
   CHECK(arange(-3, 4).numel() == 7);
   CHECK(arange(3, 3).numel() == 0);
   CHECK(arange(4, {.dtype = DType::bf16}).dtype() == DType::bf16);
+  CHECK(arange(0, 1, 0.25).dtype() == DType::f32);  // torch.arange(0, 1, 0.25): float, not truncated
+  CHECK(th::values(arange(0, 1, 0.25)) == std::vector<double>{0, 0.25, 0.5, 0.75});
+  CHECK(arange(0.5, 3).dtype() == DType::f32);
+  CHECK(arange(1, 4, 2).dtype() == DType::i64);
   th::check_throws([] { arange(0, 5, -1); }, {"arange: got start=0 end=5 step=-1", "expected a step"});
   th::check_throws([] { arange(5, 0, 1); }, {"arange", "start=5 end=0 step=1"});
   th::check_throws([] { arange(0, 5, 0); }, {"arange", "step=0"});
@@ -588,8 +592,8 @@ TEST_CASE("creation: from_vector scalar_tensor item", "[core]") {
   CHECK(d.dtype() == DType::f64);
   CHECK(d.requires_grad());
   CHECK(from_vector({1.0, 2.0}).dtype() == DType::f32);
-  CHECK(th::values(from_vector({1.0, 0.0, 2.0}, {}, {.dtype = DType::b8})) == std::vector<double>{1, 0, 1});
-  CHECK(from_vector({4.0}).dim() == 0);
+  CHECK(th::values(from_vector({1.0, 0.0, 2.0}, {-1}, {.dtype = DType::b8})) == std::vector<double>{1, 0, 1});
+  CHECK(from_vector({4.0}).dim() == 1);  // torch.tensor([4.]) is 1-d
   CHECK(from_vector({4.0}, {1}).dim() == 1);
   CHECK(from_vector(std::vector<double>{}).shape() == Shape{0});
   th::check_throws([] { from_vector({1.0, 2.0, 3.0, 4.0, 5.0}, {2, 3}); },
@@ -601,7 +605,7 @@ TEST_CASE("creation: from_vector scalar_tensor item", "[core]") {
   CHECK(s.item<int64_t>() == 2);
   CHECK(from_vector(std::vector<int64_t>{7}, {1, 1}).item<int64_t>() == 7);
   CHECK(from_vector({-3.0}, {}, {.dtype = DType::bf16}).item<float>() == -3.0f);
-  CHECK(from_vector({0.0, 1.0}, {}, {.dtype = DType::b8}).select(0, 1).item<bool>());
+  CHECK(from_vector({0.0, 1.0}, {-1}, {.dtype = DType::b8}).select(0, 1).item<bool>());
   CHECK(arange(10).slice(0, 3, 10, 3).select(0, 2).item<int64_t>() == 9);  // through a strided view
   th::check_throws([] { zeros({2}).item<float>(); }, {"item: got a tensor of shape [2], expected exactly one element"});
   th::check_throws([] { zeros({0}).item<float>(); }, {"item", "[0]"});

@@ -123,6 +123,21 @@ TEST_CASE("vectorized exp is accurate over the whole float range", "[elementwise
   CHECK(th::values(exp(th::make({-200, 200}, {2}))) == std::vector<double>{0, INFINITY});
 }
 
+TEST_CASE("NaN propagates through maximum, minimum, relu and clamp", "[elementwise]") {
+  // 20 elements: the first 16 take the SIMD path, the rest the scalar tail
+  std::vector<double> av(20, 5.0), bv(20, 1.0);
+  for (size_t i : {0u, 17u}) av[i] = NAN;
+  for (size_t i : {1u, 18u}) bv[i] = NAN;
+  for (DType dt : {DType::f32, DType::f64, DType::bf16}) {
+    Tensor a = th::make(av, {20}, dt), b = th::make(bv, {20}, dt);
+    for (Tensor r : {maximum(a, b), minimum(a, b), maximum(b, a)})
+      for (size_t i : {0u, 1u, 17u, 18u}) CHECK(std::isnan(th::values(r)[i]));
+    for (Tensor r : {relu(a), clamp(a, 0, 1.5), leaky_relu(a)})
+      for (size_t i : {0u, 17u}) CHECK(std::isnan(th::values(r)[i]));
+    CHECK(th::values(maximum(a, b))[2] == 5);
+  }
+}
+
 TEST_CASE("dtype promotion follows PyTorch", "[elementwise]") {
   Tensor i = arange(4), f = ones({4}), h = ones({4}, {.dtype = DType::f16}), b16 = ones({4}, {.dtype = DType::bf16});
   CHECK((i + i).dtype() == DType::i64);
@@ -137,6 +152,21 @@ TEST_CASE("dtype promotion follows PyTorch", "[elementwise]") {
   CHECK(exp(i).dtype() == DType::f32);
   CHECK(relu(i - 2).dtype() == DType::i64);
   CHECK(th::values(abs(i - 2)) == std::vector<double>{2, 1, 0, 1});
+  // 0-dim tensors decide the dtype only from a higher category (torch.result_type)
+  CHECK((h + scalar_tensor(1.0)).dtype() == DType::f16);
+  CHECK((i + scalar_tensor(1.0, {.dtype = DType::f64})).dtype() == DType::f64);
+  CHECK((ones({2}, {.dtype = DType::u8}) + scalar_tensor(1, {.dtype = DType::i64})).dtype() == DType::u8);
+  CHECK((scalar_tensor(1.0) + scalar_tensor(1.0, {.dtype = DType::f64})).dtype() == DType::f64);
+  CHECK(where(gt(h, 0.0), h, scalar_tensor(0.0)).dtype() == DType::f16);
+  // integer edge cases are errors, not silent truncation or undefined behaviour
+  CHECK(clamp(i, 0.5, 2.5).dtype() == DType::f32);
+  CHECK(th::values(clamp(i, 0.5, 2.5)) == std::vector<double>{0.5, 1, 2, 2.5});
+  CHECK(clamp(i, 1, 2).dtype() == DType::i64);
+  th::check_throws([&] { Tensor k = arange(4); k.div_(scalar_tensor(2)); }, {"div_", "int64"});
+  th::check_throws([&] { pow(i, -1); }, {"pow", "negative"});
+  th::check_throws([&] { ones({2}, {.dtype = DType::i32}) + (int64_t(1) << 40); }, {"int32", "1099511627776"});
+  th::check_throws([&] { ones({2}, {.dtype = DType::u8}) + 300; }, {"uint8", "300"});
+  CHECK(th::values(pow(i, 2)) == std::vector<double>{0, 1, 4, 9});
 }
 
 TEST_CASE("in-place ops write through views and refuse tensors that require grad", "[elementwise]") {

@@ -19,7 +19,7 @@ Tensor rand_index(const Shape& shape, int64_t hi, bool noncontig = false, DType 
   return permute(slice(b, -1, 0, big.back(), 2), perm);
 }
 
-Tensor idx(const std::vector<int64_t>& v, Shape shape = {}) { return from_vector(v, std::move(shape)); }
+Tensor idx(const std::vector<int64_t>& v, Shape shape = {-1}) { return from_vector(v, std::move(shape)); }
 
 std::string name(const char* op, DType dt, const Shape& s, int d) {
   return std::string(op) + " " + std::string(dtype_name(dt)) + " " + to_string(s) + " dim " + std::to_string(d);

@@ -12,7 +12,7 @@
 using namespace strata;
 
 namespace {
-Tensor vec(std::vector<double> v, Shape s = {}, DType dt = DType::f32) { return from_vector(v, std::move(s), {.dtype = dt}); }
+Tensor vec(std::vector<double> v, Shape s = {-1}, DType dt = DType::f32) { return from_vector(v, std::move(s), {.dtype = dt}); }
 }  // namespace
 
 TEST_CASE("print: small floats, fixed / int / scientific modes", "[print]") {
@@ -60,18 +60,18 @@ TEST_CASE("print: nan and inf", "[print]") {
 
 TEST_CASE("print: integer, bool and 16-bit dtypes", "[print]") {
   // torch.tensor([True, False])
-  CHECK(to_string(vec({1, 0}, {}, DType::b8)) == "tensor([ True, False])");
+  CHECK(to_string(vec({1, 0}, {-1}, DType::b8)) == "tensor([ True, False])");
   // torch.tensor([[3]])
   CHECK(to_string(vec({3}, {1, 1}, DType::i64)) == "tensor([[3]])");
   // torch.tensor([0, 7, 255], dtype=torch.uint8)
-  CHECK(to_string(vec({0, 7, 255}, {}, DType::u8)) == "tensor([  0,   7, 255], dtype=uint8)");
+  CHECK(to_string(vec({0, 7, 255}, {-1}, DType::u8)) == "tensor([  0,   7, 255], dtype=uint8)");
   // torch.tensor([[-5, 100000]], dtype=torch.int32)
   CHECK(to_string(vec({-5, 100000}, {1, 2}, DType::i32)) == "tensor([[    -5, 100000]], dtype=int32)");
   // torch.tensor([0.1, 65504., -1.]).half()
-  CHECK(to_string(vec({0.1, 65504, -1}, {}, DType::f16)) ==
+  CHECK(to_string(vec({0.1, 65504, -1}, {-1}, DType::f16)) ==
         "tensor([ 9.9976e-02,  6.5504e+04, -1.0000e+00], dtype=float16)");
   // torch.tensor([1.0, 2.0, 3.0]).to(torch.bfloat16)
-  CHECK(to_string(vec({1, 2, 3}, {}, DType::bf16)) == "tensor([1., 2., 3.], dtype=bfloat16)");
+  CHECK(to_string(vec({1, 2, 3}, {-1}, DType::bf16)) == "tensor([1., 2., 3.], dtype=bfloat16)");
   // int64 values beyond 2^53 print exactly
   Tensor big = Tensor::empty({1}, DType::i64);
   *big.data_ptr<int64_t>() = int64_t(9007199254740993);
@@ -95,7 +95,7 @@ TEST_CASE("print: empty and undefined tensors", "[print]") {
 
 TEST_CASE("print: autograd suffixes", "[print]") {
   // torch.tensor([1., 2., 3.], dtype=torch.float64, requires_grad=True)
-  CHECK(to_string(vec({1, 2, 3}, {}, DType::f64).requires_grad_()) ==
+  CHECK(to_string(vec({1, 2, 3}, {-1}, DType::f64).requires_grad_()) ==
         "tensor([1., 2., 3.], dtype=float64, requires_grad=True)");
   // torch.arange(6.).reshape(2, 3).requires_grad_()
   CHECK(to_string(vec({1, 2, 3, 4, 5, 6}, {2, 3}).requires_grad_()) ==

@@ -85,6 +85,15 @@ TEST_CASE("bad view arguments name the op and the shape", "[view]") {
   th::check_throws([&] { x.flatten(1, 0); }, {"flatten"});
   th::check_throws([&] { x.slice(0, 0, 1, 0); }, {"slice", "step"});
   th::check_throws([&] { x.size(2); }, {"size", "dim 2"});
+  Tensor s = scalar_tensor(3);  // a 0-dim tensor has no dim to index
+  th::check_throws([&] { s.size(0); }, {"size", "0-dim"});
+  th::check_throws([&] { s.stride(0); }, {"stride", "0-dim"});
+  th::check_throws([&] { s.narrow(0, 0, 1); }, {"narrow", "0-dim"});
+  th::check_throws([&] { s.slice(0, 0, 1); }, {"slice", "0-dim"});
+  th::check_throws([&] { s.select(0, 0); }, {"select", "0-dim"});
+  th::check_throws([&] { split(s, 1); }, {"split", "0-dim"});
+  CHECK(s.transpose(0, -1).dim() == 0);  // as in PyTorch
+  CHECK(s.unsqueeze(0).shape() == Shape{1});
 }
 
 TEST_CASE("gradcheck through every view", "[view][grad]") {

@@ -39,6 +39,11 @@ inline double vabs(double a) { return std::fabs(a); }
 inline float vsqrt(float a) { return std::sqrt(a); }
 inline double vsqrt(double a) { return std::sqrt(a); }
 inline float vexp(float a) { return std::exp(a); }
+/// isnan(x) ? t : f (integers are never NaN).
+template <class T> requires std::is_arithmetic_v<T> inline T select_nan(T x, T t, T f) {
+  if constexpr (std::is_floating_point_v<T>) return x != x ? t : f;
+  else return f;
+}
 inline float vtanh(float a) { return std::tanh(a); }
 inline double vtanh(double a) { return std::tanh(a); }
 inline double vexp(double a) { return std::exp(a); }
@@ -67,6 +72,9 @@ template <> struct Vec<float> {
   friend Vec vsqrt(Vec a) { return _mm512_sqrt_ps(a.v); }
   friend Vec select_lt(Vec a, Vec b, Vec t, Vec f) {  // a < b ? t : f, lane by lane
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ), f.v, t.v);
+  }
+  friend Vec select_nan(Vec x, Vec t, Vec f) {  // isnan(x) ? t : f
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x.v, x.v, _CMP_UNORD_Q), f.v, t.v);
   }
   friend float reduce_add(Vec a) { return _mm512_reduce_add_ps(a.v); }
   friend float reduce_max(Vec a) { return _mm512_reduce_max_ps(a.v); }
@@ -99,6 +107,9 @@ template <> struct Vec<double> {
   friend Vec select_lt(Vec a, Vec b, Vec t, Vec f) {
     return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(a.v, b.v, _CMP_LT_OQ), f.v, t.v);
   }
+  friend Vec select_nan(Vec x, Vec t, Vec f) {
+    return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(x.v, x.v, _CMP_UNORD_Q), f.v, t.v);
+  }
   friend double reduce_add(Vec a) { return _mm512_reduce_add_pd(a.v); }
   friend double reduce_max(Vec a) { return _mm512_reduce_max_pd(a.v); }
   friend double reduce_min(Vec a) { return _mm512_reduce_min_pd(a.v); }
@@ -125,6 +136,9 @@ template <> struct Vec<float> {
   friend Vec vsqrt(Vec a) { return _mm256_sqrt_ps(a.v); }
   friend Vec select_lt(Vec a, Vec b, Vec t, Vec f) {
     return _mm256_blendv_ps(f.v, t.v, _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ));
+  }
+  friend Vec select_nan(Vec x, Vec t, Vec f) {
+    return _mm256_blendv_ps(f.v, t.v, _mm256_cmp_ps(x.v, x.v, _CMP_UNORD_Q));
   }
   friend float reduce_add(Vec a) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
@@ -171,6 +185,9 @@ template <> struct Vec<double> {
   friend Vec select_lt(Vec a, Vec b, Vec t, Vec f) {
     return _mm256_blendv_pd(f.v, t.v, _mm256_cmp_pd(a.v, b.v, _CMP_LT_OQ));
   }
+  friend Vec select_nan(Vec x, Vec t, Vec f) {
+    return _mm256_blendv_pd(f.v, t.v, _mm256_cmp_pd(x.v, x.v, _CMP_UNORD_Q));
+  }
   friend double reduce_add(Vec a) {
     __m128d s = _mm_add_pd(_mm256_castpd256_pd128(a.v), _mm256_extractf128_pd(a.v, 1));
     return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
@@ -205,6 +222,7 @@ template <class T> struct Vec {
   friend Vec vabs(Vec a) { return Vec(std::fabs(a.v)); }
   friend Vec vsqrt(Vec a) { return Vec(std::sqrt(a.v)); }
   friend Vec select_lt(Vec a, Vec b, Vec t, Vec f) { return a.v < b.v ? t : f; }
+  friend Vec select_nan(Vec x, Vec t, Vec f) { return x.v != x.v ? t : f; }
   friend T reduce_add(Vec a) { return a.v; }
   friend T reduce_max(Vec a) { return a.v; }
   friend T reduce_min(Vec a) { return a.v; }

@@ -2,8 +2,8 @@
 //
 // From the root's grad_fn, a depth-first walk (iterative, so deep graphs do not overflow the stack)
 // counts how many edges point at each node. Nodes run once all of their consumers have sent their
-// gradient, which the engine sums. Leaf gradients accumulate (+=) into leaf.grad, after the leaf's
-// hooks. The graph is not freed after backward (no retain_graph flag is needed to call it twice);
+// gradient, which the engine sums. A leaf's gradient is summed over all its uses, passed once
+// through the leaf's hooks, then accumulated (+=) into leaf.grad. The graph is not freed after backward (no retain_graph flag is needed to call it twice);
 // backward itself runs without recording, so there are no higher-order gradients.
 #pragma once
 
@@ -79,6 +79,8 @@ inline void run_backward(const Tensor& root, Tensor gradient) {
   std::unordered_map<Node*, Tensor> grads;
   grads[root.grad_fn().get()] = gradient;
   std::vector<Node*> ready{root.grad_fn().get()};
+  std::unordered_map<TensorImpl*, size_t> leaf_slot;  // leaf -> index in `leaves` (arrival order)
+  std::vector<std::pair<std::shared_ptr<TensorImpl>, Tensor>> leaves;
   while (!ready.empty()) {
     Node* n = ready.back();
     ready.pop_back();
@@ -94,20 +96,29 @@ inline void run_backward(const Tensor& root, Tensor gradient) {
       if (!kept->grad) kept->grad = dout.clone().impl_ptr();
       else Tensor(kept->grad).add_(dout);
     }
-    std::vector<Tensor> dins = n->backward(dout);
+    std::vector<Tensor> dins;
+    try {
+      dins = n->backward(dout);
+    } catch (const Error& e) {
+      throw Error(std::string(e.what()) + " [in " + n->name + "]");
+    }
     STRATA_CHECK(dins.size() == n->next.size(), n->name, "got ", dins.size(),
                  " gradients from backward, expected one per input (", n->next.size(), ")");
     for (size_t i = 0; i < dins.size(); ++i) {
       const Edge& e = n->next[i];
       if (!e.active()) continue;
-      if (e.leaf) {
-        if (dins[i].defined()) detail::accumulate_leaf(*e.leaf, dins[i]);
+      if (e.leaf) {  // summed over all uses first, so leaf hooks see the total once (PyTorch)
+        if (!dins[i].defined()) continue;
+        auto [it, fresh] = leaf_slot.try_emplace(e.leaf.get(), leaves.size());
+        if (fresh) leaves.emplace_back(e.leaf, Tensor());
+        detail::add_grad(leaves[it->second].second, dins[i]);
         continue;
       }
       if (dins[i].defined()) detail::add_grad(grads[e.fn.get()], dins[i]);
       if (--deps[e.fn.get()] == 0) ready.push_back(e.fn.get());
     }
   }
+  for (auto& [leaf, g] : leaves) detail::accumulate_leaf(*leaf, std::move(g));
 }
 
 inline void Tensor::backward(const Tensor& gradient) const { run_backward(*this, gradient); }

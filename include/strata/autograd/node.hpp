@@ -61,6 +61,31 @@ struct InputInfo {
 };
 inline InputInfo info(const Tensor& t) { return {t.shape(), t.dtype(), t.requires_grad()}; }
 
+/// A tensor saved for backward, with the storage version it had when saved. Reading it in backward
+/// after an in-place change (x.mul_(2) under NoGrad, say) throws instead of giving a wrong gradient,
+/// as PyTorch's "modified by an inplace operation" check does. Converts to const Tensor&, so a
+/// backward reads it like a tensor: `mul(dout, xd)`.
+class Saved {
+ public:
+  Saved() = default;
+  Saved(const Tensor& t)  // NOLINT: implicit, `Saved xd = x;` reads well
+      : t_(t.defined() ? t.as_strided_(t.shape(), t.strides(), t.offset()) : Tensor()),
+        version_(t.defined() ? t.storage()->version() : 0) {}
+  const Tensor& get() const {
+    STRATA_CHECK(!t_.defined() || t_.storage()->version() == version_, "backward",
+                 "got a tensor of shape ", t_.shape(), " saved for the gradient and changed in place since ",
+                 "(version ", t_.storage()->version(), ", saved at ", version_,
+                 "), expected it unchanged until backward (change a clone() instead)");
+    return t_;
+  }
+  operator const Tensor&() const { return get(); }  // NOLINT
+  bool defined() const { return t_.defined(); }
+
+ private:
+  Tensor t_;
+  uint64_t version_ = 0;
+};
+
 /// Whether any of the inputs needs a gradient (and grad mode is on).
 inline bool any_requires_grad(std::span<const Tensor> inputs) {
   if (!is_grad_enabled()) return false;

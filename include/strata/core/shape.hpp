@@ -64,6 +64,12 @@ inline int wrap_dim(int64_t d, int ndim, std::string_view op) {
   return int(d < 0 ? d + n : d);
 }
 
+/// wrap_dim for ops that index shape[dim] (size, narrow, slice, transpose): a 0-dim tensor has none.
+inline int wrap_indexed_dim(int64_t d, int ndim, std::string_view op) {
+  STRATA_CHECK(ndim > 0, op, "got dim ", d, " of a 0-dim tensor, expected a tensor with at least 1 dim");
+  return wrap_dim(d, ndim, op);
+}
+
 /// The broadcast shape of two shapes, or an Error naming `op` and both shapes.
 inline Shape broadcast_shapes(const Shape& a, const Shape& b, std::string_view op = "broadcast") {
   const size_t n = std::max(a.size(), b.size());

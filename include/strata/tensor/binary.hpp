@@ -21,6 +21,12 @@ inline Tensor eq(const Tensor& a, const Tensor& b);
 inline Tensor lt(const Tensor& a, const Tensor& b);
 inline Tensor gt(const Tensor& a, const Tensor& b);
 inline Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+inline Tensor amin(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim);  // reduce.hpp
+namespace detail {
+inline bool any_negative(const Tensor& t) {
+  return is_integral(t.dtype()) && t.numel() > 0 && amin(t, {}, false).item<double>() < 0;
+}
+}  // namespace detail
 
 // ---------------------------------------------------------------- functors (scalar and Vec)
 namespace ops {
@@ -28,8 +34,9 @@ struct Add { static constexpr bool vectorized = true; template <class V> V opera
 struct Sub { static constexpr bool vectorized = true; template <class V> V operator()(V a, V b) const { return a - b; } };
 struct Mul { static constexpr bool vectorized = true; template <class V> V operator()(V a, V b) const { return a * b; } };
 struct Div { static constexpr bool vectorized = true; template <class V> V operator()(V a, V b) const { return a / b; } };
-struct Max { static constexpr bool vectorized = true; template <class V> V operator()(V a, V b) const { using cpu::vmax; return vmax(a, b); } };
-struct Min { static constexpr bool vectorized = true; template <class V> V operator()(V a, V b) const { using cpu::vmin; return vmin(a, b); } };
+// NaN in either input gives NaN (PyTorch): vmax returns b when one is NaN, select_nan covers a
+struct Max { static constexpr bool vectorized = true; template <class V> V operator()(V a, V b) const { using cpu::vmax; using cpu::select_nan; return select_nan(a, a, vmax(a, b)); } };
+struct Min { static constexpr bool vectorized = true; template <class V> V operator()(V a, V b) const { using cpu::vmin; using cpu::select_nan; return select_nan(a, a, vmin(a, b)); } };
 struct Pow {
   static constexpr bool vectorized = false;
   template <class V> V operator()(V a, V b) const { return V(std::pow(a, b)); }
@@ -80,10 +87,28 @@ Tensor wrap_scalar(S s, const Tensor& t) {
     if (!is_floating(d)) d = DType::f32;
   } else {
     if (d == DType::b8) d = DType::i64;
+    if (is_integral(d)) {  // an integer that the tensor's dtype cannot hold is an error, not a wrap
+      const double v = double(s);
+      const double lo = d == DType::u8 ? 0 : d == DType::i32 ? -2147483648.0 : -9223372036854775808.0;
+      const double hi = d == DType::u8 ? 255 : d == DType::i32 ? 2147483647.0 : 9223372036854775807.0;
+      STRATA_CHECK(v >= lo && v <= hi, "scalar", "got ", s, " with a tensor of dtype ", d,
+                   ", expected a value that ", d, " can hold (convert the tensor first)");
+    }
   }
   return full({}, double(s), {.dtype = d, .device = t.device()});
 }
 }  // namespace detail
+
+/// The dtype of op(a, b) by PyTorch's rule: a 0-dim tensor only decides the dtype when it is of a
+/// higher category (bool < integer < floating) than the tensor with dims, so
+/// f16[N] + 0-dim f32 gives f16 while i64[N] + 0-dim f32 gives f32.
+inline DType result_type(const Tensor& a, const Tensor& b) {
+  if ((a.dim() == 0) == (b.dim() == 0)) return promote_types(a.dtype(), b.dtype());
+  const Tensor& dimmed = a.dim() ? a : b;
+  const Tensor& zero = a.dim() ? b : a;
+  auto category = [](DType t) { return is_floating(t) ? 2 : is_integral(t) ? 1 : 0; };
+  return category(zero.dtype()) > category(dimmed.dtype()) ? zero.dtype() : dimmed.dtype();
+}
 
 template <class S>
 concept Scalar = std::is_arithmetic_v<S>;
@@ -91,22 +116,22 @@ concept Scalar = std::is_arithmetic_v<S>;
 // ---------------------------------------------------------------- differentiable ops
 
 inline Tensor add(const Tensor& a, const Tensor& b) {
-  const DType t = promote_types(a.dtype(), b.dtype());
+  const DType t = result_type(a, b);
   return record("add_backward", binary_fwd<ops::Add>("add", a, b, t, t), {a, b}, [a = info(a), b = info(b)](const Tensor& dout) {
     return std::vector{detail::grad_for(dout, a), detail::grad_for(dout, b)};
   });
 }
 
 inline Tensor sub(const Tensor& a, const Tensor& b) {
-  const DType t = promote_types(a.dtype(), b.dtype());
+  const DType t = result_type(a, b);
   return record("sub_backward", binary_fwd<ops::Sub>("sub", a, b, t, t), {a, b}, [a = info(a), b = info(b)](const Tensor& dout) {
     return std::vector{detail::grad_for(dout, a), b.requires_grad ? detail::grad_for(neg(dout), b) : Tensor()};
   });
 }
 
 inline Tensor mul(const Tensor& a, const Tensor& b) {
-  const DType t = promote_types(a.dtype(), b.dtype());
-  Tensor ad = detach(a), bd = detach(b);
+  const DType t = result_type(a, b);
+  const Saved ad = a, bd = b;
   return record("mul_backward", binary_fwd<ops::Mul>("mul", a, b, t, t), {a, b}, [a = info(a), b = info(b), ad, bd](const Tensor& dout) {
     return std::vector{a.requires_grad ? detail::grad_for(mul(dout, bd), a) : Tensor(),
                        b.requires_grad ? detail::grad_for(mul(dout, ad), b) : Tensor()};
@@ -114,9 +139,9 @@ inline Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 inline Tensor div(const Tensor& a, const Tensor& b) {
-  DType t = promote_types(a.dtype(), b.dtype());
+  DType t = result_type(a, b);
   if (!is_floating(t)) t = DType::f32;  // true division
-  Tensor ad = detach(a), bd = detach(b);
+  const Saved ad = a, bd = b;
   return record("div_backward", binary_fwd<ops::Div>("div", a, b, t, t), {a, b}, [a = info(a), b = info(b), ad, bd](const Tensor& dout) {
     return std::vector{a.requires_grad ? detail::grad_for(div(dout, bd), a) : Tensor(),
                        b.requires_grad ? detail::grad_for(neg(div(mul(dout, ad), mul(bd, bd))), b) : Tensor()};
@@ -124,9 +149,11 @@ inline Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 inline Tensor pow(const Tensor& a, const Tensor& b) {
-  const DType t = promote_types(a.dtype(), b.dtype());
+  const DType t = result_type(a, b);
+  STRATA_CHECK(!is_integral(t) || !detail::any_negative(b), "pow", "got integer tensors of shapes ", a.shape(), " and ",
+               b.shape(), " with a negative exponent, expected exponents >= 0 for integers");
   Tensor out = binary_fwd<ops::Pow>("pow", a, b, t, t);
-  Tensor ad = detach(a), bd = detach(b), od = detach(out);
+  const Saved ad = a, bd = b, od = out;
   return record("pow_backward", out, {a, b}, [a = info(a), b = info(b), ad, bd, od](const Tensor& dout) {
     Tensor da, db;
     if (a.requires_grad)  // b * a^(b-1); where b == 0 the term is 0 even at a == 0
@@ -149,8 +176,8 @@ inline Tensor pick_grad(const Tensor& dout, const Tensor& self, const Tensor& ot
 }  // namespace detail
 
 inline Tensor maximum(const Tensor& a, const Tensor& b) {
-  const DType t = promote_types(a.dtype(), b.dtype());
-  Tensor ad = detach(a), bd = detach(b);
+  const DType t = result_type(a, b);
+  const Saved ad = a, bd = b;
   return record("maximum_backward", binary_fwd<ops::Max>("maximum", a, b, t, t), {a, b},
                 [a = info(a), b = info(b), ad, bd](const Tensor& dout) {
     return std::vector{a.requires_grad ? detail::grad_for(detail::pick_grad(dout, ad, bd, true), a) : Tensor(),
@@ -159,8 +186,8 @@ inline Tensor maximum(const Tensor& a, const Tensor& b) {
 }
 
 inline Tensor minimum(const Tensor& a, const Tensor& b) {
-  const DType t = promote_types(a.dtype(), b.dtype());
-  Tensor ad = detach(a), bd = detach(b);
+  const DType t = result_type(a, b);
+  const Saved ad = a, bd = b;
   return record("minimum_backward", binary_fwd<ops::Min>("minimum", a, b, t, t), {a, b},
                 [a = info(a), b = info(b), ad, bd](const Tensor& dout) {
     return std::vector{a.requires_grad ? detail::grad_for(detail::pick_grad(dout, ad, bd, false), a) : Tensor(),
@@ -170,7 +197,7 @@ inline Tensor minimum(const Tensor& a, const Tensor& b) {
 
 #define STRATA_COMPARISON(name, Op)                                                      \
   inline Tensor name(const Tensor& a, const Tensor& b) {                                 \
-    return binary_fwd<ops::Op>(#name, a, b, promote_types(a.dtype(), b.dtype()), DType::b8); \
+    return binary_fwd<ops::Op>(#name, a, b, result_type(a, b), DType::b8);      \
   }                                                                                      \
   template <Scalar S> Tensor name(const Tensor& a, S s) { return name(a, detail::wrap_scalar(s, a)); }
 STRATA_COMPARISON(eq, Eq)
@@ -185,14 +212,14 @@ STRATA_COMPARISON(ge, Ge)
 inline Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   STRATA_CHECK(cond.dtype() == DType::b8, "where", "got a condition of dtype ", cond.dtype(), ", expected bool");
   const Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
-  const DType t = promote_types(a.dtype(), b.dtype());
+  const DType t = result_type(a, b);
   const Tensor ac = to(detach(a), t), bc = to(detach(b), t);
   Tensor out = Tensor::empty(shape, t, a.device());
   auto L = make_loop<4>({&out, &cond, &ac, &bc}, "where");
   dispatch_all(t, "where", [&]<class T>(type_tag<T>) {
     cpu::where_kernel<T>(L, out.data_ptr<T>(), cond.data_ptr<bool>(), ac.data_ptr<T>(), bc.data_ptr<T>());
   });
-  Tensor c = detach(cond);
+  const Saved c = cond;
   return record("where_backward", out, {a, b}, [a = info(a), b = info(b), c](const Tensor& dout) {
     Tensor z = zeros({}, options_of(dout));
     return std::vector{a.requires_grad ? detail::grad_for(where(c, dout, z), a) : Tensor(),
@@ -271,7 +298,11 @@ inline Tensor& add_(Tensor& self, const Tensor& other, double alpha = 1.0) {
 }
 inline Tensor& sub_(Tensor& self, const Tensor& other) { return detail::binary_inplace<ops::Sub>("sub_", self, other); }
 inline Tensor& mul_(Tensor& self, const Tensor& other) { return detail::binary_inplace<ops::Mul>("mul_", self, other); }
-inline Tensor& div_(Tensor& self, const Tensor& other) { return detail::binary_inplace<ops::Div>("div_", self, other); }
+inline Tensor& div_(Tensor& self, const Tensor& other) {
+  STRATA_CHECK(is_floating(self.dtype()), "div_", "got a tensor of dtype ", self.dtype(),
+               ", expected a floating dtype (true division cannot be stored in integers)");
+  return detail::binary_inplace<ops::Div>("div_", self, other);
+}
 inline Tensor& zero_(Tensor& self) {
   detail::check_inplace(self, "zero_");
   return fill_(self, 0.0);

@@ -36,10 +36,17 @@ inline Tensor full_like(const Tensor& t, double v) { return full(t.shape(), v, o
 /// A 0-dim tensor holding `value`.
 inline Tensor scalar_tensor(double value, TensorOptions o = {}) { return full({}, value, o); }
 
-/// A tensor of the given shape (default: 1-d) holding a copy of `values`.
+/// A tensor of the given shape holding a copy of `values`. One size may be -1 (inferred, as in
+/// view); the default {-1} gives a 1-d tensor like torch.tensor([...]), even for one value; an
+/// explicit {} gives a 0-dim tensor (one value).
 template <class T>
-Tensor from_vector(const std::vector<T>& values, Shape shape = {}, TensorOptions o = {.dtype = dtype_v<T>}) {
-  if (shape.empty() && values.size() != 1) shape = {int64_t(values.size())};
+Tensor from_vector(const std::vector<T>& values, Shape shape = {-1}, TensorOptions o = {.dtype = dtype_v<T>}) {
+  int64_t known = 1, infer = -1;
+  for (int i = 0; i < shape.dim(); ++i) {
+    if (shape[i] == -1 && infer < 0) infer = i;
+    else known *= shape[i];
+  }
+  if (infer >= 0 && known > 0 && int64_t(values.size()) % known == 0) shape[infer] = int64_t(values.size()) / known;
   STRATA_CHECK(numel(shape) == int64_t(values.size()), "from_vector", "got ", values.size(),
                " values for shape ", shape, ", expected ", numel(shape));
   Tensor src = Tensor::empty(shape, dtype_v<T>);
@@ -48,12 +55,12 @@ Tensor from_vector(const std::vector<T>& values, Shape shape = {}, TensorOptions
   if (o.requires_grad) out.requires_grad_();
   return out;
 }
-inline Tensor from_vector(std::initializer_list<double> values, Shape shape = {}, TensorOptions o = {}) {
+inline Tensor from_vector(std::initializer_list<double> values, Shape shape = {-1}, TensorOptions o = {}) {
   return from_vector(std::vector<double>(values), std::move(shape), o);
 }
 
-/// [start, start + step, ...) up to end (exclusive), like torch.arange; int64 unless asked.
-inline Tensor arange(double start, double end, double step = 1.0, TensorOptions o = {.dtype = DType::i64}) {
+/// [start, start + step, ...) up to end (exclusive), like torch.arange, in the dtype asked for.
+inline Tensor arange(double start, double end, double step, TensorOptions o) {
   STRATA_CHECK(step != 0 && (end - start) / step >= 0, "arange", "got start=", start, " end=", end,
                " step=", step, ", expected a step that moves from start toward end");
   const int64_t n = int64_t(std::ceil((end - start) / step));
@@ -64,7 +71,13 @@ inline Tensor arange(double start, double end, double step = 1.0, TensorOptions 
   });
   return t;
 }
-inline Tensor arange(double end, TensorOptions o = {.dtype = DType::i64}) { return arange(0, end, 1, o); }
+/// arange with PyTorch's dtype: int64 when start, end and step are whole numbers, else float32.
+inline Tensor arange(double start, double end, double step = 1.0) {
+  const bool whole = start == std::floor(start) && end == std::floor(end) && step == std::floor(step);
+  return arange(start, end, step, {.dtype = whole ? DType::i64 : DType::f32});
+}
+inline Tensor arange(double end, TensorOptions o) { return arange(0, end, 1, o); }
+inline Tensor arange(double end) { return arange(0.0, end, 1.0); }
 
 /// `steps` evenly spaced values from start to end inclusive.
 inline Tensor linspace(double start, double end, int64_t steps, TensorOptions o = {}) {

@@ -140,7 +140,7 @@ inline Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   }
   const int d = wrap_dim(dim, x.dim(), "index_select");
   Tensor out = index_select_fwd(x, d, index);
-  return record("index_select_backward", out, {x}, [x = info(x), d, idx = detach(index)](const Tensor& dout) {
+  return record("index_select_backward", out, {x}, [x = info(x), d, idx = Saved(index)](const Tensor& dout) {
     return std::vector{to(index_select_bwd(dout, x.shape, d, idx), x.dtype)};
   });
 }
@@ -159,7 +159,7 @@ inline Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const
   Tensor out = detail::copy_as(x, x.dtype());
   index_add_fwd_(out, d, index, src);
   return record("index_add_backward", out, {x, src},
-                [x = info(x), s = info(src), d, idx = detach(index)](const Tensor& dout) {
+                [x = info(x), s = info(src), d, idx = Saved(index)](const Tensor& dout) {
     return std::vector{x.requires_grad ? to(dout, x.dtype) : Tensor(),
                        s.requires_grad ? to(index_select_fwd(dout, d, idx), s.dtype) : Tensor()};
   });
@@ -212,7 +212,7 @@ inline Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   const int d = wrap_dim(dim, x.dim(), "gather");
   detail::check_gather_shapes("gather", x, d, index, nullptr);
   Tensor out = gather_fwd(x, d, index);
-  return record("gather_backward", out, {x}, [x = info(x), d, idx = detach(index)](const Tensor& dout) {
+  return record("gather_backward", out, {x}, [x = info(x), d, idx = Saved(index)](const Tensor& dout) {
     return std::vector{to(gather_bwd(dout, x.shape, d, idx), x.dtype)};
   });
 }
@@ -230,7 +230,7 @@ inline Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, con
   Tensor out = detail::copy_as(x, x.dtype());
   scatter_add_fwd_(out, d, index, src);
   return record("scatter_add_backward", out, {x, src},
-                [x = info(x), s = info(src), d, idx = detach(index)](const Tensor& dout) {
+                [x = info(x), s = info(src), d, idx = Saved(index)](const Tensor& dout) {
     Tensor dsrc;
     if (s.requires_grad) {
       Tensor g = gather_fwd(dout, d, idx);

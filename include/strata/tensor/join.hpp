@@ -95,7 +95,7 @@ inline Tensor stack(const std::vector<Tensor>& ts, int64_t dim = 0) {
 /// Views of `split_size` elements along dim (the last one may be smaller).
 inline std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim = 0) {
   STRATA_CHECK(x.dim() > 0, "split", "got a 0-dim tensor, expected at least 1 dim");
-  const int d = wrap_dim(dim, x.dim(), "split");
+  const int d = wrap_indexed_dim(dim, x.dim(), "split");
   const int64_t size = x.shape()[d];
   STRATA_CHECK(split_size > 0 || (split_size == 0 && size == 0), "split", "got split_size=", split_size,
                " for dim ", d, " of shape ", x.shape(), ", expected split_size > 0");
@@ -112,7 +112,7 @@ inline std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t di
 /// Views with the given sizes along dim (they must add up to x.size(dim)).
 inline std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim = 0) {
   STRATA_CHECK(x.dim() > 0, "split", "got a 0-dim tensor, expected at least 1 dim");
-  const int d = wrap_dim(dim, x.dim(), "split");
+  const int d = wrap_indexed_dim(dim, x.dim(), "split");
   int64_t total = 0;
   bool nonneg = true;
   for (int64_t s : sizes) {
@@ -135,7 +135,7 @@ inline std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& si
 inline std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0) {
   STRATA_CHECK(x.dim() > 0, "chunk", "got a 0-dim tensor, expected at least 1 dim");
   STRATA_CHECK(chunks > 0, "chunk", "got chunks=", chunks, ", expected chunks > 0");
-  const int d = wrap_dim(dim, x.dim(), "chunk");
+  const int d = wrap_indexed_dim(dim, x.dim(), "chunk");
   const int64_t size = x.shape()[d];
   if (size == 0) return split(x, std::vector<int64_t>(size_t(chunks), 0), d);  // keep the count, as PyTorch
   return split(x, (size + chunks - 1) / chunks, d);
@@ -144,7 +144,7 @@ inline std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 
 /// The slices of x along dim, each with that dim removed (views).
 inline std::vector<Tensor> unbind(const Tensor& x, int64_t dim = 0) {
   STRATA_CHECK(x.dim() > 0, "unbind", "got a 0-dim tensor, expected at least 1 dim");
-  const int d = wrap_dim(dim, x.dim(), "unbind");
+  const int d = wrap_indexed_dim(dim, x.dim(), "unbind");
   std::vector<Tensor> out;
   out.reserve(size_t(x.shape()[d]));
   for (int64_t i = 0; i < x.shape()[d]; ++i) out.push_back(select(x, d, i));

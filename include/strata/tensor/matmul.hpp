@@ -180,8 +180,8 @@ inline Tensor matmul_nd(const Tensor& a, const Tensor& b) {
   Tensor out = matmul_fwd(a, b);
   if (!any_requires_grad({a, b})) return out;
   // keep only what the backward reads: b for dA, a for dB
-  Tensor ad = b.requires_grad() ? detach(a) : Tensor();
-  Tensor bd = a.requires_grad() ? detach(b) : Tensor();
+  const Saved ad = b.requires_grad() ? Saved(a) : Saved();
+  const Saved bd = a.requires_grad() ? Saved(b) : Saved();
   return record("matmul_backward", out, {a, b}, [ad, bd, ai = info(a), bi = info(b)](const Tensor& dout) {
     return matmul_bwd(dout, ad, bd, ai, bi);
   });

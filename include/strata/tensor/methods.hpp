@@ -71,8 +71,12 @@ inline Tensor Tensor::clamp(double lo, double hi) const { return strata::clamp(*
 
 inline Tensor& Tensor::add_(const Tensor& o, double alpha) { return strata::add_(*this, o, alpha); }
 inline Tensor& Tensor::add_(double v) { return strata::add_(*this, detail::wrap_scalar(v, *this)); }
+inline Tensor& Tensor::sub_(const Tensor& o) { return strata::sub_(*this, o); }
+inline Tensor& Tensor::sub_(double v) { return strata::sub_(*this, detail::wrap_scalar(v, *this)); }
 inline Tensor& Tensor::mul_(const Tensor& o) { return strata::mul_(*this, o); }
 inline Tensor& Tensor::mul_(double v) { return strata::mul_(*this, detail::wrap_scalar(v, *this)); }
+inline Tensor& Tensor::div_(const Tensor& o) { return strata::div_(*this, o); }
+inline Tensor& Tensor::div_(double v) { return strata::div_(*this, detail::wrap_scalar(v, *this)); }
 inline Tensor& Tensor::zero_() { return strata::zero_(*this); }
 inline Tensor& Tensor::fill_(double v) {
   detail::check_inplace(*this, "fill_");

@@ -200,7 +200,7 @@ template <bool kMax>
 Tensor extremum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, const char* name) {
   const uint32_t mask = reduce_mask(x, dims, name);
   Tensor out = extremum_fwd<kMax>(x, mask, keepdim, name);
-  const Tensor xd = detach(x), od = detach(out);
+  const Saved xd = x, od = out;
   return record(kMax ? "amax_backward" : "amin_backward", out, {x}, [xd, od, mask](const Tensor& dout) {
     return std::vector{extremum_bwd(dout, xd, od, mask)};
   });
@@ -307,8 +307,9 @@ inline Tensor var(const Tensor& x, const std::vector<int64_t>& dims = {}, bool u
   auto [v, m] = var_fwd(x, mask, unbiased, keepdim);
   const int64_t n = detail::reduced_numel(x.shape(), mask);
   const double divisor = double(std::max<int64_t>(0, n - (unbiased ? 1 : 0)));
-  const Tensor xd = detach(x);
-  return record("var_backward", v, {x}, [xd, m, mask, divisor](const Tensor& dout) {
+  const Saved xs = x;
+  return record("var_backward", v, {x}, [xs, m, mask, divisor](const Tensor& dout) {
+    const Tensor& xd = xs.get();
     const Tensor dev = sub(xd, to(m, xd.dtype()));
     return std::vector{mul(detail::keep_reduced(dout, xd.shape(), mask), mul(dev, 2.0 / divisor))};
   });

@@ -56,7 +56,7 @@ namespace detail {
 inline Tensor softmax_op(const Tensor& x, int64_t dim, bool log) {
   const int d = reduce_dim(x, dim, log ? "log_softmax" : "softmax");
   Tensor y = softmax_fwd(x, d, log);
-  const Tensor yd = detach(y);
+  const Saved yd = y;
   return record(log ? "log_softmax_backward" : "softmax_backward", y, {x},
                 [yd, d, log](const Tensor& dout) { return std::vector{softmax_bwd(dout, yd, d, log)}; });
 }

@@ -31,7 +31,8 @@ struct Abs { static constexpr bool vectorized = true; template <class V> V opera
 struct Exp { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vexp(x); } };
 struct Sqrt { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vsqrt(x); } };
 struct Rsqrt { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return V(1) / vsqrt(x); } };
-struct Relu { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vmax(x, V(0)); } };
+// max/min return their second operand when one is NaN: x goes second so NaN propagates, as in PyTorch
+struct Relu { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vmax(V(0), x); } };
 struct Sigmoid {
   static constexpr bool vectorized = true;
   template <class V> V operator()(V x) const { return V(1) / (V(1) + vexp(-x)); }
@@ -60,7 +61,7 @@ struct Softplus {  // log(1 + e^x), linear above 20 like PyTorch's default thres
 struct Clamp {
   double lo, hi;
   static constexpr bool vectorized = true;
-  template <class V> V operator()(V x) const { return vmin(vmax(x, V(lo)), V(hi)); }
+  template <class V> V operator()(V x) const { return vmin(V(hi), vmax(V(lo), x)); }
 };
 struct LeakyRelu {
   double slope;
@@ -69,6 +70,11 @@ struct LeakyRelu {
 };
 
 // backward functors: (dout, saved) -> dx
+struct ClampBwd {  // the gradient passes where lo <= x <= hi (NaN x passes nothing)
+  double lo, hi;
+  static constexpr bool vectorized = false;
+  template <class V> V operator()(V g, V x) const { return x >= V(lo) && x <= V(hi) ? g : V(0); }
+};
 struct ReluBwd { static constexpr bool vectorized = false; template <class V> V operator()(V g, V x) const { return x > V(0) ? g : V(0); } };
 struct SigmoidBwd { static constexpr bool vectorized = true; template <class V> V operator()(V g, V y) const { return g * y * (V(1) - y); } };
 struct TanhBwd { static constexpr bool vectorized = true; template <class V> V operator()(V g, V y) const { return g * (V(1) - y * y); } };
@@ -108,31 +114,34 @@ Tensor unary_bwd(const char* name, const Tensor& dout, const Tensor& saved) {
   return binary_fwd<Op>(name, dout, saved, dout.dtype(), dout.dtype());
 }
 
-#define STRATA_UNARY(name, Op, keep_int, backward_expr)                                   \
-  inline Tensor name(const Tensor& x) {                                                   \
-    Tensor y = unary_fwd<ops::Op, keep_int>(#name, x);                                \
-    Tensor xd = detach(x), yd = detach(y);                                                \
-    return record(#name "_backward", y, {x}, [xd, yd](const Tensor& dout) {               \
-      (void)xd; (void)yd;                                                                 \
-      return std::vector<Tensor>{backward_expr};                                          \
-    });                                                                                   \
+// One differentiable unary op. `saved` names what the backward reads: xd (the input), yd (the
+// output) or none; only that is kept alive by the graph.
+#define STRATA_UNARY(name, Op, keep_int, saved, backward_expr)                             \
+  inline Tensor name(const Tensor& x) {                                                    \
+    Tensor y = unary_fwd<ops::Op, keep_int>(#name, x);                                     \
+    [[maybe_unused]] const Tensor& xd = x;                                                 \
+    [[maybe_unused]] const Tensor& yd = y;                                                 \
+    [[maybe_unused]] const Tensor none;                                                    \
+    return record(#name "_backward", y, {x}, [saved = Saved(saved)](const Tensor& dout) {  \
+      return std::vector<Tensor>{backward_expr};                                           \
+    });                                                                                    \
   }
 
-STRATA_UNARY(neg, Neg, true, mul(dout, -1.0))
-STRATA_UNARY(abs, Abs, true, mul(dout, sign(xd)))
-STRATA_UNARY(exp, Exp, false, mul(dout, yd))
-STRATA_UNARY(log, Log, false, div(dout, xd))
-STRATA_UNARY(log1p, Log1p, false, div(dout, add(xd, 1.0)))
-STRATA_UNARY(sqrt, Sqrt, false, div(dout, mul(yd, 2.0)))
-STRATA_UNARY(rsqrt, Rsqrt, false, mul(dout, mul(pow(yd, 3.0), -0.5)))
-STRATA_UNARY(sin, Sin, false, mul(dout, cos(xd)))
-STRATA_UNARY(cos, Cos, false, neg(mul(dout, sin(xd))))
-STRATA_UNARY(tanh, Tanh, false, unary_bwd<ops::TanhBwd>("tanh_backward", dout, yd))
-STRATA_UNARY(sigmoid, Sigmoid, false, unary_bwd<ops::SigmoidBwd>("sigmoid_backward", dout, yd))
-STRATA_UNARY(relu, Relu, true, unary_bwd<ops::ReluBwd>("relu_backward", dout, xd))
-STRATA_UNARY(gelu, Gelu, false, unary_bwd<ops::GeluBwd>("gelu_backward", dout, xd))
-STRATA_UNARY(silu, Silu, false, unary_bwd<ops::SiluBwd>("silu_backward", dout, xd))
-STRATA_UNARY(softplus, Softplus, false, mul(dout, sigmoid(xd)))
+STRATA_UNARY(neg, Neg, true, none, mul(dout, -1.0))
+STRATA_UNARY(abs, Abs, true, xd, mul(dout, sign(xd)))
+STRATA_UNARY(exp, Exp, false, yd, mul(dout, yd))
+STRATA_UNARY(log, Log, false, xd, div(dout, xd))
+STRATA_UNARY(log1p, Log1p, false, xd, div(dout, add(xd, 1.0)))
+STRATA_UNARY(sqrt, Sqrt, false, yd, div(dout, mul(yd, 2.0)))
+STRATA_UNARY(rsqrt, Rsqrt, false, yd, mul(dout, mul(pow(yd, 3.0), -0.5)))
+STRATA_UNARY(sin, Sin, false, xd, mul(dout, cos(xd)))
+STRATA_UNARY(cos, Cos, false, xd, neg(mul(dout, sin(xd))))
+STRATA_UNARY(tanh, Tanh, false, yd, unary_bwd<ops::TanhBwd>("tanh_backward", dout, yd))
+STRATA_UNARY(sigmoid, Sigmoid, false, yd, unary_bwd<ops::SigmoidBwd>("sigmoid_backward", dout, yd))
+STRATA_UNARY(relu, Relu, true, xd, unary_bwd<ops::ReluBwd>("relu_backward", dout, xd))
+STRATA_UNARY(gelu, Gelu, false, xd, unary_bwd<ops::GeluBwd>("gelu_backward", dout, xd))
+STRATA_UNARY(silu, Silu, false, xd, unary_bwd<ops::SiluBwd>("silu_backward", dout, xd))
+STRATA_UNARY(softplus, Softplus, false, xd, mul(dout, sigmoid(xd)))
 #undef STRATA_UNARY
 
 /// -1, 0 or 1 by the sign of x (no gradient).
@@ -141,21 +150,23 @@ inline Tensor sign(const Tensor& x) { return unary_fwd<ops::Sign, true>("sign", 
 /// x*x
 inline Tensor square(const Tensor& x) { return mul(x, x); }
 
-/// min(max(x, lo), hi); the gradient passes where lo <= x <= hi.
+/// min(max(x, lo), hi); the gradient passes where lo <= x <= hi. Integer x with bounds that are not
+/// whole numbers gives float32, as in PyTorch.
 inline Tensor clamp(const Tensor& x, double lo, double hi) {
   STRATA_CHECK(lo <= hi, "clamp", "got lo=", lo, " hi=", hi, ", expected lo <= hi");
-  Tensor y = unary_fwd<ops::Clamp, true>("clamp", x, {lo, hi});
-  Tensor xd = detach(x);
-  return record("clamp_backward", y, {x}, [xd, lo, hi](const Tensor& dout) {
-    return std::vector{mul(mul(dout, to(ge(xd, lo), dout.dtype())), to(le(xd, hi), dout.dtype()))};
+  const bool whole = lo == std::floor(lo) && hi == std::floor(hi);
+  const Tensor xin = is_floating(x.dtype()) || whole ? x : to(x, DType::f32);
+  Tensor y = unary_fwd<ops::Clamp, true>("clamp", xin, {lo, hi});
+  return record("clamp_backward", y, {x}, [xd = Saved(x), lo, hi](const Tensor& dout) {
+    return std::vector{binary_fwd<ops::ClampBwd>("clamp_backward", dout, to(xd.get(), dout.dtype()), dout.dtype(),
+                                                 dout.dtype(), {lo, hi})};
   });
 }
 
 /// x for x > 0, slope*x otherwise.
 inline Tensor leaky_relu(const Tensor& x, double slope = 0.01) {
   Tensor y = unary_fwd<ops::LeakyRelu>("leaky_relu", x, {slope});
-  Tensor xd = detach(x);
-  return record("leaky_relu_backward", y, {x}, [xd, slope](const Tensor& dout) {
+  return record("leaky_relu_backward", y, {x}, [xd = Saved(x), slope](const Tensor& dout) {
     return std::vector{mul(dout, where(gt(xd, 0.0), 1.0, full({}, slope, options_of(dout))))};
   });
 }

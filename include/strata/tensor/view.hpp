@@ -16,7 +16,7 @@
 
 namespace strata {
 
-Tensor sum_to(const Tensor& x, const Shape& shape);  // reduce.hpp: sums broadcast dims away
+inline Tensor sum_to(const Tensor& x, const Shape& shape);  // reduce.hpp: sums broadcast dims away
 inline Tensor reshape(const Tensor& x, const Shape& shape);
 
 namespace detail {
@@ -124,13 +124,18 @@ inline Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
 inline Tensor transpose(const Tensor& x, int64_t d0, int64_t d1) {
   std::vector<int64_t> p(x.dim());
   std::iota(p.begin(), p.end(), 0);
+  if (x.dim() == 0) {  // PyTorch allows transpose(0, 0) / (-1, -1) of a 0-dim tensor: itself
+    wrap_dim(d0, 0, "transpose");
+    wrap_dim(d1, 0, "transpose");
+    return x;
+  }
   std::swap(p[wrap_dim(d0, x.dim(), "transpose")], p[wrap_dim(d1, x.dim(), "transpose")]);
   return permute(x, p);
 }
 
 /// Elements [start, start + length) along dim.
 inline Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
-  const int d = wrap_dim(dim, x.dim(), "narrow");
+  const int d = wrap_indexed_dim(dim, x.dim(), "narrow");
   const int64_t size = x.shape()[d];
   if (start < 0) start += size;
   STRATA_CHECK(start >= 0 && length >= 0 && start + length <= size, "narrow", "got start=", start,
@@ -148,7 +153,7 @@ inline Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length
 
 /// Python-style x[start:end:step] along dim (indices clamp like Python's, negative from the end).
 inline Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step = 1) {
-  const int d = wrap_dim(dim, x.dim(), "slice");
+  const int d = wrap_indexed_dim(dim, x.dim(), "slice");
   STRATA_CHECK(step > 0, "slice", "got step=", step, ", expected step > 0");
   const int64_t size = x.shape()[d];
   auto clampi = [size](int64_t i) { return std::clamp<int64_t>(i < 0 ? i + size : i, 0, size); };
@@ -168,8 +173,7 @@ inline Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, in
 
 /// The sub-tensor at `index` along dim (that dim is removed).
 inline Tensor select(const Tensor& x, int64_t dim, int64_t index) {
-  const int d = wrap_dim(dim, x.dim(), "select");
-  STRATA_CHECK(x.dim() > 0, "select", "got a 0-dim tensor, expected at least 1 dim");
+  const int d = wrap_indexed_dim(dim, x.dim(), "select");
   const int64_t size = x.shape()[d];
   STRATA_CHECK(index >= -size && index < size, "select", "got index ", index, " on dim ", d, " of shape ",
                x.shape(), ", expected an index in [", -size, ", ", size - 1, "]");

@@ -83,9 +83,9 @@ class Tensor {
   explicit operator bool() const = delete;  // ambiguous: is it "defined" or "nonzero"? say which
   const Shape& shape() const { return impl().shape; }
   const Shape& sizes() const { return impl().shape; }
-  int64_t size(int64_t d) const { return impl().shape[wrap_dim(d, dim(), "size")]; }
+  int64_t size(int64_t d) const { return impl().shape[wrap_indexed_dim(d, dim(), "size")]; }
   const Strides& strides() const { return impl().strides; }
-  int64_t stride(int64_t d) const { return impl().strides[wrap_dim(d, dim(), "stride")]; }
+  int64_t stride(int64_t d) const { return impl().strides[wrap_indexed_dim(d, dim(), "stride")]; }
   int dim() const { return int(impl().shape.size()); }
   int64_t numel() const { return strata::numel(impl().shape); }
   DType dtype() const { return impl().dtype; }
@@ -195,8 +195,12 @@ class Tensor {
   // in place (no autograd through them: use them on data, not on tensors that require grad)
   Tensor& add_(const Tensor& other, double alpha = 1.0);
   Tensor& add_(double value);
+  Tensor& sub_(const Tensor& other);
+  Tensor& sub_(double value);
   Tensor& mul_(const Tensor& other);
   Tensor& mul_(double value);
+  Tensor& div_(const Tensor& other);
+  Tensor& div_(double value);
   Tensor& zero_();
   Tensor& fill_(double value);
   Tensor& copy_(const Tensor& src);
