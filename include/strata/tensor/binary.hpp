@@ -117,22 +117,28 @@ concept Scalar = std::is_arithmetic_v<S>;
 
 inline Tensor add(const Tensor& a, const Tensor& b) {
   const DType t = result_type(a, b);
-  return record("add_backward", binary_fwd<ops::Add>("add", a, b, t, t), {a, b}, [a = info(a), b = info(b)](const Tensor& dout) {
+  Tensor out = binary_fwd<ops::Add>("add", a, b, t, t);
+  if (!any_requires_grad({a, b})) return out;
+  return record("add_backward", out, {a, b}, [a = info(a), b = info(b)](const Tensor& dout) {
     return std::vector{detail::grad_for(dout, a), detail::grad_for(dout, b)};
   });
 }
 
 inline Tensor sub(const Tensor& a, const Tensor& b) {
   const DType t = result_type(a, b);
-  return record("sub_backward", binary_fwd<ops::Sub>("sub", a, b, t, t), {a, b}, [a = info(a), b = info(b)](const Tensor& dout) {
+  Tensor out = binary_fwd<ops::Sub>("sub", a, b, t, t);
+  if (!any_requires_grad({a, b})) return out;
+  return record("sub_backward", out, {a, b}, [a = info(a), b = info(b)](const Tensor& dout) {
     return std::vector{detail::grad_for(dout, a), b.requires_grad ? detail::grad_for(neg(dout), b) : Tensor()};
   });
 }
 
 inline Tensor mul(const Tensor& a, const Tensor& b) {
   const DType t = result_type(a, b);
-  const Saved ad = a, bd = b;
-  return record("mul_backward", binary_fwd<ops::Mul>("mul", a, b, t, t), {a, b}, [a = info(a), b = info(b), ad, bd](const Tensor& dout) {
+  Tensor out = binary_fwd<ops::Mul>("mul", a, b, t, t);
+  if (!any_requires_grad({a, b})) return out;
+  const Saved ad = b.requires_grad() ? Saved(a) : Saved(), bd = a.requires_grad() ? Saved(b) : Saved();
+  return record("mul_backward", out, {a, b}, [a = info(a), b = info(b), ad, bd](const Tensor& dout) {
     return std::vector{a.requires_grad ? detail::grad_for(mul(dout, bd), a) : Tensor(),
                        b.requires_grad ? detail::grad_for(mul(dout, ad), b) : Tensor()};
   });
@@ -141,8 +147,10 @@ inline Tensor mul(const Tensor& a, const Tensor& b) {
 inline Tensor div(const Tensor& a, const Tensor& b) {
   DType t = result_type(a, b);
   if (!is_floating(t)) t = DType::f32;  // true division
-  const Saved ad = a, bd = b;
-  return record("div_backward", binary_fwd<ops::Div>("div", a, b, t, t), {a, b}, [a = info(a), b = info(b), ad, bd](const Tensor& dout) {
+  Tensor out = binary_fwd<ops::Div>("div", a, b, t, t);
+  if (!any_requires_grad({a, b})) return out;
+  const Saved ad = b.requires_grad() ? Saved(a) : Saved(), bd = b;  // da needs b; db needs a and b
+  return record("div_backward", out, {a, b}, [a = info(a), b = info(b), ad, bd](const Tensor& dout) {
     return std::vector{a.requires_grad ? detail::grad_for(div(dout, bd), a) : Tensor(),
                        b.requires_grad ? detail::grad_for(neg(div(mul(dout, ad), mul(bd, bd))), b) : Tensor()};
   });
@@ -153,6 +161,7 @@ inline Tensor pow(const Tensor& a, const Tensor& b) {
   STRATA_CHECK(!is_integral(t) || !detail::any_negative(b), "pow", "got integer tensors of shapes ", a.shape(), " and ",
                b.shape(), " with a negative exponent, expected exponents >= 0 for integers");
   Tensor out = binary_fwd<ops::Pow>("pow", a, b, t, t);
+  if (!any_requires_grad({a, b})) return out;
   const Saved ad = a, bd = b, od = out;
   return record("pow_backward", out, {a, b}, [a = info(a), b = info(b), ad, bd, od](const Tensor& dout) {
     Tensor da, db;
@@ -177,8 +186,10 @@ inline Tensor pick_grad(const Tensor& dout, const Tensor& self, const Tensor& ot
 
 inline Tensor maximum(const Tensor& a, const Tensor& b) {
   const DType t = result_type(a, b);
+  Tensor out = binary_fwd<ops::Max>("maximum", a, b, t, t);
+  if (!any_requires_grad({a, b})) return out;
   const Saved ad = a, bd = b;
-  return record("maximum_backward", binary_fwd<ops::Max>("maximum", a, b, t, t), {a, b},
+  return record("maximum_backward", out, {a, b},
                 [a = info(a), b = info(b), ad, bd](const Tensor& dout) {
     return std::vector{a.requires_grad ? detail::grad_for(detail::pick_grad(dout, ad, bd, true), a) : Tensor(),
                        b.requires_grad ? detail::grad_for(detail::pick_grad(dout, bd, ad, true), b) : Tensor()};
@@ -187,8 +198,10 @@ inline Tensor maximum(const Tensor& a, const Tensor& b) {
 
 inline Tensor minimum(const Tensor& a, const Tensor& b) {
   const DType t = result_type(a, b);
+  Tensor out = binary_fwd<ops::Min>("minimum", a, b, t, t);
+  if (!any_requires_grad({a, b})) return out;
   const Saved ad = a, bd = b;
-  return record("minimum_backward", binary_fwd<ops::Min>("minimum", a, b, t, t), {a, b},
+  return record("minimum_backward", out, {a, b},
                 [a = info(a), b = info(b), ad, bd](const Tensor& dout) {
     return std::vector{a.requires_grad ? detail::grad_for(detail::pick_grad(dout, ad, bd, false), a) : Tensor(),
                        b.requires_grad ? detail::grad_for(detail::pick_grad(dout, bd, ad, false), b) : Tensor()};
@@ -219,6 +232,7 @@ inline Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   dispatch_all(t, "where", [&]<class T>(type_tag<T>) {
     cpu::where_kernel<T>(L, out.data_ptr<T>(), cond.data_ptr<bool>(), ac.data_ptr<T>(), bc.data_ptr<T>());
   });
+  if (!any_requires_grad({a, b})) return out;
   const Saved c = cond;
   return record("where_backward", out, {a, b}, [a = info(a), b = info(b), c](const Tensor& dout) {
     Tensor z = zeros({}, options_of(dout));

@@ -119,6 +119,7 @@ Tensor unary_bwd(const char* name, const Tensor& dout, const Tensor& saved) {
 #define STRATA_UNARY(name, Op, keep_int, saved, backward_expr)                             \
   inline Tensor name(const Tensor& x) {                                                    \
     Tensor y = unary_fwd<ops::Op, keep_int>(#name, x);                                     \
+    if (!any_requires_grad({x})) return y;                                                 \
     [[maybe_unused]] const Tensor& xd = x;                                                 \
     [[maybe_unused]] const Tensor& yd = y;                                                 \
     [[maybe_unused]] const Tensor none;                                                    \
