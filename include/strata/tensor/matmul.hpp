@@ -37,16 +37,11 @@ inline Tensor unit_stride_matrices(const Tensor& x) {
 /// Throws unless the batch dims (all but the last two) of a and b broadcast; names both shapes.
 inline Shape matmul_batch_shape(const Shape& a, const Shape& b, const char* op) {
   const Shape ba(a.begin(), a.end() - 2), bb(b.begin(), b.end() - 2);
-  const size_t n = std::max(ba.size(), bb.size());
-  Shape out(n);
-  for (size_t i = 0; i < n; ++i) {
-    const int64_t da = i < n - ba.size() ? 1 : ba[i - (n - ba.size())];
-    const int64_t db = i < n - bb.size() ? 1 : bb[i - (n - bb.size())];
-    STRATA_CHECK(da == db || da == 1 || db == 1, op, "got shapes ", a, " and ", b,
-                 ", expected batch dims (all but the last two) that broadcast");
-    out[i] = da == 1 ? db : da;
+  try {
+    return broadcast_shapes(ba, bb, op);
+  } catch (const Error&) {  // say it with the whole shapes, which the user passed
+    fail(op, "got shapes ", a, " and ", b, ", expected batch dims (all but the last two) that broadcast");
   }
-  return out;
 }
 
 }  // namespace detail
