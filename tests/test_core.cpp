@@ -610,3 +610,83 @@ TEST_CASE("creation: from_vector scalar_tensor item", "[core]") {
   th::check_throws([] { zeros({2}).item<float>(); }, {"item: got a tensor of shape [2], expected exactly one element"});
   th::check_throws([] { zeros({0}).item<float>(); }, {"item", "[0]"});
 }
+
+TEST_CASE("creation: every dtype, empty shapes, bad dtypes and ranges for the random ops", "[core]") {
+  const DType all[] = {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32, DType::i64, DType::u8, DType::b8};
+  for (DType dt : all) {
+    INFO(dt);
+    for (const Shape& s : {Shape{}, Shape{0}, Shape{3, 0, 2}, Shape{2, 5}}) {
+      INFO(s);
+      for (const Tensor& t : {empty(s, {.dtype = dt}), zeros(s, {.dtype = dt}), ones(s, {.dtype = dt}), full(s, 2.7, {.dtype = dt})}) {
+        CHECK(t.dtype() == dt);
+        CHECK(t.shape() == s);
+        CHECK(t.numel() == numel(s));
+        CHECK(t.is_contiguous());
+        CHECK(t.strides() == contiguous_strides(s));
+        CHECK_FALSE(t.requires_grad());
+      }
+      const double v = dispatch_all(dt, "test", [&]<class T>(type_tag<T>) { return cast_value<double>(cast_value<T>(2.7)); });
+      CHECK(th::values(full(s, 2.7, {.dtype = dt})) == std::vector<double>(size_t(numel(s)), v));
+      CHECK(th::values(zeros(s, {.dtype = dt})) == std::vector<double>(size_t(numel(s)), 0.0));
+      CHECK(th::values(ones(s, {.dtype = dt})) == std::vector<double>(size_t(numel(s)), 1.0));
+    }
+    if (is_floating(dt)) CHECK(empty({2}, {.dtype = dt, .requires_grad = true}).requires_grad());
+    else th::check_throws([&] { empty({2}, {.dtype = dt, .requires_grad = true}); }, {"requires_grad_", std::string(dtype_name(dt))});
+  }
+  // 0-size shapes give empty tensors of the asked dtype
+  for (const Shape& s : {Shape{0}, Shape{3, 0}, Shape{0, 2, 4}}) {
+    INFO(s);
+    for (DType dt : {DType::f32, DType::f64, DType::f16, DType::bf16}) {
+      for (const Tensor& t : {rand(s, {.dtype = dt}), randn(s, {.dtype = dt})}) {
+        CHECK(t.shape() == s);
+        CHECK(t.dtype() == dt);
+        CHECK(t.numel() == 0);
+      }
+    }
+    for (DType dt : {DType::i64, DType::i32, DType::u8, DType::f32}) {
+      Tensor r = randint(0, 10, s, {.dtype = dt});
+      CHECK(r.shape() == s);
+      CHECK(r.dtype() == dt);
+    }
+  }
+  // rand/randn have no integer or bool form; the message names the op and the dtype
+  for (DType dt : {DType::i32, DType::i64, DType::u8, DType::b8}) {
+    const std::string name(dtype_name(dt));
+    th::check_throws([&] { rand({3}, {.dtype = dt}); }, {"rand", name, "floating"});
+    th::check_throws([&] { randn({2, 2}, {.dtype = dt}); }, {"randn", name, "floating"});
+    th::check_throws([&] { rand({0}, {.dtype = dt}); }, {"rand", name});  // even with nothing to fill
+  }
+  th::check_throws([] { randint(0, 2, {3}, {.dtype = DType::b8}); }, {"randint", "bool"});
+  th::check_throws([] { randint(5, 2, {3}); }, {"randint", "low=5", "high=2"});
+  th::check_throws([] { randint(-1, -3, {0}); }, {"randint", "low=-1", "high=-3"});
+  // a range the dtype cannot hold is an error, not values wrapped around (torch.randint checks too)
+  th::check_throws([] { randint(0, 1000, {8}, {.dtype = DType::u8}); }, {"randint", "high=1000", "uint8"});
+  th::check_throws([] { randint(-1, 10, {8}, {.dtype = DType::u8}); }, {"randint", "low=-1", "uint8"});
+  th::check_throws([] { randint(0, int64_t(1) << 40, {8}, {.dtype = DType::i32}); }, {"randint", "int32"});
+  const auto edge = th::values(randint(-2147483648LL, 2147483648LL, {1000}, {.dtype = DType::i32}));  // the full int32 range
+  CHECK(*std::min_element(edge.begin(), edge.end()) >= -2147483648.0);
+  CHECK(*std::max_element(edge.begin(), edge.end()) <= 2147483647.0);
+}
+
+TEST_CASE("creation: f16/bf16 item()", "[core]") {
+  for (double v : {1.5, -2.75, 0.1, 65504.0, 3.0e-5}) {
+    INFO(v);
+    const Tensor h = scalar_tensor(v, {.dtype = DType::f16}), b = scalar_tensor(v, {.dtype = DType::bf16});
+    CHECK(h.item<float>() == float(f16(float(v))));
+    CHECK(b.item<float>() == float(bf16(float(v))));
+    CHECK(h.item<double>() == double(float(f16(float(v)))));
+    CHECK(b.item<double>() == double(float(bf16(float(v)))));
+    CHECK(std::bit_cast<uint16_t>(h.item<f16>()) == std::bit_cast<uint16_t>(f16(float(v))));
+    CHECK(std::bit_cast<uint16_t>(b.item<bf16>()) == std::bit_cast<uint16_t>(bf16(float(v))));
+    CHECK(h.item<int64_t>() == int64_t(float(f16(float(v)))));  // truncates toward zero, like C++
+    CHECK(b.item<bool>());
+  }
+  CHECK(scalar_tensor(0.0, {.dtype = DType::bf16}).item<bool>() == false);
+  CHECK(scalar_tensor(-0.0, {.dtype = DType::f16}).item<bool>() == false);
+  CHECK(std::isinf(scalar_tensor(1e6, {.dtype = DType::f16}).item<float>()));  // overflows f16, not bf16
+  CHECK(scalar_tensor(1e6, {.dtype = DType::bf16}).item<float>() == float(bf16(1e6f)));
+  Tensor v = arange(12, {.dtype = DType::bf16}).view({3, 4}).t().slice(0, 1, 4, 2);  // strided f16/bf16 views
+  CHECK(v.select(0, 1).select(0, 2).item<float>() == 11.0f);
+  CHECK(arange(6, {.dtype = DType::f16}).view({2, 3}).t().select(0, 2).select(0, 1).item<double>() == 5.0);
+  th::check_throws([] { ones({2}, {.dtype = DType::f16}).item<float>(); }, {"item", "[2]"});
+}

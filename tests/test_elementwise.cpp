@@ -232,3 +232,194 @@ TEST_CASE("gradcheck of every differentiable elementwise op", "[elementwise][gra
   th::gradcheck_ok([](const V& v) { return clamp(v[0], -0.5, 0.5); }, {random({2, 5}, DType::f64)});
   th::gradcheck_ok([](const V& v) { return leaky_relu(v[0], 0.2); }, {random({2, 5}, DType::f64)});
 }
+
+namespace {
+
+/// Random small integers (ties are common) in a tensor of dtype dt, in th::random's layout.
+Tensor ties(const Shape& shape, DType dt, bool nc) {
+  Tensor x = random(shape, dt, nc);
+  copy_(x, dt == DType::b8 ? gt(random(shape), 0.0) : random(shape, DType::i64, false, -3, 3));
+  return x;
+}
+
+const char* const kCmpNames[] = {"eq", "ne", "lt", "le", "gt", "ge"};
+Tensor cmp_fn(int k, const Tensor& a, const Tensor& b) {
+  switch (k) { case 0: return eq(a, b); case 1: return ne(a, b); case 2: return lt(a, b); case 3: return le(a, b); case 4: return gt(a, b); default: return ge(a, b); }
+}
+Tensor cmp_op(int k, const Tensor& a, const Tensor& b) {
+  switch (k) { case 0: return a == b; case 1: return a != b; case 2: return a < b; case 3: return a <= b; case 4: return a > b; default: return a >= b; }
+}
+template <class S>
+Tensor cmp_scalar(int k, const Tensor& a, S s, bool as_operator) {
+  if (as_operator) {
+    switch (k) { case 0: return a == s; case 1: return a != s; case 2: return a < s; case 3: return a <= s; case 4: return a > s; default: return a >= s; }
+  }
+  switch (k) { case 0: return eq(a, s); case 1: return ne(a, s); case 2: return lt(a, s); case 3: return le(a, s); case 4: return gt(a, s); default: return ge(a, s); }
+}
+double cmp_ref(int k, double x, double y) {
+  switch (k) { case 0: return x == y; case 1: return x != y; case 2: return x < y; case 3: return x <= y; case 4: return x > y; default: return x >= y; }
+}
+
+}  // namespace
+
+TEST_CASE("comparisons: every op, operator and scalar form on broadcast shapes and dtypes", "[elementwise]") {
+  const std::vector<std::pair<Shape, Shape>> pairs = {
+      {{3, 5}, {3, 5}}, {{3, 5}, {5}}, {{3, 1}, {1, 5}}, {{}, {4, 2}}, {{2, 3, 4}, {3, 1}}, {{0, 3}, {3}}, {{2, 0}, {1}}, {{33}, {}}};
+  const std::vector<std::pair<DType, DType>> dts = {{DType::f32, DType::f32}, {DType::f16, DType::f16}, {DType::bf16, DType::bf16},
+                                                    {DType::i64, DType::i64}, {DType::b8, DType::i64}, {DType::i64, DType::f16}};
+  for (int k = 0; k < 6; ++k)
+    for (auto [da, db] : dts)
+      for (auto [sa, sb] : pairs)
+        for (bool nc : {false, true}) {
+          const Tensor a = ties(sa, da, nc), b = ties(sb, db, nc);
+          const std::string what = std::string(kCmpNames[k]) + " " + std::string(dtype_name(da)) + to_string(sa) + " " +
+                                   std::string(dtype_name(db)) + to_string(sb) + (nc ? " strided" : "");
+          const Shape shape = broadcast_shapes(sa, sb);
+          std::vector<double> ref(size_t(numel(shape)));
+          for (int64_t n = 0; n < numel(shape); ++n) {  // the reference: compare the broadcast elements
+            auto i = th::unravel(n, shape);
+            auto at = [&](const Tensor& t) {
+              std::vector<int64_t> j(i.end() - t.dim(), i.end());
+              for (int d = 0; d < t.dim(); ++d) if (t.shape()[d] == 1) j[d] = 0;
+              return th::at(t, j);
+            };
+            ref[size_t(n)] = cmp_ref(k, at(a), at(b));
+          }
+          for (const Tensor& got : {cmp_fn(k, a, b), cmp_op(k, a, b)}) {
+            CHECK(got.dtype() == DType::b8);
+            th::check_close(got, th::make(ref, shape, DType::b8), 0, 0, what);
+          }
+          // scalar forms: an integer scalar and a floating one (which promotes integers to float)
+          for (bool as_op : {false, true}) {
+            auto scalar_ref = [&](double s) {
+              auto v = th::values(a);
+              for (double& e : v) e = cmp_ref(k, e, s);
+              return th::make(v, a.shape(), DType::b8);
+            };
+            th::check_close(cmp_scalar(k, a, int64_t(1), as_op), scalar_ref(1), 0, 0, what + " int scalar");
+            th::check_close(cmp_scalar(k, a, 0.5, as_op), scalar_ref(0.5), 0, 0, what + " float scalar");
+          }
+        }
+  // values that differ only in a low bit still compare unequal after promotion
+  CHECK(th::values(eq(th::make({16777217}, {1}, DType::i64), th::make({16777216}, {1}, DType::i64))) == std::vector<double>{0});
+  CHECK(th::values(lt(th::make({0.1}, {1}, DType::f64), th::make({0.1}, {1}, DType::f32))) == std::vector<double>{1});
+  th::check_throws([] { eq(ones({2, 3}), ones({4})); }, {"eq", "[2, 3]", "[4]"});
+  th::check_throws([] { ones({2, 3}) < ones({3, 2}); }, {"lt", "[2, 3]", "[3, 2]"});
+  th::check_throws([] { ge(zeros({0, 2}), ones({3})); }, {"ge", "[0, 2]", "[3]"});
+}
+
+TEST_CASE("bad inputs of more elementwise ops name the op and both shapes", "[elementwise]") {
+  const Tensor a = ones({2, 3}), b = ones({4});
+  th::check_throws([&] { a - b; }, {"sub", "[2, 3]", "[4]"});
+  th::check_throws([&] { a / b; }, {"div", "[2, 3]", "[4]"});
+  th::check_throws([&] { pow(a, b); }, {"pow", "[2, 3]", "[4]"});
+  th::check_throws([&] { maximum(a, b); }, {"maximum", "[2, 3]", "[4]"});
+  th::check_throws([&] { minimum(b, a); }, {"minimum", "[4]", "[2, 3]"});
+  const Tensor c = ones({4}, {.dtype = DType::b8});
+  th::check_throws([&] { where(c, a, ones({3})); }, {"where", "[4]", "[2, 3]"});
+  th::check_throws([&] { where(gt(a, 0.0), a, b); }, {"where", "[2, 3]", "[4]"});
+  th::check_throws([&] { where(arange(3), a, a); }, {"where", "int64", "bool"});
+  Tensor s = zeros({3, 1});
+  th::check_throws([&] { s.mul_(ones({3, 4})); }, {"mul_", "[3, 1]", "[3, 4]"});  // broadcasts, but not to self
+  th::check_throws([&] { s.sub_(ones({2, 1})); }, {"sub_", "[3, 1]", "[2, 1]"});
+  th::check_throws([&] { s.div_(ones({1, 3, 1})); }, {"div_", "[3, 1]", "[1, 3, 1]"});
+  th::check_throws([&] { s.copy_(ones({2})); }, {"copy_", "[2]", "[3, 1]"});
+  th::check_throws([&] { s.copy_(ones({3, 2})); }, {"copy_", "[3, 2]", "[3, 1]"});
+  th::check_throws([] { arange(3).requires_grad_(); }, {"requires_grad_", "int64", "floating"});
+  th::check_throws([] { ones({2}, {.dtype = DType::b8}).requires_grad_(); }, {"requires_grad_", "bool"});
+  CHECK_FALSE(arange(3).requires_grad_(false).requires_grad());  // switching off is always allowed
+}
+
+TEST_CASE("in-place ops on f16, bf16, int64, strided targets and broadcast sources", "[elementwise]") {
+  struct Target { const char* name; Tensor (*view)(const Tensor&); };
+  const Target targets[] = {{"whole", [](const Tensor& t) { return t; }},
+                            {"transposed", [](const Tensor& t) { return t.t(); }},
+                            {"strided slice", [](const Tensor& t) { return t.slice(1, 1, 6, 2); }}};
+  enum Op { Add, AddAlpha, Sub, Mul, Div, Copy, AddScalar, MulScalar };
+  auto apply = [](Op op, Tensor& t, const Tensor& src) {
+    switch (op) {
+      case Add: t.add_(src); break;
+      case AddAlpha: t.add_(src, -2.0); break;
+      case Sub: t.sub_(src); break;
+      case Mul: t.mul_(src); break;
+      case Div: t.div_(src); break;
+      case Copy: t.copy_(src); break;
+      case AddScalar: t.add_(3.0); break;
+      case MulScalar: t.mul_(-2.0); break;
+    }
+  };
+  auto ref = [](Op op, double x, double s) {
+    switch (op) {
+      case Add: return x + s;
+      case AddAlpha: return x - 2 * s;
+      case Sub: return x - s;
+      case Mul: return x * s;
+      case Div: return x / s;
+      case Copy: return s;
+      case AddScalar: return x + 3;
+      default: return x * -2;
+    }
+  };
+  for (DType dt : {DType::f16, DType::bf16, DType::i64, DType::f32})
+    for (const Target& tg : targets)
+      for (Op op : {Add, AddAlpha, Sub, Mul, Div, Copy, AddScalar, MulScalar})
+        for (int src_kind = 0; src_kind < 4; ++src_kind) {
+          if (op == Div && !is_floating(dt)) continue;  // refused, tested above
+          Tensor base = random({4, 6}, dt, false, -5, 5);
+          const auto before = th::values(base);
+          Tensor t = tg.view(base);
+          const Tensor pos = tg.view(arange(24, {.dtype = DType::f64}).view({4, 6}));  // base position of each element
+          const int64_t r = t.shape()[0], c = t.shape()[1];
+          const Shape ss = src_kind == 0 ? Shape{r, c} : src_kind == 1 ? Shape{c} : src_kind == 2 ? Shape{r, 1} : Shape{};
+          const Tensor src = op == Div ? random(ss, dt, src_kind == 0, 0.5, 3) : random(ss, dt, src_kind == 0, -5, 5);
+          std::vector<double> want = before;
+          for (int64_t n = 0; n < r * c; ++n) {
+            auto i = th::unravel(n, {r, c});
+            const double s = src_kind == 0 ? th::at(src, i) : src_kind == 1 ? th::at(src, {i[1]}) : src_kind == 2 ? th::at(src, {i[0], 0}) : th::at(src, {});
+            want[size_t(th::at(pos, i))] = ref(op, th::at(t, i), s);
+          }
+          apply(op, t, src);
+          const std::string what = std::string(dtype_name(dt)) + " " + tg.name + " op " + std::to_string(int(op)) + " source " + to_string(ss);
+          // f16/bf16: computed in float, rounded once; elements outside the view are untouched
+          th::check_close(base, th::make(want, {4, 6}, DType::f64).to(dt), th::tol(dt) * 4, th::tol(dt) * 2, what);
+        }
+  // fill_ and zero_ through strided targets leave the rest alone
+  for (DType dt : {DType::f16, DType::bf16, DType::i64})
+    for (const Target& tg : targets) {
+      Tensor base = random({4, 6}, dt, false, -5, 5);
+      const auto before = th::values(base);
+      Tensor t = tg.view(base);
+      const auto pos = th::values(tg.view(arange(24, {.dtype = DType::f64}).view({4, 6})));
+      t.fill_(2.7);
+      std::vector<double> want = before;
+      const double filled = dt == DType::i64 ? 2 : double(float(dt == DType::f16 ? float(f16(2.7f)) : float(bf16(2.7f))));
+      for (double p : pos) want[size_t(p)] = filled;
+      CHECK(th::values(base) == want);
+      t.zero_();
+      for (double p : pos) want[size_t(p)] = 0;
+      CHECK(th::values(base) == want);
+    }
+}
+
+TEST_CASE("copy_ across dtypes rounds like cast_value, into strided targets", "[elementwise]") {
+  const Tensor f = random({5, 8}, DType::f32, true, -1000, 1000);
+  Tensor bbase = zeros({8, 10}, {.dtype = DType::bf16});
+  Tensor b = bbase.slice(1, 0, 10, 2).t();  // [5, 8], strided and transposed
+  b.copy_(f);
+  for (int64_t n = 0; n < 40; ++n) {
+    auto i = th::unravel(n, {5, 8});
+    const bf16 want = cast_value<bf16>(float(th::at(f, i)));
+    CHECK(th::at(b, i) == double(float(want)));
+  }
+  CHECK(th::values(bbase.slice(1, 1, 10, 2)) == std::vector<double>(40, 0.0));  // odd columns untouched
+  // int64 -> f32 rounds to nearest float (2^24 + 1 is not a float), bool -> f32 gives 0/1
+  Tensor fi = zeros({3});
+  fi.copy_(th::make({16777217, -3, 1e15 + 1}, {3}, DType::i64));
+  CHECK(th::values(fi) == std::vector<double>{double(float(16777217)), -3, double(float(int64_t(1e15) + 1))});
+  Tensor fb = full({2, 3}, 5.0);
+  fb.t().copy_(th::make({1, 0, 1}, {3, 1}, DType::b8));  // broadcast over the transposed target
+  CHECK(th::values(fb) == std::vector<double>{1, 0, 1, 1, 0, 1});
+  Tensor h = zeros({3}, {.dtype = DType::f16});
+  h.copy_(th::make({65504, 70000, 1e-8}, {3}, DType::f64));  // through float: max, overflow to inf, underflow to 0
+  CHECK(th::values(h) == std::vector<double>{65504, INFINITY, 0});
+}

@@ -174,7 +174,9 @@ TEST_CASE("sum fast paths: inner, outer, tiles, pairwise, threads", "[reduce]") 
           const Tensor x = th::random(s, dt, nc);
           const Tensor y = sum(x, dims);
           const double t = dt == DType::bf16 ? 1e-2 : th::tol(dt);
-          th::check_close(th::values(y), ref_reduce(x, dims, f_sum), t * 10, t, os.str());
+          // rounding error grows with the count summed (~sqrt(n) for random signs), not with the result
+          const double n = double(x.numel()) / double(std::max<int64_t>(1, y.numel()));
+          th::check_close(th::values(y), ref_reduce(x, dims, f_sum), t * std::max(10.0, std::sqrt(n)), t, os.str());
           const Tensor mx = amax(x, dims), mn = amin(x, dims);
           th::check_close(th::values(mx), ref_reduce(x, dims, f_max), 0, 0, "max " + os.str());
           th::check_close(th::values(mn), ref_reduce(x, dims, f_min), 0, 0, "min " + os.str());

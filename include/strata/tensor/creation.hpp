@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cmath>
+#include <limits>
 #include <numbers>
 #include <vector>
 
@@ -149,11 +150,17 @@ inline Tensor randint(int64_t low, int64_t high, const Shape& shape, TensorOptio
                       Generator& gen = default_generator()) {
   STRATA_CHECK(high > low, "randint", "got low=", low, " high=", high, ", expected low < high");
   Tensor t = Tensor::empty(shape, o.dtype, o.device);
-  const uint64_t range = uint64_t(high - low);
+  const uint64_t range = uint64_t(high) - uint64_t(low);  // modular: no signed overflow for wide ranges
   dispatch_numeric(o.dtype, "randint", [&]<class T>(type_tag<T>) {
+    if constexpr (std::is_integral_v<T>)  // wrapping out-of-range values would be silently wrong
+      STRATA_CHECK(low >= int64_t(std::numeric_limits<T>::min()) && high - 1 <= int64_t(std::numeric_limits<T>::max()),
+                   "randint", "got low=", low, " high=", high, " for dtype ", o.dtype,
+                   ", expected a range that ", o.dtype, " can hold");
     detail::random_fill<T>(t, gen, 2, [&](const uint32_t* w) {
       const uint64_t r = (uint64_t(w[0]) << 32 | w[1]) % range;  // bias < range / 2^64
-      return cast_value<T>(double(low + int64_t(r)));
+      const int64_t v = int64_t(uint64_t(low) + r);  // exact: no detour through double
+      if constexpr (std::is_integral_v<T>) return T(v);
+      else return cast_value<T>(v);
     });
   });
   return t;

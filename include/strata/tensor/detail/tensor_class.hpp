@@ -95,6 +95,7 @@ class Tensor {
   bool is_floating_point() const { return is_floating(dtype()); }
   const std::shared_ptr<Storage>& storage() const { return impl().storage; }
   bool is_contiguous() const {
+    if (numel() == 0) return true;  // as in PyTorch: no element is out of place
     int64_t expect = 1;
     for (int i = dim() - 1; i >= 0; --i) {
       if (impl().shape[i] == 1) continue;
