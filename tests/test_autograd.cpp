@@ -96,6 +96,13 @@ TEST_CASE("a saved tensor changed in place makes backward throw instead of lying
   Tensor z = index_select(x, 0, idx);  // saves idx
   idx.fill_(1);
   th::check_throws([&] { z.sum().backward(); }, {"changed in place", "index_select_backward"});
+  Tensor m = th::make({1, 5, 7, 2}, {2, 2}).requires_grad_();
+  auto [vals, where_max] = max_with_indices(m, 1);  // saves the indices
+  {
+    NoGrad guard;
+    where_max.mul_(0.0);
+  }
+  th::check_throws([&] { vals.sum().backward(); }, {"changed in place", "max_backward"});
   Tensor w = x * 3.0;  // add/mul by a scalar: nothing of x is saved for x's own gradient
   w.sum().backward();
   CHECK(th::values(x.grad()) == std::vector<double>{3, 3});

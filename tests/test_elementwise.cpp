@@ -1,6 +1,7 @@
 // Elementwise ops: values against a plain reference loop (broadcast, non-contiguous, empty, every
 // float dtype), dtype promotion, in-place variants, and a float64 gradcheck per differentiable op.
 #include "helpers.hpp"
+#include <limits>
 
 using namespace strata;
 using th::random;
@@ -163,10 +164,22 @@ TEST_CASE("dtype promotion follows PyTorch", "[elementwise]") {
   CHECK(th::values(clamp(i, 0.5, 2.5)) == std::vector<double>{0.5, 1, 2, 2.5});
   CHECK(clamp(i, 1, 2).dtype() == DType::i64);
   th::check_throws([&] { Tensor k = arange(4); k.div_(scalar_tensor(2)); }, {"div_", "int64"});
-  th::check_throws([&] { pow(i, -1); }, {"pow", "negative"});
+  th::check_throws([&] { pow(i, -1); }, {"pow", "non-negative exponent"});
   th::check_throws([&] { ones({2}, {.dtype = DType::i32}) + (int64_t(1) << 40); }, {"int32", "1099511627776"});
   th::check_throws([&] { ones({2}, {.dtype = DType::u8}) + 300; }, {"uint8", "300"});
   CHECK(th::values(pow(i, 2)) == std::vector<double>{0, 1, 4, 9});
+  CHECK(th::values(pow(th::make({1, 2}, {2}, DType::i64), scalar_tensor(-1, {.dtype = DType::i64}))) ==
+        std::vector<double>{1, 0});  // a tensor exponent computes, as in PyTorch 1.13
+  // integer scalars are exact, never rounded through double
+  const int64_t big = std::numeric_limits<int64_t>::max(), odd = (int64_t(1) << 53) + 1;
+  CHECK((zeros({1}, {.dtype = DType::i64}) + big).item<int64_t>() == big);
+  CHECK((zeros({1}, {.dtype = DType::i64}) + odd).item<int64_t>() == odd);
+  CHECK(!eq(full({1}, 0, {.dtype = DType::i64}) + (int64_t(1) << 53), odd).item<bool>());
+  th::check_throws([&] { zeros({1}, {.dtype = DType::i64}) + (uint64_t(1) << 63); }, {"int64", "9223372036854775808"});
+  // integer clamp keeps its dtype only for bounds it can hold
+  CHECK(clamp(th::make({-3, 4}, {2}, DType::i32), -1e10, 1e10).dtype() == DType::f32);
+  CHECK(th::values(clamp(th::make({-3, 4}, {2}, DType::i32), -1e10, 1e10)) == std::vector<double>{-3, 4});
+  CHECK(clamp(i, -INFINITY, 2).dtype() == DType::f32);
 }
 
 TEST_CASE("in-place ops write through views and refuse tensors that require grad", "[elementwise]") {

@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <type_traits>
+#include <utility>
 
 #include "strata/tensor/view.hpp"
 
@@ -21,12 +22,6 @@ inline Tensor eq(const Tensor& a, const Tensor& b);
 inline Tensor lt(const Tensor& a, const Tensor& b);
 inline Tensor gt(const Tensor& a, const Tensor& b);
 inline Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
-inline Tensor amin(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim);  // reduce.hpp
-namespace detail {
-inline bool any_negative(const Tensor& t) {
-  return is_integral(t.dtype()) && t.numel() > 0 && amin(t, {}, false).item<double>() < 0;
-}
-}  // namespace detail
 
 // ---------------------------------------------------------------- functors (scalar and Vec)
 namespace ops {
@@ -87,12 +82,16 @@ Tensor wrap_scalar(S s, const Tensor& t) {
     if (!is_floating(d)) d = DType::f32;
   } else {
     if (d == DType::b8) d = DType::i64;
-    if (is_integral(d)) {  // an integer that the tensor's dtype cannot hold is an error, not a wrap
-      const double v = double(s);
-      const double lo = d == DType::u8 ? 0 : d == DType::i32 ? -2147483648.0 : -9223372036854775808.0;
-      const double hi = d == DType::u8 ? 255 : d == DType::i32 ? 2147483647.0 : 9223372036854775807.0;
-      STRATA_CHECK(v >= lo && v <= hi, "scalar", "got ", s, " with a tensor of dtype ", d,
-                   ", expected a value that ", d, " can hold (convert the tensor first)");
+    if (is_integral(d)) {  // exact, never through double; a value the dtype cannot hold is an error
+      Tensor out = Tensor::empty({}, d, t.device());
+      dispatch_numeric(d, "scalar", [&]<class T>(type_tag<T>) {
+        if constexpr (std::is_integral_v<T>) {
+          STRATA_CHECK(std::in_range<T>(s), "scalar", "got ", +s, " with a tensor of dtype ", d,
+                       ", expected a value that ", d, " can hold (convert the tensor first)");
+          *out.data_ptr<T>() = T(s);
+        }
+      });
+      return out;
     }
   }
   return full({}, double(s), {.dtype = d, .device = t.device()});
@@ -158,8 +157,6 @@ inline Tensor div(const Tensor& a, const Tensor& b) {
 
 inline Tensor pow(const Tensor& a, const Tensor& b) {
   const DType t = result_type(a, b);
-  STRATA_CHECK(!is_integral(t) || !detail::any_negative(b), "pow", "got integer tensors of shapes ", a.shape(), " and ",
-               b.shape(), " with a negative exponent, expected exponents >= 0 for integers");
   Tensor out = binary_fwd<ops::Pow>("pow", a, b, t, t);
   if (!any_requires_grad({a, b})) return out;
   const Saved ad = a, bd = b, od = out;
@@ -249,10 +246,16 @@ STRATA_SCALAR_OVERLOADS(add)
 STRATA_SCALAR_OVERLOADS(sub)
 STRATA_SCALAR_OVERLOADS(mul)
 STRATA_SCALAR_OVERLOADS(div)
-STRATA_SCALAR_OVERLOADS(pow)
 STRATA_SCALAR_OVERLOADS(maximum)
 STRATA_SCALAR_OVERLOADS(minimum)
 #undef STRATA_SCALAR_OVERLOADS
+/// x^s; like PyTorch, an integer tensor refuses a negative integer exponent (the result is not an integer).
+template <Scalar S> Tensor pow(const Tensor& a, S s) {
+  STRATA_CHECK(!(is_integral(a.dtype()) && std::is_integral_v<S> && s < 0), "pow", "got an integer tensor of shape ",
+               a.shape(), " and the exponent ", +s, ", expected a non-negative exponent for integers");
+  return pow(a, detail::wrap_scalar(s, a));
+}
+template <Scalar S> Tensor pow(S s, const Tensor& b) { return pow(detail::wrap_scalar(s, b), b); }
 template <Scalar S> Tensor where(const Tensor& c, const Tensor& a, S s) { return where(c, a, detail::wrap_scalar(s, a)); }
 template <Scalar S> Tensor where(const Tensor& c, S s, const Tensor& b) { return where(c, detail::wrap_scalar(s, b), b); }
 

@@ -64,7 +64,9 @@ inline Tensor from_vector(std::initializer_list<double> values, Shape shape = {-
 inline Tensor arange(double start, double end, double step, TensorOptions o) {
   STRATA_CHECK(step != 0 && (end - start) / step >= 0, "arange", "got start=", start, " end=", end,
                " step=", step, ", expected a step that moves from start toward end");
-  const int64_t n = int64_t(std::ceil((end - start) / step));
+  const double count = std::ceil((end - start) / step);
+  STRATA_CHECK(count < 0x1p62, "arange", "got start=", start, " end=", end, " step=", step, ", expected fewer than 2^62 values");
+  const int64_t n = int64_t(count);
   Tensor t = Tensor::empty({n}, o.dtype, o.device);
   dispatch_numeric(o.dtype, "arange", [&]<class T>(type_tag<T>) {
     T* p = t.data_ptr<T>();
@@ -77,6 +79,7 @@ inline Tensor arange(double start, double end, double step = 1.0) {
   const bool whole = start == std::floor(start) && end == std::floor(end) && step == std::floor(step);
   return arange(start, end, step, {.dtype = whole ? DType::i64 : DType::f32});
 }
+inline Tensor arange(double start, double end, TensorOptions o) { return arange(start, end, 1, o); }
 inline Tensor arange(double end, TensorOptions o) { return arange(0, end, 1, o); }
 inline Tensor arange(double end) { return arange(0.0, end, 1.0); }
 

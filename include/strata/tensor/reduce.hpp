@@ -245,7 +245,7 @@ std::pair<Tensor, Tensor> extremum_with_indices(const Tensor& x, int64_t dim, bo
   if (x.dim() == 0) return {record(kMax ? "max_backward" : "min_backward", vals, {x}, [](const Tensor& dout) { return std::vector{dout}; }), idx};
   const int d = reduce_dim(x, dim, name);
   const Shape in = x.shape();
-  const Tensor id = idx;
+  const Saved id = idx;
   vals = record(kMax ? "max_backward" : "min_backward", vals, {x}, [in, d, id](const Tensor& dout) {
     // one-hot along dim d: position == index
     Shape ps(in.size(), 1);

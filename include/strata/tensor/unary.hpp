@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cmath>
+#include <limits>
 #include <numbers>
 
 #include "strata/tensor/binary.hpp"
@@ -155,8 +156,19 @@ inline Tensor square(const Tensor& x) { return mul(x, x); }
 /// whole numbers gives float32, as in PyTorch.
 inline Tensor clamp(const Tensor& x, double lo, double hi) {
   STRATA_CHECK(lo <= hi, "clamp", "got lo=", lo, " hi=", hi, ", expected lo <= hi");
-  const bool whole = lo == std::floor(lo) && hi == std::floor(hi);
-  const Tensor xin = is_floating(x.dtype()) || whole ? x : to(x, DType::f32);
+  // integer x keeps its dtype only for bounds it can hold exactly (finite, whole, in range)
+  const bool fits = !is_floating(x.dtype()) && dispatch_numeric(x.dtype(), "clamp", [&]<class T>(type_tag<T>) {
+    if constexpr (std::is_integral_v<T>) {
+      auto ok = [](double v) {
+        return std::isfinite(v) && v == std::floor(v) && v >= double(std::numeric_limits<T>::min()) &&
+               v < double(std::numeric_limits<T>::max()) + 1.0;  // max + 1 is exact
+      };
+      return ok(lo) && ok(hi);
+    } else {
+      return false;
+    }
+  });
+  const Tensor xin = is_floating(x.dtype()) || fits ? x : to(x, DType::f32);
   Tensor y = unary_fwd<ops::Clamp, true>("clamp", xin, {lo, hi});
   return record("clamp_backward", y, {x}, [xd = Saved(x), lo, hi](const Tensor& dout) {
     return std::vector{binary_fwd<ops::ClampBwd>("clamp_backward", dout, to(xd.get(), dout.dtype()), dout.dtype(),
