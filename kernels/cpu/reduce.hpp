@@ -284,16 +284,11 @@ A reduce_row(const T* p, int64_t n, int64_t s, Op op) {
   return r;
 }
 
-/// Folds the reduced elements [lo, hi) (row-major over the reduced dims) starting at base,
-/// pairwise above kPairwiseBlock elements.
-template <class T, class A, class Op>
-A reduce_span(const ReduceGeom& g, const T* base, int64_t lo, int64_t hi, Op op) {
-  if (hi - lo > kPairwiseBlock) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    return op.step(reduce_span<T, A>(g, base, lo, mid, op), reduce_span<T, A>(g, base, mid, hi, op));
-  }
-  A acc = op.template init<A>();
-  if (lo >= hi) return acc;
+/// Calls f(offset, stride, n) for each row piece of the reduced positions [lo, hi), row-major
+/// over the reduced dims: n elements at base + offset + i * stride.
+template <class F>
+void for_each_reduced_row(const ReduceGeom& g, int64_t lo, int64_t hi, F&& f) {
+  if (lo >= hi) return;  // also keeps an empty row (size 0) out of the divisions below
   const int last = g.nr - 1;
   const int64_t row = g.r_size[last], rs = g.r_in[last];
   int64_t idx[kMaxDims] = {};
@@ -305,7 +300,7 @@ A reduce_span(const ReduceGeom& g, const T* base, int64_t lo, int64_t hi, Op op)
   }
   for (int64_t pos = lo; pos < hi;) {
     const int64_t n = std::min(row - col, hi - pos);
-    acc = op.step(acc, reduce_row<T, A>(base + off + col * rs, n, rs, op));
+    f(off + col * rs, rs, n);
     pos += n;
     col = 0;
     for (int d = last - 1; d >= 0; --d) {  // next row
@@ -315,6 +310,20 @@ A reduce_span(const ReduceGeom& g, const T* base, int64_t lo, int64_t hi, Op op)
       idx[d] = 0;
     }
   }
+}
+
+/// Folds the reduced elements [lo, hi) (row-major over the reduced dims) starting at base,
+/// pairwise above kPairwiseBlock elements.
+template <class T, class A, class Op>
+A reduce_span(const ReduceGeom& g, const T* base, int64_t lo, int64_t hi, Op op) {
+  if (hi - lo > kPairwiseBlock) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    return op.step(reduce_span<T, A>(g, base, lo, mid, op), reduce_span<T, A>(g, base, mid, hi, op));
+  }
+  A acc = op.template init<A>();
+  for_each_reduced_row(g, lo, hi, [&](int64_t off, int64_t rs, int64_t n) {
+    acc = op.step(acc, reduce_row<T, A>(base + off, n, rs, op));
+  });
   return acc;
 }
 
@@ -363,27 +372,9 @@ inline constexpr int kTile = 1024;
 /// Calls f(offset) for the reduced positions [lo, hi) (row-major over the reduced dims).
 template <class F>
 void for_each_position(const ReduceGeom& g, int64_t lo, int64_t hi, F&& f) {
-  const int last = g.nr - 1;
-  const int64_t row = g.r_size[last], rs = g.r_in[last];
-  int64_t idx[kMaxDims] = {};
-  int64_t rest = lo / row, col = lo % row, off = 0;
-  for (int d = last - 1; d >= 0; --d) {
-    idx[d] = rest % g.r_size[d];
-    rest /= g.r_size[d];
-    off += idx[d] * g.r_in[d];
-  }
-  for (int64_t pos = lo; pos < hi;) {
-    const int64_t n = std::min(row - col, hi - pos);
-    for (int64_t i = 0; i < n; ++i) f(off + (col + i) * rs);
-    pos += n;
-    col = 0;
-    for (int d = last - 1; d >= 0; --d) {
-      off += g.r_in[d];
-      if (++idx[d] < g.r_size[d]) break;
-      off -= g.r_size[d] * g.r_in[d];
-      idx[d] = 0;
-    }
-  }
+  for_each_reduced_row(g, lo, hi, [&](int64_t off, int64_t rs, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) f(off + i * rs);
+  });
 }
 
 /// acc[j] = fold over reduced positions [lo, hi) of base[position offset + j], j < w (w <= kTile
