@@ -224,6 +224,20 @@ inline int64_t softmax_tile_width(int64_t n, int64_t inner) {
 
 // ---------------------------------------------------------------- launchers
 
+/// Calls f(offset, width) in parallel for the column tiles of [outer, n, inner] data (inner > 1):
+/// each tile is `width` <= softmax_tile_width adjacent columns of one outer index.
+template <class F>
+void for_each_softmax_tile(int64_t outer, int64_t n, int64_t inner, F&& f) {
+  const int64_t tw = softmax_tile_width(n, inner), tiles = (inner + tw - 1) / tw;
+  const int64_t grain = std::max<int64_t>(1, kReduceGrain / (n * tw));
+  parallel_for(0, outer * tiles, grain, [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) {
+      const int64_t o = t / tiles, c0 = (t % tiles) * tw;
+      f(o * n * inner + c0, int(std::min(tw, inner - c0)));
+    }
+  });
+}
+
 /// y = softmax (log = false) or log_softmax (log = true) of x over n; x, y: [outer, n, inner].
 template <class T>
 void softmax_fwd_kernel(const T* x, T* y, int64_t outer, int64_t n, int64_t inner, bool log) {
@@ -244,15 +258,7 @@ void softmax_fwd_kernel(const T* x, T* y, int64_t outer, int64_t n, int64_t inne
     });
     return;
   }
-  const int64_t tw = softmax_tile_width(n, inner), tiles = (inner + tw - 1) / tw;
-  const int64_t grain = std::max<int64_t>(1, kReduceGrain / (n * tw));
-  parallel_for(0, outer * tiles, grain, [&](int64_t lo, int64_t hi) {
-    for (int64_t t = lo; t < hi; ++t) {
-      const int64_t o = t / tiles, c0 = (t % tiles) * tw;
-      const int64_t off = o * n * inner + c0;
-      softmax_tile<T>(x + off, y + off, n, inner, int(std::min(tw, inner - c0)), log);
-    }
-  });
+  for_each_softmax_tile(outer, n, inner, [&](int64_t off, int w) { softmax_tile<T>(x + off, y + off, n, inner, w, log); });
 }
 
 /// dx from dy and the forward's y; all [outer, n, inner] contiguous.
@@ -275,14 +281,8 @@ void softmax_bwd_kernel(const T* dy, const T* y, T* dx, int64_t outer, int64_t n
     });
     return;
   }
-  const int64_t tw = softmax_tile_width(n, inner), tiles = (inner + tw - 1) / tw;
-  const int64_t grain = std::max<int64_t>(1, kReduceGrain / (n * tw));
-  parallel_for(0, outer * tiles, grain, [&](int64_t lo, int64_t hi) {
-    for (int64_t t = lo; t < hi; ++t) {
-      const int64_t o = t / tiles, c0 = (t % tiles) * tw;
-      const int64_t off = o * n * inner + c0;
-      softmax_bwd_tile<T>(dy + off, y + off, dx + off, n, inner, int(std::min(tw, inner - c0)), log);
-    }
+  for_each_softmax_tile(outer, n, inner, [&](int64_t off, int w) {
+    softmax_bwd_tile<T>(dy + off, y + off, dx + off, n, inner, w, log);
   });
 }
 
