@@ -1,0 +1,239 @@
+// Callback: the base of everything that hooks into the Learner's training loop, the loop's events,
+// and the exceptions that cancel a part of it (fastai v2, callback/core.py).
+//
+// The Learner runs its loop as a sequence of named events (see learner.hpp for the exact order):
+//
+//   before_fit
+//     before_epoch
+//       before_train
+//         before_batch  after_pred  after_loss  before_backward  after_backward  before_step  after_step  after_batch
+//       after_train
+//       before_validate
+//         before_batch  after_pred  after_loss  after_batch
+//       after_validate
+//     after_epoch
+//   after_fit
+//
+// At each event the Learner calls every callback, sorted by `order`, through operator()(Event).
+// A callback overrides only the events it uses and reads or changes anything the Learner holds
+// through `learn` (batch, xb, yb, pred, loss, opt, model, ...). Throwing a Cancel*Exception skips
+// the rest of a batch, step, backward, training phase, validation, epoch or the whole fit; the
+// Learner then runs after_cancel_<x> and after_<x>. run_train / run_valid switch a callback off
+// for the inner-loop events of the training or validation phase (fastai's _inner_loop), and
+// `run = false` switches it off until the end of the current fit.
+#pragma once
+
+#include <cstdlib>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <typeinfo>
+
+#if __has_include(<cxxabi.h>)
+#include <cxxabi.h>
+#define STRATA_HAS_CXXABI 1
+#endif
+
+namespace strata {
+
+/// The Learner's events, in fastai's names.
+enum class Event {
+  before_fit,
+  before_epoch,
+  before_train,
+  before_batch,
+  after_pred,
+  after_loss,
+  before_backward,
+  after_backward,
+  before_step,
+  after_step,
+  after_cancel_batch,
+  after_batch,
+  after_cancel_train,
+  after_train,
+  before_validate,
+  after_cancel_validate,
+  after_validate,
+  after_cancel_epoch,
+  after_epoch,
+  after_cancel_fit,
+  after_fit,
+  after_cancel_backward,
+  after_cancel_step,
+};
+
+/// "before_fit", "after_batch", ...
+inline const char* event_name(Event e) {
+  switch (e) {
+    case Event::before_fit: return "before_fit";
+    case Event::before_epoch: return "before_epoch";
+    case Event::before_train: return "before_train";
+    case Event::before_batch: return "before_batch";
+    case Event::after_pred: return "after_pred";
+    case Event::after_loss: return "after_loss";
+    case Event::before_backward: return "before_backward";
+    case Event::after_backward: return "after_backward";
+    case Event::before_step: return "before_step";
+    case Event::after_step: return "after_step";
+    case Event::after_cancel_batch: return "after_cancel_batch";
+    case Event::after_batch: return "after_batch";
+    case Event::after_cancel_train: return "after_cancel_train";
+    case Event::after_train: return "after_train";
+    case Event::before_validate: return "before_validate";
+    case Event::after_cancel_validate: return "after_cancel_validate";
+    case Event::after_validate: return "after_validate";
+    case Event::after_cancel_epoch: return "after_cancel_epoch";
+    case Event::after_epoch: return "after_epoch";
+    case Event::after_cancel_fit: return "after_cancel_fit";
+    case Event::after_fit: return "after_fit";
+    case Event::after_cancel_backward: return "after_cancel_backward";
+    case Event::after_cancel_step: return "after_cancel_step";
+  }
+  return "unknown_event";
+}
+
+/// Events of the per-batch loop: the ones run_train / run_valid filter (fastai's _inner_loop).
+inline bool is_inner_loop_event(Event e) {
+  switch (e) {
+    case Event::before_batch:
+    case Event::after_pred:
+    case Event::after_loss:
+    case Event::before_backward:
+    case Event::after_cancel_backward:
+    case Event::after_backward:
+    case Event::before_step:
+    case Event::after_step:
+    case Event::after_cancel_step:
+    case Event::after_batch:
+    case Event::after_cancel_batch: return true;
+    default: return false;
+  }
+}
+
+// ---- cancel exceptions: control flow, not errors. Each is caught by the loop level it names.
+/// The common base of the Cancel*Exception types.
+struct CancelException : std::exception {
+  const char* what() const noexcept override { return "CancelException"; }
+};
+/// Skips the rest of the current batch (after_cancel_batch, after_batch still run).
+struct CancelBatchException : CancelException {
+  const char* what() const noexcept override { return "CancelBatchException"; }
+};
+/// Skips the optimizer step of the current batch (zero_grad still runs).
+struct CancelStepException : CancelException {
+  const char* what() const noexcept override { return "CancelStepException"; }
+};
+/// Skips the backward pass of the current batch.
+struct CancelBackwardException : CancelException {
+  const char* what() const noexcept override { return "CancelBackwardException"; }
+};
+/// Skips the rest of the training phase of the epoch; validation still runs.
+struct CancelTrainException : CancelException {
+  const char* what() const noexcept override { return "CancelTrainException"; }
+};
+/// Skips the rest of the validation phase.
+struct CancelValidException : CancelException {
+  const char* what() const noexcept override { return "CancelValidException"; }
+};
+/// Skips the rest of the epoch.
+struct CancelEpochException : CancelException {
+  const char* what() const noexcept override { return "CancelEpochException"; }
+};
+/// Stops the fit (after_cancel_fit, after_fit still run).
+struct CancelFitException : CancelException {
+  const char* what() const noexcept override { return "CancelFitException"; }
+};
+
+class Learner;
+
+/// The base of every callback: override the events you need.
+class Callback {
+ public:
+  virtual ~Callback() = default;
+
+  /// The Learner this callback is attached to (set by Learner::add_cb).
+  Learner* learn = nullptr;
+  /// Callbacks run in increasing order (TrainEvalCallback -10, Recorder 50, ...); ties keep insertion order.
+  int order = 0;
+  /// Whether the inner-loop events run during training / validation.
+  bool run_train = true, run_valid = true;
+  /// false switches the callback off until the end of the current fit (reset to true after after_fit).
+  bool run = true;
+
+  /// The class name without namespace, e.g. "Recorder", "TrainEvalCallback".
+  virtual std::string name() const {
+    std::string n = typeid(*this).name();
+#ifdef STRATA_HAS_CXXABI
+    int status = 0;
+    char* d = abi::__cxa_demangle(n.c_str(), nullptr, nullptr, &status);
+    if (status == 0 && d) n = d;
+    std::free(d);
+#endif
+    if (auto p = n.rfind("::"); p != std::string::npos) n = n.substr(p + 2);
+    return n;
+  }
+
+  virtual void before_fit() {}
+  virtual void before_epoch() {}
+  virtual void before_train() {}
+  virtual void before_batch() {}
+  virtual void after_pred() {}
+  virtual void after_loss() {}
+  virtual void before_backward() {}
+  virtual void after_backward() {}
+  virtual void before_step() {}
+  virtual void after_step() {}
+  virtual void after_cancel_batch() {}
+  virtual void after_batch() {}
+  virtual void after_cancel_train() {}
+  virtual void after_train() {}
+  virtual void before_validate() {}
+  virtual void after_cancel_validate() {}
+  virtual void after_validate() {}
+  virtual void after_cancel_epoch() {}
+  virtual void after_epoch() {}
+  virtual void after_cancel_fit() {}
+  virtual void after_fit() {}
+  virtual void after_cancel_backward() {}
+  virtual void after_cancel_step() {}
+
+  /// What the Learner calls: runs the event's method unless run / run_train / run_valid say not to
+  /// (fastai's Callback.__call__). Defined in learner.hpp, where the Learner's `training` is known.
+  void operator()(Event e);
+
+  /// Calls the method for e unconditionally.
+  void call(Event e) {
+    switch (e) {
+      case Event::before_fit: return before_fit();
+      case Event::before_epoch: return before_epoch();
+      case Event::before_train: return before_train();
+      case Event::before_batch: return before_batch();
+      case Event::after_pred: return after_pred();
+      case Event::after_loss: return after_loss();
+      case Event::before_backward: return before_backward();
+      case Event::after_backward: return after_backward();
+      case Event::before_step: return before_step();
+      case Event::after_step: return after_step();
+      case Event::after_cancel_batch: return after_cancel_batch();
+      case Event::after_batch: return after_batch();
+      case Event::after_cancel_train: return after_cancel_train();
+      case Event::after_train: return after_train();
+      case Event::before_validate: return before_validate();
+      case Event::after_cancel_validate: return after_cancel_validate();
+      case Event::after_validate: return after_validate();
+      case Event::after_cancel_epoch: return after_cancel_epoch();
+      case Event::after_epoch: return after_epoch();
+      case Event::after_cancel_fit: return after_cancel_fit();
+      case Event::after_fit: return after_fit();
+      case Event::after_cancel_backward: return after_cancel_backward();
+      case Event::after_cancel_step: return after_cancel_step();
+    }
+  }
+};
+
+using CallbackPtr = std::shared_ptr<Callback>;
+
+}  // namespace strata
+
+#undef STRATA_HAS_CXXABI
