@@ -23,7 +23,9 @@
 // `run = false` switches it off until the end of the current fit.
 #pragma once
 
+#include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -202,6 +204,38 @@ class Callback {
   /// (fastai's Callback.__call__). Defined in learner.hpp, where the Learner's `training` is known.
   void operator()(Event e);
 
+  /// Whether this callback's class overrides the method for e (show_training_loop lists only those,
+  /// like fastai's hasattr(cb, event)). Reads the vtable under the Itanium C++ ABI (GCC, Clang);
+  /// elsewhere it answers true for every event.
+  bool overrides(Event e) const {
+    switch (e) {
+      case Event::before_fit: return overrides_(&Callback::before_fit);
+      case Event::before_epoch: return overrides_(&Callback::before_epoch);
+      case Event::before_train: return overrides_(&Callback::before_train);
+      case Event::before_batch: return overrides_(&Callback::before_batch);
+      case Event::after_pred: return overrides_(&Callback::after_pred);
+      case Event::after_loss: return overrides_(&Callback::after_loss);
+      case Event::before_backward: return overrides_(&Callback::before_backward);
+      case Event::after_backward: return overrides_(&Callback::after_backward);
+      case Event::before_step: return overrides_(&Callback::before_step);
+      case Event::after_step: return overrides_(&Callback::after_step);
+      case Event::after_cancel_batch: return overrides_(&Callback::after_cancel_batch);
+      case Event::after_batch: return overrides_(&Callback::after_batch);
+      case Event::after_cancel_train: return overrides_(&Callback::after_cancel_train);
+      case Event::after_train: return overrides_(&Callback::after_train);
+      case Event::before_validate: return overrides_(&Callback::before_validate);
+      case Event::after_cancel_validate: return overrides_(&Callback::after_cancel_validate);
+      case Event::after_validate: return overrides_(&Callback::after_validate);
+      case Event::after_cancel_epoch: return overrides_(&Callback::after_cancel_epoch);
+      case Event::after_epoch: return overrides_(&Callback::after_epoch);
+      case Event::after_cancel_fit: return overrides_(&Callback::after_cancel_fit);
+      case Event::after_fit: return overrides_(&Callback::after_fit);
+      case Event::after_cancel_backward: return overrides_(&Callback::after_cancel_backward);
+      case Event::after_cancel_step: return overrides_(&Callback::after_cancel_step);
+    }
+    return true;
+  }
+
   /// Calls the method for e unconditionally.
   void call(Event e) {
     switch (e) {
@@ -230,9 +264,43 @@ class Callback {
       case Event::after_cancel_step: return after_cancel_step();
     }
   }
+
+ private:
+  bool overrides_(void (Callback::*method)()) const;
 };
 
 using CallbackPtr = std::shared_ptr<Callback>;
+
+inline bool Callback::overrides_(void (Callback::*method)()) const {
+#if defined(__GNUC__) || defined(__clang__)
+  // Itanium ABI: a pointer to a virtual member function is {1 + byte offset of its vtable slot, this
+  // adjustment} ({offset, 2 * adjustment + 1} on ARM). Compare this object's slot with Callback's own.
+  struct Rep {
+    std::ptrdiff_t ptr, adj;
+  };
+  static_assert(sizeof(method) == sizeof(Rep));
+  Rep r;
+  std::memcpy(&r, &method, sizeof r);
+#if defined(__arm__) || defined(__aarch64__)
+  if (!(r.adj & 1)) return true;
+  const std::ptrdiff_t offset = r.ptr;
+#else
+  if (!(r.ptr & 1)) return true;
+  const std::ptrdiff_t offset = r.ptr - 1;
+#endif
+  static const Callback base;
+  auto slot = [offset](const Callback& cb) {
+    const char* vtable = *reinterpret_cast<const char* const*>(static_cast<const void*>(&cb));
+    const void* fn;
+    std::memcpy(&fn, vtable + offset, sizeof fn);
+    return fn;
+  };
+  return slot(*this) != slot(base);
+#else
+  (void)method;
+  return true;
+#endif
+}
 
 }  // namespace strata
 
