@@ -57,6 +57,7 @@
 #include "strata/learn/metrics.hpp"
 #include "strata/nn/loss.hpp"
 #include "strata/nn/module.hpp"
+#include "strata/nn/norm.hpp"
 #include "strata/optim/optimizers.hpp"
 #include "strata/tensor/tensor.hpp"
 
@@ -547,7 +548,7 @@ class Learner {
     return std::filesystem::path(path) / model_dir / (name + ".safetensors");
   }
 
-  /// Params of norm layers (BatchNorm, LayerNorm, ...) and biases of every layer (fastai's norm_bias_params).
+  /// Params of norm layers (BatchNorm, LayerNorm, InstanceNorm, GroupNorm) and biases of every layer (fastai's norm_bias_params).
   static void collect_norm_bias(nn::Module& root, std::unordered_set<const TensorImpl*>& norm,
                                 std::unordered_set<const TensorImpl*>& bias) {
     root.apply([&](nn::Module& m) {
@@ -561,7 +562,8 @@ class Learner {
     });
   }
   static bool is_norm_layer(nn::Module& m) {
-    const std::string t = m.type_name();
+    if (dynamic_cast<nn::BatchNormBase*>(&m) || dynamic_cast<nn::LayerNorm*>(&m)) return true;
+    const std::string t = m.type_name();  // norm layers without a common base (InstanceNorm, GroupNorm)
     for (const char* n : {"BatchNorm", "LayerNorm", "InstanceNorm", "GroupNorm"})
       if (t.rfind(n, 0) == 0) return true;
     return false;
