@@ -230,7 +230,7 @@ class Optimizer {
       else states[g][i].scalars[key.substr(c + 1)] = t.item<double>();
     }
     for (size_t g = 0; g < param_groups.size(); ++g)
-      STRATA_CHECK(!hypers[g].empty(), "load_state_dict", "got no hypers for group ", g, ", expected a state dict of ",
+      STRATA_CHECK(!hypers[g].empty() || param_groups[g].hypers.empty(), "load_state_dict", "got no hypers for group ", g, ", expected a state dict of ",
                    param_groups.size(), " groups");
     for (size_t g = 0; g < param_groups.size(); ++g) param_groups[g].hypers = std::move(hypers[g]);
     state_ = std::move(states);

@@ -88,7 +88,9 @@ inline std::unique_ptr<Optimizer> lamb(ParamGroups params, double lr, double mom
 }
 
 /// Lookahead around `inner`: its steps run between lookahead_init and lookahead_sync, so each param's
-/// slow weights move alpha of the way to the fast ones every k of its steps.
+/// slow weights move alpha of the way to the fast ones every k of its steps. fastai counts optimizer
+/// steps instead and copies every param's slow weights at the first step; the two agree whenever all
+/// params are stepped together (they differ only for params frozen or gradient-less for a while).
 inline std::unique_ptr<Optimizer> lookahead(std::unique_ptr<Optimizer> inner, int64_t k = 6, double alpha = 0.5) {
   STRATA_CHECK(inner != nullptr, "lookahead", "got a null optimizer, expected one to wrap");
   OptStep sync = lookahead_sync(k, alpha);  // checks k and alpha
