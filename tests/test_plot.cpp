@@ -231,6 +231,7 @@ TEST_CASE("axis_ticks: 1-2-5 steps, powers of ten on a log axis", "[plot]") {
   CHECK(labels(axis_ticks(0, 1.5e6, false, 4)) == V{"0", "5.0e+05", "1.0e+06", "1.5e+06"});
   CHECK(labels(axis_ticks(1e-5, 3e-5, false, 3)) == V{"1e-05", "2e-05", "3e-05"});
   CHECK(labels(axis_ticks(1.00009, 1.00016, false, 4)) == V{"1.00010", "1.00012", "1.00014", "1.00016"});
+  CHECK(labels(axis_ticks(0.101, 0.1412, false, 2)) == V{"0.12", "0.14"});  // never < 2 ticks
   for (const Tick& t : axis_ticks(0, 1, false, 8)) CHECK(t.value == Approx(std::stod(t.label)).margin(1e-12));
 
   const auto lr = axis_ticks(1e-7, 10, true, 10);

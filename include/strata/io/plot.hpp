@@ -72,21 +72,26 @@ inline std::string linear_tick_label(double v, double step, double maxabs) {
   return format_double(("%." + std::to_string(std::max(0, -step_exp)) + "f").c_str(), v);
 }
 
-/// Ticks k * step (step in 1-2-5 x 10^n) inside [lo, hi], at most about max_ticks of them.
+/// Ticks k * step (step in 1-2-5 x 10^n) inside [lo, hi], at most about max_ticks of them and at
+/// least two (a finer step is taken when a coarse one would leave fewer).
 inline std::vector<Tick> linear_ticks(double lo, double hi, int max_ticks) {
-  const double raw = (hi - lo) / std::max(1, max_ticks);
-  const double mag = std::pow(10.0, std::floor(std::log10(raw)));
-  double step = 10 * mag;
-  for (double m : {1.0, 2.0, 5.0})
-    if (m * mag >= raw * (1 - 1e-9)) {
-      step = m * mag;
-      break;
-    }
-  const double eps = 1e-9;
-  const double k0 = std::ceil(lo / step - eps), k1 = std::floor(hi / step + eps);
-  const double maxabs = std::max(std::abs(k0 * step), std::abs(k1 * step));
   std::vector<Tick> ticks;
-  for (double k = k0; k <= k1; ++k) ticks.push_back({k * step, linear_tick_label(k * step, step, maxabs), true});
+  for (int n = std::max(1, max_ticks); ticks.size() < 2 && n <= 4 * std::max(1, max_ticks); ++n) {
+    const double raw = (hi - lo) / n;
+    const double mag = std::pow(10.0, std::floor(std::log10(raw)));
+    double step = 10 * mag;
+    for (double m : {1.0, 2.0, 5.0})
+      if (m * mag >= raw * (1 - 1e-9)) {
+        step = m * mag;
+        break;
+      }
+    const double eps = 1e-9;
+    const double k0 = std::ceil(lo / step - eps), k1 = std::floor(hi / step + eps);
+    const double maxabs = std::max(std::abs(k0 * step), std::abs(k1 * step));
+    ticks.clear();
+    for (double k = k0; k <= k1 && ticks.size() < 100; ++k)
+      ticks.push_back({k * step, linear_tick_label(k * step, step, maxabs), true});
+  }
   return ticks;
 }
 
@@ -232,7 +237,7 @@ inline void draw_plot(Canvas& cv, int x, int y, int w, int h, const std::vector<
   int right = x + w - int(pad * 2);
   for (int n = std::clamp((right - left) / 65, 3, 12);; --n) {
     xticks = axis_ticks(ax.value(ax.lo), ax.value(ax.hi), ax.log, n);
-    right = x + w - int(std::ceil(std::max(pad * 2, Canvas::text_width(xticks.back().label, kTickScale) / 2 + pad / 2)));
+    right = x + w - int(std::ceil(std::max(pad * 2, Canvas::text_width(xticks.empty() ? "" : xticks.back().label, kTickScale) / 2 + pad / 2)));
     int majors = 0;
     for (const Tick& t : xticks) majors += t.major;
     const double room = double(right - left) / std::max(1, majors);
