@@ -1,0 +1,322 @@
+// DataLoader: batches of a Dataset, in order or shuffled, made ahead by background workers.
+//
+//   auto dl = DataLoader(ds, {.bs = 256, .shuffle = true, .num_workers = 2, .seed = 42,
+//                             .after_batch = {IntToFloat{}.as_transform()}});
+//   for (Batch& b : dl) { ... b.xb[0] ... b.yb[0] ... }     // one epoch
+//
+// Contract
+// - An epoch is one range-for (one begin()): size() batches of bs items (the last one smaller
+//   unless drop_last). Every begin() starts the next epoch. Shuffled, epoch e uses a permutation
+//   drawn from Philox with key = seed and counter = (k, e): the same seed gives the same sequence of
+//   epochs, whatever the number of workers. seed = 0 takes a seed from strata's default generator
+//   the first time the loader shuffles (so manual_seed() before that makes it reproducible too).
+// - A batch is dataset.get_batch(idxs) followed by every after_batch transform, in order (fastai's
+//   after_batch; here on the CPU, in the worker that made the batch). Batch-making runs with grad
+//   recording off.
+// - num_workers = W > 0: W threads make batches ahead, batch b in worker b % W, each worker at most
+//   `prefetch` batches ahead in its own queue; the consumer takes them in order, so the sequence is
+//   exactly the one num_workers = 0 gives. Workers run strata ops single-threaded
+//   (detail::in_parallel_region), leaving the thread pool to the training step. A worker's
+//   exception is rethrown by the consumer when it reaches that batch. Leaving the loop early (break,
+//   exception) stops and joins the workers when the iterator goes away.
+// - Transforms that draw random numbers from the default generator do so from several threads when
+//   W > 1: their order across batches is then not deterministic (workers = 0 or 1 keeps it).
+// References: PyTorch torch.utils.data.DataLoader (workers, prefetch_factor, in-order delivery);
+// fastai DataLoader (one_batch, new, after_batch).
+#pragma once
+
+#include <array>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "strata/core/parallel.hpp"
+#include "strata/core/random.hpp"
+#include "strata/data/dataset.hpp"
+
+namespace strata {
+
+/// A transform applied in place to a whole collated batch.
+using BatchTransform = std::function<void(Batch&)>;
+
+struct DataLoaderOptions {
+  int64_t bs = 64;            // items per batch
+  bool shuffle = false;       // a new permutation every epoch
+  bool drop_last = false;     // drop the last batch when it has fewer than bs items
+  int num_workers = 0;        // background threads making batches (0: made on the caller's thread)
+  int prefetch = 2;           // batches each worker may have ready ahead
+  uint64_t seed = 0;          // shuffle seed; 0: drawn once from strata's default generator
+  std::vector<BatchTransform> after_batch = {};  // run in order on every batch
+};
+
+namespace detail {
+
+/// Permutation of [0, n) for (seed, epoch): Fisher-Yates, each swap position from 64 Philox bits
+/// (key = seed, counter = (draw, epoch)) mapped to [0, i] by a multiply-high (bias < n / 2^64).
+inline std::vector<int64_t> shuffled_order(int64_t n, uint64_t seed, uint64_t epoch) {
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[size_t(i)] = i;
+  const std::array<uint32_t, 2> key{uint32_t(seed), uint32_t(seed >> 32)};
+  std::array<uint32_t, 4> words{};
+  uint64_t draw = 0;
+  for (int64_t i = n - 1; i > 0; --i, ++draw) {
+    if (draw % 2 == 0)
+      words = philox4x32({uint32_t(draw / 2), uint32_t(draw / 2 >> 32), uint32_t(epoch), uint32_t(epoch >> 32)}, key);
+    const size_t w = size_t(draw % 2) * 2;
+    const uint64_t r = uint64_t(words[w]) << 32 | words[w + 1];
+    const auto j = int64_t((unsigned __int128)r * uint64_t(i + 1) >> 64);  // uniform in [0, i]
+    std::swap(order[size_t(i)], order[size_t(j)]);
+  }
+  return order;
+}
+
+/// One epoch in progress: the item order, and the workers (if any) making its batches.
+class EpochRun {
+ public:
+  EpochRun(std::shared_ptr<const Dataset> ds, DataLoaderOptions o, std::vector<int64_t> order, int64_t nb)
+      : ds_(std::move(ds)), o_(std::move(o)), order_(std::move(order)), nb_(nb) {}
+  EpochRun(const EpochRun&) = delete;
+  EpochRun& operator=(const EpochRun&) = delete;
+  ~EpochRun() { stop(); }
+
+  /// Starts the workers and fetches batch 0 (outside the constructor, so a throw still joins).
+  void start() {
+    const int W = o_.num_workers;
+    if (W > 0 && nb_ > 0) {
+      queues_.resize(size_t(W));
+      for (int w = 0; w < W; ++w) workers_.emplace_back([this, w] { work(w); });
+    }
+    if (nb_ > 0) current_ = fetch(0);
+  }
+  bool done() const { return pos_ >= nb_; }
+  Batch& current() { return current_; }
+  void advance() {
+    if (++pos_ < nb_) current_ = fetch(pos_);
+    else current_ = Batch{};
+  }
+
+  /// Batch b made on the calling thread: get_batch on its slice of the order, then the transforms.
+  static Batch make_batch(const Dataset& ds, const DataLoaderOptions& o, const std::vector<int64_t>& order,
+                          int64_t b) {
+    NoGrad ng;
+    const int64_t lo = b * o.bs, hi = std::min<int64_t>(int64_t(order.size()), lo + o.bs);
+    Batch batch = ds.get_batch(std::vector<int64_t>(order.begin() + lo, order.begin() + hi));
+    for (const BatchTransform& t : o.after_batch) t(batch);
+    return batch;
+  }
+
+ private:
+  struct Result {
+    Batch batch;
+    std::exception_ptr error;
+  };
+
+  Batch fetch(int64_t b) {
+    if (workers_.empty()) {
+      try {
+        return make_batch(*ds_, o_, order_, b);
+      } catch (...) {
+        pos_ = nb_;  // the epoch ends with the error
+        throw;
+      }
+    }
+    std::deque<Result>& q = queues_[size_t(b % o_.num_workers)];
+    Result r;
+    {
+      std::unique_lock lock(mutex_);
+      ready_.wait(lock, [&] { return !q.empty(); });
+      r = std::move(q.front());
+      q.pop_front();
+    }
+    room_.notify_all();
+    if (r.error) {
+      pos_ = nb_;
+      std::rethrow_exception(r.error);
+    }
+    return std::move(r.batch);
+  }
+
+  void work(int w) {
+    detail::in_parallel_region = true;  // strata ops on this thread stay single-threaded
+    std::deque<Result>& q = queues_[size_t(w)];
+    for (int64_t b = w; b < nb_; b += o_.num_workers) {
+      {
+        std::unique_lock lock(mutex_);
+        room_.wait(lock, [&] { return stopping_ || int64_t(q.size()) < o_.prefetch; });
+        if (stopping_) return;
+      }
+      Result r;
+      try {
+        r.batch = make_batch(*ds_, o_, order_, b);
+      } catch (...) {
+        r.error = std::current_exception();
+      }
+      const bool failed = r.error != nullptr;
+      {
+        std::lock_guard lock(mutex_);
+        q.push_back(std::move(r));
+      }
+      ready_.notify_all();
+      if (failed) return;  // later batches of this worker would never be read
+    }
+  }
+
+  void stop() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    room_.notify_all();
+    for (std::thread& t : workers_) t.join();
+    workers_.clear();
+  }
+
+  std::shared_ptr<const Dataset> ds_;
+  DataLoaderOptions o_;
+  std::vector<int64_t> order_;
+  int64_t nb_ = 0, pos_ = 0;
+  Batch current_;
+  std::vector<std::thread> workers_;
+  std::vector<std::deque<Result>> queues_;  // one per worker, in batch order
+  std::mutex mutex_;
+  std::condition_variable room_, ready_;
+  bool stopping_ = false;
+};
+
+}  // namespace detail
+
+class DataLoader {
+ public:
+  /// The end of an epoch (range-for compares the iterator with it).
+  struct Sentinel {};
+
+  /// Walks one epoch; owns its workers, which stop when it is destroyed.
+  class Iterator {
+   public:
+    using value_type = Batch;
+    using difference_type = std::ptrdiff_t;
+    using iterator_category = std::input_iterator_tag;
+    Iterator() = default;
+    explicit Iterator(std::unique_ptr<detail::EpochRun> run) : run_(std::move(run)) {}
+    Batch& operator*() const { return run_->current(); }
+    Batch* operator->() const { return &run_->current(); }
+    Iterator& operator++() {
+      run_->advance();
+      return *this;
+    }
+    bool operator==(Sentinel) const { return !run_ || run_->done(); }
+
+   private:
+    std::unique_ptr<detail::EpochRun> run_;
+  };
+
+  /// An empty loader (no dataset, no batches); assign a real one before use.
+  DataLoader() = default;
+  DataLoader(std::shared_ptr<const Dataset> ds, DataLoaderOptions o = {}) : ds_(std::move(ds)), o_(std::move(o)) {
+    STRATA_CHECK(ds_ != nullptr, "DataLoader", "got a null dataset, expected a dataset");
+    check_options();
+  }
+
+  /// Batches per epoch (len(dl)), honouring drop_last.
+  int64_t size() const {
+    if (!ds_ || o_.bs < 1) return 0;
+    return o_.drop_last ? n() / o_.bs : (n() + o_.bs - 1) / o_.bs;
+  }
+  /// Items in the dataset.
+  int64_t n() const { return ds_ ? ds_->size() : 0; }
+  int64_t bs() const { return o_.bs; }
+  const Dataset& dataset() const {
+    STRATA_CHECK(ds_ != nullptr, "DataLoader::dataset", "got an empty loader, expected one made with a dataset");
+    return *ds_;
+  }
+  std::shared_ptr<const Dataset> dataset_ptr() const { return ds_; }
+  /// The options; bs, shuffle, drop_last, workers and transforms may change between epochs.
+  DataLoaderOptions& options() { return o_; }
+  const DataLoaderOptions& options() const { return o_; }
+  /// Epochs started so far (the next begin() uses this one's permutation).
+  uint64_t epoch() const { return epoch_; }
+  /// Sets the next epoch's number (to resume a shuffled run where it stopped).
+  void set_epoch(uint64_t e) { epoch_ = e; }
+
+  /// A loader over the same dataset with other options (fastai's dl.new); it continues this one's
+  /// epoch count and drawn seed.
+  DataLoader new_with(DataLoaderOptions o) const {
+    DataLoader dl = *this;
+    dl.o_ = std::move(o);
+    dl.check_options();
+    return dl;
+  }
+
+  /// Starts the next epoch (an empty loader has no batches).
+  Iterator begin() {
+    check_options();
+    if (!ds_) return Iterator();
+    auto run = std::make_unique<detail::EpochRun>(ds_, o_, order_for(epoch_), size());
+    ++epoch_;
+    run->start();
+    return Iterator(std::move(run));
+  }
+  Sentinel end() const { return {}; }
+
+  /// The first batch of the next epoch, made on this thread; the epoch count does not move.
+  Batch one_batch() {
+    check_options();
+    STRATA_CHECK(size() > 0, "one_batch", "got a loader with 0 batches (n=", n(), ", bs=", o_.bs,
+                 ", drop_last=", o_.drop_last, "), expected at least one batch");
+    return detail::EpochRun::make_batch(*ds_, o_, order_for(epoch_), 0);
+  }
+
+ private:
+  void check_options() const {
+    STRATA_CHECK(o_.bs >= 1, "DataLoader", "got bs=", o_.bs, ", expected bs >= 1");
+    STRATA_CHECK(o_.num_workers >= 0, "DataLoader", "got num_workers=", o_.num_workers, ", expected >= 0");
+    STRATA_CHECK(o_.prefetch >= 1, "DataLoader", "got prefetch=", o_.prefetch, ", expected >= 1");
+  }
+
+  /// Item order of epoch e: 0..n-1, or the permutation of (seed, e).
+  std::vector<int64_t> order_for(uint64_t e) {
+    if (!o_.shuffle) {
+      std::vector<int64_t> order(static_cast<size_t>(n()));
+      for (int64_t i = 0; i < n(); ++i) order[size_t(i)] = i;
+      return order;
+    }
+    if (o_.seed == 0 && drawn_seed_ == 0) {  // draw once, lazily: building a loader costs no randomness
+      const auto w = default_generator().block(default_generator().reserve(1));
+      drawn_seed_ = (uint64_t(w[0]) << 32 | w[1]) | 1;  // never 0 ("not drawn yet")
+    }
+    return detail::shuffled_order(n(), o_.seed ? o_.seed : drawn_seed_, e);
+  }
+
+  std::shared_ptr<const Dataset> ds_;
+  DataLoaderOptions o_;
+  uint64_t epoch_ = 0;
+  uint64_t drawn_seed_ = 0;
+};
+
+/// The training and validation loaders of a task, with what is known about its targets.
+struct DataLoaders {
+  DataLoader train = {}, valid = {};
+  int64_t c = 0;                    // number of classes (0: unknown / not a classification)
+  std::vector<std::string> vocab = {};  // class names, when known
+
+  /// train shuffled with `o`, valid in order with the same bs, workers and transforms (never drops
+  /// items). Unlike fastai, train keeps o.drop_last (default false) rather than forcing it on.
+  static DataLoaders from_dsets(std::shared_ptr<const Dataset> train, std::shared_ptr<const Dataset> valid,
+                                DataLoaderOptions o = {}) {
+    DataLoaderOptions vo = o;
+    vo.shuffle = false;
+    vo.drop_last = false;
+    o.shuffle = true;
+    return {.train = DataLoader(std::move(train), std::move(o)), .valid = DataLoader(std::move(valid), std::move(vo))};
+  }
+};
+
+}  // namespace strata
