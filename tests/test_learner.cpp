@@ -337,6 +337,10 @@ TEST_CASE("Learner: get_preds, predict and validate against hand-computed values
   CHECK(v[1] == Approx(correct / 10).epsilon(1e-12));
   CHECK(v[2] == Approx(1 - correct / 10).epsilon(1e-12));
   CHECK(learn.validate(&learn.dls.train).size() == 3);
+  // the shuffled training loader: every item, in dataset order
+  auto [tp, tt] = learn.get_preds(&learn.dls.train);
+  CHECK(th::values(tt) == std::vector<double>{0, 1, 0, 1, 0, 1, 0, 1});
+  CHECK(tp.shape() == Shape{8, 2});
 
   auto [label, pr] = learn.predict(select(all.xb[0], 0, 3));
   CHECK(label.dim() == 0);

@@ -297,12 +297,22 @@ class Learner {
     for (const Metric& m : stats->metrics) out.push_back(m.value());
     return out;
   }
-  /// (predictions, targets) on dl (default: dls.valid), in the loader's order. Predictions go
-  /// through loss_func.activation (probabilities) when act; with_decoded gives loss_func.decodes of
-  /// them instead (labels). Targets are undefined when the loader has none.
+  /// (predictions, targets) on every item of dl (default: dls.valid) in dataset order (as fastai, a
+  /// shuffling or drop_last loader is walked unshuffled and whole). Predictions go through
+  /// loss_func.activation (probabilities) when act; with_decoded gives loss_func.decodes of them
+  /// instead (labels). Targets are undefined when the loader has none.
   std::pair<Tensor, Tensor> get_preds(DataLoader* dl_ = nullptr, bool with_decoded = false, bool act = true) {
+    DataLoader* src = dl_ ? dl_ : &dls.valid;
+    std::optional<DataLoader> ordered;
+    if (src->options().shuffle || src->options().drop_last) {
+      DataLoaderOptions o = src->options();
+      o.shuffle = false;
+      o.drop_last = false;
+      ordered.emplace(src->new_with(std::move(o)));
+      src = &*ordered;
+    }
     auto gather = std::make_shared<GatherPreds>();
-    validation_context({gather}, [&] { do_epoch_validate(dl_); });
+    validation_context({gather}, [&] { do_epoch_validate(src); });
     NoGrad ng;
     Tensor preds = gather->preds.empty() ? Tensor() : cat(gather->preds, 0);
     Tensor targs = gather->targs.empty() ? Tensor() : cat(gather->targs, 0);
