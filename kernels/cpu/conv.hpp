@@ -1,0 +1,538 @@
+// 2-D convolution on the CPU (cross-correlation, as torch.nn.functional.conv2d), forward and backward.
+//
+//   x: [B, Cin, H, W], w: [Cout, Cin/G, kH, kW], b: [Cout], out: [B, Cout, OH, OW], G = groups
+//   OH = (H + 2 ph - dh (kH - 1) - 1) / sh + 1   (OW likewise; integer division rounds down)
+//   out[n, o, y, z] = b[o] + sum_{c < Cin/G, i < kH, j < kW} w[o, c, i, j] x[n, g Cin/G + c, y sh - ph + i dh, z sw - pw + j dw]
+//     with g = o / (Cout/G) and x read as 0 outside [0, H) x [0, W) (the zero padding)
+//   backward:  dx[n, g Cin/G + c, y sh - ph + i dh, ...] += w[o, c, i, j] dout[n, o, y, z]   (summed over o, i, j, y, z)
+//              dw[o, c, i, j] = sum_{n, y, z} dout[n, o, y, z] x[n, g Cin/G + c, y sh - ph + i dh, ...]
+//              db[o] = sum_{n, y, z} dout[n, o, y, z]
+// x may have any strides (xs: element strides of n, c, h, w); w, b, dout, out, dx, dw, db are contiguous.
+//
+// References (conv2d_fwd_ref, conv2d_bwd_data_ref, conv2d_bwd_weight_ref): the plain loops of the
+// formulas above, summing in double: the source of truth the fast kernels are tested against.
+//
+// Fast path: im2col + GEMM (Chellapilla, Puri & Simard, "High Performance Convolutional Neural
+// Networks for Document Processing", 2006; Caffe's and PyTorch's slow_conv2d). Per group g and per
+// chunk of nb images, im2col writes col[K][S], K = Cin/G kH kW rows (c, i, j), S = nb OH OW columns
+// (n, y, z): col[(c, i, j)][(n, y, z)] = x[n, gCin/G + c, y sh - ph + i dh, z sw - pw + j dw] (0 in the pad). Then
+//   forward:  out_g[Cout/G][S]  = w_g[Cout/G][K] @ col[K][S]        (cpu::gemm), scattered to [n][o][y z] + b
+//   dw:       dw_g[Cout/G][K]  += dout_g[Cout/G][S] @ col^T[S][K]
+//   dx:       dcol[K][S]        = w_g^T[K][Cout/G] @ dout_g[Cout/G][S], then col2im adds dcol back into dx
+// Several images share one GEMM when the maps are small (a 2x2 map alone gives a 4-column GEMM,
+// far too thin to run at speed): nb is chosen so that S is about kConvTargetCols, while the col
+// buffer stays under kConvMaxColElems. Threads: when there are at least as many chunks as threads,
+// the chunks are split into one contiguous run per thread, each thread running its own im2col and
+// single-threaded GEMMs (dw: a private partial per thread, summed in thread order: deterministic
+// for a given thread count); otherwise (a few large images) chunks run one after the other, with
+// im2col/col2im split over channels and each GEMM splitting itself.
+// Special cases: a 1x1, stride-1, unpadded conv on maps of >= kConvTargetCols pixels needs no
+// im2col (x's [Cin][H W] plane is the col matrix itself); depthwise convs (G == Cin == Cout) run a
+// direct loop per (image, channel) plane, vectorized along a row when the stride is 1.
+// Element types: float and double (the op layer computes f16/bf16 in float).
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/conv_direct.hpp"
+#include "kernels/cpu/gemm.hpp"
+#include "strata/core/parallel.hpp"
+
+namespace strata::cpu {
+
+/// Sizes and hyper-parameters of one conv2d problem (designated initializers read well).
+struct Conv2dParams {
+  int64_t B = 1, Cin = 1, H = 1, W = 1;  // x: [B, Cin, H, W]
+  int64_t Cout = 1, kH = 1, kW = 1;      // w: [Cout, Cin / groups, kH, kW]
+  std::array<int64_t, 2> stride{1, 1}, padding{0, 0}, dilation{1, 1};
+  int64_t groups = 1;
+  int64_t OH() const { return (H + 2 * padding[0] - dilation[0] * (kH - 1) - 1) / stride[0] + 1; }
+  int64_t OW() const { return (W + 2 * padding[1] - dilation[1] * (kW - 1) - 1) / stride[1] + 1; }
+};
+
+/// Element strides of x's four dims (n, c, h, w).
+using ConvStrides = std::array<int64_t, 4>;
+
+/// Columns (batch x output pixels) one im2col + GEMM aims at, and the col buffer's cap in elements.
+inline constexpr int64_t kConvTargetCols = 1024;
+inline constexpr int64_t kConvMaxColElems = int64_t(1) << 19;
+/// Fewest input and output channels for the NHWC direct path (fewer: im2col + GEMM does better).
+inline constexpr int64_t kConvDirectMinChannels = 8;
+
+// ================================================================================ reference
+
+/// out = conv2d(x, w) + b by the formula (b may be null); sums in double.
+template <class T>
+void conv2d_fwd_ref(const Conv2dParams& p, const T* x, const ConvStrides& xs,  // x: [B, Cin, H, W]
+                    const T* w, const T* b, T* out) {                          // w: [Cout, Cin/G, kH, kW], out: [B, Cout, OH, OW]
+  const int64_t OH = p.OH(), OW = p.OW(), cin_g = p.Cin / p.groups, cout_g = p.Cout / p.groups;
+  for (int64_t n = 0; n < p.B; ++n)
+    for (int64_t o = 0; o < p.Cout; ++o)
+      for (int64_t y = 0; y < OH; ++y)
+        for (int64_t z = 0; z < OW; ++z) {
+          double acc = b ? double(b[o]) : 0.0;
+          for (int64_t c = 0; c < cin_g; ++c)
+            for (int64_t i = 0; i < p.kH; ++i)
+              for (int64_t j = 0; j < p.kW; ++j) {
+                // the input pixel under tap (i, j); outside the image it is the zero padding
+                const int64_t ih = y * p.stride[0] - p.padding[0] + i * p.dilation[0];
+                const int64_t iw = z * p.stride[1] - p.padding[1] + j * p.dilation[1];
+                if (ih < 0 || ih >= p.H || iw < 0 || iw >= p.W) continue;
+                const int64_t ci = o / cout_g * cin_g + c;  // the group's input channel
+                acc += double(x[n * xs[0] + ci * xs[1] + ih * xs[2] + iw * xs[3]]) *
+                       double(w[((o * cin_g + c) * p.kH + i) * p.kW + j]);
+              }
+          out[((n * p.Cout + o) * OH + y) * OW + z] = T(acc);
+        }
+}
+
+/// dx = the gradient of conv2d with respect to x: every output pixel's dout spread back through
+/// the taps that read it; sums in double.
+template <class T>
+void conv2d_bwd_data_ref(const Conv2dParams& p, const T* dout, const T* w, T* dx) {  // dout: [B, Cout, OH, OW], dx: [B, Cin, H, W]
+  const int64_t OH = p.OH(), OW = p.OW(), cin_g = p.Cin / p.groups, cout_g = p.Cout / p.groups;
+  std::vector<double> acc(size_t(p.B * p.Cin * p.H * p.W), 0.0);
+  for (int64_t n = 0; n < p.B; ++n)
+    for (int64_t o = 0; o < p.Cout; ++o)
+      for (int64_t y = 0; y < OH; ++y)
+        for (int64_t z = 0; z < OW; ++z)
+          for (int64_t c = 0; c < cin_g; ++c)
+            for (int64_t i = 0; i < p.kH; ++i)
+              for (int64_t j = 0; j < p.kW; ++j) {
+                const int64_t ih = y * p.stride[0] - p.padding[0] + i * p.dilation[0];
+                const int64_t iw = z * p.stride[1] - p.padding[1] + j * p.dilation[1];
+                if (ih < 0 || ih >= p.H || iw < 0 || iw >= p.W) continue;  // a padding tap: no input
+                const int64_t ci = o / cout_g * cin_g + c;
+                acc[size_t(((n * p.Cin + ci) * p.H + ih) * p.W + iw)] +=
+                    double(dout[((n * p.Cout + o) * OH + y) * OW + z]) * double(w[((o * cin_g + c) * p.kH + i) * p.kW + j]);
+              }
+  for (size_t k = 0; k < acc.size(); ++k) dx[k] = T(acc[k]);
+}
+
+/// dw (and db unless null) = the gradients of conv2d with respect to w and b; sums in double.
+template <class T>
+void conv2d_bwd_weight_ref(const Conv2dParams& p, const T* x, const ConvStrides& xs, const T* dout,
+                           T* dw, T* db) {  // dw: [Cout, Cin/G, kH, kW], db: [Cout]
+  const int64_t OH = p.OH(), OW = p.OW(), cin_g = p.Cin / p.groups, cout_g = p.Cout / p.groups;
+  for (int64_t o = 0; o < p.Cout; ++o) {
+    for (int64_t c = 0; c < cin_g; ++c)
+      for (int64_t i = 0; i < p.kH; ++i)
+        for (int64_t j = 0; j < p.kW; ++j) {
+          double acc = 0;  // sum over images and output pixels of dout times the input the tap saw
+          for (int64_t n = 0; n < p.B; ++n)
+            for (int64_t y = 0; y < OH; ++y)
+              for (int64_t z = 0; z < OW; ++z) {
+                const int64_t ih = y * p.stride[0] - p.padding[0] + i * p.dilation[0];
+                const int64_t iw = z * p.stride[1] - p.padding[1] + j * p.dilation[1];
+                if (ih < 0 || ih >= p.H || iw < 0 || iw >= p.W) continue;
+                const int64_t ci = o / cout_g * cin_g + c;
+                acc += double(dout[((n * p.Cout + o) * OH + y) * OW + z]) *
+                       double(x[n * xs[0] + ci * xs[1] + ih * xs[2] + iw * xs[3]]);
+              }
+          dw[((o * cin_g + c) * p.kH + i) * p.kW + j] = T(acc);
+        }
+    if (db) {  // the bias feeds every output pixel of channel o
+      double acc = 0;
+      for (int64_t n = 0; n < p.B; ++n)
+        for (int64_t k = 0; k < OH * OW; ++k) acc += double(dout[(n * p.Cout + o) * OH * OW + k]);
+      db[o] = T(acc);
+    }
+  }
+}
+
+namespace detail {
+
+// ================================================================================ helpers
+
+/// The output columns z in [lo, hi) whose tap at input column z s - pad + off lies inside [0, W).
+inline void conv_valid_range(int64_t OW, int64_t W, int64_t s, int64_t pad, int64_t off, int64_t& lo, int64_t& hi) {
+  const int64_t first = off - pad;  // input column of output column 0
+  lo = first >= 0 ? 0 : (-first + s - 1) / s;
+  hi = W - 1 - first < 0 ? 0 : std::min(OW, (W - 1 - first) / s + 1);
+  lo = std::min(lo, hi);
+}
+
+/// dst[0, n) += a * src[0, n) (a == 1: plain add), vectorized.
+template <class T>
+void conv_axpy(int64_t n, T a, const T* src, T* dst) {
+  using V = Vec<T>;
+  int64_t k = 0;
+  const V va(a);
+  for (; k + V::size <= n; k += V::size) vfmadd(va, V::load(src + k), V::load(dst + k)).store(dst + k);
+  for (; k < n; ++k) dst[k] += a * src[k];
+}
+
+/// How the batch is cut: chunks of nb images, run as `pieces` contiguous runs (one per thread).
+struct ConvPlan {
+  int64_t nb = 1, chunks = 1, pieces = 1;
+};
+
+/// nb from the output map size and the col rows per image (0: no col buffer), see the file comment.
+inline ConvPlan conv_plan(const Conv2dParams& p, int64_t col_rows, double flops) {
+  const int64_t ohw = std::max<int64_t>(p.OH() * p.OW(), 1);
+  const int threads = strata::detail::in_parallel_region ? 1 : num_threads();
+  ConvPlan plan;
+  plan.nb = (kConvTargetCols + ohw - 1) / ohw;
+  if (col_rows > 0) plan.nb = std::min(plan.nb, std::max<int64_t>(1, kConvMaxColElems / (col_rows * ohw)));
+  plan.nb = std::clamp<int64_t>(plan.nb, 1, std::max<int64_t>(p.B, 1));
+  plan.chunks = (p.B + plan.nb - 1) / plan.nb;
+  // enough images for every thread and enough work to pay for waking them: one run of chunks per
+  // thread, the chunk count a multiple of the threads so the runs are equal
+  if (threads > 1 && p.B >= threads && flops >= double(1 << 20)) {
+    plan.chunks = std::max<int64_t>(plan.chunks, threads);
+    plan.chunks = std::min<int64_t>((plan.chunks + threads - 1) / threads * threads, p.B);
+    plan.nb = (p.B + plan.chunks - 1) / plan.chunks;
+    plan.chunks = (p.B + plan.nb - 1) / plan.nb;
+    plan.pieces = std::min<int64_t>(threads, plan.chunks);
+  }
+  return plan;
+}
+
+/// Calls f(piece, n0, nb) for every chunk of images, pieces in parallel (see conv_plan).
+template <class F>
+void conv_for_chunks(const ConvPlan& plan, int64_t B, F&& f) {
+  const int64_t per = (plan.chunks + plan.pieces - 1) / plan.pieces;
+  parallel_for(0, plan.pieces, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t piece = lo; piece < hi; ++piece)
+      for (int64_t c = piece * per; c < std::min(plan.chunks, (piece + 1) * per); ++c) {
+        const int64_t n0 = c * plan.nb;
+        f(piece, n0, std::min(plan.nb, B - n0));
+      }
+  });
+}
+
+// ================================================================================ im2col / col2im
+
+/// col[K][S] for images [n0, n0 + nb) and input channels [c0, c0 + Cin/G): K = Cin/G kH kW rows
+/// (c, i, j), S = nb OH OW columns (n, y, z); the padding reads as 0. Split over channels when
+/// called outside a parallel region.
+template <class T>
+void conv_im2col(const Conv2dParams& p, const T* x, const ConvStrides& xs, int64_t n0, int64_t nb, int64_t c0, T* col) {
+  const int64_t OH = p.OH(), OW = p.OW(), cin_g = p.Cin / p.groups, S = nb * OH * OW;
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(p.kH * p.kW * S, 1));
+  parallel_for(0, cin_g, grain, [&](int64_t clo, int64_t chi) {
+    for (int64_t c = clo; c < chi; ++c)
+      for (int64_t i = 0; i < p.kH; ++i)
+        for (int64_t j = 0; j < p.kW; ++j) {
+          T* row = col + ((c * p.kH + i) * p.kW + j) * S;
+          int64_t zlo, zhi;  // output columns whose tap is inside the image (same for every row)
+          conv_valid_range(OW, p.W, p.stride[1], p.padding[1], j * p.dilation[1], zlo, zhi);
+          const int64_t iw0 = zlo * p.stride[1] - p.padding[1] + j * p.dilation[1];
+          const bool unit = p.stride[1] == 1 && xs[3] == 1;
+          for (int64_t n = 0; n < nb; ++n) {
+            const T* xc = x + (n0 + n) * xs[0] + (c0 + c) * xs[1];
+            for (int64_t y = 0; y < OH; ++y, row += OW) {
+              const int64_t ih = y * p.stride[0] - p.padding[0] + i * p.dilation[0];
+              if (ih < 0 || ih >= p.H) {  // the whole row is padding
+                std::fill(row, row + OW, T(0));
+                continue;
+              }
+              std::fill(row, row + zlo, T(0));
+              const T* src = xc + ih * xs[2] + iw0 * xs[3];
+              if (unit) std::memcpy(row + zlo, src, size_t(zhi - zlo) * sizeof(T));
+              else
+                for (int64_t z = zlo; z < zhi; ++z) row[z] = src[(z - zlo) * p.stride[1] * xs[3]];
+              std::fill(row + zhi, row + OW, T(0));
+            }
+          }
+        }
+  });
+}
+
+/// dx[n0 + n, c0 + c, ...] += dcol[(c, i, j)][(n, y, z)]: the adjoint of conv_im2col; dx contiguous.
+template <class T>
+void conv_col2im(const Conv2dParams& p, const T* dcol, int64_t n0, int64_t nb, int64_t c0, T* dx) {
+  const int64_t OH = p.OH(), OW = p.OW(), cin_g = p.Cin / p.groups, S = nb * OH * OW;
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(p.kH * p.kW * S, 1));
+  parallel_for(0, cin_g, grain, [&](int64_t clo, int64_t chi) {
+    for (int64_t c = clo; c < chi; ++c)
+      for (int64_t i = 0; i < p.kH; ++i)
+        for (int64_t j = 0; j < p.kW; ++j) {
+          const T* row = dcol + ((c * p.kH + i) * p.kW + j) * S;
+          int64_t zlo, zhi;
+          conv_valid_range(OW, p.W, p.stride[1], p.padding[1], j * p.dilation[1], zlo, zhi);
+          const int64_t iw0 = zlo * p.stride[1] - p.padding[1] + j * p.dilation[1];
+          for (int64_t n = 0; n < nb; ++n) {
+            T* xc = dx + ((n0 + n) * p.Cin + c0 + c) * p.H * p.W;
+            for (int64_t y = 0; y < OH; ++y, row += OW) {
+              const int64_t ih = y * p.stride[0] - p.padding[0] + i * p.dilation[0];
+              if (ih < 0 || ih >= p.H) continue;
+              T* dst = xc + ih * p.W + iw0;
+              if (p.stride[1] == 1) conv_axpy<T>(zhi - zlo, T(1), row + zlo, dst);
+              else
+                for (int64_t z = zlo; z < zhi; ++z) dst[(z - zlo) * p.stride[1]] += row[z];
+            }
+          }
+        }
+  });
+}
+
+// ================================================================================ depthwise
+
+/// Depthwise forward (G == Cin == Cout): each (image, channel) plane convolved with its own kH x kW
+/// filter, a row of outputs at a time (vectorized along the row for stride 1).
+template <class T>
+void conv_depthwise_fwd(const Conv2dParams& p, const T* x, const ConvStrides& xs, const T* w, const T* b, T* out) {
+  const int64_t OH = p.OH(), OW = p.OW(), C = p.Cin;
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(OH * OW * p.kH * p.kW, 1));
+  parallel_for(0, p.B * C, grain, [&](int64_t lo, int64_t hi) {
+    for (int64_t nc = lo; nc < hi; ++nc) {
+      const int64_t n = nc / C, c = nc % C;
+      const T* xc = x + n * xs[0] + c * xs[1];
+      const T* wc = w + c * p.kH * p.kW;
+      for (int64_t y = 0; y < OH; ++y) {
+        T* row = out + (nc * OH + y) * OW;
+        std::fill(row, row + OW, b ? b[c] : T(0));
+        for (int64_t i = 0; i < p.kH; ++i) {
+          const int64_t ih = y * p.stride[0] - p.padding[0] + i * p.dilation[0];
+          if (ih < 0 || ih >= p.H) continue;
+          for (int64_t j = 0; j < p.kW; ++j) {
+            int64_t zlo, zhi;
+            conv_valid_range(OW, p.W, p.stride[1], p.padding[1], j * p.dilation[1], zlo, zhi);
+            const T* src = xc + ih * xs[2] + (zlo * p.stride[1] - p.padding[1] + j * p.dilation[1]) * xs[3];
+            const T wv = wc[i * p.kW + j];
+            if (p.stride[1] == 1 && xs[3] == 1) conv_axpy<T>(zhi - zlo, wv, src, row + zlo);
+            else
+              for (int64_t z = zlo; z < zhi; ++z) row[z] += wv * src[(z - zlo) * p.stride[1] * xs[3]];
+          }
+        }
+      }
+    }
+  });
+}
+
+/// Depthwise backward: dx plane by plane (each dout row spread back through the taps), dw channel
+/// by channel (sums over images and pixels, in a fixed order), db as a plain sum.
+template <class T>
+void conv_depthwise_bwd(const Conv2dParams& p, const T* x, const ConvStrides& xs, const T* w, const T* dout,
+                        T* dx, T* dw) {
+  const int64_t OH = p.OH(), OW = p.OW(), C = p.Cin, kk = p.kH * p.kW;
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(OH * OW * kk, 1));
+  if (dx)
+    parallel_for(0, p.B * C, grain, [&](int64_t lo, int64_t hi) {
+      for (int64_t nc = lo; nc < hi; ++nc) {
+        T* xc = dx + nc * p.H * p.W;
+        const T* wc = w + (nc % C) * kk;
+        std::fill(xc, xc + p.H * p.W, T(0));
+        for (int64_t y = 0; y < OH; ++y) {
+          const T* g = dout + (nc * OH + y) * OW;
+          for (int64_t i = 0; i < p.kH; ++i) {
+            const int64_t ih = y * p.stride[0] - p.padding[0] + i * p.dilation[0];
+            if (ih < 0 || ih >= p.H) continue;
+            for (int64_t j = 0; j < p.kW; ++j) {
+              int64_t zlo, zhi;
+              conv_valid_range(OW, p.W, p.stride[1], p.padding[1], j * p.dilation[1], zlo, zhi);
+              T* dst = xc + ih * p.W + zlo * p.stride[1] - p.padding[1] + j * p.dilation[1];
+              const T wv = wc[i * p.kW + j];
+              if (p.stride[1] == 1) conv_axpy<T>(zhi - zlo, wv, g + zlo, dst);
+              else
+                for (int64_t z = zlo; z < zhi; ++z) dst[(z - zlo) * p.stride[1]] += wv * g[z];
+            }
+          }
+        }
+      }
+    });
+  if (dw)
+    parallel_for(0, C, std::max<int64_t>(1, grain / std::max<int64_t>(p.B, 1)), [&](int64_t lo, int64_t hi) {
+      for (int64_t c = lo; c < hi; ++c)
+        for (int64_t i = 0; i < p.kH; ++i)
+          for (int64_t j = 0; j < p.kW; ++j) {
+            int64_t zlo, zhi;
+            conv_valid_range(OW, p.W, p.stride[1], p.padding[1], j * p.dilation[1], zlo, zhi);
+            const int64_t iw0 = zlo * p.stride[1] - p.padding[1] + j * p.dilation[1];
+            double acc = 0;  // per row in T (vectorized), rows summed in double
+            for (int64_t n = 0; n < p.B; ++n)
+              for (int64_t y = 0; y < OH; ++y) {
+                const int64_t ih = y * p.stride[0] - p.padding[0] + i * p.dilation[0];
+                if (ih < 0 || ih >= p.H) continue;
+                const T* g = dout + ((n * C + c) * OH + y) * OW;
+                const T* src = x + n * xs[0] + c * xs[1] + ih * xs[2] + iw0 * xs[3];
+                using V = Vec<T>;
+                V s(T(0));
+                int64_t z = zlo;
+                if (p.stride[1] == 1 && xs[3] == 1)
+                  for (; z + V::size <= zhi; z += V::size) s = vfmadd(V::load(g + z), V::load(src + (z - zlo)), s);
+                T r = reduce_add(s);
+                for (; z < zhi; ++z) r += g[z] * src[(z - zlo) * p.stride[1] * xs[3]];
+                acc += double(r);
+              }
+            dw[c * kk + i * p.kW + j] = T(acc);
+          }
+    });
+}
+
+/// conv2d_bwd_kernel's direct path: chunks of images per thread, dw partials per thread in the
+/// NHWC weight layout [taps][round_up(Cin, MR)][round_up(Cout, NR)], summed and transposed at the end.
+template <class T>
+void conv2d_bwd_direct(const Conv2dParams& p, const T* x, const ConvStrides& xs, const T* w, const T* dout, T* dx,
+                       T* dw, double flops) {
+  using Cfg = GemmBlocking<T>;
+  const int64_t taps = p.kH * p.kW, cinpm = conv_round_up(p.Cin, Cfg::MR), cpad = conv_round_up(p.Cout, Cfg::NR);
+  const int64_t ohw = p.OH() * p.OW(), dwn = taps * cinpm * cpad;
+  const std::vector<T> wd = dx ? conv_pack_wd(w, p.Cout, p.Cin, taps) : std::vector<T>();
+  const int64_t per_image = p.H * p.W * (p.Cin + conv_round_up(p.Cin, Cfg::NR)) + ohw * cpad;
+  const ConvPlan plan = conv_plan(p, per_image / ohw + 1, flops);
+  std::vector<T> dwh(dw ? size_t(plan.pieces * dwn) : 0, T(0));
+  conv_for_chunks(plan, p.B, [&](int64_t piece, int64_t n0, int64_t nb) {
+    conv_direct_bwd<T>(p, x, xs, dout, n0, nb, wd.data(), dx, dw ? dwh.data() + piece * dwn : nullptr);
+  });
+  if (!dw) return;
+  for (int64_t k = 1; k < plan.pieces; ++k) conv_axpy<T>(dwn, T(1), dwh.data() + k * dwn, dwh.data());
+  for (int64_t o = 0; o < p.Cout; ++o)
+    for (int64_t c = 0; c < p.Cin; ++c)
+      for (int64_t t = 0; t < taps; ++t) dw[(o * p.Cin + c) * taps + t] = dwh[size_t((t * cinpm + c) * cpad + o)];
+}
+
+}  // namespace detail
+
+// ================================================================================ launchers
+
+/// Whether conv2d takes the depthwise direct loop: one input and one output channel per group.
+inline bool conv2d_is_depthwise(const Conv2dParams& p) { return p.groups > 1 && p.groups == p.Cin && p.groups == p.Cout; }
+
+/// Whether a 1x1 conv can use x's planes as the GEMM operand directly (no im2col).
+inline bool conv2d_is_pointwise(const Conv2dParams& p, const ConvStrides& xs) {
+  return p.kH == 1 && p.kW == 1 && p.stride[0] == 1 && p.stride[1] == 1 && p.padding[0] == 0 && p.padding[1] == 0 &&
+         xs[3] == 1 && xs[2] == p.W && p.H * p.W >= kConvTargetCols;
+}
+
+/// Whether conv2d takes the NHWC direct path (kernels/cpu/conv_direct.hpp): one group with enough
+/// channels for its tiles, and a batch that can be split over the threads (a few large images run
+/// faster as im2col + one GEMM that splits itself).
+inline bool conv2d_is_direct(const Conv2dParams& p, double flops) {
+  const int threads = strata::detail::in_parallel_region ? 1 : num_threads();
+  return p.groups == 1 && p.Cin >= kConvDirectMinChannels && p.Cout >= kConvDirectMinChannels &&
+         (threads == 1 || p.B >= threads || flops < double(1 << 20));
+}
+
+/// out[B, Cout, OH, OW] = conv2d(x, w) + b (b may be null), T = float or double. See the top.
+template <class T>
+void conv2d_fwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,  // x: [B, Cin, H, W]
+                       const T* w, const T* b, T* out) {                          // w: [Cout, Cin/G, kH, kW]
+  const int64_t OH = p.OH(), OW = p.OW(), ohw = OH * OW, G = p.groups;
+  if (p.B == 0 || p.Cout == 0 || ohw <= 0) return;
+  if (conv2d_is_depthwise(p)) return detail::conv_depthwise_fwd<T>(p, x, xs, w, b, out);
+  const int64_t cin_g = p.Cin / G, cout_g = p.Cout / G, K = cin_g * p.kH * p.kW;
+  const double flops = 2.0 * double(p.B) * double(p.Cout) * double(K) * double(ohw);
+  if (conv2d_is_direct(p, flops)) {
+    const std::vector<T> wf = detail::conv_pack_wf(w, p.Cout, p.Cin, p.kH * p.kW);
+    const int64_t per_image = p.H * p.W * p.Cin + ohw * detail::conv_round_up(p.Cout, GemmBlocking<T>::NR);
+    const detail::ConvPlan plan = detail::conv_plan(p, per_image / ohw + 1, flops);
+    detail::conv_for_chunks(plan, p.B, [&](int64_t, int64_t n0, int64_t nb) {
+      detail::conv_direct_fwd<T>(p, x, xs, n0, nb, wf.data(), b, out);
+    });
+    return;
+  }
+  const bool pointwise = conv2d_is_pointwise(p, xs);
+  const detail::ConvPlan plan = detail::conv_plan(p, pointwise ? 0 : K, flops);
+  detail::conv_for_chunks(plan, p.B, [&](int64_t, int64_t n0, int64_t nb) {
+    const int64_t S = nb * ohw;
+    T* col = pointwise ? nullptr : detail::conv_scratch<T>(0, K * S);
+    T* tmp = nb > 1 ? detail::conv_scratch<T>(1, cout_g * S) : nullptr;
+    for (int64_t g = 0; g < G; ++g) {
+      const T* wg = w + g * cout_g * K;
+      if (pointwise) {  // out[n, g] = w_g @ x[n, g] with x's plane as B, one image at a time
+        for (int64_t n = n0; n < n0 + nb; ++n)
+          gemm<T>(cout_g, ohw, cin_g, T(1), wg, K, 1, x + n * xs[0] + g * cin_g * xs[1], xs[1], 1, T(0),
+                  out + (n * p.Cout + g * cout_g) * ohw, ohw, 1);
+        continue;
+      }
+      detail::conv_im2col<T>(p, x, xs, n0, nb, g * cin_g, col);
+      if (nb == 1) {  // the image's [Cout/G][OH OW] block is the GEMM's C
+        gemm<T>(cout_g, ohw, K, T(1), wg, K, 1, col, S, 1, T(0), out + (n0 * p.Cout + g * cout_g) * ohw, ohw, 1);
+        continue;
+      }
+      gemm<T>(cout_g, S, K, T(1), wg, K, 1, col, S, 1, T(0), tmp, S, 1);
+      for (int64_t n = 0; n < nb; ++n)  // tmp[o][(n, y, z)] -> out[n0 + n, g Cout/G + o, y, z]
+        for (int64_t o = 0; o < cout_g; ++o)
+          std::memcpy(out + ((n0 + n) * p.Cout + g * cout_g + o) * ohw, tmp + o * S + n * ohw, size_t(ohw) * sizeof(T));
+    }
+    if (b)
+      for (int64_t n = n0; n < n0 + nb; ++n)
+        for (int64_t o = 0; o < p.Cout; ++o) {
+          T* r = out + (n * p.Cout + o) * ohw;
+          for (int64_t k = 0; k < ohw; ++k) r[k] += b[o];
+        }
+  });
+}
+
+/// The gradients of conv2d: dx [B, Cin, H, W], dw [Cout, Cin/G, kH, kW], db [Cout], each
+/// computed (overwritten) only when its pointer is not null. dout: [B, Cout, OH, OW] contiguous.
+template <class T>
+void conv2d_bwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs, const T* w, const T* dout,
+                       T* dx, T* dw, T* db) {
+  const int64_t OH = p.OH(), OW = p.OW(), ohw = OH * OW, G = p.groups;
+  const int64_t cin_g = p.Cin / G, cout_g = p.Cout / G, K = cin_g * p.kH * p.kW;
+  if (db)
+    parallel_for(0, p.Cout, std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(p.B * ohw, 1)),
+                 [&](int64_t lo, int64_t hi) {
+                   for (int64_t o = lo; o < hi; ++o) {
+                     double acc = 0;  // per image in T (vectorized), images summed in double
+                     for (int64_t n = 0; n < p.B; ++n) {
+                       const T* g = dout + (n * p.Cout + o) * ohw;
+                       using V = Vec<T>;
+                       V s(T(0));
+                       int64_t k = 0;
+                       for (; k + V::size <= ohw; k += V::size) s = s + V::load(g + k);
+                       T r = reduce_add(s);
+                       for (; k < ohw; ++k) r += g[k];
+                       acc += double(r);
+                     }
+                     db[o] = T(acc);
+                   }
+                 });
+  if (dw && (p.B == 0 || ohw <= 0)) std::fill(dw, dw + p.Cout * K, T(0));
+  if (dx && (p.B == 0 || ohw <= 0)) std::fill(dx, dx + p.B * p.Cin * p.H * p.W, T(0));
+  if ((!dx && !dw) || p.B == 0 || ohw <= 0) return;
+  if (conv2d_is_depthwise(p)) return detail::conv_depthwise_bwd<T>(p, x, xs, w, dout, dx, dw);
+
+  const double flops = 2.0 * double(p.B) * double(p.Cout) * double(K) * double(ohw);
+  if (conv2d_is_direct(p, flops)) return detail::conv2d_bwd_direct<T>(p, x, xs, w, dout, dx, dw, flops);
+  const bool pointwise = conv2d_is_pointwise(p, xs);
+  const detail::ConvPlan plan = detail::conv_plan(p, pointwise ? 0 : K, flops);
+  // dw partials: piece 0 accumulates into dw itself, the others into their own buffers
+  std::vector<T> partials(dw && plan.pieces > 1 ? size_t((plan.pieces - 1) * p.Cout * K) : 0);
+  if (dw) std::fill(dw, dw + p.Cout * K, T(0));
+  detail::conv_for_chunks(plan, p.B, [&](int64_t piece, int64_t n0, int64_t nb) {
+    const int64_t S = nb * ohw;
+    T* col = pointwise ? nullptr : detail::conv_scratch<T>(0, K * S);
+    T* gbuf = nb > 1 ? detail::conv_scratch<T>(1, cout_g * S) : nullptr;
+    T* dwp = !dw ? nullptr : piece == 0 ? dw : partials.data() + (piece - 1) * p.Cout * K;
+    if (dx) std::fill(dx + n0 * p.Cin * p.H * p.W, dx + (n0 + nb) * p.Cin * p.H * p.W, T(0));
+    for (int64_t g = 0; g < G; ++g) {
+      const T* wg = w + g * cout_g * K;
+      if (pointwise) {  // per image: dw_g += dout_n @ x_n^T, dx_n = w_g^T @ dout_n
+        for (int64_t n = n0; n < n0 + nb; ++n) {
+          const T* gn = dout + (n * p.Cout + g * cout_g) * ohw;
+          const T* xn = x + n * xs[0] + g * cin_g * xs[1];
+          if (dw) gemm<T>(cout_g, cin_g, ohw, T(1), gn, ohw, 1, xn, 1, xs[1], T(1), dwp + g * cout_g * K, K, 1);
+          if (dx) gemm<T>(cin_g, ohw, cout_g, T(1), wg, 1, K, gn, ohw, 1, T(0), dx + (n * p.Cin + g * cin_g) * ohw, ohw, 1);
+        }
+        continue;
+      }
+      // dout_g for the chunk as one [Cout/G][S] matrix (a view of dout itself for one image)
+      const T* gd = dout + (n0 * p.Cout + g * cout_g) * ohw;
+      if (nb > 1) {
+        for (int64_t n = 0; n < nb; ++n)
+          for (int64_t o = 0; o < cout_g; ++o)
+            std::memcpy(gbuf + o * S + n * ohw, dout + ((n0 + n) * p.Cout + g * cout_g + o) * ohw, size_t(ohw) * sizeof(T));
+        gd = gbuf;
+      }
+      if (dw) {
+        detail::conv_im2col<T>(p, x, xs, n0, nb, g * cin_g, col);
+        gemm<T>(cout_g, K, S, T(1), gd, S, 1, col, 1, S, T(1), dwp + g * cout_g * K, K, 1);
+      }
+      if (dx) {
+        gemm<T>(K, S, cout_g, T(1), wg, 1, K, gd, S, 1, T(0), col, S, 1);
+        detail::conv_col2im<T>(p, col, n0, nb, g * cin_g, dx);
+      }
+    }
+  });
+  for (int64_t k = 0; k + 1 < plan.pieces && dw; ++k) detail::conv_axpy<T>(p.Cout * K, T(1), partials.data() + k * p.Cout * K, dw);
+}
+
+}  // namespace strata::cpu

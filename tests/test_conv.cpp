@@ -1,0 +1,235 @@
+// conv2d: the fast kernels (im2col + GEMM with batched images, 1x1 without im2col, depthwise
+// direct loops) against the 7-loop references for forward, dx, dw and db, over strides, padding,
+// dilation, groups, odd and non-square sizes, batch 1, many tiny maps, input views (permuted,
+// sliced, channels-last) and 1, 2 and 3 threads; a PyTorch golden case; f64 gradcheck of x, w, b;
+// f16/bf16; which gradients are computed; errors.
+#include <catch2/catch.hpp>
+
+#include <sstream>
+
+#include "helpers.hpp"
+#include "strata/tensor/conv.hpp"
+
+using namespace strata;
+
+namespace {
+
+struct Case {
+  int64_t B, Cin, H, W, Cout, kH, kW;
+  std::array<int64_t, 2> stride, padding, dilation;
+  int64_t groups;
+  int layout;  // x: 0 contiguous, 1 permuted strided view (th::random), 2 sliced along W, 3 channels-last
+  bool bias;
+};
+
+std::ostream& operator<<(std::ostream& os, const Case& c) {
+  return os << "x [" << c.B << ", " << c.Cin << ", " << c.H << ", " << c.W << "] w [" << c.Cout << ", "
+            << c.Cin / c.groups << ", " << c.kH << ", " << c.kW << "] stride (" << c.stride[0] << ", " << c.stride[1]
+            << ") pad (" << c.padding[0] << ", " << c.padding[1] << ") dil (" << c.dilation[0] << ", " << c.dilation[1]
+            << ") groups " << c.groups << " layout " << c.layout << (c.bias ? " bias" : "");
+}
+
+Tensor make_x(const Case& c, DType dt) {
+  switch (c.layout) {
+    case 1: return th::random({c.B, c.Cin, c.H, c.W}, dt, true);
+    case 2: return th::random({c.B, c.Cin, c.H, c.W + 3}, dt).slice(3, 1, c.W + 1);
+    case 3: return th::random({c.B, c.H, c.W, c.Cin}, dt).permute({0, 3, 1, 2});
+    default: return th::random({c.B, c.Cin, c.H, c.W}, dt);
+  }
+}
+
+std::vector<double> vals(const std::vector<double>& v) { return v; }
+template <class T>
+std::vector<double> vals(const std::vector<T>& v) { return std::vector<double>(v.begin(), v.end()); }
+
+/// conv2d and conv2d_bwd against the reference loops, in dtype T, under 1, 2 and 3 threads.
+template <class T>
+void check_case(const Case& c) {
+  const DType dt = dtype_v<T>;
+  const Tensor x = make_x(c, dt), w = th::random({c.Cout, c.Cin / c.groups, c.kH, c.kW}, dt);
+  const Tensor b = c.bias ? th::random({c.Cout}, dt) : Tensor();
+  const cpu::Conv2dParams p{.B = c.B, .Cin = c.Cin, .H = c.H, .W = c.W, .Cout = c.Cout, .kH = c.kH, .kW = c.kW,
+                            .stride = c.stride, .padding = c.padding, .dilation = c.dilation, .groups = c.groups};
+  const Shape out_shape{c.B, c.Cout, p.OH(), p.OW()};
+  const Tensor g = th::random(out_shape, dt);
+  // references, on a contiguous copy of x
+  const Tensor xc = contiguous(x);
+  const cpu::ConvStrides xcs{xc.stride(0), xc.stride(1), xc.stride(2), xc.stride(3)};
+  std::vector<T> out_ref(size_t(numel(out_shape))), dx_ref(size_t(x.numel())), dw_ref(size_t(w.numel())),
+      db_ref(size_t(c.Cout));
+  cpu::conv2d_fwd_ref<T>(p, xc.data_ptr<T>(), xcs, w.data_ptr<T>(), c.bias ? b.data_ptr<T>() : nullptr, out_ref.data());
+  cpu::conv2d_bwd_data_ref<T>(p, g.data_ptr<T>(), w.data_ptr<T>(), dx_ref.data());
+  cpu::conv2d_bwd_weight_ref<T>(p, xc.data_ptr<T>(), xcs, g.data_ptr<T>(), dw_ref.data(), db_ref.data());
+  // tolerances grow with the number of terms summed
+  const double eps = dt == DType::f64 ? 1e-13 : 2e-7;
+  const double n_fwd = double(c.Cin / c.groups * c.kH * c.kW), n_w = double(c.B * p.OH() * p.OW());
+  const double n_x = double(c.Cout / c.groups * c.kH * c.kW);
+  const int saved = num_threads();
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    std::ostringstream os;
+    os << c << " " << dt << " threads " << threads;
+    const Tensor out = conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups);
+    REQUIRE(out.shape() == out_shape);
+    th::check_close(th::values(out), vals(out_ref), eps * 8 * n_fwd, 1e-5, "out " + os.str());
+    const std::vector<Tensor> grads = conv2d_bwd(g, x, w, p, {});
+    th::check_close(th::values(grads[0]), vals(dx_ref), eps * 8 * n_x, 1e-5, "dx " + os.str());
+    th::check_close(th::values(grads[1]), vals(dw_ref), eps * 8 * n_w, 1e-5, "dw " + os.str());
+    th::check_close(th::values(grads[2]), vals(db_ref), eps * 8 * n_w, 1e-5, "db " + os.str());
+  }
+  set_num_threads(saved);
+}
+
+}  // namespace
+
+TEST_CASE("conv2d fast kernels against the reference loops", "[conv]") {
+  const std::vector<Case> cases = {
+      // B Cin H W Cout kH kW stride padding dilation groups layout bias
+      {2, 3, 7, 9, 4, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 0, true},     // plain 3x3, odd sizes
+      {3, 4, 8, 8, 6, 3, 3, {2, 2}, {1, 1}, {1, 1}, 1, 1, true},     // stride 2, permuted strided x
+      {2, 4, 9, 7, 4, 3, 2, {1, 2}, {2, 0}, {2, 1}, 2, 1, false},    // groups, dilation, non-square everything
+      {2, 6, 6, 5, 9, 1, 1, {1, 1}, {0, 0}, {1, 1}, 3, 0, true},     // 1x1 on a small map (im2col is a copy)
+      {2, 8, 32, 33, 5, 1, 1, {1, 1}, {0, 0}, {1, 1}, 1, 0, true},   // 1x1 without im2col
+      {2, 8, 32, 33, 6, 1, 1, {1, 1}, {0, 0}, {1, 1}, 2, 2, false},  // 1x1, sliced x: back to im2col
+      {3, 4, 9, 9, 8, 1, 1, {2, 2}, {0, 0}, {1, 1}, 1, 3, true},     // strided 1x1 (a ResNet shortcut), channels-last
+      {2, 5, 10, 11, 5, 3, 3, {1, 1}, {1, 1}, {1, 1}, 5, 1, true},   // depthwise
+      {3, 4, 11, 10, 4, 3, 5, {2, 3}, {2, 1}, {2, 1}, 4, 3, false},  // depthwise, strided, dilated, channels-last
+      {2, 3, 6, 6, 6, 3, 3, {1, 1}, {1, 1}, {1, 1}, 3, 0, true},     // groups == Cin, two outputs each
+      {1, 8, 40, 40, 16, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 0, true},  // batch 1, one large GEMM (splits itself)
+      {37, 8, 4, 4, 12, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 0, true},   // many tiny maps: images batched into a GEMM
+      {13, 6, 2, 2, 7, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 2, true},    // 2x2 maps, odd batch and channels
+      {4, 64, 12, 12, 8, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 0, false}, // a col buffer at its cap
+      {2, 3, 5, 4, 2, 5, 6, {1, 1}, {0, 1}, {1, 1}, 1, 0, true},     // kernel as large as the padded input: 1x1 out
+      {2, 2, 9, 9, 3, 2, 2, {3, 3}, {0, 0}, {1, 1}, 1, 0, true},     // stride > kernel: pixels no tap reads
+      {2, 3, 5, 5, 4, 3, 3, {1, 1}, {3, 4}, {1, 1}, 1, 1, true},     // padding > kernel: all-padding rows
+      {1, 1, 28, 28, 8, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 0, true},   // a 1-channel stem
+      // the NHWC direct path (one group, >= 8 channels each side): tile edges, odd channel counts
+      {3, 8, 9, 7, 16, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 0, true},
+      {5, 13, 6, 6, 9, 3, 3, {2, 2}, {1, 1}, {1, 1}, 1, 1, true},
+      {4, 17, 7, 8, 33, 3, 2, {2, 1}, {0, 2}, {1, 2}, 1, 3, false},
+      {2, 9, 11, 10, 20, 5, 3, {3, 2}, {2, 1}, {1, 1}, 1, 2, true},
+      {7, 24, 2, 2, 40, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 0, true},
+      {6, 10, 5, 5, 12, 1, 1, {2, 2}, {0, 0}, {1, 1}, 1, 0, true},
+      {3, 12, 9, 9, 8, 2, 2, {3, 3}, {0, 0}, {1, 1}, 1, 1, false},
+      {2, 8, 4, 5, 8, 3, 3, {1, 1}, {3, 2}, {2, 2}, 1, 0, true},
+  };
+  for (const Case& c : cases) {
+    check_case<float>(c);
+    check_case<double>(c);
+  }
+}
+
+TEST_CASE("conv2d matches PyTorch on a grouped, strided, dilated case", "[conv]") {
+  // torch.nn.functional.conv2d(x, w, b, stride=(2,1), padding=(1,2), dilation=(1,2), groups=2) in float64,
+  // x = (arange(240).reshape(2,4,5,6) % 7 - 3) / 4, w = (arange(72).reshape(6,2,3,2) % 5 - 2) / 3,
+  // b = [0.5, -1, 0.25, 0, 1, -0.5], backward with dout = arange(288).reshape(y.shape) % 4 - 1 (torch 1.13).
+  // Each row: sum, sum of squares, sum of v[i] * i, sum of v[i] * (i % 7) of out, dx, dw, db.
+  const std::vector<std::vector<double>> want = {{10.3333333333, 282.652777778, 1900.66666667, 50.3333333333},
+                                                 {-9.33333333333, 195.555555556, -1357.33333333, -4},
+                                                 {-10.5, 267.75, -220.5, -61.25},
+                                                 {144, 3456, 360, 360}};
+  // v[i] = (i % m - c) / d for i < n, as a tensor of `shape`
+  auto pattern = [](int64_t n, int64_t m, double c, double d, Shape shape, DType dt) {
+    std::vector<double> v(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) v[size_t(i)] = (double(i % m) - c) / d;
+    return th::make(v, std::move(shape), dt);
+  };
+  for (DType dt : {DType::f64, DType::f32}) {
+    Tensor x = pattern(240, 7, 3, 4, {2, 4, 5, 6}, dt).requires_grad_();
+    Tensor w = pattern(72, 5, 2, 3, {6, 2, 3, 2}, dt).requires_grad_();
+    Tensor b = th::make({0.5, -1, 0.25, 0, 1, -0.5}, {6}, dt).requires_grad_();
+    const Tensor y = conv2d(x, w, b, {2, 1}, {1, 2}, {1, 2}, 2);
+    REQUIRE(y.shape() == Shape{2, 6, 3, 8});
+    y.backward(pattern(288, 4, 1, 1, {2, 6, 3, 8}, dt));
+    const std::vector<Tensor> got = {y, x.grad(), w.grad(), b.grad()};
+    for (size_t k = 0; k < got.size(); ++k) {
+      const std::vector<double> v = th::values(got[k]);
+      double s = 0, s2 = 0, si = 0, s7 = 0;
+      for (size_t i = 0; i < v.size(); ++i) s += v[i], s2 += v[i] * v[i], si += v[i] * double(i), s7 += v[i] * double(i % 7);
+      th::check_close({s, s2, si, s7}, want[k], 1e-4, 1e-5, "checksums of tensor " + std::to_string(k));
+    }
+  }
+}
+
+TEST_CASE("conv2d gradcheck in float64", "[conv][grad]") {
+  using V = const std::vector<Tensor>&;
+  th::gradcheck_ok([](V v) { return conv2d(v[0], v[1], v[2], {1, 1}, {1, 1}); },
+                   {th::random({2, 2, 5, 6}), th::random({3, 2, 3, 3}), th::random({3})});
+  th::gradcheck_ok([](V v) { return conv2d(v[0], v[1], v[2], {2, 1}, {1, 2}, {2, 1}, 2); },
+                   {th::random({2, 4, 7, 6}, DType::f64, true), th::random({4, 2, 3, 2}), th::random({4})});
+  th::gradcheck_ok([](V v) { return conv2d(v[0], v[1], v[2], {2, 2}, {1, 1}, {1, 1}, 3); },  // depthwise
+                   {th::random({2, 3, 6, 6}, DType::f64, true), th::random({3, 1, 3, 3}), th::random({3})});
+  th::gradcheck_ok([](V v) { return conv2d(v[0], v[1], Tensor(), {1, 1}, {0, 0}); },  // 1x1, no bias
+                   {th::random({2, 3, 4, 4}), th::random({2, 3, 1, 1})});
+  th::gradcheck_ok([](V v) { return conv2d(v[0], v[1], v[2], {1, 1}, {1, 1}); },  // several images per GEMM
+                   {th::random({9, 2, 2, 3}), th::random({3, 2, 3, 3}), th::random({3})});
+}
+
+TEST_CASE("conv2d computes only the gradients that are needed", "[conv][grad]") {
+  const Tensor x = th::random({2, 3, 5, 5}), w = th::random({4, 3, 3, 3}), b = th::random({4});
+  Tensor xr = x.detach().requires_grad_();
+  conv2d(xr, w, b, {1, 1}, {1, 1}).sum().backward();
+  CHECK(xr.grad().defined());
+  CHECK(!w.grad().defined());
+  Tensor wr = w.detach().requires_grad_(), br = b.detach().requires_grad_();
+  conv2d(x, wr, br).sum().backward();
+  CHECK(wr.grad().shape() == w.shape());
+  CHECK(br.grad().shape() == b.shape());
+  const Tensor g = ones({2, 4, 3, 3});
+  const cpu::Conv2dParams p = conv2d_params(x, w, b, {1, 1}, {0, 0}, {1, 1}, 1);
+  const std::vector<Tensor> only_b = conv2d_bwd(g, Tensor(), Tensor(), p, {.x = false, .w = false, .b = true});
+  CHECK(!only_b[0].defined());
+  CHECK(!only_b[1].defined());
+  th::check_close(only_b[2], full({4}, 18.0), 1e-6);  // 2 images x 9 output pixels
+  // no grad mode: nothing recorded
+  NoGrad ng;
+  CHECK(!conv2d(xr, wr, br).requires_grad());
+}
+
+TEST_CASE("conv2d in float16, bfloat16 and on an empty batch", "[conv]") {
+  for (DType dt : {DType::f16, DType::bf16}) {
+    const Tensor x = th::random({2, 3, 6, 5}, dt), w = th::random({4, 3, 3, 3}, dt), b = th::random({4}, dt);
+    const Tensor y = conv2d(x, w, b, {1, 1}, {1, 1});
+    REQUIRE(y.dtype() == dt);
+    const Tensor want = conv2d(x.to(DType::f32), w.to(DType::f32), b.to(DType::f32), {1, 1}, {1, 1});
+    th::check_close(y.to(DType::f32), want, 0.1, th::tol(dt) * 2, "fwd");
+    const cpu::Conv2dParams p = conv2d_params(x, w, b, {1, 1}, {1, 1}, {1, 1}, 1);
+    const Tensor g = th::random(y.shape(), dt);
+    const std::vector<Tensor> gh = conv2d_bwd(g, x, w, p, {});
+    const std::vector<Tensor> gf = conv2d_bwd(g.to(DType::f32), x.to(DType::f32), w.to(DType::f32), p, {});
+    for (int k = 0; k < 3; ++k) {
+      REQUIRE(gh[size_t(k)].dtype() == dt);
+      th::check_close(gh[size_t(k)].to(DType::f32), gf[size_t(k)], 0.3, th::tol(dt) * 2, "grad " + std::to_string(k));
+    }
+  }
+  Tensor x = zeros({0, 3, 5, 5}).requires_grad_(), w = th::random({2, 3, 3, 3}).requires_grad_();
+  Tensor b = th::random({2}).requires_grad_();
+  const Tensor y = conv2d(x, w, b);
+  CHECK(y.shape() == Shape{0, 2, 3, 3});
+  y.sum().backward();
+  th::check_close(w.grad(), zeros({2, 3, 3, 3}), 0);
+  th::check_close(b.grad(), zeros({2}), 0);
+}
+
+TEST_CASE("conv2d errors name the op, what it got and what it expected", "[conv]") {
+  const Tensor x = th::random({1, 4, 5, 5}), w = th::random({2, 4, 3, 3});
+  th::check_throws([&] { conv2d(th::random({4, 5, 5}), w); }, {"conv2d", "[4, 5, 5]", "expected 4 dims"});
+  th::check_throws([&] { conv2d(x, th::random({2, 4, 3})); }, {"conv2d", "[2, 4, 3]", "expected 4 dims"});
+  th::check_throws([&] { conv2d(x, th::random({2, 3, 3, 3})); },
+                   {"conv2d", "[1, 4, 5, 5]", "[2, 3, 3, 3]", "x.size(1) == w.size(1) * groups"});
+  th::check_throws([&] { conv2d(x, th::random({3, 2, 3, 3}), Tensor(), {1, 1}, {0, 0}, {1, 1}, 2); },
+                   {"conv2d", "groups = 2", "expected groups to divide both"});
+  th::check_throws([&] { conv2d(x, th::random({2, 4, 6, 3})); }, {"conv2d", "[1, 4, 5, 5]", "6x3", "output size >= 1"});
+  th::check_throws([&] { conv2d(x, th::random({2, 4, 3, 3}), Tensor(), {1, 1}, {0, 0}, {3, 1}); },
+                   {"conv2d", "dilation (3, 1)", "output size >= 1"});
+  th::check_throws([&] { conv2d(x, w.to(DType::f64)); }, {"conv2d", "float32", "float64", "expected one dtype"});
+  th::check_throws([&] { conv2d(x.to(DType::i64), w.to(DType::i64)); }, {"conv2d", "int64", "floating"});
+  th::check_throws([&] { conv2d(x, w, th::random({3})); }, {"conv2d", "b of shape [3]", "expected [2]"});
+  th::check_throws([&] { conv2d(x, w, Tensor(), {0, 1}); }, {"conv2d", "stride (0, 1)", ">= 1"});
+  th::check_throws([&] { conv2d(x, w, Tensor(), {1, 1}, {-1, 0}); }, {"conv2d", "padding (-1, 0)", ">= 0"});
+  th::check_throws([&] { conv2d(x, w, Tensor(), {1, 1}, {0, 0}, {1, 0}); }, {"conv2d", "dilation (1, 0)", ">= 1"});
+  th::check_throws([&] { conv2d(x, w, Tensor(), {1, 1}, {0, 0}, {1, 1}, 0); }, {"conv2d", "groups = 0"});
+  const cpu::Conv2dParams p = conv2d_params(x, w, Tensor(), {1, 1}, {0, 0}, {1, 1}, 1);
+  th::check_throws([&] { conv2d_bwd(th::random({1, 2, 3, 4}), x, w, p, {}); },
+                   {"conv2d_backward", "[1, 2, 3, 4]", "[1, 2, 3, 3]"});
+}
