@@ -19,7 +19,7 @@
 //   mean, rstd = 1 / sqrt(var + eps) per row,  y = (x - mean) * rstd * w + b
 //   backward, g = dy * w:  dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
 //                          dw = sum over rows dy * xhat, db = sum over rows dy
-// dx is parallel over rows; dw, db over column ranges (rows streamed in memory order).
+// One fused pass: blocks of rows in parallel, each writing dx and a partial dw, db.
 // Statistics and weights are in A = acc_t<T> (float for f32/f16/bf16, double for f64); row sums
 // use Vec<T> lanes in blocks of kNormBlock added in double. References: PyTorch
 // aten/src/ATen/native/Normalization.cpp, cpu/layer_norm_kernel.cpp; Chan, Golub, LeVeque,
@@ -428,85 +428,95 @@ void layer_norm_fwd_kernel(const T* x, T* y, const A* w, const A* b, A* mean, A*
   });
 }
 
+/// Most row blocks the layer norm backward splits M into (each keeps a partial dw, db of N values).
+inline constexpr int64_t kNormMaxBlocks = 64;
+
+/// One row of the layer norm backward: dr = dx of the row (when not null), and the row's
+/// dy * xhat and dy added into pw, pb (when not null).
+template <class T, class A>
+void layer_norm_bwd_row(const T* gr, const T* xr, const A* w, A m, A r, T* dr, A* pw, A* pb, int64_t N) {
+  if (dr) {
+    A sg = 0, sgx = 0;  // sum g, sum g * (x - mean), g = dy * w
+    int64_t j = 0;
+    if constexpr (norm_vec<T, A>) {
+      using V = Vec<T>;
+      V v1(T(0)), v2(T(0));
+      for (; j + V::size <= N; j += V::size) {
+        const V g = w ? V::load(gr + j) * V::load(w + j) : V::load(gr + j);
+        v1 = v1 + g;
+        v2 = vfmadd(g, V::load(xr + j) - V(m), v2);
+      }
+      sg = reduce_add(v1), sgx = reduce_add(v2);
+    }
+    for (; j < N; ++j) {
+      const A g = static_cast<A>(gr[j]) * (w ? w[j] : A(1));
+      sg += g, sgx += g * (static_cast<A>(xr[j]) - m);
+    }
+    // dx = r * (g - mg - (x - mean) * q), mg = sg / N, q = r^2 * sgx / N
+    const A mg = sg / A(N), q = r * r * sgx / A(N);
+    if (!w) {
+      norm_row_dx<T, A>(gr, xr, dr, N, r, mg, m, q);
+    } else {
+      j = 0;
+      if constexpr (norm_vec<T, A>) {
+        using V = Vec<T>;
+        const V vr(r), vmg(mg), vm(m), vq(q);
+        for (; j + V::size <= N; j += V::size) {
+          const V g = V::load(gr + j) * V::load(w + j);
+          (vr * vfmadd(vm - V::load(xr + j), vq, g - vmg)).store(dr + j);
+        }
+      }
+      for (; j < N; ++j)
+        dr[j] = cast_value<T>(r * (static_cast<A>(gr[j]) * w[j] - mg - (static_cast<A>(xr[j]) - m) * q));
+    }
+  }
+  if (!pw) return;
+  int64_t j = 0;  // the row is in L1 now: dw += dy * xhat, db += dy
+  if constexpr (norm_vec<T, A>) {
+    using V = Vec<T>;
+    const V vm(m), vr(r);
+    for (; j + V::size <= N; j += V::size) {
+      const V g = V::load(gr + j);
+      vfmadd(g, (V::load(xr + j) - vm) * vr, V::load(pw + j)).store(pw + j);
+      (V::load(pb + j) + g).store(pb + j);
+    }
+  }
+  for (; j < N; ++j) {
+    const A g = static_cast<A>(gr[j]);
+    pw[j] += g * (static_cast<A>(xr[j]) - m) * r;
+    pb[j] += g;
+  }
+}
+
 /// Layer norm backward: dy, x [M, N]; w [N] or null; mean, rstd [M] from the forward; writes
-/// dx [M, N], dw, db [N] where not null.
+/// dx [M, N], dw, db [N] where not null. One pass over the data: the rows are cut into at most
+/// kNormMaxBlocks blocks (parallel), each computing its dx rows and a partial dw, db; the partials
+/// are then added in block order, so the result does not depend on the thread count.
 template <class T, class A>
 void layer_norm_bwd_kernel(const T* dy, const T* x, const A* w, const A* mean, const A* rstd, T* dx, A* dw, A* db,
                            int64_t M, int64_t N) {
   if (N == 0) return;
-  if (dx && M > 0) {
-    const int64_t grain = std::max<int64_t>(1, kNormGrain / N);
-    parallel_for(0, M, grain, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) {
-        const T *gr = dy + i * N, *xr = x + i * N;
-        T* dr = dx + i * N;
-        const A m = mean[i], r = rstd[i];
-        A sg = 0, sgx = 0;  // sum g, sum g * (x - mean), g = dy * w
-        int64_t j = 0;
-        if constexpr (norm_vec<T, A>) {
-          using V = Vec<T>;
-          V v1(T(0)), v2(T(0));
-          for (; j + V::size <= N; j += V::size) {
-            const V g = w ? V::load(gr + j) * V::load(w + j) : V::load(gr + j);
-            v1 = v1 + g;
-            v2 = vfmadd(g, V::load(xr + j) - V(m), v2);
-          }
-          sg = reduce_add(v1), sgx = reduce_add(v2);
-        }
-        for (; j < N; ++j) {
-          const A g = static_cast<A>(gr[j]) * (w ? w[j] : A(1));
-          sg += g, sgx += g * (static_cast<A>(xr[j]) - m);
-        }
-        // dx = r * (g - mg - (x - mean) * q), mg = sg / N, q = r^2 * sgx / N
-        if (!w) {
-          norm_row_dx<T, A>(gr, xr, dr, N, r, sg / A(N), m, r * r * sgx / A(N));
-          continue;
-        }
-        const A mg = sg / A(N), q = r * r * sgx / A(N);
-        j = 0;
-        if constexpr (norm_vec<T, A>) {
-          using V = Vec<T>;
-          const V vr(r), vmg(mg), vm(m), vq(q);
-          for (; j + V::size <= N; j += V::size) {
-            const V g = V::load(gr + j) * V::load(w + j);
-            (vr * vfmadd(vm - V::load(xr + j), vq, g - vmg)).store(dr + j);
-          }
-        }
-        for (; j < N; ++j)
-          dr[j] = cast_value<T>(r * (static_cast<A>(gr[j]) * w[j] - mg - (static_cast<A>(xr[j]) - m) * q));
-      }
-    });
-  }
-  if (!dw && !db) return;
-  // dw, db: column ranges, rows streamed in order; accumulators for a range live in dw/db
-  const int64_t grain = std::max<int64_t>(64, kNormGrain / std::max<int64_t>(M, 1));
-  parallel_for(0, N, grain, [&](int64_t lo, int64_t hi) {
-    std::vector<A> sw(size_t(hi - lo), A(0)), sb(size_t(hi - lo), A(0));
-    for (int64_t i = 0; i < M; ++i) {
-      const T *gr = dy + i * N, *xr = x + i * N;
-      const A m = mean[i], r = rstd[i];
-      int64_t j = lo;
-      if constexpr (norm_vec<T, A>) {
-        using V = Vec<T>;
-        const V vm(m), vr(r);
-        for (; j + V::size <= hi; j += V::size) {
-          const size_t o = size_t(j - lo);
-          const V g = V::load(gr + j);
-          vfmadd(g, (V::load(xr + j) - vm) * vr, V::load(sw.data() + o)).store(sw.data() + o);
-          (V::load(sb.data() + o) + g).store(sb.data() + o);
-        }
-      }
-      for (; j < hi; ++j) {
-        const A g = static_cast<A>(gr[j]);
-        sw[size_t(j - lo)] += g * (static_cast<A>(xr[j]) - m) * r;
-        sb[size_t(j - lo)] += g;
-      }
-    }
-    for (int64_t j = lo; j < hi; ++j) {
-      if (dw) dw[j] = sw[size_t(j - lo)];
-      if (db) db[j] = sb[size_t(j - lo)];
-    }
+  const bool params = dw || db;
+  const int64_t rows = std::max({int64_t(1), kNormGrain / N, (M + kNormMaxBlocks - 1) / kNormMaxBlocks});
+  const int64_t blocks = (M + rows - 1) / rows;
+  std::vector<A> part(params ? size_t(2 * blocks * N) : 0, A(0));  // per block: dw partial [N], db partial [N]
+  parallel_for(0, blocks, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t k = lo; k < hi; ++k)
+      for (int64_t i = k * rows; i < std::min(M, (k + 1) * rows); ++i)
+        layer_norm_bwd_row<T, A>(dy + i * N, x + i * N, w, mean[i], rstd[i], dx ? dx + i * N : nullptr,
+                                 params ? part.data() + 2 * k * N : nullptr,
+                                 params ? part.data() + (2 * k + 1) * N : nullptr, N);
   });
+  auto add_partials = [&](A* out, int64_t which) {  // out = sum over blocks, in block order
+    if (!out) return;
+    std::fill(out, out + N, A(0));
+    for (int64_t k = 0; k < blocks; ++k) {
+      const A* p = part.data() + (2 * k + which) * N;
+      for (int64_t j = 0; j < N; ++j) out[j] += p[j];
+    }
+  };
+  add_partials(dw, 0);
+  add_partials(db, 1);
 }
 
 }  // namespace strata::cpu
