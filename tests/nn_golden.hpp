@@ -1,5 +1,5 @@
 // Reader for the nn golden files made by tools/make_nn_golden.py (format described there):
-// records "<name> <dtype> <ndim> <sizes...>" followed by a line of values.
+// records "<name> <dtype> <ndim> <sizes...>" followed by a line of values ("-": values not kept).
 #pragma once
 
 #include <filesystem>
@@ -50,7 +50,10 @@ inline Golden load_golden(const std::string& file) {
     std::getline(in, line);
     std::istringstream vs(line);
     Tensor t;
-    if (dt == "i64") {
+    const DType dtype = dt == "i64" ? DType::i64 : dt == "f32" ? DType::f32 : DType::f64;
+    if (line == "-") {  // only the name, dtype and shape were kept
+      t = zeros(shape, {.dtype = dtype});
+    } else if (dt == "i64") {
       std::vector<int64_t> v(size_t(numel(shape)));
       for (auto& x : v) vs >> x;
       t = from_vector(v, shape);
@@ -61,7 +64,7 @@ inline Golden load_golden(const std::string& file) {
         vs >> tok;
         x = std::stod(tok);  // handles inf
       }
-      t = from_vector(v, shape, {.dtype = dt == "f32" ? DType::f32 : DType::f64});
+      t = from_vector(v, shape, {.dtype = dtype});
     }
     g.by_name[name] = t;
     g.in_order.emplace_back(name, t);

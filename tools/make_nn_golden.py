@@ -7,7 +7,8 @@ Writes tests/golden/nn_losses.txt, nn_small_cnn.txt, nn_model_keys.txt.
 
 Format (plain text, one tensor per record, read by tests/nn_golden.hpp):
     <name> <dtype f32|f64|i64> <ndim> <size...>
-    <values, row-major, space separated>      (a line of its own, empty for an empty tensor)
+    <values, row-major, space separated>      (a line of its own, empty for an empty tensor;
+                                               '-' when only the name, dtype and shape are kept)
 Lines starting with '#' are comments. Floats are written exactly: 17 significant digits for f64, 9 for f32.
 """
 import math
@@ -170,13 +171,13 @@ def model_keys():
     import torchvision
     w = Writer(os.path.join(OUT, "nn_model_keys.txt"), """
 state_dict keys and shapes: torchvision resnet18/resnet34 (num_classes=1000), fastai xresnet18 (n_out=1000).
-One record per key: '<model>:<key>' with dtype and shape and the value line holding one 0 (values not kept).
+One record per key: '<model>:<key>' with dtype and shape; values not kept ('-').
 """)
     for name, m in (("resnet18", torchvision.models.resnet18()), ("resnet34", torchvision.models.resnet34()),
                     ("xresnet18", xresnet18())):
         for k, v in m.state_dict().items():
             dt = DTYPES[v.dtype]
-            w.f.write(f"{name}:{k} {dt} {v.dim()} {' '.join(str(s) for s in v.shape)}".rstrip() + "\n0\n")
+            w.f.write(f"{name}:{k} {dt} {v.dim()} {' '.join(str(s) for s in v.shape)}".rstrip() + "\n-\n")
     w.close()
 
 
