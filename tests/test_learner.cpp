@@ -238,14 +238,21 @@ TEST_CASE("Learner: validation runs under NoGrad with the model in eval mode", "
     void after_pred() override {
       log.push_back(std::string(learn->training ? "train" : "valid") + (is_grad_enabled() ? " grad" : " nograd") +
                     (learn->model->training ? " train-mode" : " eval-mode") +
-                    (learn->pred.requires_grad() ? " graph" : " nograph"));
+                    (learn->pred.requires_grad() ? " graph" : " nograph") + (learn->logging ? " logging" : " quiet"));
     }
   };
   auto probe = std::make_shared<Probe>();
   Learner learn(blob_dls(4, 4, 4), std::make_shared<nn::Linear>(2, 2), nn::CrossEntropyLossFlat(), {.cbs = {probe}});
   quiet(learn);
   learn.fit(1);
-  CHECK(probe->log == Seq{"train grad train-mode graph", "valid nograd eval-mode nograph"});
+  CHECK(probe->log == Seq{"train grad train-mode graph logging", "valid nograd eval-mode nograph logging"});
+  probe->log.clear();
+  learn.model->train();
+  learn.validate();  // the validation context: NoGrad, eval mode, logging off
+  learn.get_preds();
+  learn.predict(th::make({0.5, 0.5}, {2}));
+  CHECK(probe->log == Seq(3, "valid nograd eval-mode nograph quiet"));
+  CHECK(learn.logging);
   CHECK(is_grad_enabled());
 }
 
@@ -561,6 +568,11 @@ TEST_CASE("Learner: callbacks run sorted by order; add, remove and get by type",
   };
   std::vector<std::string> log;
   Learner learn(blob_dls(4, 4, 4), std::make_shared<nn::Linear>(2, 2), nn::CrossEntropyLossFlat());
+  std::vector<std::string> defaults;  // fastai's default callbacks
+  for (auto& cb : learn.sorted_cbs()) defaults.push_back(cb->name());
+  CHECK(defaults == Seq{"TrainEvalCallback", "Recorder", "ProgressCallback"});
+  CHECK(&learn.recorder() == learn.get_cb<Recorder>().get());
+  quiet(learn);
   auto b = std::make_shared<B>(&log, 3);
   learn.add_cb(std::make_shared<A>(&log, 7)).add_cb(b).add_cb(std::make_shared<A>(&log, 3));
   learn(Event::before_fit);
