@@ -28,7 +28,7 @@
 //
 // validate(), get_preds() and predict() run fastai's validation context: before_fit, before_epoch,
 // the validation phase, after_epoch, after_fit, with `logging` off (the progress callback prints
-// nothing). As in fastai, this starts a new "fit" for every callback (the Recorder restarts).
+// nothing); on an exception only the cleanup runs (fastai would still send after_epoch/after_fit).
 // Checkpoints: save()/load() write path/model_dir/<name>.safetensors (atomically): the model's
 // state_dict under its own names and, with_opt, the optimizer's state_dict under "opt/<key>".
 #pragma once
