@@ -70,7 +70,7 @@ TEST_CASE("small CNN: 3 SGD steps give PyTorch's losses, gradient norms and runn
     th::check_close(t, g["final.sd." + name], 1e-6, 1e-5, "final " + name);
 }
 
-TEST_CASE("resnet18/34 have torchvision's keys and shapes, xresnet18 fastai's", "[models]") {
+TEST_CASE("resnet18/34 have torchvision's keys and shapes, xresnet18/50 fastai's", "[models]") {
   const th::Golden keys = th::load_golden("nn_model_keys.txt");
   nn::init::NoInit skip;  // only names and shapes are checked here: no need to draw 30M random numbers
   auto r18 = nn::resnet18();
@@ -78,6 +78,7 @@ TEST_CASE("resnet18/34 have torchvision's keys and shapes, xresnet18 fastai's", 
   CHECK(r18->num_parameters() == 11689512);  // torchvision's count
   check_keys(*nn::resnet34(), keys, "resnet34");
   check_keys(*nn::xresnet18(), keys, "xresnet18");
+  check_keys(*nn::xresnet50(), keys, "xresnet50");  // bottleneck blocks (expansion 4)
 }
 
 TEST_CASE("models run forward (and backward) on small inputs; fastai's xresnet init", "[models]") {

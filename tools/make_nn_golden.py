@@ -133,7 +133,7 @@ After the steps: 'final.sd.<key>' for the BN running stats.
     w.close()
 
 
-# fastai's xresnet18 (fastai/vision/models/xresnet.py + fastai/layers.py ConvLayer/ResBlock), transcribed
+# fastai's xresnet18/50 (fastai/vision/models/xresnet.py + fastai/layers.py ConvLayer/ResBlock), transcribed
 # to plain PyTorch for its state_dict keys and shapes (fastai itself is not installed here).
 def conv_layer(ni, nf, ks=3, stride=1, act=True, zero_bn=False):
     layers = [nn.Conv2d(ni, nf, ks, stride=stride, padding=(ks - 1) // 2, bias=False), nn.BatchNorm2d(nf)]
@@ -143,9 +143,14 @@ def conv_layer(ni, nf, ks=3, stride=1, act=True, zero_bn=False):
 
 
 class ResBlock(nn.Module):
-    def __init__(self, ni, nf, stride):
+    def __init__(self, expansion, ni, nf, stride):
         super().__init__()
-        self.convpath = nn.Sequential(conv_layer(ni, nf, 3, stride), conv_layer(nf, nf, 3, act=False, zero_bn=True))
+        nh, nf, ni = nf, nf * expansion, ni * expansion
+        if expansion == 1:
+            convpath = [conv_layer(ni, nh, 3, stride), conv_layer(nh, nf, 3, act=False, zero_bn=True)]
+        else:
+            convpath = [conv_layer(ni, nh, 1), conv_layer(nh, nh, 3, stride), conv_layer(nh, nf, 1, act=False, zero_bn=True)]
+        self.convpath = nn.Sequential(*convpath)
         idpath = []
         if ni != nf:
             idpath.append(conv_layer(ni, nf, 1, act=False))
@@ -158,23 +163,24 @@ class ResBlock(nn.Module):
         return self.act(self.convpath(x) + self.idpath(x))
 
 
-def xresnet18(c_in=3, n_out=1000):
+def xresnet(expansion, layers, c_in=3, n_out=1000):
     stem = [conv_layer(c_in, 32, stride=2), conv_layer(32, 32), conv_layer(32, 64)]
-    szs = [64, 64, 128, 256, 512]
-    blocks = [nn.Sequential(*[ResBlock(szs[i] if j == 0 else szs[i + 1], szs[i + 1], (1 if i == 0 else 2) if j == 0 else 1)
-                              for j in range(2)]) for i in range(4)]
+    szs = [64 // expansion, 64, 128, 256, 512]
+    blocks = [nn.Sequential(*[ResBlock(expansion, szs[i] if j == 0 else szs[i + 1], szs[i + 1],
+                                       (1 if i == 0 else 2) if j == 0 else 1)
+                              for j in range(n)]) for i, n in enumerate(layers)]
     return nn.Sequential(*stem, nn.MaxPool2d(3, 2, 1), *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Dropout(0.0), nn.Linear(512, n_out))
+                         nn.Dropout(0.0), nn.Linear(512 * expansion, n_out))
 
 
 def model_keys():
     import torchvision
     w = Writer(os.path.join(OUT, "nn_model_keys.txt"), """
-state_dict keys and shapes: torchvision resnet18/resnet34 (num_classes=1000), fastai xresnet18 (n_out=1000).
+state_dict keys and shapes: torchvision resnet18/resnet34 (num_classes=1000), fastai xresnet18/50 (n_out=1000).
 One record per key: '<model>:<key>' with dtype and shape; values not kept ('-').
 """)
     for name, m in (("resnet18", torchvision.models.resnet18()), ("resnet34", torchvision.models.resnet34()),
-                    ("xresnet18", xresnet18())):
+                    ("xresnet18", xresnet(1, [2, 2, 2, 2])), ("xresnet50", xresnet(4, [3, 4, 6, 3]))):
         for k, v in m.state_dict().items():
             dt = DTYPES[v.dtype]
             w.f.write(f"{name}:{k} {dt} {v.dim()} {' '.join(str(s) for s in v.shape)}".rstrip() + "\n-\n")
