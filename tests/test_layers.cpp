@@ -235,6 +235,9 @@ TEST_CASE("BatchNorm: batch statistics in training, running statistics, eval mod
   CHECK(found == 2);
   th::check_throws([&] { bn(zeros({2, 3, 4})); }, {"BatchNorm2d", "[2, 3, 4]", "[B, C, H, W]"});
   th::check_throws([&] { g1(zeros({2, 4})); }, {"BatchNorm1d", "[2, 4]", "3 channels"});
+  bn.train();
+  th::check_throws([&] { bn(zeros({1, 3, 1, 1})); }, {"batch_norm", "more than 1 value per channel"});
+  CHECK(bn.num_batches_tracked.item<int64_t>() == 2);  // the refused batch is not counted
 }
 
 TEST_CASE("LayerNorm: normalizes the trailing dims, gradcheck", "[nn]") {

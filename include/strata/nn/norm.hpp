@@ -59,15 +59,18 @@ class BatchNormBase : public Module {
 
   Tensor forward(const Tensor& x) override {
     check_input(x);
-    double factor = 0.0;
-    if (training && options.track_running_stats) {
+    const bool counting = training && options.track_running_stats;
+    const double factor = !counting       ? 0.0
+                          : options.momentum ? *options.momentum
+                                             : 1.0 / double(num_batches_tracked.item<int64_t>() + 1);
+    // without running stats (undefined then), eval normalizes with the batch's own statistics, as PyTorch does
+    Tensor y = batch_norm(x, running_mean, running_var, weight, bias, training || !options.track_running_stats, factor,
+                          options.eps);
+    if (counting) {  // after the op: a refused batch is not counted
       NoGrad ng;
       num_batches_tracked.add_(1.0);
-      factor = options.momentum ? *options.momentum : 1.0 / double(num_batches_tracked.item<int64_t>());
     }
-    // without running stats (undefined then), eval normalizes with the batch's own statistics, as PyTorch does
-    return batch_norm(x, running_mean, running_var, weight, bias, training || !options.track_running_stats, factor,
-                      options.eps);
+    return y;
   }
   void visit(Visitor& v) override {
     v.param("weight", weight);
