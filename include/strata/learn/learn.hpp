@@ -17,3 +17,4 @@
 #include "strata/learn/callbacks/progress.hpp"
 #include "strata/learn/callbacks/param_scheduler.hpp"
 #include "strata/learn/callbacks/lr_finder.hpp"
+#include "strata/learn/callbacks/time_to_accuracy.hpp"

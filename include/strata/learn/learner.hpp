@@ -648,3 +648,6 @@ inline void Learner::GatherPreds::after_batch() {
 #if __has_include("strata/learn/callbacks/lr_finder.hpp")
 #include "strata/learn/callbacks/lr_finder.hpp"
 #endif
+#if __has_include("strata/learn/callbacks/time_to_accuracy.hpp")
+#include "strata/learn/callbacks/time_to_accuracy.hpp"
+#endif
