@@ -1,8 +1,8 @@
-// conv2d: the fast kernels (im2col + GEMM with batched images, 1x1 without im2col, depthwise
-// direct loops) against the 7-loop references for forward, dx, dw and db, over strides, padding,
-// dilation, groups, odd and non-square sizes, batch 1, many tiny maps, input views (permuted,
-// sliced, channels-last) and 1, 2 and 3 threads; a PyTorch golden case; f64 gradcheck of x, w, b;
-// f16/bf16; which gradients are computed; errors.
+// conv2d: the fast kernels (im2col + GEMM with batched images, 1x1 without im2col, the NHWC direct
+// path, depthwise loops; each forced on every case it applies to) against the 7-loop references
+// for forward, dx, dw and db, over strides, padding, dilation, groups, odd and non-square sizes,
+// batch 1, many tiny maps, input views (permuted, sliced, channels-last) and 1, 2 and 3 threads; a
+// PyTorch golden case; f64 gradcheck of x, w, b; f16/bf16; which gradients are computed; errors.
 #include <catch2/catch.hpp>
 
 #include <sstream>
@@ -65,10 +65,13 @@ void check_case(const Case& c) {
   const double n_fwd = double(c.Cin / c.groups * c.kH * c.kW), n_w = double(c.B * p.OH() * p.OW());
   const double n_x = double(c.Cout / c.groups * c.kH * c.kW);
   const int saved = num_threads();
+  const cpu::ConvStrides xs{x.stride(0), x.stride(1), x.stride(2), x.stride(3)};
+  const T* bp = c.bias ? b.data_ptr<T>() : nullptr;
   for (int threads : {1, 2, 3}) {
     set_num_threads(threads);
     std::ostringstream os;
     os << c << " " << dt << " threads " << threads;
+    // the op (automatic path)
     const Tensor out = conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups);
     REQUIRE(out.shape() == out_shape);
     th::check_close(th::values(out), vals(out_ref), eps * 8 * n_fwd, 1e-5, "out " + os.str());
@@ -76,6 +79,18 @@ void check_case(const Case& c) {
     th::check_close(th::values(grads[0]), vals(dx_ref), eps * 8 * n_x, 1e-5, "dx " + os.str());
     th::check_close(th::values(grads[1]), vals(dw_ref), eps * 8 * n_w, 1e-5, "dw " + os.str());
     th::check_close(th::values(grads[2]), vals(db_ref), eps * 8 * n_w, 1e-5, "db " + os.str());
+    // every path that applies, through the kernels (x keeps its strides)
+    for (cpu::ConvAlgo algo : {cpu::ConvAlgo::im2col, cpu::ConvAlgo::direct, cpu::ConvAlgo::depthwise}) {
+      if (cpu::conv2d_choose(p, 0, algo) != algo) continue;
+      const std::string what = os.str() + " algo " + std::to_string(int(algo));
+      std::vector<T> o(out_ref.size()), dx(dx_ref.size()), dw(dw_ref.size());
+      cpu::conv2d_fwd_kernel<T>(p, x.data_ptr<T>(), xs, w.data_ptr<T>(), bp, o.data(), algo);
+      th::check_close(vals(o), vals(out_ref), eps * 8 * n_fwd, 1e-5, "out " + what);
+      cpu::conv2d_bwd_kernel<T>(p, x.data_ptr<T>(), xs, w.data_ptr<T>(), g.data_ptr<T>(), dx.data(), nullptr, nullptr, algo);
+      th::check_close(vals(dx), vals(dx_ref), eps * 8 * n_x, 1e-5, "dx alone " + what);
+      cpu::conv2d_bwd_kernel<T>(p, x.data_ptr<T>(), xs, w.data_ptr<T>(), g.data_ptr<T>(), nullptr, dw.data(), nullptr, algo);
+      th::check_close(vals(dw), vals(dw_ref), eps * 8 * n_w, 1e-5, "dw alone " + what);
+    }
   }
   set_num_threads(saved);
 }

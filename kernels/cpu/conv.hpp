@@ -148,14 +148,6 @@ namespace detail {
 
 // ================================================================================ helpers
 
-/// The output columns z in [lo, hi) whose tap at input column z s - pad + off lies inside [0, W).
-inline void conv_valid_range(int64_t OW, int64_t W, int64_t s, int64_t pad, int64_t off, int64_t& lo, int64_t& hi) {
-  const int64_t first = off - pad;  // input column of output column 0
-  lo = first >= 0 ? 0 : (-first + s - 1) / s;
-  hi = W - 1 - first < 0 ? 0 : std::min(OW, (W - 1 - first) / s + 1);
-  lo = std::min(lo, hi);
-}
-
 /// dst[0, n) += a * src[0, n) (a == 1: plain add), vectorized.
 template <class T>
 void conv_axpy(int64_t n, T a, const T* src, T* dst) {
@@ -391,34 +383,43 @@ void conv2d_bwd_direct(const Conv2dParams& p, const T* x, const ConvStrides& xs,
 
 // ================================================================================ launchers
 
-/// Whether conv2d takes the depthwise direct loop: one input and one output channel per group.
-inline bool conv2d_is_depthwise(const Conv2dParams& p) { return p.groups > 1 && p.groups == p.Cin && p.groups == p.Cout; }
+/// The ways conv2d can run (see the top); `automatic` picks by shape (conv2d_choose).
+enum class ConvAlgo { automatic, im2col, direct, depthwise };
 
-/// Whether a 1x1 conv can use x's planes as the GEMM operand directly (no im2col).
+/// The path for problem p: `want` when it applies (direct: one group; depthwise: one input and one
+/// output channel per group), im2col when it does not; automatic takes depthwise when it applies,
+/// else the direct path for one group with enough channels for its tiles and a batch that splits
+/// over the threads (a few large images run faster as im2col + one GEMM that splits itself).
+inline ConvAlgo conv2d_choose(const Conv2dParams& p, double flops, ConvAlgo want = ConvAlgo::automatic) {
+  const bool depthwise = p.groups > 1 && p.groups == p.Cin && p.groups == p.Cout, direct = p.groups == 1;
+  if ((want == ConvAlgo::depthwise && depthwise) || (want == ConvAlgo::direct && direct)) return want;
+  if (want != ConvAlgo::automatic) return ConvAlgo::im2col;
+  if (depthwise) return ConvAlgo::depthwise;
+  const int threads = strata::detail::in_parallel_region ? 1 : num_threads();
+  if (direct && p.Cin >= kConvDirectMinChannels && p.Cout >= kConvDirectMinChannels &&
+      (threads == 1 || p.B >= threads || flops < double(1 << 20)))
+    return ConvAlgo::direct;
+  return ConvAlgo::im2col;
+}
+
+/// Whether an im2col-path 1x1 conv can use x's planes as the GEMM operand directly (no im2col).
 inline bool conv2d_is_pointwise(const Conv2dParams& p, const ConvStrides& xs) {
   return p.kH == 1 && p.kW == 1 && p.stride[0] == 1 && p.stride[1] == 1 && p.padding[0] == 0 && p.padding[1] == 0 &&
          xs[3] == 1 && xs[2] == p.W && p.H * p.W >= kConvTargetCols;
 }
 
-/// Whether conv2d takes the NHWC direct path (kernels/cpu/conv_direct.hpp): one group with enough
-/// channels for its tiles, and a batch that can be split over the threads (a few large images run
-/// faster as im2col + one GEMM that splits itself).
-inline bool conv2d_is_direct(const Conv2dParams& p, double flops) {
-  const int threads = strata::detail::in_parallel_region ? 1 : num_threads();
-  return p.groups == 1 && p.Cin >= kConvDirectMinChannels && p.Cout >= kConvDirectMinChannels &&
-         (threads == 1 || p.B >= threads || flops < double(1 << 20));
-}
-
 /// out[B, Cout, OH, OW] = conv2d(x, w) + b (b may be null), T = float or double. See the top.
 template <class T>
 void conv2d_fwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,  // x: [B, Cin, H, W]
-                       const T* w, const T* b, T* out) {                          // w: [Cout, Cin/G, kH, kW]
+                       const T* w, const T* b, T* out,                            // w: [Cout, Cin/G, kH, kW]
+                       ConvAlgo algo = ConvAlgo::automatic) {
   const int64_t OH = p.OH(), OW = p.OW(), ohw = OH * OW, G = p.groups;
   if (p.B == 0 || p.Cout == 0 || ohw <= 0) return;
-  if (conv2d_is_depthwise(p)) return detail::conv_depthwise_fwd<T>(p, x, xs, w, b, out);
   const int64_t cin_g = p.Cin / G, cout_g = p.Cout / G, K = cin_g * p.kH * p.kW;
   const double flops = 2.0 * double(p.B) * double(p.Cout) * double(K) * double(ohw);
-  if (conv2d_is_direct(p, flops)) {
+  algo = conv2d_choose(p, flops, algo);
+  if (algo == ConvAlgo::depthwise) return detail::conv_depthwise_fwd<T>(p, x, xs, w, b, out);
+  if (algo == ConvAlgo::direct) {
     const std::vector<T> wf = detail::conv_pack_wf(w, p.Cout, p.Cin, p.kH * p.kW);
     const int64_t per_image = p.H * p.W * p.Cin + ohw * detail::conv_round_up(p.Cout, GemmBlocking<T>::NR);
     const detail::ConvPlan plan = detail::conv_plan(p, per_image / ohw + 1, flops);
@@ -464,7 +465,7 @@ void conv2d_fwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,
 /// computed (overwritten) only when its pointer is not null. dout: [B, Cout, OH, OW] contiguous.
 template <class T>
 void conv2d_bwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs, const T* w, const T* dout,
-                       T* dx, T* dw, T* db) {
+                       T* dx, T* dw, T* db, ConvAlgo algo = ConvAlgo::automatic) {
   const int64_t OH = p.OH(), OW = p.OW(), ohw = OH * OW, G = p.groups;
   const int64_t cin_g = p.Cin / G, cout_g = p.Cout / G, K = cin_g * p.kH * p.kW;
   if (db)
@@ -488,10 +489,10 @@ void conv2d_bwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,
   if (dw && (p.B == 0 || ohw <= 0)) std::fill(dw, dw + p.Cout * K, T(0));
   if (dx && (p.B == 0 || ohw <= 0)) std::fill(dx, dx + p.B * p.Cin * p.H * p.W, T(0));
   if ((!dx && !dw) || p.B == 0 || ohw <= 0) return;
-  if (conv2d_is_depthwise(p)) return detail::conv_depthwise_bwd<T>(p, x, xs, w, dout, dx, dw);
-
   const double flops = 2.0 * double(p.B) * double(p.Cout) * double(K) * double(ohw);
-  if (conv2d_is_direct(p, flops)) return detail::conv2d_bwd_direct<T>(p, x, xs, w, dout, dx, dw, flops);
+  algo = conv2d_choose(p, flops, algo);
+  if (algo == ConvAlgo::depthwise) return detail::conv_depthwise_bwd<T>(p, x, xs, w, dout, dx, dw);
+  if (algo == ConvAlgo::direct) return detail::conv2d_bwd_direct<T>(p, x, xs, w, dout, dx, dw, flops);
   const bool pointwise = conv2d_is_pointwise(p, xs);
   const detail::ConvPlan plan = detail::conv_plan(p, pointwise ? 0 : K, flops);
   // dw partials: piece 0 accumulates into dw itself, the others into their own buffers

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/gemm.hpp"
@@ -53,41 +54,84 @@ T* conv_scratch(int slot, int64_t n) {
   return b.p;
 }
 
+/// The output columns z in [lo, hi) whose tap at input column z s - pad + off lies inside [0, W).
+inline void conv_valid_range(int64_t OW, int64_t W, int64_t s, int64_t pad, int64_t off, int64_t& lo, int64_t& hi) {
+  const int64_t first = off - pad;  // input column of output column 0
+  lo = first >= 0 ? 0 : (-first + s - 1) / s;
+  hi = W - 1 - first < 0 ? 0 : std::min(OW, (W - 1 - first) / s + 1);
+  lo = std::min(lo, hi);
+}
+
 inline int64_t conv_round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 // ================================================================================ layouts
+
+/// dst[k ds + c] = src[c ss + k] (+ add[k] when add is not null) for c < rows, k < cols: a block
+/// transpose. Full 8 x 8 float blocks go through AVX2 shuffles (unpack, shuffle, 128-bit permute:
+/// the usual 24-instruction transpose); other blocks through a scalar loop.
+template <class T>
+void conv_transpose_block(const T* src, int64_t ss, T* dst, int64_t ds, int64_t rows, int64_t cols, const T* add) {
+#if defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (rows == 8 && cols == 8) {
+      const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ss), r2 = _mm256_loadu_ps(src + 2 * ss),
+                   r3 = _mm256_loadu_ps(src + 3 * ss), r4 = _mm256_loadu_ps(src + 4 * ss),
+                   r5 = _mm256_loadu_ps(src + 5 * ss), r6 = _mm256_loadu_ps(src + 6 * ss),
+                   r7 = _mm256_loadu_ps(src + 7 * ss);
+      const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+                   t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+                   t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+                   u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+                   u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+                   u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      __m256 o[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+                     _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+                     _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+                     _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) _mm256_storeu_ps(dst + k * ds, add ? _mm256_add_ps(o[k], _mm256_set1_ps(add[k])) : o[k]);
+      return;
+    }
+  }
+#endif
+  for (int64_t k = 0; k < cols; ++k)
+    for (int64_t c = 0; c < rows; ++c) dst[k * ds + c] = add ? src[c * ss + k] + add[k] : src[c * ss + k];
+}
 
 /// xh[n][h][w][0, C) = x[n][c][h][w] for nb images (x: any strides xs); xh rows are ld apart.
 template <class T>
 void conv_to_nhwc(const T* x, const std::array<int64_t, 4>& xs, int64_t nb, int64_t C, int64_t H, int64_t W, T* xh,
                   int64_t ld) {
-  constexpr int64_t kBlock = 16;  // pixels per block: their rows stay in L1 while every channel is written
+  constexpr int64_t kBlock = 8;  // 8 channels x 8 pixels at a time
+  // contiguous planes are one run of H W pixels; otherwise each row is a run
+  const bool flat = xs[3] == 1 && xs[2] == W;
+  const int64_t runs = flat ? 1 : H, len = flat ? H * W : W;
   for (int64_t n = 0; n < nb; ++n)
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t w0 = 0; w0 < W; w0 += kBlock) {
-        const int64_t wn = std::min(kBlock, W - w0);
+    for (int64_t h = 0; h < runs; ++h)
+      for (int64_t w0 = 0; w0 < len; w0 += kBlock) {
+        const int64_t wn = std::min(kBlock, len - w0);
         T* dst = xh + ((n * H + h) * W + w0) * ld;
-        for (int64_t c = 0; c < C; ++c) {
-          const T* src = x + n * xs[0] + c * xs[1] + h * xs[2] + w0 * xs[3];
-          for (int64_t k = 0; k < wn; ++k) dst[k * ld + c] = src[k * xs[3]];
-        }
+        const T* src = x + n * xs[0] + h * xs[2] + w0 * xs[3];
+        if (xs[3] == 1)
+          for (int64_t c0 = 0; c0 < C; c0 += kBlock)
+            conv_transpose_block<T>(src + c0 * xs[1], xs[1], dst + c0, ld, std::min(kBlock, C - c0), wn, nullptr);
+        else
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t k = 0; k < wn; ++k) dst[k * ld + c] = src[c * xs[1] + k * xs[3]];
       }
 }
 
 /// out[n][c][k] = xh[n][k][c] + (bias ? bias[c] : 0) for c < C, k < HW; xh rows are ld apart.
 template <class T>
 void conv_from_nhwc(const T* xh, int64_t ld, int64_t nb, int64_t C, int64_t HW, const T* bias, T* out) {
-  constexpr int64_t kBlock = 16;
-  for (int64_t n = 0; n < nb; ++n)
-    for (int64_t k0 = 0; k0 < HW; k0 += kBlock) {
-      const int64_t kn = std::min(kBlock, HW - k0);
-      const T* src = xh + (n * HW + k0) * ld;
-      for (int64_t c = 0; c < C; ++c) {
-        T* dst = out + (n * C + c) * HW + k0;
-        const T b = bias ? bias[c] : T(0);
-        for (int64_t k = 0; k < kn; ++k) dst[k] = src[k * ld + c] + b;
-      }
-    }
+  constexpr int64_t kBlock = 8;
+  for (int64_t n = 0; n < nb; ++n) {
+    for (int64_t k0 = 0; k0 < HW; k0 += kBlock)
+      for (int64_t c0 = 0; c0 < C; c0 += kBlock)
+        conv_transpose_block<T>(xh + (n * HW + k0) * ld + c0, ld, out + (n * C + c0) * HW + k0, HW,
+                                std::min(kBlock, HW - k0), std::min(kBlock, C - c0), bias ? bias + c0 : nullptr);
+  }
 }
 
 // ================================================================================ micro-kernels
@@ -185,28 +229,53 @@ std::vector<T> conv_pack_wd(const T* w, int64_t Cout, int64_t Cin, int64_t taps)
 
 // ================================================================================ drivers (one chunk of images)
 
-/// Runs conv_direct_tile over `count` pixels q (pixel(q) gives (n, h, w) in the output grid and its
-/// row in out_h, tap_src(n, h, w, i, j) the input row or null) for every NR-channel block.
-template <class T, class Pixel, class Src>
-void conv_direct_sweep(int64_t count, int64_t kH, int64_t kW, const T* zero, const T* w, int64_t C, int64_t nblocks,
-                       T* out_h, int64_t ld, Pixel&& pixel, Src&& tap_src) {
+/// Per kernel row i, for every position h of the grid that is read: the offset of the row tap i
+/// reads (its index times `scale`), or -1 where that is padding or no row at all. tab[h * k + i].
+/// Forward (transposed = false): input row h s - p + i d. dx (true): output row (h + p - i d) / s
+/// when that divides exactly. Columns use the same table with the column sizes.
+inline std::vector<int64_t> conv_tap_table(int64_t grid, int64_t k, int64_t limit, int64_t s, int64_t pad,
+                                           int64_t d, int64_t scale, bool transposed) {
+  std::vector<int64_t> tab(size_t(grid * k));
+  for (int64_t h = 0; h < grid; ++h)
+    for (int64_t i = 0; i < k; ++i) {
+      int64_t v = -1;
+      if (!transposed) {
+        const int64_t ih = h * s - pad + i * d;
+        if (ih >= 0 && ih < limit) v = ih * scale;
+      } else {
+        const int64_t y = h + pad - i * d;
+        if (y >= 0 && y % s == 0 && y / s < limit) v = y / s * scale;
+      }
+      tab[size_t(h * k + i)] = v;
+    }
+  return tab;
+}
+
+/// Runs conv_direct_tile over `count` pixels for every NR-channel block of the output. Taps are
+/// separable: next(row, base, ro, co), called for each pixel in turn, gives its row of out_h, a
+/// base offset into src, and per kernel row i / column j an offset ro[i] / co[j] (-1: padding).
+/// Tap (i, j) of the pixel then reads src + base + ro[i] + co[j], or `zero`.
+template <class T, class Next>
+void conv_direct_sweep(int64_t count, int64_t kH, int64_t kW, const T* src, const T* zero, const T* w, int64_t C,
+                       int64_t nblocks, T* out_h, int64_t ld, Next&& next) {
   using Cfg = GemmBlocking<T>;
   constexpr int MR = Cfg::MR, NR = Cfg::NR;
   constexpr int64_t kTiles = 8;  // tiles per group: their inputs stay in cache across the channel blocks
   const int64_t taps = kH * kW, block = taps * C * NR;
   std::vector<const T*> a(size_t(kTiles * taps * MR));
-  std::vector<int64_t> toff(size_t(kTiles * taps));
-  int64_t ntaps[kTiles];
+  std::vector<int64_t> toff(size_t(kTiles * taps)), none(size_t(std::max(kH, kW)), -1);
+  int64_t ntaps[kTiles], base[MR];
+  const int64_t* ro[MR];
+  const int64_t* co[MR];
   T* rows[kTiles][MR];
   for (int64_t q0 = 0; q0 < count; q0 += kTiles * MR) {
     const int64_t tiles = std::min(kTiles, (count - q0 + MR - 1) / MR);
     for (int64_t u = 0; u < tiles; ++u) {
-      const int64_t base = q0 + u * MR;
-      const int mr = int(std::min<int64_t>(MR, count - base));
-      int64_t pn[MR], ph[MR], pw[MR];
+      const int mr = int(std::min<int64_t>(MR, count - q0 - u * MR));
       for (int r = 0; r < MR; ++r) {
         int64_t row = 0;
-        if (r < mr) pixel(base + r, pn[r], ph[r], pw[r], row);
+        if (r < mr) next(row, base[r], ro[r], co[r]);
+        else base[r] = 0, ro[r] = co[r] = none.data();  // no pixel: all padding
         rows[u][r] = out_h + row * ld;
       }
       int64_t cnt = 0;
@@ -215,9 +284,9 @@ void conv_direct_sweep(int64_t count, int64_t kH, int64_t kW, const T* zero, con
           const T** at = a.data() + (u * taps + cnt) * MR;
           bool any = false;
           for (int r = 0; r < MR; ++r) {
-            const T* src = r < mr ? tap_src(pn[r], ph[r], pw[r], i, j) : nullptr;
-            any = any || src;
-            at[r] = src ? src : zero;
+            const bool in = ro[r][i] >= 0 && co[r][j] >= 0;
+            any = any || in;
+            at[r] = in ? src + base[r] + ro[r][i] + co[r][j] : zero;
           }
           if (any) toff[size_t(u * taps + cnt++)] = (i * kW + j) * C * NR;
         }
@@ -244,17 +313,14 @@ void conv_direct_fwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, i
   conv_to_nhwc(x + n0 * xs[0], xs, nb, C, p.H, p.W, xh, C);
   T* zero = xh + nb * p.H * p.W * C;
   std::fill(zero, zero + C, T(0));
-  conv_direct_sweep<T>(
-      nb * ohw, p.kH, p.kW, zero, wf, C, cpad / NR, oh, cpad,
-      [&](int64_t s, int64_t& n, int64_t& y, int64_t& z, int64_t& row) {
-        n = s / ohw, y = s % ohw / OW, z = s % OW, row = s;
-      },
-      [&](int64_t n, int64_t y, int64_t z, int64_t i, int64_t j) -> const T* {
-        const int64_t ih = y * p.stride[0] - p.padding[0] + i * p.dilation[0];
-        const int64_t iw = z * p.stride[1] - p.padding[1] + j * p.dilation[1];
-        if (ih < 0 || ih >= p.H || iw < 0 || iw >= p.W) return nullptr;
-        return xh + ((n * p.H + ih) * p.W + iw) * C;
-      });
+  const std::vector<int64_t> rt = conv_tap_table(OH, p.kH, p.H, p.stride[0], p.padding[0], p.dilation[0], p.W * C, false);
+  const std::vector<int64_t> ct = conv_tap_table(OW, p.kW, p.W, p.stride[1], p.padding[1], p.dilation[1], C, false);
+  int64_t n = 0, y = 0, z = 0, s = 0;  // output pixels in order
+  conv_direct_sweep<T>(nb * ohw, p.kH, p.kW, xh, zero, wf, C, cpad / NR, oh, cpad,
+                       [&](int64_t& row, int64_t& base, const int64_t*& ro, const int64_t*& co) {
+                         row = s++, base = n * p.H * p.W * C, ro = rt.data() + y * p.kH, co = ct.data() + z * p.kW;
+                         if (++z == OW && (z = 0, ++y == OH)) y = 0, ++n;
+                       });
   conv_from_nhwc(oh, cpad, nb, p.Cout, ohw, bias, out + n0 * p.Cout * ohw);
 }
 
@@ -275,25 +341,28 @@ void conv_direct_bwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, c
   if (dx) {
     const int64_t cinpad = conv_round_up(Cin, NR), sh = p.stride[0], sw = p.stride[1];
     T* dxh = conv_scratch<T>(2, nb * HW * cinpad);
-    // input pixels phase by phase: rows ih = a, a + sh, ..., columns iw = b, b + sw, ...
-    std::vector<int64_t> order;
-    order.reserve(size_t(nb * HW));
-    for (int64_t n = 0; n < nb; ++n)
-      for (int64_t a = 0; a < std::min(sh, p.H); ++a)
-        for (int64_t b = 0; b < std::min(sw, p.W); ++b)
-          for (int64_t ih = a; ih < p.H; ih += sh)
-            for (int64_t iw = b; iw < p.W; iw += sw) order.push_back((n * p.H + ih) * p.W + iw);
-    conv_direct_sweep<T>(
-        nb * HW, p.kH, p.kW, gzero, wd, Cout, cinpad / NR, dxh, cinpad,
-        [&](int64_t q, int64_t& n, int64_t& ih, int64_t& iw, int64_t& row) {
-          row = order[size_t(q)];
-          n = row / HW, ih = row % HW / p.W, iw = row % p.W;
-        },
-        [&](int64_t n, int64_t ih, int64_t iw, int64_t i, int64_t j) -> const T* {
-          const int64_t y = ih + p.padding[0] - i * p.dilation[0], z = iw + p.padding[1] - j * p.dilation[1];
-          if (y < 0 || z < 0 || y % sh || z % sw || y / sh >= OH || z / sw >= OW) return nullptr;
-          return gh + ((n * OH + y / sh) * OW + z / sw) * cpad;
-        });
+    const std::vector<int64_t> rt = conv_tap_table(p.H, p.kH, OH, sh, p.padding[0], p.dilation[0], OW * cpad, true);
+    const std::vector<int64_t> ct = conv_tap_table(p.W, p.kW, OW, sw, p.padding[1], p.dilation[1], cpad, true);
+    // input pixels phase by phase (rows ih = a, a + sh, ..., columns iw = b, b + sw, ...), each
+    // phase through all the images, so that a tile's pixels share their valid taps
+    int64_t n = 0, a = 0, b = 0, ih = 0, iw = 0;
+    conv_direct_sweep<T>(nb * HW, p.kH, p.kW, gh, gzero, wd, Cout, cinpad / NR, dxh, cinpad,
+                         [&](int64_t& row, int64_t& base, const int64_t*& ro, const int64_t*& co) {
+                           row = (n * p.H + ih) * p.W + iw, base = n * ohw * cpad;
+                           ro = rt.data() + ih * p.kH, co = ct.data() + iw * p.kW;
+                           if ((iw += sw) < p.W) return;
+                           iw = b;
+                           if ((ih += sh) < p.H) return;
+                           ih = a;
+                           if (++n < nb) return;
+                           n = 0;
+                           if (++b < std::min(sw, p.W)) {  // next phase: next column offset, then row offset
+                             iw = b;
+                             return;
+                           }
+                           b = iw = 0;
+                           if (++a < std::min(sh, p.H)) ih = a;
+                         });
     conv_from_nhwc<T>(dxh, cinpad, nb, Cin, HW, nullptr, dx + n0 * Cin * HW);
   }
   if (dwh) {
@@ -304,16 +373,23 @@ void conv_direct_bwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, c
     const T* xzero = xh + nb * HW * Cin;
     std::fill(xh + nb * HW * Cin, xh + nb * HW * Cin + Cin + MR, T(0));
     std::vector<const T*> xtab(size_t(taps * S));  // xtab[t][s]: the input row tap t of pixel s reads
-    for (int64_t s = 0; s < S; ++s) {
-      const int64_t n = s / ohw, y = s % ohw / OW, z = s % OW;
-      for (int64_t i = 0; i < p.kH; ++i)
-        for (int64_t j = 0; j < p.kW; ++j) {
-          const int64_t ih = y * p.stride[0] - p.padding[0] + i * p.dilation[0];
-          const int64_t iw = z * p.stride[1] - p.padding[1] + j * p.dilation[1];
-          const bool in = ih >= 0 && ih < p.H && iw >= 0 && iw < p.W;
-          xtab[size_t((i * p.kW + j) * S + s)] = in ? xh + ((n * p.H + ih) * p.W + iw) * Cin : xzero;
+    for (int64_t i = 0; i < p.kH; ++i)
+      for (int64_t j = 0; j < p.kW; ++j) {
+        int64_t zlo, zhi;  // output columns whose tap column is inside the image
+        conv_valid_range(OW, p.W, p.stride[1], p.padding[1], j * p.dilation[1], zlo, zhi);
+        const T** tab = xtab.data() + (i * p.kW + j) * S;
+        for (int64_t ny = 0; ny < nb * OH; ++ny, tab += OW) {  // output rows (n, y)
+          const int64_t n = ny / OH, ih = ny % OH * p.stride[0] - p.padding[0] + i * p.dilation[0];
+          if (ih < 0 || ih >= p.H) {
+            std::fill(tab, tab + OW, xzero);
+            continue;
+          }
+          const T* src = xh + ((n * p.H + ih) * p.W + zlo * p.stride[1] - p.padding[1] + j * p.dilation[1]) * Cin;
+          std::fill(tab, tab + zlo, xzero);
+          for (int64_t z = zlo; z < zhi; ++z, src += p.stride[1] * Cin) tab[z] = src;
+          std::fill(tab + zhi, tab + OW, xzero);
         }
-    }
+      }
     constexpr int64_t kPixels = 256;  // pixels per pass: the dout rows and x rows they read stay in L2
     for (int64_t s0 = 0; s0 < S; s0 += kPixels) {
       const int64_t sn = std::min(kPixels, S - s0);
