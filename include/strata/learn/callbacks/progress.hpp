@@ -119,7 +119,7 @@ class ProgressCallback : public Callback {
   double seconds() const {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
   }
-  void write_line(const std::string& line) { *opts.out << line << "\n"; }
+  void write_line(const std::string& line) { *opts.out << line << "\n" << std::flush; }  // a log shows each epoch as it ends
   void launch(const char* phase) {
     if (!live_) return;
     phase_ = phase;
