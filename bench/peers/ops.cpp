@@ -24,6 +24,14 @@ static double median_ms(const std::function<void()>& f, int reps) {
   return t[t.size() / 2];
 }
 
+/// conv2d forward + backward of a batch-128 flagship layer (x, w, b all require grad).
+static std::function<void()> conv_fwd_bwd(int64_t cin, int64_t cout, int64_t h, int64_t k, int64_t s) {
+  const int64_t oh = (h + 2 * (k / 2) - k) / s + 1;
+  Tensor x = randn({128, cin, h, h}).requires_grad_(), w = randn({cout, cin, k, k}).requires_grad_();
+  Tensor b = randn({cout}).requires_grad_(), g = randn({128, cout, oh, oh});
+  return [=] { conv2d(x, w, b, {s, s}, {k / 2, k / 2}).backward(g); };
+}
+
 int main() {
   manual_seed(0);
   const Tensor a = randn({1 << 22}), b = randn({1 << 22}), m = randn({2048, 2048});
@@ -51,6 +59,10 @@ int main() {
          Tensor loss = log_softmax(relu(linear(xb, w1)), 1).mean();
          loss.backward();
        }, 30},
+      {"conv3x3_16_32_s2_28_fb", conv_fwd_bwd(16, 32, 28, 3, 2), 10},
+      {"conv3x3_64_64_7_fb", conv_fwd_bwd(64, 64, 7, 3, 1), 10},
+      {"conv3x3_128_128_4_fb", conv_fwd_bwd(128, 128, 4, 3, 1), 10},
+      {"conv1x1_64_128_4_fb", conv_fwd_bwd(64, 128, 4, 1, 1), 20},
   };
   for (const Case& c : cases) std::printf("%s %.4f\n", c.name, median_ms(c.f, c.reps));
 }

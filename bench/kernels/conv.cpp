@@ -1,0 +1,154 @@
+// The conv2d lab: forward + backward (dx, dw, db) of the flagship's 3x3 and 1x1 layers, f32, batch 128.
+//
+// Ladder (GFLOP/s of forward + backward, 3 x the forward's 2 B Cout Cin kH kW OH OW flops, 1 thread,
+// process CPU time on the shared dev machine: AMD EPYC Zen 3, AVX2+FMA, ~100 GFLOP/s FMA peak per
+// core; layers 16->32 3x3 s2 at 28x28 / 64->64 3x3 at 7x7 / 128->128 3x3 at 4x4):
+//   v0 ref       the 7-loop references (cpu::conv2d_*_ref), sums in double          ~0.9 / ~0.9 / ~0.9
+//   v1 per-image im2col, then one cpu::gemm per image for out, dw and dcol, col2im:
+//                a 4x4 map is a 16-column GEMM, and col^T is packed with a strided
+//                gather for dw                                                       ~20 / ~25 / ~12
+//   v2 im2col    shipped ConvAlgo::im2col: images batched so a GEMM has ~1024
+//                columns, col buffer capped at 2 MiB (kernels/cpu/conv.hpp)          ~30 / ~42 / ~47
+//   v3 direct    shipped ConvAlgo::direct: NHWC, 6 pixels x 16 channels register
+//                tiles fed by pointers, no im2col (kernels/cpu/conv_direct.hpp)      ~45 / ~85 / ~80
+// 2 threads (wall clock, read ratios: the machine is shared): v3 splits the batch over the threads.
+// PyTorch 1.13 (oneDNN) on the same layers, 1 thread: ~48 / ~76 / ~74 (bench/peers/run_ops.sh).
+// Every version is checked against the reference on a small problem before anything is timed.
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/conv.hpp"
+#include "strata/core/parallel.hpp"
+
+namespace {
+
+using namespace strata::cpu;
+
+struct Problem {
+  Conv2dParams p;
+  ConvStrides xs;
+  std::vector<float> x, w, b, g, out, dx, dw, db;
+  explicit Problem(const Conv2dParams& q)
+      : p(q), xs{q.Cin * q.H * q.W, q.H * q.W, q.W, 1}, x(size_t(q.B * q.Cin * q.H * q.W)),
+        w(size_t(q.Cout * q.Cin / q.groups * q.kH * q.kW)), b(size_t(q.Cout)),
+        g(size_t(q.B * q.Cout * q.OH() * q.OW())), out(g.size()), dx(x.size()), dw(w.size()), db(b.size()) {
+    std::mt19937 gen(1);
+    std::uniform_real_distribution<float> d(-1, 1);
+    for (auto* v : {&x, &w, &b, &g})
+      for (float& e : *v) e = d(gen);
+  }
+  double flops() const { return 3.0 * 2.0 * double(p.B * p.Cout * p.Cin / p.groups * p.kH * p.kW * p.OH() * p.OW()); }
+};
+
+using Fn = void (*)(Problem&);
+
+void v0_ref(Problem& q) {
+  conv2d_fwd_ref<float>(q.p, q.x.data(), q.xs, q.w.data(), q.b.data(), q.out.data());
+  conv2d_bwd_data_ref<float>(q.p, q.g.data(), q.w.data(), q.dx.data());
+  conv2d_bwd_weight_ref<float>(q.p, q.x.data(), q.xs, q.g.data(), q.dw.data(), q.db.data());
+}
+
+// v1: one image at a time: col[K][OH OW] by im2col, then a GEMM each for out, dw (+=) and dcol
+void v1_per_image(Problem& q) {
+  const Conv2dParams& p = q.p;
+  const int64_t K = p.Cin * p.kH * p.kW, ohw = p.OH() * p.OW();
+  std::vector<float> col(size_t(K * ohw));
+  std::fill(q.dw.begin(), q.dw.end(), 0.f);
+  std::fill(q.dx.begin(), q.dx.end(), 0.f);
+  for (int64_t n = 0; n < p.B; ++n) {
+    float* o = q.out.data() + n * p.Cout * ohw;
+    const float* g = q.g.data() + n * p.Cout * ohw;
+    detail::conv_im2col<float>(p, q.x.data(), q.xs, n, 1, 0, col.data());
+    gemm<float>(p.Cout, ohw, K, 1.f, q.w.data(), K, 1, col.data(), ohw, 1, 0.f, o, ohw, 1);
+    for (int64_t c = 0; c < p.Cout; ++c)
+      for (int64_t k = 0; k < ohw; ++k) o[c * ohw + k] += q.b[size_t(c)];
+    gemm<float>(p.Cout, K, ohw, 1.f, g, ohw, 1, col.data(), 1, ohw, 1.f, q.dw.data(), K, 1);
+    gemm<float>(K, ohw, p.Cout, 1.f, q.w.data(), 1, K, g, ohw, 1, 0.f, col.data(), ohw, 1);
+    detail::conv_col2im<float>(p, col.data(), n, 1, 0, q.dx.data());
+  }
+  for (int64_t c = 0; c < p.Cout; ++c) {
+    double s = 0;
+    for (int64_t n = 0; n < p.B; ++n)
+      for (int64_t k = 0; k < ohw; ++k) s += q.g[size_t((n * p.Cout + c) * ohw + k)];
+    q.db[size_t(c)] = float(s);
+  }
+}
+
+template <ConvAlgo A>
+void shipped(Problem& q) {
+  conv2d_fwd_kernel<float>(q.p, q.x.data(), q.xs, q.w.data(), q.b.data(), q.out.data(), A);
+  conv2d_bwd_kernel<float>(q.p, q.x.data(), q.xs, q.w.data(), q.g.data(), q.dx.data(), q.dw.data(), q.db.data(), A);
+}
+
+/// The flagship's layers (batch 128): stem, the ResBlocks' 3x3 convs and 1x1 shortcuts.
+Conv2dParams layer(int64_t i, int64_t B = 128) {
+  struct L { int64_t cin, cout, h, k, s; };
+  static const L ls[] = {{1, 16, 28, 3, 1},  {16, 32, 28, 3, 2}, {32, 32, 14, 3, 1},  {16, 32, 14, 1, 1},
+                         {32, 64, 14, 3, 2}, {64, 64, 7, 3, 1},  {32, 64, 7, 1, 1},   {64, 128, 7, 3, 2},
+                         {128, 128, 4, 3, 1}, {64, 128, 4, 1, 1}};
+  const L& l = ls[i];
+  return {.B = B, .Cin = l.cin, .H = l.h, .W = l.h, .Cout = l.cout, .kH = l.k, .kW = l.k, .stride = {l.s, l.s},
+          .padding = {l.k / 2, l.k / 2}};
+}
+
+/// Max |version - reference| over out, dx, dw, db on a small odd problem; aborts when a version is wrong.
+void check(const char* name, Fn fn) {
+  Conv2dParams p = layer(1, 3);
+  p.H = 13, p.W = 11;
+  Problem want(p), got(p);
+  v0_ref(want);
+  fn(got);
+  double err = 0;
+  for (auto [a, b] : {std::pair{&got.out, &want.out}, {&got.dx, &want.dx}, {&got.dw, &want.dw}, {&got.db, &want.db}})
+    for (size_t i = 0; i < a->size(); ++i) err = std::max(err, double(std::abs((*a)[i] - (*b)[i])));
+  std::printf("check %-12s max |err| = %.2e\n", name, err);
+  if (!(err < 1e-3)) std::abort();
+}
+
+void run(benchmark::State& state, Fn fn, int threads, int64_t batch = 128) {
+  strata::set_num_threads(threads);
+  Problem q(layer(state.range(0), batch));
+  for (auto _ : state) {
+    fn(q);
+    benchmark::DoNotOptimize(q.dw.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(q.flops() * double(state.iterations()), benchmark::Counter::kIsRate,
+                                                 benchmark::Counter::kIs1000);
+  strata::set_num_threads(strata::detail::default_num_threads());
+}
+
+void BM_v0_ref(benchmark::State& s) { run(s, v0_ref, 1, 2); }
+void BM_v1_per_image(benchmark::State& s) { run(s, v1_per_image, 1); }
+void BM_v2_im2col(benchmark::State& s) { run(s, shipped<ConvAlgo::im2col>, 1); }
+void BM_v3_direct(benchmark::State& s) { run(s, shipped<ConvAlgo::direct>, 1); }
+void BM_v2_im2col_2threads(benchmark::State& s) { run(s, shipped<ConvAlgo::im2col>, 2); }
+void BM_v3_direct_2threads(benchmark::State& s) { run(s, shipped<ConvAlgo::direct>, 2); }
+void BM_shipped_auto_2threads(benchmark::State& s) { run(s, shipped<ConvAlgo::automatic>, 2); }
+
+}  // namespace
+
+// layers 1, 5, 8: 16->32 s2 at 28x28, 64->64 at 7x7, 128->128 at 4x4 (DenseRange(0, 9) for all ten)
+BENCHMARK(BM_v0_ref)->Arg(1)->Arg(5)->Arg(8)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
+BENCHMARK(BM_v1_per_image)->Arg(1)->Arg(5)->Arg(8)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
+BENCHMARK(BM_v2_im2col)->Arg(1)->Arg(5)->Arg(8)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
+BENCHMARK(BM_v3_direct)->Arg(1)->Arg(5)->Arg(8)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
+BENCHMARK(BM_v2_im2col_2threads)->Arg(1)->Arg(5)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_v3_direct_2threads)->Arg(1)->Arg(5)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_shipped_auto_2threads)->DenseRange(0, 9)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+int main(int argc, char** argv) {
+  check("v1 per-image", v1_per_image);
+  check("v2 im2col", shipped<ConvAlgo::im2col>);
+  check("v3 direct", shipped<ConvAlgo::direct>);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
