@@ -373,10 +373,17 @@ void conv2d_bwd_direct(const Conv2dParams& p, const T* x, const ConvStrides& xs,
     conv_direct_bwd<T>(p, x, xs, dout, n0, nb, wd.data(), dx, dw ? dwh.data() + piece * dwn : nullptr);
   });
   if (!dw) return;
-  for (int64_t k = 1; k < plan.pieces; ++k) conv_axpy<T>(dwn, T(1), dwh.data() + k * dwn, dwh.data());
-  for (int64_t o = 0; o < p.Cout; ++o)
-    for (int64_t c = 0; c < p.Cin; ++c)
-      for (int64_t t = 0; t < taps; ++t) dw[(o * p.Cin + c) * taps + t] = dwh[size_t((t * cinpm + c) * cpad + o)];
+  // dw[o][c][t] = sum over pieces of dwh[piece][t][c][o], in piece order, split over o
+  parallel_for(0, p.Cout, std::max<int64_t>(1, (int64_t(1) << 14) / (p.Cin * taps * plan.pieces)), [&](int64_t lo, int64_t hi) {
+    for (int64_t o = lo; o < hi; ++o)
+      for (int64_t c = 0; c < p.Cin; ++c)
+        for (int64_t t = 0; t < taps; ++t) {
+          const T* src = dwh.data() + (t * cinpm + c) * cpad + o;
+          T acc = src[0];
+          for (int64_t k = 1; k < plan.pieces; ++k) acc += src[k * dwn];
+          dw[(o * p.Cin + c) * taps + t] = acc;
+        }
+  });
 }
 
 }  // namespace detail

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "kernels/cpu/gemm.hpp"
+#include "strata/core/parallel.hpp"
 
 namespace strata::cpu::detail {
 
@@ -203,27 +204,38 @@ void conv_dw_tile(int64_t n, const T* const* xp, int64_t c0, const T* g, int64_t
 
 // ================================================================================ weight packing
 
-/// wf[ob][t][c][l] = w[ob NR + l][c][t] (0 past Cout): the forward's weight blocks.
+/// wf[ob][t][c][l] = w[ob NR + l][c][t] (0 past Cout): the forward's weight blocks, packed in
+/// parallel over the blocks.
 template <class T>
 std::vector<T> conv_pack_wf(const T* w, int64_t Cout, int64_t Cin, int64_t taps) {
   constexpr int NR = GemmBlocking<T>::NR;
-  const int64_t cpad = conv_round_up(Cout, NR);
-  std::vector<T> wf(size_t(cpad * taps * Cin), T(0));
-  for (int64_t o = 0; o < Cout; ++o)
-    for (int64_t c = 0; c < Cin; ++c)
-      for (int64_t t = 0; t < taps; ++t) wf[size_t(((o / NR * taps + t) * Cin + c) * NR + o % NR)] = w[(o * Cin + c) * taps + t];
+  const int64_t nob = conv_round_up(Cout, NR) / NR, block = taps * Cin * NR;
+  std::vector<T> wf(size_t(nob * block));
+  parallel_for(0, nob, std::max<int64_t>(1, (int64_t(1) << 14) / block), [&](int64_t lo, int64_t hi) {
+    for (int64_t ob = lo; ob < hi; ++ob)
+      for (int64_t t = 0; t < taps; ++t)
+        for (int64_t c = 0; c < Cin; ++c) {
+          T* dst = wf.data() + ((ob * taps + t) * Cin + c) * NR;
+          for (int64_t l = 0; l < NR; ++l) dst[l] = ob * NR + l < Cout ? w[((ob * NR + l) * Cin + c) * taps + t] : T(0);
+        }
+  });
   return wf;
 }
 
-/// wd[cb][t][o][l] = w[o][cb NR + l][t] (0 past Cin): dx's weight blocks.
+/// wd[cb][t][o][l] = w[o][cb NR + l][t] (0 past Cin): dx's weight blocks, packed in parallel.
 template <class T>
 std::vector<T> conv_pack_wd(const T* w, int64_t Cout, int64_t Cin, int64_t taps) {
   constexpr int NR = GemmBlocking<T>::NR;
-  const int64_t cpad = conv_round_up(Cin, NR);
-  std::vector<T> wd(size_t(cpad * taps * Cout), T(0));
-  for (int64_t o = 0; o < Cout; ++o)
-    for (int64_t c = 0; c < Cin; ++c)
-      for (int64_t t = 0; t < taps; ++t) wd[size_t(((c / NR * taps + t) * Cout + o) * NR + c % NR)] = w[(o * Cin + c) * taps + t];
+  const int64_t ncb = conv_round_up(Cin, NR) / NR, block = taps * Cout * NR;
+  std::vector<T> wd(size_t(ncb * block));
+  parallel_for(0, ncb, std::max<int64_t>(1, (int64_t(1) << 14) / block), [&](int64_t lo, int64_t hi) {
+    for (int64_t cb = lo; cb < hi; ++cb)
+      for (int64_t t = 0; t < taps; ++t)
+        for (int64_t o = 0; o < Cout; ++o) {
+          T* dst = wd.data() + ((cb * taps + t) * Cout + o) * NR;
+          for (int64_t l = 0; l < NR; ++l) dst[l] = cb * NR + l < Cin ? w[(o * Cin + cb * NR + l) * taps + t] : T(0);
+        }
+  });
   return wd;
 }
 
