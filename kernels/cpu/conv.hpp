@@ -2,34 +2,37 @@
 //
 //   x: [B, Cin, H, W], w: [Cout, Cin/G, kH, kW], b: [Cout], out: [B, Cout, OH, OW], G = groups
 //   OH = (H + 2 ph - dh (kH - 1) - 1) / sh + 1   (OW likewise; integer division rounds down)
-//   out[n, o, y, z] = b[o] + sum_{c < Cin/G, i < kH, j < kW} w[o, c, i, j] x[n, g Cin/G + c, y sh - ph + i dh, z sw - pw + j dw]
-//     with g = o / (Cout/G) and x read as 0 outside [0, H) x [0, W) (the zero padding)
-//   backward:  dx[n, g Cin/G + c, y sh - ph + i dh, ...] += w[o, c, i, j] dout[n, o, y, z]   (summed over o, i, j, y, z)
-//              dw[o, c, i, j] = sum_{n, y, z} dout[n, o, y, z] x[n, g Cin/G + c, y sh - ph + i dh, ...]
-//              db[o] = sum_{n, y, z} dout[n, o, y, z]
-// x may have any strides (xs: element strides of n, c, h, w); w, b, dout, out, dx, dw, db are contiguous.
+//   out[n, o, y, z] = b[o] + sum_{c < Cin/G, i < kH, j < kW} w[o, c, i, j] x[n, g Cin/G + c, ih, iw]
+//     ih = y sh - ph + i dh, iw = z sw - pw + j dw, g = o / (Cout/G); x reads as 0 outside the image
+//   backward: dx[n, g Cin/G + c, ih, iw] += w[o, c, i, j] dout[n, o, y, z]   (summed over o, i, j, y, z)
+//             dw[o, c, i, j] = sum_{n, y, z} dout[n, o, y, z] x[n, g Cin/G + c, ih, iw]
+//             db[o] = sum_{n, y, z} dout[n, o, y, z]
+// x may have any strides (xs: element strides of n, c, h, w); w, b, dout, out, dx, dw, db are
+// contiguous. Element types: float and double (the op layer computes f16/bf16 in float).
 //
 // References (conv2d_fwd_ref, conv2d_bwd_data_ref, conv2d_bwd_weight_ref): the plain loops of the
-// formulas above, summing in double: the source of truth the fast kernels are tested against.
+// formulas above, summing in double: the source of truth every path is tested against.
 //
-// Fast path: im2col + GEMM (Chellapilla, Puri & Simard, "High Performance Convolutional Neural
-// Networks for Document Processing", 2006; Caffe's and PyTorch's slow_conv2d). Per group g and per
-// chunk of nb images, im2col writes col[K][S], K = Cin/G kH kW rows (c, i, j), S = nb OH OW columns
-// (n, y, z): col[(c, i, j)][(n, y, z)] = x[n, gCin/G + c, y sh - ph + i dh, z sw - pw + j dw] (0 in the pad). Then
-//   forward:  out_g[Cout/G][S]  = w_g[Cout/G][K] @ col[K][S]        (cpu::gemm), scattered to [n][o][y z] + b
-//   dw:       dw_g[Cout/G][K]  += dout_g[Cout/G][S] @ col^T[S][K]
-//   dx:       dcol[K][S]        = w_g^T[K][Cout/G] @ dout_g[Cout/G][S], then col2im adds dcol back into dx
-// Several images share one GEMM when the maps are small (a 2x2 map alone gives a 4-column GEMM,
-// far too thin to run at speed): nb is chosen so that S is about kConvTargetCols, while the col
-// buffer stays under kConvMaxColElems. Threads: when there are at least as many chunks as threads,
-// the chunks are split into one contiguous run per thread, each thread running its own im2col and
-// single-threaded GEMMs (dw: a private partial per thread, summed in thread order: deterministic
-// for a given thread count); otherwise (a few large images) chunks run one after the other, with
-// im2col/col2im split over channels and each GEMM splitting itself.
-// Special cases: a 1x1, stride-1, unpadded conv on maps of >= kConvTargetCols pixels needs no
-// im2col (x's [Cin][H W] plane is the col matrix itself); depthwise convs (G == Cin == Cout) run a
-// direct loop per (image, channel) plane, vectorized along a row when the stride is 1.
-// Element types: float and double (the op layer computes f16/bf16 in float).
+// Paths (ConvAlgo; conv2d_choose picks one by shape, tests and benchmarks can force one):
+// - direct (one group, >= kConvDirectMinChannels channels each side, the usual CNN layer): NHWC
+//   register tiles fed by pointers, no im2col; see kernels/cpu/conv_direct.hpp.
+// - im2col + GEMM (Chellapilla, Puri & Simard, "High Performance Convolutional Neural Networks for
+//   Document Processing", 2006; Caffe's and PyTorch's slow_conv2d), for groups, few channels and a
+//   few large images. Per group g and chunk of nb images, im2col writes col[K][S], K = Cin/G kH kW
+//   rows (c, i, j), S = nb OH OW columns (n, y, z), col[(c, i, j)][(n, y, z)] = x[n, g Cin/G + c,
+//   ih, iw] (0 in the padding); then, with cpu::gemm,
+//     forward: out_g[Cout/G][S] = w_g[Cout/G][K] @ col[K][S], scattered to [n][o][y z], + b
+//     dw:      dw_g[Cout/G][K] += dout_g[Cout/G][S] @ col^T[S][K]
+//     dx:      dcol[K][S] = w_g^T[K][Cout/G] @ dout_g[Cout/G][S], then col2im adds dcol into dx
+//   Several images share one GEMM when maps are small (a 2x2 map alone is a 4-column GEMM, far too
+//   thin to run at speed): S is about kConvTargetCols, the col buffer at most kConvMaxColElems.
+//   A 1x1, stride-1, unpadded conv on large maps needs no im2col: x's [Cin][H W] plane is col.
+// - depthwise (G == Cin == Cout): a direct loop per (image, channel) plane, vectorized along rows.
+// Threads (direct and im2col): with at least as many images as threads, the batch is cut into
+// chunks and the chunks into one contiguous run per thread, each thread running single-threaded
+// tiles or GEMMs on its own scratch (dw: a private partial per thread, summed in thread order, so
+// results depend only on the thread count); otherwise the chunks run in turn, with im2col/col2im
+// split over channels and each GEMM splitting itself.
 #pragma once
 
 #include <algorithm>
@@ -68,7 +71,8 @@ inline constexpr int64_t kConvDirectMinChannels = 8;
 /// out = conv2d(x, w) + b by the formula (b may be null); sums in double.
 template <class T>
 void conv2d_fwd_ref(const Conv2dParams& p, const T* x, const ConvStrides& xs,  // x: [B, Cin, H, W]
-                    const T* w, const T* b, T* out) {                          // w: [Cout, Cin/G, kH, kW], out: [B, Cout, OH, OW]
+                    const T* w, const T* b,                                    // w: [Cout, Cin/G, kH, kW], b: [Cout]
+                    T* out) {                                                  // out: [B, Cout, OH, OW]
   const int64_t OH = p.OH(), OW = p.OW(), cin_g = p.Cin / p.groups, cout_g = p.Cout / p.groups;
   for (int64_t n = 0; n < p.B; ++n)
     for (int64_t o = 0; o < p.Cout; ++o)
@@ -93,7 +97,8 @@ void conv2d_fwd_ref(const Conv2dParams& p, const T* x, const ConvStrides& xs,  /
 /// dx = the gradient of conv2d with respect to x: every output pixel's dout spread back through
 /// the taps that read it; sums in double.
 template <class T>
-void conv2d_bwd_data_ref(const Conv2dParams& p, const T* dout, const T* w, T* dx) {  // dout: [B, Cout, OH, OW], dx: [B, Cin, H, W]
+void conv2d_bwd_data_ref(const Conv2dParams& p, const T* dout, const T* w,  // dout: [B, Cout, OH, OW]
+                         T* dx) {                                            // dx: [B, Cin, H, W]
   const int64_t OH = p.OH(), OW = p.OW(), cin_g = p.Cin / p.groups, cout_g = p.Cout / p.groups;
   std::vector<double> acc(size_t(p.B * p.Cin * p.H * p.W), 0.0);
   for (int64_t n = 0; n < p.B; ++n)
@@ -374,7 +379,8 @@ void conv2d_bwd_direct(const Conv2dParams& p, const T* x, const ConvStrides& xs,
   });
   if (!dw) return;
   // dw[o][c][t] = sum over pieces of dwh[piece][t][c][o], in piece order, split over o
-  parallel_for(0, p.Cout, std::max<int64_t>(1, (int64_t(1) << 14) / (p.Cin * taps * plan.pieces)), [&](int64_t lo, int64_t hi) {
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 14) / (p.Cin * taps * plan.pieces));
+  parallel_for(0, p.Cout, grain, [&](int64_t lo, int64_t hi) {
     for (int64_t o = lo; o < hi; ++o)
       for (int64_t c = 0; c < p.Cin; ++c)
         for (int64_t t = 0; t < taps; ++t) {
@@ -540,7 +546,8 @@ void conv2d_bwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,
       }
     }
   });
-  for (int64_t k = 0; k + 1 < plan.pieces && dw; ++k) detail::conv_axpy<T>(p.Cout * K, T(1), partials.data() + k * p.Cout * K, dw);
+  for (int64_t k = 0; k + 1 < plan.pieces && dw; ++k)
+    detail::conv_axpy<T>(p.Cout * K, T(1), partials.data() + k * p.Cout * K, dw);
 }
 
 }  // namespace strata::cpu

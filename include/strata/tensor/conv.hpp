@@ -48,8 +48,8 @@ inline cpu::Conv2dParams conv2d_params(const Tensor& x, const Tensor& w, const T
     STRATA_CHECK(b.dim() == 1 && b.size(0) == Cout, "conv2d", "got b of shape ", b.shape(), " for w of shape ",
                  w.shape(), ", expected [", Cout, "]");
   STRATA_CHECK(x.dtype() == w.dtype() && (!b.defined() || b.dtype() == x.dtype()), "conv2d", "got dtypes x ",
-               x.dtype(), ", w ", w.dtype(), b.defined() ? ", b " : "", b.defined() ? dtype_name(b.dtype()) : std::string_view(),
-               ", expected one dtype");
+               x.dtype(), ", w ", w.dtype(), b.defined() ? ", b " : "",
+               b.defined() ? dtype_name(b.dtype()) : std::string_view(), ", expected one dtype");
   detail::check_floating(x, "conv2d");
   STRATA_CHECK(x.device() == w.device() && (!b.defined() || b.device() == x.device()), "conv2d", "got devices x ",
                x.device(), " and w ", w.device(), ", expected one device");
