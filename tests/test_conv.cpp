@@ -134,6 +134,25 @@ TEST_CASE("conv2d fast kernels against the reference loops", "[conv]") {
   }
 }
 
+TEST_CASE("conv2d gradients repeat bit for bit with several threads", "[conv]") {
+  // chunks of images go to whichever thread is free; dw partials are per group, summed in order
+  const int saved = num_threads();
+  set_num_threads(2);
+  const Tensor x = th::random({24, 16, 8, 8}), w = th::random({16, 16, 3, 3}), g = th::random({24, 16, 8, 8});
+  const cpu::Conv2dParams p = conv2d_params(x, w, Tensor(), {1, 1}, {1, 1}, {1, 1}, 1);
+  for (cpu::ConvAlgo algo : {cpu::ConvAlgo::direct, cpu::ConvAlgo::im2col}) {
+    std::vector<float> first(size_t(w.numel())), again(first.size());
+    cpu::conv2d_bwd_kernel<float>(p, x.data_ptr<float>(), {1024, 64, 8, 1}, w.data_ptr<float>(), g.data_ptr<float>(),
+                                  nullptr, first.data(), nullptr, algo);
+    for (int rep = 0; rep < 5; ++rep) {
+      cpu::conv2d_bwd_kernel<float>(p, x.data_ptr<float>(), {1024, 64, 8, 1}, w.data_ptr<float>(), g.data_ptr<float>(),
+                                    nullptr, again.data(), nullptr, algo);
+      CHECK(again == first);
+    }
+  }
+  set_num_threads(saved);
+}
+
 TEST_CASE("conv2d matches PyTorch on a grouped, strided, dilated case", "[conv]") {
   // torch.nn.functional.conv2d(x, w, b, stride=(2,1), padding=(1,2), dilation=(1,2), groups=2) in float64,
   // x = (arange(240).reshape(2,4,5,6) % 7 - 3) / 4, w = (arange(72).reshape(6,2,3,2) % 5 - 2) / 3,

@@ -29,14 +29,16 @@
 //   A 1x1, stride-1, unpadded conv on large maps needs no im2col: x's [Cin][H W] plane is col.
 // - depthwise (G == Cin == Cout): a direct loop per (image, channel) plane, vectorized along rows.
 // Threads (direct and im2col): with at least as many images as threads, the batch is cut into
-// chunks and the chunks into one contiguous run per thread, each thread running single-threaded
-// tiles or GEMMs on its own scratch (dw: a private partial per thread, summed in thread order, so
-// results depend only on the thread count); otherwise the chunks run in turn, with im2col/col2im
-// split over channels and each GEMM splitting itself.
+// chunks and the chunks into groups of consecutive chunks, about kConvGroupsPerThread per thread,
+// which the threads take from a counter (a thread slowed by another process takes fewer), each
+// running single-threaded tiles or GEMMs on its own scratch. dw: a partial per group, summed in
+// group order, so results depend only on the thread count, never on the scheduling. Otherwise
+// the chunks run in turn, with im2col/col2im split over channels and each GEMM splitting itself.
 #pragma once
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -65,6 +67,9 @@ inline constexpr int64_t kConvTargetCols = 1024;
 inline constexpr int64_t kConvMaxColElems = int64_t(1) << 19;
 /// Fewest input and output channels for the NHWC direct path (fewer: im2col + GEMM does better).
 inline constexpr int64_t kConvDirectMinChannels = 8;
+/// Groups of chunks per thread (dynamic load balance), and the cap on all dw partials' elements.
+inline constexpr int64_t kConvGroupsPerThread = 4;
+inline constexpr int64_t kConvMaxPartialElems = int64_t(1) << 22;
 
 // ================================================================================ reference
 
@@ -163,13 +168,15 @@ void conv_axpy(int64_t n, T a, const T* src, T* dst) {
   for (; k < n; ++k) dst[k] += a * src[k];
 }
 
-/// How the batch is cut: chunks of nb images, run as `pieces` contiguous runs (one per thread).
+/// How the batch is cut: chunks of nb images, consecutive chunks gathered into `groups` (the unit of
+/// work a thread takes, and of the dw partial sums).
 struct ConvPlan {
-  int64_t nb = 1, chunks = 1, pieces = 1;
+  int64_t nb = 1, chunks = 1, groups = 1;
 };
 
-/// nb from the output map size and the col rows per image (0: no col buffer), see the file comment.
-inline ConvPlan conv_plan(const Conv2dParams& p, int64_t col_rows, double flops) {
+/// nb from the output map size and the col rows per image (0: no col buffer), see the file comment;
+/// partial: the elements of one group's dw partial (0: none), which bounds the group count.
+inline ConvPlan conv_plan(const Conv2dParams& p, int64_t col_rows, double flops, int64_t partial = 0) {
   const int64_t ohw = std::max<int64_t>(p.OH() * p.OW(), 1);
   const int threads = strata::detail::in_parallel_region ? 1 : num_threads();
   ConvPlan plan;
@@ -177,28 +184,35 @@ inline ConvPlan conv_plan(const Conv2dParams& p, int64_t col_rows, double flops)
   if (col_rows > 0) plan.nb = std::min(plan.nb, std::max<int64_t>(1, kConvMaxColElems / (col_rows * ohw)));
   plan.nb = std::clamp<int64_t>(plan.nb, 1, std::max<int64_t>(p.B, 1));
   plan.chunks = (p.B + plan.nb - 1) / plan.nb;
-  // enough images for every thread and enough work to pay for waking them: one run of chunks per
-  // thread, the chunk count a multiple of the threads so the runs are equal
+  // enough images for every thread and enough work to pay for waking them: about
+  // kConvGroupsPerThread groups per thread, handed out dynamically (a thread slowed down by another
+  // process on a shared machine just takes fewer), as many as the dw partials' memory allows
   if (threads > 1 && p.B >= threads && flops >= double(1 << 20)) {
-    plan.chunks = std::max<int64_t>(plan.chunks, threads);
-    plan.chunks = std::min<int64_t>((plan.chunks + threads - 1) / threads * threads, p.B);
+    int64_t groups = std::min<int64_t>(p.B, kConvGroupsPerThread * threads);
+    if (partial > 0) groups = std::min(groups, std::max<int64_t>(threads, kConvMaxPartialElems / partial));
+    plan.chunks = std::max(plan.chunks, groups);
     plan.nb = (p.B + plan.chunks - 1) / plan.chunks;
     plan.chunks = (p.B + plan.nb - 1) / plan.nb;
-    plan.pieces = std::min<int64_t>(threads, plan.chunks);
+    plan.groups = std::min(groups, plan.chunks);
   }
   return plan;
 }
 
-/// Calls f(piece, n0, nb) for every chunk of images, pieces in parallel (see conv_plan).
+/// Calls f(group, n0, nb) for every chunk of images. Groups (runs of consecutive chunks, each run
+/// in order) are taken by the threads from a counter; one group means a plain loop on the caller.
 template <class F>
 void conv_for_chunks(const ConvPlan& plan, int64_t B, F&& f) {
-  const int64_t per = (plan.chunks + plan.pieces - 1) / plan.pieces;
-  parallel_for(0, plan.pieces, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t piece = lo; piece < hi; ++piece)
-      for (int64_t c = piece * per; c < std::min(plan.chunks, (piece + 1) * per); ++c) {
-        const int64_t n0 = c * plan.nb;
-        f(piece, n0, std::min(plan.nb, B - n0));
-      }
+  const int64_t per = (plan.chunks + plan.groups - 1) / plan.groups;
+  auto run = [&](int64_t g) {
+    for (int64_t c = g * per; c < std::min(plan.chunks, (g + 1) * per); ++c) {
+      const int64_t n0 = c * plan.nb;
+      f(g, n0, std::min(plan.nb, B - n0));
+    }
+  };
+  if (plan.groups == 1) return run(0);
+  std::atomic<int64_t> next{0};
+  parallel_for(0, std::min<int64_t>(num_threads(), plan.groups), 1, [&](int64_t, int64_t) {
+    for (int64_t g = next++; g < plan.groups; g = next++) run(g);
   });
 }
 
@@ -372,21 +386,21 @@ void conv2d_bwd_direct(const Conv2dParams& p, const T* x, const ConvStrides& xs,
   const int64_t ohw = p.OH() * p.OW(), dwn = taps * cinpm * cpad;
   const std::vector<T> wd = dx ? conv_pack_wd(w, p.Cout, p.Cin, taps) : std::vector<T>();
   const int64_t per_image = p.H * p.W * (p.Cin + conv_round_up(p.Cin, Cfg::NR)) + ohw * cpad;
-  const ConvPlan plan = conv_plan(p, per_image / ohw + 1, flops);
-  std::vector<T> dwh(dw ? size_t(plan.pieces * dwn) : 0, T(0));
-  conv_for_chunks(plan, p.B, [&](int64_t piece, int64_t n0, int64_t nb) {
-    conv_direct_bwd<T>(p, x, xs, dout, n0, nb, wd.data(), dx, dw ? dwh.data() + piece * dwn : nullptr);
+  const ConvPlan plan = conv_plan(p, per_image / ohw + 1, flops, dw ? dwn : 0);
+  std::vector<T> dwh(dw ? size_t(plan.groups * dwn) : 0, T(0));
+  conv_for_chunks(plan, p.B, [&](int64_t group, int64_t n0, int64_t nb) {
+    conv_direct_bwd<T>(p, x, xs, dout, n0, nb, wd.data(), dx, dw ? dwh.data() + group * dwn : nullptr);
   });
   if (!dw) return;
-  // dw[o][c][t] = sum over pieces of dwh[piece][t][c][o], in piece order, split over o
-  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 14) / (p.Cin * taps * plan.pieces));
+  // dw[o][c][t] = sum over groups of dwh[group][t][c][o], in group order, split over o
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 14) / (p.Cin * taps * plan.groups));
   parallel_for(0, p.Cout, grain, [&](int64_t lo, int64_t hi) {
     for (int64_t o = lo; o < hi; ++o)
       for (int64_t c = 0; c < p.Cin; ++c)
         for (int64_t t = 0; t < taps; ++t) {
           const T* src = dwh.data() + (t * cinpm + c) * cpad + o;
           T acc = src[0];
-          for (int64_t k = 1; k < plan.pieces; ++k) acc += src[k * dwn];
+          for (int64_t k = 1; k < plan.groups; ++k) acc += src[k * dwn];
           dw[(o * p.Cin + c) * taps + t] = acc;
         }
   });
@@ -507,15 +521,15 @@ void conv2d_bwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,
   if (algo == ConvAlgo::depthwise) return detail::conv_depthwise_bwd<T>(p, x, xs, w, dout, dx, dw);
   if (algo == ConvAlgo::direct) return detail::conv2d_bwd_direct<T>(p, x, xs, w, dout, dx, dw, flops);
   const bool pointwise = conv2d_is_pointwise(p, xs);
-  const detail::ConvPlan plan = detail::conv_plan(p, pointwise ? 0 : K, flops);
-  // dw partials: piece 0 accumulates into dw itself, the others into their own buffers
-  std::vector<T> partials(dw && plan.pieces > 1 ? size_t((plan.pieces - 1) * p.Cout * K) : 0);
+  const detail::ConvPlan plan = detail::conv_plan(p, pointwise ? 0 : K, flops, dw ? p.Cout * K : 0);
+  // dw partials: group 0 accumulates into dw itself, the others into their own buffers
+  std::vector<T> partials(dw && plan.groups > 1 ? size_t((plan.groups - 1) * p.Cout * K) : 0);
   if (dw) std::fill(dw, dw + p.Cout * K, T(0));
-  detail::conv_for_chunks(plan, p.B, [&](int64_t piece, int64_t n0, int64_t nb) {
+  detail::conv_for_chunks(plan, p.B, [&](int64_t group, int64_t n0, int64_t nb) {
     const int64_t S = nb * ohw;
     T* col = pointwise ? nullptr : detail::conv_scratch<T>(0, K * S);
     T* gbuf = nb > 1 ? detail::conv_scratch<T>(1, cout_g * S) : nullptr;
-    T* dwp = !dw ? nullptr : piece == 0 ? dw : partials.data() + (piece - 1) * p.Cout * K;
+    T* dwp = !dw ? nullptr : group == 0 ? dw : partials.data() + (group - 1) * p.Cout * K;
     if (dx) std::fill(dx + n0 * p.Cin * p.H * p.W, dx + (n0 + nb) * p.Cin * p.H * p.W, T(0));
     for (int64_t g = 0; g < G; ++g) {
       const T* wg = w + g * cout_g * K;
@@ -546,7 +560,7 @@ void conv2d_bwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,
       }
     }
   });
-  for (int64_t k = 0; k + 1 < plan.pieces && dw; ++k)
+  for (int64_t k = 0; k + 1 < plan.groups && dw; ++k)
     detail::conv_axpy<T>(p.Cout * K, T(1), partials.data() + k * p.Cout * K, dw);
 }
 
