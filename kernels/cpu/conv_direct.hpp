@@ -172,10 +172,19 @@ void conv_direct_tile(int64_t ntaps, const T* const* a, const T* w, const int64_
     for (int j = 0; j < NV; ++j) acc[r][j].store(out[r] + j * VS);
 }
 
-/// dst[r][0, NR) += sum_{s < n} xp[s][c0 + r] * g[s ldg + (0, NR)] for r < MR (all MR rows of dst
-/// exist; rows past the channels read the next pixel's values or the zero row and are ignored).
+/// A run of pixels whose tap reads consecutive input pixels: x (stepping xstep) and dout rows g.
 template <class T>
-void conv_dw_tile(int64_t n, const T* const* xp, int64_t c0, const T* g, int64_t ldg, T* dst, int64_t ldd) {
+struct ConvRun {
+  const T* x;
+  const T* g;
+  int64_t len;
+};
+
+/// dst[r][0, NR) += sum over the runs' pixels of x[c0 + r] * g[goff + (0, NR)] for r < MR (all MR
+/// rows of dst exist; rows past the channels read the next pixel's values or slack, and are ignored).
+template <class T>
+void conv_dw_tile(const ConvRun<T>* runs, int64_t nruns, int64_t xstep, int64_t c0, int64_t goff, int64_t ldg, T* dst,
+                  int64_t ldd) {
   using Cfg = GemmBlocking<T>;
   using V = Vec<T>;
   constexpr int MR = Cfg::MR, NV = Cfg::NV, VS = Cfg::VS;
@@ -184,16 +193,19 @@ void conv_dw_tile(int64_t n, const T* const* xp, int64_t c0, const T* g, int64_t
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) acc[r][j] = V::load(dst + r * ldd + j * VS);
-  for (int64_t s = 0; s < n; ++s, g += ldg) {
-    const T* a = xp[s] + c0;
-    V bv[NV];
+  for (int64_t u = 0; u < nruns; ++u) {
+    const T* a = runs[u].x + c0;
+    const T* g = runs[u].g + goff;
+    for (int64_t s = 0; s < runs[u].len; ++s, a += xstep, g += ldg) {
+      V bv[NV];
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) bv[j] = V::load(g + j * VS);
+      for (int j = 0; j < NV; ++j) bv[j] = V::load(g + j * VS);
 #pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r) {
-      const V ar(a[r]);
+      for (int r = 0; r < MR; ++r) {
+        const V ar(a[r]);
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) acc[r][j] = gemm_madd<V>(ar, bv[j], acc[r][j]);
+        for (int j = 0; j < NV; ++j) acc[r][j] = gemm_madd<V>(ar, bv[j], acc[r][j]);
+      }
     }
   }
 #pragma GCC unroll 32
@@ -263,17 +275,54 @@ inline std::vector<int64_t> conv_tap_table(int64_t grid, int64_t k, int64_t limi
   return tab;
 }
 
-/// Runs conv_direct_tile over `count` pixels for every NR-channel block of the output. Taps are
-/// separable: next(row, base, ro, co), called for each pixel in turn, gives its row of out_h, a
-/// base offset into src, and per kernel row i / column j an offset ro[i] / co[j] (-1: padding).
-/// Tap (i, j) of the pixel then reads src + base + ro[i] + co[j], or `zero`.
-template <class T, class Next>
-void conv_direct_sweep(int64_t count, int64_t kH, int64_t kW, const T* src, const T* zero, const T* w, int64_t C,
-                       int64_t nblocks, T* out_h, int64_t ld, Next&& next) {
+/// The positions h < grid grouped by which of the k kernel rows are valid there (tab from
+/// conv_tap_table): cls[c] lists the positions of class c, classes in order of first appearance.
+inline std::vector<std::vector<int64_t>> conv_tap_classes(const std::vector<int64_t>& tab, int64_t grid, int64_t k) {
+  std::vector<std::vector<int64_t>> cls;
+  std::vector<int64_t> first;  // a representative of each class
+  for (int64_t h = 0; h < grid; ++h) {
+    size_t c = 0;
+    for (; c < cls.size(); ++c) {
+      bool same = true;
+      for (int64_t i = 0; i < k && same; ++i) same = (tab[size_t(h * k + i)] >= 0) == (tab[size_t(first[c] * k + i)] >= 0);
+      if (same) break;
+    }
+    if (c == cls.size()) cls.emplace_back(), first.push_back(h);
+    cls[c].push_back(h);
+  }
+  return cls;
+}
+
+/// Runs conv_direct_tile over the nb x gh x gw pixels of a grid (the forward's output, or dx's
+/// input) for every NR-channel block: pixel (n, h, w) writes row (n gh + h) gw + w of out_h, and
+/// its tap (i, j) reads src + n src_image + rt[h kH + i] + ct[w kW + j] (conv_tap_table), or
+/// `zero` where either is -1. Pixels are visited grouped by which taps are valid for them (border
+/// rows and columns, stride phases; each group through all nb images), so that the MR pixels of a
+/// tile share their taps and a padding tap is skipped, not multiplied by zeros.
+template <class T>
+void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t kW, const std::vector<int64_t>& rt,
+                       const std::vector<int64_t>& ct, const T* src, int64_t src_image, const T* zero, const T* w,
+                       int64_t C, int64_t nblocks, T* out_h, int64_t ld) {
   using Cfg = GemmBlocking<T>;
   constexpr int MR = Cfg::MR, NR = Cfg::NR;
   constexpr int64_t kTiles = 8;  // tiles per group: their inputs stay in cache across the channel blocks
-  const int64_t taps = kH * kW, block = taps * C * NR;
+  const int64_t taps = kH * kW, block = taps * C * NR, count = nb * gh * gw;
+  const auto rcls = conv_tap_classes(rt, gh, kH), ccls = conv_tap_classes(ct, gw, kW);
+  // the pixel order: for each (row class, column class), every image, the class's rows x columns
+  size_t rc = 0, cc = 0, hk = 0, wk = 0;
+  int64_t n = 0;
+  auto next = [&](int64_t& row, int64_t& base, const int64_t*& ro, const int64_t*& co) {
+    const int64_t h = rcls[rc][hk], x = ccls[cc][wk];
+    row = (n * gh + h) * gw + x, base = n * src_image, ro = rt.data() + h * kH, co = ct.data() + x * kW;
+    if (++wk < ccls[cc].size()) return;
+    wk = 0;
+    if (++hk < rcls[rc].size()) return;
+    hk = 0;
+    if (++n < nb) return;
+    n = 0;
+    if (++cc < ccls.size()) return;
+    cc = 0, ++rc;
+  };
   std::vector<const T*> a(size_t(kTiles * taps * MR));
   std::vector<int64_t> toff(size_t(kTiles * taps)), none(size_t(std::max(kH, kW)), -1);
   int64_t ntaps[kTiles], base[MR];
@@ -327,12 +376,7 @@ void conv_direct_fwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, i
   std::fill(zero, zero + C, T(0));
   const std::vector<int64_t> rt = conv_tap_table(OH, p.kH, p.H, p.stride[0], p.padding[0], p.dilation[0], p.W * C, false);
   const std::vector<int64_t> ct = conv_tap_table(OW, p.kW, p.W, p.stride[1], p.padding[1], p.dilation[1], C, false);
-  int64_t n = 0, y = 0, z = 0, s = 0;  // output pixels in order
-  conv_direct_sweep<T>(nb * ohw, p.kH, p.kW, xh, zero, wf, C, cpad / NR, oh, cpad,
-                       [&](int64_t& row, int64_t& base, const int64_t*& ro, const int64_t*& co) {
-                         row = s++, base = n * p.H * p.W * C, ro = rt.data() + y * p.kH, co = ct.data() + z * p.kW;
-                         if (++z == OW && (z = 0, ++y == OH)) y = 0, ++n;
-                       });
+  conv_direct_sweep<T>(nb, OH, OW, p.kH, p.kW, rt, ct, xh, p.H * p.W * C, zero, wf, C, cpad / NR, oh, cpad);
   conv_from_nhwc(oh, cpad, nb, p.Cout, ohw, bias, out + n0 * p.Cout * ohw);
 }
 
@@ -344,7 +388,7 @@ void conv_direct_bwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, c
   using Cfg = GemmBlocking<T>;
   constexpr int MR = Cfg::MR, NR = Cfg::NR;
   const int64_t OH = p.OH(), OW = p.OW(), ohw = OH * OW, S = nb * ohw, HW = p.H * p.W;
-  const int64_t Cin = p.Cin, Cout = p.Cout, cpad = conv_round_up(Cout, NR), taps = p.kH * p.kW;
+  const int64_t Cin = p.Cin, Cout = p.Cout, cpad = conv_round_up(Cout, NR);
   // dout_h[s][o], zero-padded to cpad channels, and a zero row after it
   T* gh = conv_scratch<T>(1, (S + 1) * cpad);
   std::fill(gh, gh + (S + 1) * cpad, T(0));
@@ -355,26 +399,7 @@ void conv_direct_bwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, c
     T* dxh = conv_scratch<T>(2, nb * HW * cinpad);
     const std::vector<int64_t> rt = conv_tap_table(p.H, p.kH, OH, sh, p.padding[0], p.dilation[0], OW * cpad, true);
     const std::vector<int64_t> ct = conv_tap_table(p.W, p.kW, OW, sw, p.padding[1], p.dilation[1], cpad, true);
-    // input pixels phase by phase (rows ih = a, a + sh, ..., columns iw = b, b + sw, ...), each
-    // phase through all the images, so that a tile's pixels share their valid taps
-    int64_t n = 0, a = 0, b = 0, ih = 0, iw = 0;
-    conv_direct_sweep<T>(nb * HW, p.kH, p.kW, gh, gzero, wd, Cout, cinpad / NR, dxh, cinpad,
-                         [&](int64_t& row, int64_t& base, const int64_t*& ro, const int64_t*& co) {
-                           row = (n * p.H + ih) * p.W + iw, base = n * ohw * cpad;
-                           ro = rt.data() + ih * p.kH, co = ct.data() + iw * p.kW;
-                           if ((iw += sw) < p.W) return;
-                           iw = b;
-                           if ((ih += sh) < p.H) return;
-                           ih = a;
-                           if (++n < nb) return;
-                           n = 0;
-                           if (++b < std::min(sw, p.W)) {  // next phase: next column offset, then row offset
-                             iw = b;
-                             return;
-                           }
-                           b = iw = 0;
-                           if (++a < std::min(sh, p.H)) ih = a;
-                         });
+    conv_direct_sweep<T>(nb, p.H, p.W, p.kH, p.kW, rt, ct, gh, ohw * cpad, gzero, wd, Cout, cinpad / NR, dxh, cinpad);
     conv_from_nhwc<T>(dxh, cinpad, nb, Cin, HW, nullptr, dx + n0 * Cin * HW);
   }
   if (dwh) {
@@ -382,34 +407,30 @@ void conv_direct_bwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, c
     // x_h with MR values of slack and a zero row (Cin + MR long) after it: tiles read MR channels
     T* xh = conv_scratch<T>(0, nb * HW * Cin + Cin + MR);
     conv_to_nhwc(x + n0 * xs[0], xs, nb, Cin, p.H, p.W, xh, Cin);
-    const T* xzero = xh + nb * HW * Cin;
     std::fill(xh + nb * HW * Cin, xh + nb * HW * Cin + Cin + MR, T(0));
-    std::vector<const T*> xtab(size_t(taps * S));  // xtab[t][s]: the input row tap t of pixel s reads
-    for (int64_t i = 0; i < p.kH; ++i)
-      for (int64_t j = 0; j < p.kW; ++j) {
-        int64_t zlo, zhi;  // output columns whose tap column is inside the image
-        conv_valid_range(OW, p.W, p.stride[1], p.padding[1], j * p.dilation[1], zlo, zhi);
-        const T** tab = xtab.data() + (i * p.kW + j) * S;
-        for (int64_t ny = 0; ny < nb * OH; ++ny, tab += OW) {  // output rows (n, y)
-          const int64_t n = ny / OH, ih = ny % OH * p.stride[0] - p.padding[0] + i * p.dilation[0];
-          if (ih < 0 || ih >= p.H) {
-            std::fill(tab, tab + OW, xzero);
-            continue;
+    // output rows in blocks of about kPixels pixels (their dout rows and the x rows they read stay
+    // in L2); per tap, each row's pixels whose tap is inside the image are one run
+    constexpr int64_t kPixels = 256;
+    const int64_t rows_per = std::max<int64_t>(1, kPixels / OW), xstep = p.stride[1] * Cin;
+    std::vector<ConvRun<T>> runs(static_cast<size_t>(rows_per));
+    for (int64_t r0 = 0; r0 < nb * OH; r0 += rows_per) {
+      const int64_t r1 = std::min(nb * OH, r0 + rows_per);
+      for (int64_t i = 0; i < p.kH; ++i)
+        for (int64_t j = 0; j < p.kW; ++j) {
+          int64_t zlo, zhi;  // output columns whose tap column is inside the image
+          conv_valid_range(OW, p.W, p.stride[1], p.padding[1], j * p.dilation[1], zlo, zhi);
+          int64_t nruns = 0;
+          for (int64_t r = r0; r < r1 && zhi > zlo; ++r) {  // output rows r = (n, y)
+            const int64_t n = r / OH, ih = r % OH * p.stride[0] - p.padding[0] + i * p.dilation[0];
+            if (ih < 0 || ih >= p.H) continue;
+            const int64_t iw = zlo * p.stride[1] - p.padding[1] + j * p.dilation[1];
+            runs[size_t(nruns++)] = {xh + ((n * p.H + ih) * p.W + iw) * Cin, gh + (r * OW + zlo) * cpad, zhi - zlo};
           }
-          const T* src = xh + ((n * p.H + ih) * p.W + zlo * p.stride[1] - p.padding[1] + j * p.dilation[1]) * Cin;
-          std::fill(tab, tab + zlo, xzero);
-          for (int64_t z = zlo; z < zhi; ++z, src += p.stride[1] * Cin) tab[z] = src;
-          std::fill(tab + zhi, tab + OW, xzero);
+          T* dt = dwh + (i * p.kW + j) * cinpm * cpad;
+          for (int64_t c0 = 0; c0 < cinpm; c0 += MR)
+            for (int64_t ob = 0; ob < cpad / NR; ++ob)
+              conv_dw_tile<T>(runs.data(), nruns, xstep, c0, ob * NR, cpad, dt + c0 * cpad + ob * NR, cpad);
         }
-      }
-    constexpr int64_t kPixels = 256;  // pixels per pass: the dout rows and x rows they read stay in L2
-    for (int64_t s0 = 0; s0 < S; s0 += kPixels) {
-      const int64_t sn = std::min(kPixels, S - s0);
-      for (int64_t t = 0; t < taps; ++t)
-        for (int64_t c0 = 0; c0 < cinpm; c0 += MR)
-          for (int64_t ob = 0; ob < cpad / NR; ++ob)
-            conv_dw_tile<T>(sn, xtab.data() + t * S + s0, c0, gh + s0 * cpad + ob * NR, cpad,
-                            dwh + (t * cinpm + c0) * cpad + ob * NR, cpad);
     }
   }
 }
