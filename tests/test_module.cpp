@@ -81,6 +81,16 @@ TEST_CASE("module: state_dict round trip gives the same outputs; bad dicts are r
   sd = a.state_dict();
   sd[0].second = zeros({4});
   th::check_throws([&] { b.load_state_dict(sd); }, {"0.a.weight", "[4]", "[3]"});
+  // a refused dict changes nothing, even the entries that matched
+  nn::Sequential c(Block(), Affine(3));
+  const auto c_before = th::values(c(x));
+  sd = a.state_dict();
+  sd.back().second = zeros({5});  // the last entry is bad; the earlier ones would fit
+  th::check_throws([&] { c.load_state_dict(sd); }, {"1.running"});
+  sd = a.state_dict();
+  sd.emplace_back("extra", zeros({1}));
+  th::check_throws([&] { c.load_state_dict(sd); }, {"unexpected"});
+  CHECK(th::values(c(x)) == c_before);
 }
 
 TEST_CASE("module: forward hooks see input and output, may replace them, and can be removed") {

@@ -46,6 +46,23 @@ TEST_CASE("TimeToAccuracy: first epoch at or above the target, items counted, su
   CHECK_THAT(tta->summary(), Catch::Contains("accuracy ") && Catch::Contains("target 0.9 reached at epoch " +
                                                                               std::to_string(first)));
 
+  // validate() and get_preds() after the fit leave the numbers alone
+  const double wall = tta->wall_s, reached_at = tta->time_to_target_s;
+  learn.validate();
+  learn.get_preds();
+  CHECK(tta->wall_s == wall);
+  CHECK(tta->time_to_target_s == reached_at);
+  CHECK(tta->epoch_reached == first);
+  CHECK(tta->train_items == 4 * 64);
+
+  // fit_one_cycle and fit_flat_cos default to the Learner's lr, as in fastai
+  learn.lr = 0.02;
+  learn.fit_one_cycle(1);
+  CHECK_THAT(*std::max_element(learn.recorder().lrs.begin(), learn.recorder().lrs.end()),
+             Catch::WithinRel(0.02, 1e-3));
+  learn.fit_flat_cos(1);
+  CHECK(learn.recorder().lrs.front() == Approx(0.02));
+
   auto never = std::make_shared<TimeToAccuracy>(1.5);
   learn.remove_cb(tta).add_cb(never);
   learn.fit(1, 0.1);

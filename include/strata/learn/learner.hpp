@@ -275,12 +275,14 @@ class Learner {
       with_events<CancelFitException>([&] { do_fit(); }, Event::before_fit, Event::after_cancel_fit, Event::after_fit);
     });
   }
-  /// One cycle of lr (lr_max/div -> lr_max -> lr_max/div_final, cosine) and momentum (moms). In param_scheduler.hpp.
-  void fit_one_cycle(int n_epoch, std::variant<double, Slice> lr_max = 1e-3, double div = 25, double div_final = 1e5,
+  /// One cycle of lr (lr_max/div -> lr_max -> lr_max/div_final, cosine) and momentum (moms); lr_max defaults to
+  /// the Learner's lr, as in fastai. In param_scheduler.hpp.
+  void fit_one_cycle(int n_epoch, std::optional<std::variant<double, Slice>> lr_max = {}, double div = 25, double div_final = 1e5,
                      double pct_start = 0.25, std::optional<double> wd = {}, std::vector<double> moms = {},
                      std::vector<CallbackPtr> cbs = {}, bool reset_opt = false);
-  /// Flat lr for pct_start of the fit, then cosine down to lr/div_final. In param_scheduler.hpp.
-  void fit_flat_cos(int n_epoch, std::variant<double, Slice> lr = 1e-3, double div_final = 1e5,
+  /// Flat lr for pct_start of the fit, then cosine down to lr/div_final (lr defaults to the Learner's lr).
+  /// In param_scheduler.hpp.
+  void fit_flat_cos(int n_epoch, std::optional<std::variant<double, Slice>> lr = {}, double div_final = 1e5,
                     double pct_start = 0.75, std::optional<double> wd = {}, std::vector<CallbackPtr> cbs = {},
                     bool reset_opt = false);
   /// The lr range test (exponential lr from start_lr to end_lr). In lr_finder.hpp.
@@ -359,6 +361,10 @@ class Learner {
       if (k.rfind(kOptPrefix, 0) == 0) opt_sd[k.substr(std::string(kOptPrefix).size())] = t;
       else model_sd.emplace_back(k, t);
     }
+    // the model as it is, to put back if the optimizer state is refused (a failed load changes nothing)
+    nn::NamedTensors backup;
+    if (with_opt && !opt_sd.empty())
+      for (auto& [k, t] : model->state_dict()) backup.emplace_back(k, t.detach().clone());
     try {
       model->load_state_dict(model_sd, strict);
     } catch (const Error& e) {
@@ -373,7 +379,10 @@ class Learner {
     try {
       opt->load_state_dict(opt_sd);
     } catch (const Error& e) {
-      if (strict) throw Error(std::string("load: ") + file + ": " + e.what());
+      if (strict) {
+        model->load_state_dict(backup);
+        throw Error(std::string("load: ") + file + ": " + e.what());
+      }
       std::cerr << "load: could not load the optimizer state of " << file << ": " << e.what() << "\n";
     }
   }

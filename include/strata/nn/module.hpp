@@ -165,10 +165,11 @@ class Module : public std::enable_shared_from_this<Module> {
   /// Copies values by name into this module's parameters and buffers (any dtype is converted).
   /// strict: every key must match both ways. Shapes must match; errors name the key and both shapes.
   void load_state_dict(const NamedTensors& sd, bool strict = true) {
+    // First every check, then every copy: a refused dict leaves the module as it was.
     NamedTensors mine = state_dict();
     std::vector<std::string> missing, unexpected;
     std::vector<bool> used(sd.size(), false);
-    NoGrad ng;
+    std::vector<std::pair<Tensor*, const Tensor*>> copies;
     for (auto& [name, t] : mine) {
       size_t i = 0;
       while (i < sd.size() && sd[i].first != name) ++i;
@@ -179,7 +180,7 @@ class Module : public std::enable_shared_from_this<Module> {
       used[i] = true;
       STRATA_CHECK(sd[i].second.shape() == t.shape(), "load_state_dict", "got ", name, " of shape ",
                    sd[i].second.shape(), ", expected shape ", t.shape());
-      t.copy_(sd[i].second);
+      copies.emplace_back(&t, &sd[i].second);
     }
     for (size_t i = 0; i < sd.size(); ++i)
       if (!used[i]) unexpected.push_back(sd[i].first);
@@ -190,6 +191,8 @@ class Module : public std::enable_shared_from_this<Module> {
       if (!unexpected.empty()) os << " unexpected: " << join_names(unexpected);
       throw Error("load_state_dict: " + os.str());
     }
+    NoGrad ng;
+    for (auto& [dst, src] : copies) dst->copy_(*src);
   }
 
   /// Sets every parameter's gradient to undefined (PyTorch's zero_grad(set_to_none=True)).

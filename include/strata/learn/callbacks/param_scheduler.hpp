@@ -94,7 +94,7 @@ inline std::vector<double> group_lrs(Optimizer& opt, const std::variant<double, 
 }
 }  // namespace detail
 
-inline void Learner::fit_one_cycle(int n_epoch_, std::variant<double, Slice> lr_max, double div, double div_final,
+inline void Learner::fit_one_cycle(int n_epoch_, std::optional<std::variant<double, Slice>> lr_max, double div, double div_final,
                                    double pct_start, std::optional<double> wd_, std::vector<double> moms_,
                                    std::vector<CallbackPtr> cbs_, bool reset_opt) {
   STRATA_CHECK(div > 0 && div_final > 0, "fit_one_cycle", "got div = ", div, " and div_final = ", div_final,
@@ -105,21 +105,21 @@ inline void Learner::fit_one_cycle(int n_epoch_, std::variant<double, Slice> lr_
   STRATA_CHECK(m.size() == 3, "fit_one_cycle", "got ", m.size(), " moms, expected 3 (start, middle, end)");
   if (!opt) create_opt();
   HyperSchedules s;
-  for (double l : detail::group_lrs(*opt, lr_max))
+  for (double l : detail::group_lrs(*opt, lr_max.value_or(lr)))
     s["lr"].push_back(combined_cos(pct_start, l / div, l, l / div_final));
   s["mom"] = {combined_cos(pct_start, m[0], m[1], m[2])};
   cbs_.insert(cbs_.begin(), std::make_shared<ParamScheduler>(std::move(s)));
   fit(n_epoch_, {}, wd_, std::move(cbs_), reset_opt);
 }
 
-inline void Learner::fit_flat_cos(int n_epoch_, std::variant<double, Slice> lr_, double div_final, double pct_start,
+inline void Learner::fit_flat_cos(int n_epoch_, std::optional<std::variant<double, Slice>> lr_, double div_final, double pct_start,
                                   std::optional<double> wd_, std::vector<CallbackPtr> cbs_, bool reset_opt) {
   STRATA_CHECK(div_final > 0, "fit_flat_cos", "got div_final = ", div_final, ", expected div_final > 0");
   STRATA_CHECK(pct_start >= 0 && pct_start <= 1, "fit_flat_cos", "got pct_start = ", pct_start,
                ", expected 0 <= pct_start <= 1");
   if (!opt) create_opt();
   HyperSchedules s;
-  for (double l : detail::group_lrs(*opt, lr_)) s["lr"].push_back(combined_cos(pct_start, l, l, l / div_final));
+  for (double l : detail::group_lrs(*opt, lr_.value_or(lr))) s["lr"].push_back(combined_cos(pct_start, l, l, l / div_final));
   cbs_.insert(cbs_.begin(), std::make_shared<ParamScheduler>(std::move(s)));
   fit(n_epoch_, {}, wd_, std::move(cbs_), reset_opt);
 }

@@ -55,8 +55,41 @@ class TimeToAccuracy : public Callback {
     return buf;
   }
 
+  // validate(), get_preds() and predict() send before_fit/after_fit too (as fastai does): the numbers
+  // reset only when a fit really trains, so they survive a validate() after the fit.
   void before_fit() override {
-    start_ = Clock::now();
+    fit_start_ = Clock::now();
+    trained_ = false;
+  }
+  void before_train() override {
+    if (!trained_) start_fit();
+    train_start_ = Clock::now();
+  }
+  void after_batch() override {
+    if (learn->training && !learn->xb.empty()) train_items += learn->xb[0].size(0);
+  }
+  void after_train() override { train_s += seconds_since(train_start_); }
+  void after_epoch() override {
+    if (!trained_) return;
+    const auto& values = learn->recorder().values;
+    if (values.empty() || int(values.back().size()) <= column_) return;
+    const double v = values.back()[column_];
+    if (std::isnan(v)) return;
+    final_value = v;
+    if (std::isnan(best_value) || v > best_value) best_value = v;
+    if (!reached() && v >= target) {
+      epoch_reached = learn->epoch + 1;
+      time_to_target_s = seconds_since(fit_start_);
+    }
+  }
+  void after_fit() override {
+    if (trained_) wall_s = seconds_since(fit_start_);
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  void start_fit() {
+    trained_ = true;
     wall_s = train_s = 0;
     time_to_target_s = std::numeric_limits<double>::quiet_NaN();
     epoch_reached = -1;
@@ -69,31 +102,11 @@ class TimeToAccuracy : public Callback {
     STRATA_CHECK(column_ >= 0, "TimeToAccuracy", "got metric \"", metric,
                  "\", expected one of the Learner's metrics (give it in LearnerOptions::metrics)");
   }
-  void before_train() override { train_start_ = Clock::now(); }
-  void after_batch() override {
-    if (learn->training && !learn->xb.empty()) train_items += learn->xb[0].size(0);
-  }
-  void after_train() override { train_s += seconds_since(train_start_); }
-  void after_epoch() override {
-    const auto& values = learn->recorder().values;
-    if (values.empty() || int(values.back().size()) <= column_) return;
-    const double v = values.back()[column_];
-    if (std::isnan(v)) return;
-    final_value = v;
-    if (std::isnan(best_value) || v > best_value) best_value = v;
-    if (!reached() && v >= target) {
-      epoch_reached = learn->epoch + 1;
-      time_to_target_s = seconds_since(start_);
-    }
-  }
-  void after_fit() override { wall_s = seconds_since(start_); }
-
- private:
-  using Clock = std::chrono::steady_clock;
   static double seconds_since(Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
   }
-  Clock::time_point start_, train_start_;
+  Clock::time_point fit_start_, train_start_;
+  bool trained_ = false;
   int column_ = -1;
 };
 
