@@ -1,19 +1,25 @@
 // The conv2d lab: forward + backward (dx, dw, db) of the flagship's 3x3 and 1x1 layers, f32, batch 128.
 //
-// Ladder (GFLOP/s of forward + backward, 3 x the forward's 2 B Cout Cin kH kW OH OW flops, 1 thread,
-// process CPU time on the shared dev machine: AMD EPYC Zen 3, AVX2+FMA, ~100 GFLOP/s FMA peak per
-// core; layers 16->32 3x3 s2 at 28x28 / 64->64 3x3 at 7x7 / 128->128 3x3 at 4x4):
-//   v0 ref       the 7-loop references (cpu::conv2d_*_ref), sums in double          ~0.9 / ~0.9 / ~0.9
+// Ladder (GFLOP/s of forward + backward, counted as 3 x the forward's nominal 2 B Cout Cin kH kW OH OW
+// flops, padding taps included; 1 thread, process CPU time on the shared dev machine: AMD EPYC
+// Zen 3, AVX2+FMA, a pure-FMA loop reaches ~101 GFLOP/s per core; layers 16->32 3x3 stride 2 at
+// 28x28 / 64->64 3x3 at 7x7 / 128->128 3x3 at 4x4; +-15%, the machine is shared):
+//   v0 ref       the 7-loop references (cpu::conv2d_*_ref), sums in double          ~0.4 / ~0.4 / ~0.4
 //   v1 per-image im2col, then one cpu::gemm per image for out, dw and dcol, col2im:
 //                a 4x4 map is a 16-column GEMM, and col^T is packed with a strided
-//                gather for dw                                                       ~20 / ~25 / ~12
+//                gather for dw                                                       ~30 / ~30 / ~23
 //   v2 im2col    shipped ConvAlgo::im2col: images batched so a GEMM has ~1024
-//                columns, col buffer capped at 2 MiB (kernels/cpu/conv.hpp)          ~30 / ~42 / ~47
+//                columns, col buffer capped at 2 MiB (kernels/cpu/conv.hpp); the
+//                GEMM's packing of col is now half the time                          ~23 / ~36 / ~48
 //   v3 direct    shipped ConvAlgo::direct: NHWC, 6 pixels x 16 channels register
-//                tiles fed by pointers, no im2col (kernels/cpu/conv_direct.hpp)      ~45 / ~85 / ~80
-// 2 threads (wall clock, read ratios: the machine is shared): v3 splits the batch over the threads.
-// PyTorch 1.13 (oneDNN) on the same layers, 1 thread: ~48 / ~76 / ~74 (bench/peers/run_ops.sh).
-// Every version is checked against the reference on a small problem before anything is timed.
+//                tiles fed by pointers, no im2col or packing of the pixels; pixels
+//                grouped by valid taps, so padding taps are skipped (which is how a
+//                4x4 map beats the FMA peak in nominal flops) (conv_direct.hpp)        ~50 / ~90 / ~95
+// PyTorch 1.13 (oneDNN), same layers, 1 thread, process CPU time:                        ~53 / ~68 / ~78
+// 2 threads (wall clock; read ratios, the machine is shared): the batch is cut into chunk groups
+// that the threads take from a counter. bench/peers/run_ops.sh times the op (with autograd)
+// against PyTorch in one run. Every version is checked against the reference on a small problem
+// before anything is timed.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
