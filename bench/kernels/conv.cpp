@@ -14,7 +14,7 @@
 //   v3 direct    shipped ConvAlgo::direct: NHWC, 6 pixels x 16 channels register
 //                tiles fed by pointers, no im2col or packing of the pixels; pixels
 //                grouped by valid taps, so padding taps are skipped (which is how a
-//                4x4 map beats the FMA peak in nominal flops) (conv_direct.hpp)        ~50 / ~90 / ~95
+//                4x4 map beats the FMA peak in nominal flops) (conv_direct.hpp)   ~46-53 / ~88-95 / ~79-102
 // PyTorch 1.13 (oneDNN), same layers, 1 thread, process CPU time:                        ~53 / ~68 / ~78
 // 2 threads (wall clock; read ratios, the machine is shared): the batch is cut into chunk groups
 // that the threads take from a counter. bench/peers/run_ops.sh times the op (with autograd)
