@@ -307,24 +307,28 @@ void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t k
   constexpr int MR = Cfg::MR, NR = Cfg::NR;
   constexpr int64_t kTiles = 8;  // tiles per group: their inputs stay in cache across the channel blocks
   const int64_t taps = kH * kW, block = taps * C * NR, count = nb * gh * gw;
+  // the pixel order: for each (row class, column class) cell, every image, the cell's positions
   const auto rcls = conv_tap_classes(rt, gh, kH), ccls = conv_tap_classes(ct, gw, kW);
-  // the pixel order: for each (row class, column class), every image, the class's rows x columns
-  size_t rc = 0, cc = 0, hk = 0, wk = 0;
+  std::vector<std::array<int64_t, 2>> cells;  // (h, w) of every position, cell after cell
+  std::vector<size_t> ends;                  // where each cell's positions end in `cells`
+  for (const auto& rc : rcls)
+    for (const auto& cc : ccls) {
+      for (int64_t h : rc)
+        for (int64_t x : cc) cells.push_back({h, x});
+      ends.push_back(cells.size());
+    }
+  size_t k = 0, cell = 0, begin = 0;
   int64_t n = 0;
   auto next = [&](int64_t& row, int64_t& base, const int64_t*& ro, const int64_t*& co) {
-    const int64_t h = rcls[rc][hk], x = ccls[cc][wk];
+    const int64_t h = cells[k][0], x = cells[k][1];
     row = (n * gh + h) * gw + x, base = n * src_image, ro = rt.data() + h * kH, co = ct.data() + x * kW;
-    if (++wk < ccls[cc].size()) return;
-    wk = 0;
-    if (++hk < rcls[rc].size()) return;
-    hk = 0;
-    if (++n < nb) return;
-    n = 0;
-    if (++cc < ccls.size()) return;
-    cc = 0, ++rc;
+    if (++k < ends[cell]) return;
+    if (++n < nb) k = begin;  // the same cell in the next image
+    else n = 0, begin = ends[cell++];
   };
   std::vector<const T*> a(size_t(kTiles * taps * MR));
-  std::vector<int64_t> toff(size_t(kTiles * taps)), none(size_t(std::max(kH, kW)), -1);
+  std::vector<int64_t> toff(static_cast<size_t>(kTiles * taps)), none(static_cast<size_t>(std::max(kH, kW)), -1);
+  std::vector<int64_t> vi(static_cast<size_t>(kH)), vj(static_cast<size_t>(kW));
   int64_t ntaps[kTiles], base[MR];
   const int64_t* ro[MR];
   const int64_t* co[MR];
@@ -339,9 +343,23 @@ void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t k
         else base[r] = 0, ro[r] = co[r] = none.data();  // no pixel: all padding
         rows[u][r] = out_h + row * ld;
       }
+      // the kernel rows and columns some pixel of the tile can use (all 3 x 3 inside an image; one
+      // or two of them for dx of a stride-2 conv)
+      int64_t ni = 0, nj = 0;
+      for (int64_t i = 0; i < kH; ++i) {
+        bool any = false;
+        for (int r = 0; r < MR; ++r) any = any || ro[r][i] >= 0;
+        if (any) vi[size_t(ni++)] = i;
+      }
+      for (int64_t j = 0; j < kW; ++j) {
+        bool any = false;
+        for (int r = 0; r < MR; ++r) any = any || co[r][j] >= 0;
+        if (any) vj[size_t(nj++)] = j;
+      }
       int64_t cnt = 0;
-      for (int64_t i = 0; i < kH; ++i)
-        for (int64_t j = 0; j < kW; ++j) {
+      for (int64_t ii = 0; ii < ni; ++ii)
+        for (int64_t jj = 0; jj < nj; ++jj) {
+          const int64_t i = vi[size_t(ii)], j = vj[size_t(jj)];
           const T** at = a.data() + (u * taps + cnt) * MR;
           bool any = false;
           for (int r = 0; r < MR; ++r) {
