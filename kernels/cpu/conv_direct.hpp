@@ -8,14 +8,17 @@
 // (kernels/cpu/gemm.hpp, same MR x NR tile), fed by pointers. In NHWC a pixel's channels are
 // contiguous, so each of the MR pixels is one pointer walking c; a pixel whose tap falls in the
 // padding points at a row of zeros, and a tap that is padding for all MR pixels is skipped.
-// Pixels are numbered across the images of a chunk, so a 2x2 map still fills a 6-pixel tile.
+// Pixels are numbered across the images of a chunk, so a 2x2 map still fills a 6-pixel tile, and
+// they are visited grouped by which taps are valid for them (border rows and columns, stride
+// phases), so that a tile's pixels share their taps: padding taps cost nothing, which matters on
+// small maps (a 4x4 map with a 3x3 kernel has 31% padding taps).
 //   forward: out_h[s][o] = sum_{t, c} x_h[pix(s, t)][c] wf[t][c][o]
 //   dx:      dx_h[q][c]  = sum_{t, o} dout_h[pix'(q, t)][o] wd[t][o][c]: the same tile kernel, with
 //            pix'(q, t) the output pixel that read input pixel q through tap t, when there is one
-//            ((ih + ph - i dh) a multiple of sh and in range, likewise w). For stride > 1 the input
-//            pixels are visited phase by phase (ih mod sh, iw mod sw), so a tile shares its taps.
+//            ((ih + ph - i dh) a multiple of sh and in range, likewise w).
 //   dw:      dw_h[t][c][o] = sum_s x_h[pix(s, t)][c] dout_h[s][o]: a tile of MR input channels x
-//            NR output channels, reduced over the pixels s (MR broadcasts from one pointer per s).
+//            NR output channels, reduced over the pixels s whose tap t is inside the image (per
+//            output row one run of consecutive pixels; MR broadcasts from one pointer per pixel).
 // NCHW tensors are transposed to NHWC per chunk of images (x, dout) and the results back (out,
 // dx): O(activations) copies against O(activations x channels x taps) multiply-adds.
 // Register tiles (MR, NR, Vec width) come from GemmBlocking<T>: AVX2 6 x 16 (f32), 6 x 8 (f64).
