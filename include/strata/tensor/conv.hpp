@@ -8,7 +8,7 @@
 //             db[o] = sum_{n, y, z} dout[n, o, y, z]
 // dtypes: float32 and float64 (x, w, b all the same); float16/bfloat16 are computed in float32 and
 // rounded once. x may be any view (its strides go to the kernel); w, b, dout are made contiguous.
-// Kernels (im2col + GEMM, depthwise and 1x1 special cases) and reference loops: kernels/cpu/conv.hpp.
+// Kernels (NHWC direct tiles, im2col + GEMM, depthwise loops) and reference loops: kernels/cpu/conv.hpp.
 #pragma once
 
 #include <array>
