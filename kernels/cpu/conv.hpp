@@ -27,7 +27,8 @@
 //   Several images share one GEMM when maps are small (a 2x2 map alone is a 4-column GEMM, far too
 //   thin to run at speed): S is about kConvTargetCols, the col buffer at most kConvMaxColElems.
 //   A 1x1, stride-1, unpadded conv on large maps needs no im2col: x's [Cin][H W] plane is col.
-// - depthwise (G == Cin == Cout): a direct loop per (image, channel) plane, vectorized along rows.
+// - depthwise (G == Cin: one input channel per group, any number of outputs each; so also a
+//   1-channel input like an image stem): loops over zero-padded planes, vectorized along rows.
 // Threads (direct and im2col): with at least as many images as threads, the batch is cut into
 // chunks and the chunks into groups of consecutive chunks, about kConvGroupsPerThread per thread,
 // which the threads take from a counter (a thread slowed by another process takes fewer), each
@@ -284,31 +285,80 @@ void conv_col2im(const Conv2dParams& p, const T* dcol, int64_t n0, int64_t nb, i
 
 // ================================================================================ depthwise
 
-/// Depthwise forward (G == Cin == Cout): each (image, channel) plane convolved with its own kH x kW
-/// filter, a row of outputs at a time (vectorized along the row for stride 1).
+/// Width of a zero-padded plane for the depthwise loops: the padded input, and room for rows of
+/// 4 vectors read past the last output column.
+inline int64_t conv_depthwise_wp(const Conv2dParams& p, int64_t vs) {
+  return std::max(p.W + 2 * p.padding[1], conv_round_up(p.OW(), 4 * vs) + (p.kW - 1) * p.dilation[1]);
+}
+
+/// xp[H + 2 ph][wp] = the plane x (strides xs[2], xs[3]) with a zero border of ph rows and pw columns.
+template <class T>
+void conv_pad_plane(const Conv2dParams& p, const T* x, const ConvStrides& xs, int64_t wp, T* xp) {
+  const int64_t ph = p.padding[0], pw = p.padding[1];
+  std::fill(xp, xp + ph * wp, T(0));
+  for (int64_t h = 0; h < p.H; ++h) {
+    T* row = xp + (h + ph) * wp;
+    std::fill(row, row + pw, T(0));
+    if (xs[3] == 1) std::memcpy(row + pw, x + h * xs[2], size_t(p.W) * sizeof(T));
+    else
+      for (int64_t w = 0; w < p.W; ++w) row[pw + w] = x[h * xs[2] + w * xs[3]];
+    std::fill(row + pw + p.W, row + wp, T(0));
+  }
+  std::fill(xp + (p.H + ph) * wp, xp + (p.H + 2 * ph) * wp, T(0));
+}
+
+/// Depthwise forward (one input channel per group, m = Cout / Cin outputs each; a 1-channel input
+/// is the case G = 1): per (image, input channel), its plane zero-padded once, then for each of its
+/// m outputs and each output row, 4 vectors of the row accumulated in registers over the taps
+/// (stride 1; a scalar loop for other strides).
 template <class T>
 void conv_depthwise_fwd(const Conv2dParams& p, const T* x, const ConvStrides& xs, const T* w, const T* b, T* out) {
-  const int64_t OH = p.OH(), OW = p.OW(), C = p.Cin;
-  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(OH * OW * p.kH * p.kW, 1));
+  using V = Vec<T>;
+  constexpr int VS = V::size;
+  const int64_t OH = p.OH(), OW = p.OW(), C = p.Cin, m = p.Cout / C, kk = p.kH * p.kW, wp = conv_depthwise_wp(p, VS);
+  const int64_t sh = p.stride[0], sw = p.stride[1], dh = p.dilation[0] * wp, dw = p.dilation[1];
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(m * OH * OW * kk, 1));
   parallel_for(0, p.B * C, grain, [&](int64_t lo, int64_t hi) {
+    T* xp = conv_scratch<T>(0, (p.H + 2 * p.padding[0]) * wp);
     for (int64_t nc = lo; nc < hi; ++nc) {
       const int64_t n = nc / C, c = nc % C;
-      const T* xc = x + n * xs[0] + c * xs[1];
-      const T* wc = w + c * p.kH * p.kW;
-      for (int64_t y = 0; y < OH; ++y) {
-        T* row = out + (nc * OH + y) * OW;
-        std::fill(row, row + OW, b ? b[c] : T(0));
-        for (int64_t i = 0; i < p.kH; ++i) {
-          const int64_t ih = y * p.stride[0] - p.padding[0] + i * p.dilation[0];
-          if (ih < 0 || ih >= p.H) continue;
-          for (int64_t j = 0; j < p.kW; ++j) {
-            int64_t zlo, zhi;
-            conv_valid_range(OW, p.W, p.stride[1], p.padding[1], j * p.dilation[1], zlo, zhi);
-            const T* src = xc + ih * xs[2] + (zlo * p.stride[1] - p.padding[1] + j * p.dilation[1]) * xs[3];
-            const T wv = wc[i * p.kW + j];
-            if (p.stride[1] == 1 && xs[3] == 1) conv_axpy<T>(zhi - zlo, wv, src, row + zlo);
-            else
-              for (int64_t z = zlo; z < zhi; ++z) row[z] += wv * src[(z - zlo) * p.stride[1] * xs[3]];
+      conv_pad_plane(p, x + n * xs[0] + c * xs[1], xs, wp, xp);
+      for (int64_t o = c * m; o < (c + 1) * m; ++o) {
+        const T* wo = w + o * kk;
+        const T bo = b ? b[o] : T(0);
+        T* op = out + (n * p.Cout + o) * OH * OW;
+        for (int64_t y = 0; y < OH; ++y) {
+          const T* r0 = xp + y * sh * wp;
+          T* orow = op + y * OW;
+          if (sw != 1) {
+            for (int64_t z = 0; z < OW; ++z) {
+              T acc = bo;
+              for (int64_t i = 0; i < p.kH; ++i)
+                for (int64_t j = 0; j < p.kW; ++j) acc += wo[i * p.kW + j] * r0[i * dh + z * sw + j * dw];
+              orow[z] = acc;
+            }
+            continue;
+          }
+          for (int64_t z0 = 0; z0 < OW; z0 += 4 * VS) {
+            V acc[4] = {V(bo), V(bo), V(bo), V(bo)};
+            for (int64_t i = 0; i < p.kH; ++i)
+              for (int64_t j = 0; j < p.kW; ++j) {
+                const V wv(wo[i * p.kW + j]);
+                const T* src = r0 + i * dh + z0 + j * dw;
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; ++k) acc[k] = vfmadd(wv, V::load(src + k * VS), acc[k]);
+              }
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; ++k) {
+              const int64_t z = z0 + k * VS;
+              if (z + VS <= OW) {
+                acc[k].store(orow + z);
+              } else if (z < OW) {  // the row's last, partial vector
+                alignas(64) T buf[VS];
+                acc[k].store(buf);
+                for (int64_t e = 0; e < OW - z; ++e) orow[z + e] = buf[e];  // a few values: no memmove call
+              }
+            }
           }
         }
       }
@@ -316,63 +366,112 @@ void conv_depthwise_fwd(const Conv2dParams& p, const T* x, const ConvStrides& xs
   });
 }
 
-/// Depthwise backward: dx plane by plane (each dout row spread back through the taps), dw channel
-/// by channel (sums over images and pixels, in a fixed order), db as a plain sum.
+/// acc[i kW + j] += g[z] * r0[i dh + z + j dw] over z < OW (lanes summed later): one output row's
+/// share of the depthwise dw, stride 1. KH, KW > 0 fix the kernel size at compile time, so the
+/// accumulators stay in registers; 0 takes kh, kw at run time. Reads of r0 past OW must stay
+/// inside the padded row (conv_depthwise_wp).
+template <class T, int KH, int KW>
+void conv_depthwise_dw_row(const T* g, const T* r0, int64_t OW, int64_t dh, int64_t dw, Vec<T>* acc, int64_t kh = KH,
+                           int64_t kw = KW) {
+  using V = Vec<T>;
+  constexpr int VS = V::size;
+  if constexpr (KH > 0) kh = KH, kw = KW;
+  constexpr int kRegs = KH > 0 ? KH * KW : 1;
+  V a[kRegs];
+  if constexpr (KH > 0) {
+#pragma GCC unroll 16
+    for (int t = 0; t < kRegs; ++t) a[t] = acc[t];
+  }
+  auto step = [&](int64_t z0, const V gv) {
+    if constexpr (KH > 0) {
+#pragma GCC unroll 16
+      for (int i = 0; i < KH; ++i)
+#pragma GCC unroll 16
+        for (int j = 0; j < KW; ++j) a[i * KW + j] = vfmadd(gv, V::load(r0 + i * dh + z0 + j * dw), a[i * KW + j]);
+    } else {
+      for (int64_t i = 0; i < kh; ++i)
+        for (int64_t j = 0; j < kw; ++j) acc[i * kw + j] = vfmadd(gv, V::load(r0 + i * dh + z0 + j * dw), acc[i * kw + j]);
+    }
+  };
+  const int64_t full = OW / VS * VS;
+  for (int64_t z0 = 0; z0 < full; z0 += VS) step(z0, V::load(g + z0));
+  if (full < OW) {  // the row's last partial vector, zero past OW
+    alignas(64) T tail[VS] = {};
+    for (int64_t z = full; z < OW; ++z) tail[z - full] = g[z];
+    step(full, V::load(tail));
+  }
+  if constexpr (KH > 0) {
+#pragma GCC unroll 16
+    for (int t = 0; t < kRegs; ++t) acc[t] = a[t];
+  }
+}
+
+/// Depthwise backward. dx: per (image, input channel), the m outputs' dout rows spread back through
+/// the taps into a zero-padded plane, whose inside is dx. dw: per output channel, for each image
+/// the taps' dot products of dout rows with the padded input plane, in vector accumulators (one
+/// per tap), images summed in double in order.
 template <class T>
 void conv_depthwise_bwd(const Conv2dParams& p, const T* x, const ConvStrides& xs, const T* w, const T* dout,
                         T* dx, T* dw) {
-  const int64_t OH = p.OH(), OW = p.OW(), C = p.Cin, kk = p.kH * p.kW;
-  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(OH * OW * kk, 1));
+  using V = Vec<T>;
+  constexpr int VS = V::size;
+  const int64_t OH = p.OH(), OW = p.OW(), C = p.Cin, m = p.Cout / C, kk = p.kH * p.kW, wp = conv_depthwise_wp(p, VS);
+  const int64_t sh = p.stride[0], sw = p.stride[1], dh = p.dilation[0] * wp, dwc = p.dilation[1];
+  const int64_t hp = p.H + 2 * p.padding[0];
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(m * OH * OW * kk, 1));
   if (dx)
     parallel_for(0, p.B * C, grain, [&](int64_t lo, int64_t hi) {
+      T* xp = conv_scratch<T>(0, hp * wp);
       for (int64_t nc = lo; nc < hi; ++nc) {
-        T* xc = dx + nc * p.H * p.W;
-        const T* wc = w + (nc % C) * kk;
-        std::fill(xc, xc + p.H * p.W, T(0));
-        for (int64_t y = 0; y < OH; ++y) {
-          const T* g = dout + (nc * OH + y) * OW;
-          for (int64_t i = 0; i < p.kH; ++i) {
-            const int64_t ih = y * p.stride[0] - p.padding[0] + i * p.dilation[0];
-            if (ih < 0 || ih >= p.H) continue;
-            for (int64_t j = 0; j < p.kW; ++j) {
-              int64_t zlo, zhi;
-              conv_valid_range(OW, p.W, p.stride[1], p.padding[1], j * p.dilation[1], zlo, zhi);
-              T* dst = xc + ih * p.W + zlo * p.stride[1] - p.padding[1] + j * p.dilation[1];
-              const T wv = wc[i * p.kW + j];
-              if (p.stride[1] == 1) conv_axpy<T>(zhi - zlo, wv, g + zlo, dst);
-              else
-                for (int64_t z = zlo; z < zhi; ++z) dst[(z - zlo) * p.stride[1]] += wv * g[z];
-            }
+        const int64_t n = nc / C, c = nc % C;
+        std::fill(xp, xp + hp * wp, T(0));
+        for (int64_t o = c * m; o < (c + 1) * m; ++o) {
+          const T* wo = w + o * kk;
+          for (int64_t y = 0; y < OH; ++y) {
+            const T* g = dout + ((n * p.Cout + o) * OH + y) * OW;
+            for (int64_t i = 0; i < p.kH; ++i)
+              for (int64_t j = 0; j < p.kW; ++j) {
+                T* dst = xp + y * sh * wp + i * dh + j * dwc;
+                if (sw == 1) conv_axpy<T>(OW, wo[i * p.kW + j], g, dst);
+                else
+                  for (int64_t z = 0; z < OW; ++z) dst[z * sw] += wo[i * p.kW + j] * g[z];
+              }
           }
         }
+        T* dxc = dx + nc * p.H * p.W;
+        for (int64_t h = 0; h < p.H; ++h)
+          std::copy(xp + (h + p.padding[0]) * wp + p.padding[1], xp + (h + p.padding[0]) * wp + p.padding[1] + p.W,
+                    dxc + h * p.W);
       }
     });
-  if (dw)
-    parallel_for(0, C, std::max<int64_t>(1, grain / std::max<int64_t>(p.B, 1)), [&](int64_t lo, int64_t hi) {
-      for (int64_t c = lo; c < hi; ++c)
-        for (int64_t i = 0; i < p.kH; ++i)
-          for (int64_t j = 0; j < p.kW; ++j) {
-            int64_t zlo, zhi;
-            conv_valid_range(OW, p.W, p.stride[1], p.padding[1], j * p.dilation[1], zlo, zhi);
-            const int64_t iw0 = zlo * p.stride[1] - p.padding[1] + j * p.dilation[1];
-            double acc = 0;  // per row in T (vectorized), rows summed in double
-            for (int64_t n = 0; n < p.B; ++n)
-              for (int64_t y = 0; y < OH; ++y) {
-                const int64_t ih = y * p.stride[0] - p.padding[0] + i * p.dilation[0];
-                if (ih < 0 || ih >= p.H) continue;
-                const T* g = dout + ((n * C + c) * OH + y) * OW;
-                const T* src = x + n * xs[0] + c * xs[1] + ih * xs[2] + iw0 * xs[3];
-                using V = Vec<T>;
-                V s(T(0));
-                int64_t z = zlo;
-                if (p.stride[1] == 1 && xs[3] == 1)
-                  for (; z + V::size <= zhi; z += V::size) s = vfmadd(V::load(g + z), V::load(src + (z - zlo)), s);
-                T r = reduce_add(s);
-                for (; z < zhi; ++z) r += g[z] * src[(z - zlo) * p.stride[1] * xs[3]];
-                acc += double(r);
-              }
-            dw[c * kk + i * p.kW + j] = T(acc);
+  if (dw)  // a thread's outputs [lo, hi): each image's plane of an input channel is padded once
+    parallel_for(0, p.Cout, std::max<int64_t>(1, grain / std::max<int64_t>(p.B, 1)), [&](int64_t lo, int64_t hi) {
+      T* xp = conv_scratch<T>(0, hp * wp);
+      std::vector<V> acc(static_cast<size_t>(kk));
+      std::vector<double> sum(static_cast<size_t>((hi - lo) * kk), 0.0);
+      for (int64_t n = 0; n < p.B; ++n)
+        for (int64_t o = lo; o < hi; ++o) {
+          if (o == lo || o % m == 0) conv_pad_plane(p, x + n * xs[0] + (o / m) * xs[1], xs, wp, xp);
+          std::fill(acc.begin(), acc.end(), V(T(0)));
+          double* so = sum.data() + (o - lo) * kk;
+          for (int64_t y = 0; y < OH; ++y) {
+            const T* g = dout + ((n * p.Cout + o) * OH + y) * OW;
+            const T* r0 = xp + y * sh * wp;
+            if (sw == 1) {
+              if (p.kH == 3 && p.kW == 3) conv_depthwise_dw_row<T, 3, 3>(g, r0, OW, dh, dwc, acc.data());
+              else conv_depthwise_dw_row<T, 0, 0>(g, r0, OW, dh, dwc, acc.data(), p.kH, p.kW);
+              continue;
+            }
+            for (int64_t t = 0; t < kk; ++t) {
+              T r = 0;
+              for (int64_t z = 0; z < OW; ++z) r += g[z] * r0[t / p.kW * dh + z * sw + t % p.kW * dwc];
+              so[t] += double(r);
+            }
           }
+          for (int64_t t = 0; t < kk; ++t) so[t] += double(reduce_add(acc[size_t(t)]));
+        }
+      for (int64_t o = lo; o < hi; ++o)
+        for (int64_t t = 0; t < kk; ++t) dw[o * kk + t] = T(sum[size_t((o - lo) * kk + t)]);
     });
 }
 
@@ -413,12 +512,12 @@ void conv2d_bwd_direct(const Conv2dParams& p, const T* x, const ConvStrides& xs,
 /// The ways conv2d can run (see the top); `automatic` picks by shape (conv2d_choose).
 enum class ConvAlgo { automatic, im2col, direct, depthwise };
 
-/// The path for problem p: `want` when it applies (direct: one group; depthwise: one input and one
-/// output channel per group), im2col when it does not; automatic takes depthwise when it applies,
-/// else the direct path for one group with enough channels for its tiles and a batch that splits
-/// over the threads (a few large images run faster as im2col + one GEMM that splits itself).
+/// The path for problem p: `want` when it applies (direct: one group; depthwise: one input channel
+/// per group), im2col when it does not; automatic takes depthwise when it applies, else the direct
+/// path for one group with enough channels for its tiles and a batch that splits over the threads
+/// (a few large images run faster as im2col + one GEMM that splits itself).
 inline ConvAlgo conv2d_choose(const Conv2dParams& p, double flops, ConvAlgo want = ConvAlgo::automatic) {
-  const bool depthwise = p.groups > 1 && p.groups == p.Cin && p.groups == p.Cout, direct = p.groups == 1;
+  const bool depthwise = p.groups == p.Cin, direct = p.groups == 1;
   if ((want == ConvAlgo::depthwise && depthwise) || (want == ConvAlgo::direct && direct)) return want;
   if (want != ConvAlgo::automatic) return ConvAlgo::im2col;
   if (depthwise) return ConvAlgo::depthwise;
