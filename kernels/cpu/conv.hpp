@@ -42,6 +42,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "kernels/cpu/conv_direct.hpp"
@@ -486,22 +487,26 @@ void conv2d_bwd_direct(const Conv2dParams& p, const T* x, const ConvStrides& xs,
   const std::vector<T> wd = dx ? conv_pack_wd(w, p.Cout, p.Cin, taps) : std::vector<T>();
   const int64_t per_image = p.H * p.W * (p.Cin + conv_round_up(p.Cin, Cfg::NR)) + ohw * cpad;
   const ConvPlan plan = conv_plan(p, per_image / ohw + 1, flops, dw ? dwn : 0);
-  std::vector<T> dwh(dw ? size_t(plan.groups * dwn) : 0, T(0));
+  // the groups' partials, zeroed in parallel (a few MiB for wide layers)
+  std::unique_ptr<T[]> dwh(dw ? new T[size_t(plan.groups * dwn)] : nullptr);
+  if (dw)
+    parallel_for(0, plan.groups, 1, [&](int64_t lo, int64_t hi) {
+      std::fill(dwh.get() + lo * dwn, dwh.get() + hi * dwn, T(0));
+    });
   conv_for_chunks(plan, p.B, [&](int64_t group, int64_t n0, int64_t nb) {
-    conv_direct_bwd<T>(p, x, xs, dout, n0, nb, wd.data(), dx, dw ? dwh.data() + group * dwn : nullptr);
+    conv_direct_bwd<T>(p, x, xs, dout, n0, nb, wd.data(), dx, dw ? dwh.get() + group * dwn : nullptr);
   });
   if (!dw) return;
-  // dw[o][c][t] = sum over groups of dwh[group][t][c][o], in group order, split over o
-  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 14) / (p.Cin * taps * plan.groups));
-  parallel_for(0, p.Cout, grain, [&](int64_t lo, int64_t hi) {
-    for (int64_t o = lo; o < hi; ++o)
-      for (int64_t c = 0; c < p.Cin; ++c)
-        for (int64_t t = 0; t < taps; ++t) {
-          const T* src = dwh.data() + (t * cinpm + c) * cpad + o;
-          T acc = src[0];
-          for (int64_t k = 1; k < plan.groups; ++k) acc += src[k * dwn];
-          dw[(o * p.Cin + c) * taps + t] = acc;
-        }
+  // sum the groups into the first, in group order, split over contiguous ranges of the partial
+  parallel_for(0, dwn, int64_t(1) << 14, [&](int64_t lo, int64_t hi) {
+    for (int64_t k = 1; k < plan.groups; ++k) conv_axpy<T>(hi - lo, T(1), dwh.get() + k * dwn + lo, dwh.get() + lo);
+  });
+  // dw[o][c][t] = dwh[t][c][o]: per input channel c, its taps x outputs block (small) is read
+  // along o and written along t
+  parallel_for(0, p.Cin, std::max<int64_t>(1, (int64_t(1) << 14) / (taps * p.Cout)), [&](int64_t lo, int64_t hi) {
+    for (int64_t c = lo; c < hi; ++c)
+      for (int64_t o = 0; o < p.Cout; ++o)
+        for (int64_t t = 0; t < taps; ++t) dw[(o * p.Cin + c) * taps + t] = dwh[size_t((t * cinpm + c) * cpad + o)];
   });
 }
 
