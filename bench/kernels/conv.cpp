@@ -16,10 +16,11 @@
 //                grouped by valid taps, so padding taps are skipped (which is how a
 //                4x4 map beats the FMA peak in nominal flops) (conv_direct.hpp)   ~46-53 / ~88-95 / ~79-102
 // PyTorch 1.13 (oneDNN), same layers, 1 thread, process CPU time:                        ~53 / ~68 / ~78
-// 2 threads (wall clock; read ratios, the machine is shared): the batch is cut into chunk groups
-// that the threads take from a counter. bench/peers/run_ops.sh times the op (with autograd)
-// against PyTorch in one run. Every version is checked against the reference on a small problem
-// before anything is timed.
+// 2 threads, wall clock, quiet machine: v2 im2col ~38 / ~48 / ~55, v3 direct ~70-85 / ~117-170 /
+// ~155-180 (PyTorch ~80 / ~105 / ~140). Read ratios: the machine is shared. The batch is cut into
+// chunk groups that the threads take from a counter. bench/peers/run_ops.sh times the op (with
+// autograd) against PyTorch in one run. Every version is checked against the reference on a small
+// problem before anything is timed.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
