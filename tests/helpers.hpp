@@ -5,10 +5,13 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <filesystem>
 #include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include <strata/strata.hpp>
 
@@ -133,6 +136,53 @@ void check_throws(F&& fn, const std::vector<std::string>& parts) {
     return;
   }
   FAIL("expected strata::Error");
+}
+
+/// A fresh directory under the system temp dir, removed with everything in it at scope exit.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& prefix = "strata_test") {
+    static int n = 0;
+    path = std::filesystem::temp_directory_path() /
+           (prefix + "_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+  /// How many files and directories it holds (a test that nothing half-written was left behind).
+  size_t entries() const {
+    return size_t(std::distance(std::filesystem::directory_iterator(path), std::filesystem::directory_iterator()));
+  }
+};
+
+/// Two Gaussian blobs in 2-D for Learner tests: class of item i is i % 2, centred at (+-1, +-1), noise 0.4.
+inline std::shared_ptr<strata::TensorDataset> blobs(int64_t n, uint64_t seed) {
+  using namespace strata;
+  manual_seed(seed);
+  const std::vector<double> noise = values(randn({n, 2}, {.dtype = DType::f64}));
+  std::vector<double> x(static_cast<size_t>(2 * n)), y(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const double c = i % 2 ? 1.0 : -1.0;
+    x[size_t(2 * i)] = c + 0.4 * noise[size_t(2 * i)];
+    x[size_t(2 * i + 1)] = c + 0.4 * noise[size_t(2 * i + 1)];
+    y[size_t(i)] = double(i % 2);
+  }
+  return std::make_shared<TensorDataset>(std::vector<Tensor>{make(x, {n, 2})},
+                                         std::vector<Tensor>{make(y, {n}, DType::i64)});
+}
+
+/// Train (shuffled, seed 7) and valid blobs for Learner tests.
+inline strata::DataLoaders blob_dls(int64_t n_train, int64_t n_valid, int64_t bs, bool shuffle = true) {
+  using namespace strata;
+  return {.train = DataLoader(blobs(n_train, 1), {.bs = bs, .shuffle = shuffle, .seed = 7}),
+          .valid = DataLoader(blobs(n_valid, 2), {.bs = bs}),
+          .c = 2};
 }
 
 }  // namespace th

@@ -23,44 +23,15 @@
 #include "strata/learn/learn.hpp"
 #include "strata/nn/linear.hpp"
 
-#ifndef STBI_INCLUDE_STB_IMAGE_H  // static linkage: no clash with other test files that compile it
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#define STB_IMAGE_STATIC
-#define STB_IMAGE_IMPLEMENTATION
-#include <stb/stb_image.h>
-#pragma GCC diagnostic pop
-#endif
+#include "stb_image_read.hpp"
 
 using namespace strata;
 namespace fs = std::filesystem;
 
 namespace {
 
-/// Two Gaussian blobs in 2-D: class of item i is i % 2, centred at (+-1, +-1), noise 0.4.
-std::shared_ptr<TensorDataset> blobs(int64_t n, uint64_t seed) {
-  manual_seed(seed);
-  const std::vector<double> noise = th::values(randn({n, 2}, {.dtype = DType::f64}));
-  std::vector<double> x(static_cast<size_t>(2 * n)), y(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    const double c = i % 2 ? 1.0 : -1.0;
-    x[size_t(2 * i)] = c + 0.4 * noise[size_t(2 * i)];
-    x[size_t(2 * i + 1)] = c + 0.4 * noise[size_t(2 * i + 1)];
-    y[size_t(i)] = double(i % 2);
-  }
-  return std::make_shared<TensorDataset>(std::vector<Tensor>{th::make(x, {n, 2})},
-                                         std::vector<Tensor>{th::make(y, {n}, DType::i64)});
-}
-
-DataLoaders blob_dls(int64_t n_train, int64_t n_valid, int64_t bs) {
-  return {.train = DataLoader(blobs(n_train, 1), {.bs = bs, .shuffle = true, .seed = 7}),
-          .valid = DataLoader(blobs(n_valid, 2), {.bs = bs}),
-          .c = 2};
-}
+using th::blobs;
+using th::blob_dls;
 
 /// A classifier on the blobs, without the progress callback (tests print nothing).
 std::unique_ptr<Learner> blob_learner(int64_t n_train, int64_t n_valid, int64_t bs, LearnerOptions o = {}) {

@@ -29,20 +29,6 @@ namespace {
 const std::string kDebianDir = "/usr/share/datasets/fashion-mnist";
 
 /// A fresh temporary directory, removed with everything in it at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int n = 0;
-    path = fs::temp_directory_path() / ("strata_test_data_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
 using Bytes = std::vector<unsigned char>;
 
@@ -134,7 +120,7 @@ TEST_CASE("read_idx reads Debian's Fashion-MNIST files", "[data][idx]") {
 }
 
 TEST_CASE("read_idx: small files of every element type, plain and gzipped", "[data][idx]") {
-  TempDir dir;
+  th::TempDir dir;
   const Bytes u8_data = {1, 2, 3, 250, 0, 7};
   for (bool gz : {false, true}) {
     const std::string p = dir / (gz ? "a.idx.gz" : "a.idx");
@@ -179,7 +165,7 @@ TEST_CASE("read_idx: small files of every element type, plain and gzipped", "[da
 }
 
 TEST_CASE("read_idx errors name the file and what is wrong", "[data][idx]") {
-  TempDir dir;
+  th::TempDir dir;
   th::check_throws([&] { read_idx(dir / "nope.gz"); }, {"read_idx", "nope.gz", "no such file"});
   th::check_throws([&] { read_idx(dir.path.string()); }, {"read_idx", "not a regular file"});
   write_plain(dir / "magic", {'P', 'K', 3, 4, 0, 0, 0, 1, 9});  // a zip file

@@ -28,26 +28,8 @@ using namespace strata;
 
 namespace {
 
-/// Two Gaussian blobs in 2-D: class k of item i is i % 2, centred at (+-1, +-1), noise 0.4.
-std::shared_ptr<TensorDataset> blobs(int64_t n, uint64_t seed) {
-  manual_seed(seed);
-  const std::vector<double> noise = th::values(randn({n, 2}, {.dtype = DType::f64}));
-  std::vector<double> x(static_cast<size_t>(2 * n)), y(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    const double c = i % 2 ? 1.0 : -1.0;
-    x[size_t(2 * i)] = c + 0.4 * noise[size_t(2 * i)];
-    x[size_t(2 * i + 1)] = c + 0.4 * noise[size_t(2 * i + 1)];
-    y[size_t(i)] = double(i % 2);
-  }
-  return std::make_shared<TensorDataset>(std::vector<Tensor>{th::make(x, {n, 2})},
-                                         std::vector<Tensor>{th::make(y, {n}, DType::i64)});
-}
-
-DataLoaders blob_dls(int64_t n_train, int64_t n_valid, int64_t bs, bool shuffle = true) {
-  return {.train = DataLoader(blobs(n_train, 1), {.bs = bs, .shuffle = shuffle, .seed = 7}),
-          .valid = DataLoader(blobs(n_valid, 2), {.bs = bs}),
-          .c = 2};
-}
+using th::blobs;
+using th::blob_dls;
 
 /// Drops the progress callback so tests print nothing.
 void quiet(Learner& learn) {

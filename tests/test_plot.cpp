@@ -13,18 +13,7 @@
 #include "helpers.hpp"
 #include <strata/io/plot.hpp>
 
-#ifndef STBI_INCLUDE_STB_IMAGE_H  // another header may already compile stb_image into this TU
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#define STB_IMAGE_STATIC
-#define STB_IMAGE_IMPLEMENTATION
-#include <stb/stb_image.h>
-#pragma GCC diagnostic pop
-#endif
+#include "stb_image_read.hpp"
 
 using namespace strata;
 namespace fs = std::filesystem;

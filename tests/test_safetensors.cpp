@@ -19,21 +19,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int n = 0;
-    path = fs::temp_directory_path() / ("strata_test_st_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-  size_t entries() const { return size_t(std::distance(fs::directory_iterator(path), fs::directory_iterator())); }
-};
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -60,7 +45,7 @@ const std::string kGolden = (fs::path(__FILE__).parent_path() / "golden" / "safe
 }  // namespace
 
 TEST_CASE("safetensors round trip: every dtype, any layout, metadata", "[io][safetensors]") {
-  TempDir dir;
+  th::TempDir dir;
   std::vector<std::pair<std::string, Tensor>> ts;
   for (DType dt : {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32, DType::i64, DType::u8, DType::b8}) {
     const std::string n(dtype_name(dt));
@@ -107,7 +92,7 @@ TEST_CASE("safetensors round trip: every dtype, any layout, metadata", "[io][saf
 }
 
 TEST_CASE("safetensors: the bytes strata writes", "[io][safetensors]") {
-  TempDir dir;
+  th::TempDir dir;
   const std::string p = dir / "small.safetensors";
   Tensor a = from_vector(std::vector<float>{1.0f, -2.0f}, {2, 1});
   Tensor b = from_vector(std::vector<int32_t>{7}, {});
@@ -173,7 +158,7 @@ TEST_CASE("safetensors: a file written by Python (struct + json) loads with its 
 }
 
 TEST_CASE("safetensors: corrupt files give errors naming the file and the problem", "[io][safetensors]") {
-  TempDir dir;
+  th::TempDir dir;
   const std::string p = dir / "bad.safetensors";
   const std::string f32x1 = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
   auto load = [&] { load_safetensors(p); };
@@ -252,7 +237,7 @@ TEST_CASE("safetensors: corrupt files give errors naming the file and the proble
 }
 
 TEST_CASE("safetensors: a failed save leaves no file and keeps the old one", "[io][safetensors]") {
-  TempDir dir;
+  th::TempDir dir;
   // the target is a directory: the rename fails after the data was written; the temporary goes away
   fs::create_directories(dir / "target.safetensors");
   th::check_throws([&] { save_safetensors(dir / "target.safetensors", {{"a", ones({3})}}); },
