@@ -23,6 +23,8 @@
 #include "strata/data/fashion_mnist.hpp"
 #include "strata/data/idx.hpp"
 #include "strata/data/normalize.hpp"
+#include "strata/data/items.hpp"
+#include "strata/data/transform.hpp"
 #include "strata/io/plot.hpp"
 #include "strata/io/png.hpp"
 #include "strata/io/safetensors.hpp"

@@ -10,17 +10,19 @@
 //   drawn from Philox with key = seed and counter = (k, e): the same seed gives the same sequence of
 //   epochs, whatever the number of workers. seed = 0 takes a seed from strata's default generator
 //   the first time the loader shuffles (so manual_seed() before that makes it reproducible too).
-// - A batch is dataset.get_batch(idxs) followed by every after_batch transform, in order (fastai's
-//   after_batch; here on the CPU, in the worker that made the batch). Batch-making runs with grad
-//   recording off.
+// - A batch is dataset.get_batch(idxs, ctx) followed by every after_batch transform(batch, ctx), in
+//   order (fastai's after_batch; here on the CPU, in the worker that made the batch). ctx is the
+//   BatchContext {seed(), epoch, batch number}: random item and batch transforms draw from a stream
+//   of it, so a seeded loader makes the same batches whatever its number of workers. Batch-making
+//   runs with grad recording off.
 // - num_workers = W > 0: W threads make batches ahead, batch b in worker b % W, each worker at most
 //   `prefetch` batches ahead in its own queue; the consumer takes them in order, so the sequence is
 //   exactly the one num_workers = 0 gives. Workers run strata ops single-threaded
 //   (detail::in_parallel_region), leaving the thread pool to the training step. A worker's
 //   exception is rethrown by the consumer when it reaches that batch. Leaving the loop early (break,
 //   exception) stops and joins the workers when the iterator goes away.
-// - Transforms that draw random numbers from the default generator do so from several threads when
-//   W > 1: their order across batches is then not deterministic (workers = 0 or 1 keeps it).
+// - Transforms that draw from the default generator instead of their context do so from several
+//   threads when W > 1: their order across batches is then not deterministic.
 // References: PyTorch torch.utils.data.DataLoader (workers, prefetch_factor, in-order delivery);
 // fastai DataLoader (one_batch, new, after_batch).
 #pragma once
@@ -36,6 +38,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "strata/core/parallel.hpp"
@@ -44,8 +47,27 @@
 
 namespace strata {
 
-/// A transform applied in place to a whole collated batch.
-using BatchTransform = std::function<void(Batch&)>;
+/// A transform applied in place to a whole collated batch: a callable taking (Batch&) or
+/// (Batch&, const BatchContext&) (the latter for transforms that draw random numbers).
+class BatchTransform {
+ public:
+  BatchTransform() = default;
+  template <class F>
+    requires std::is_invocable_v<const F&, Batch&, const BatchContext&>
+  BatchTransform(F f) : f_(std::move(f)) {}
+  template <class F>
+    requires(std::is_invocable_v<const F&, Batch&> && !std::is_invocable_v<const F&, Batch&, const BatchContext&>)
+  BatchTransform(F f) : f_([g = std::move(f)](Batch& b, const BatchContext&) { g(b); }) {}
+
+  void operator()(Batch& b, const BatchContext& ctx = {}) const {
+    STRATA_CHECK(bool(f_), "BatchTransform", "got an empty transform, expected a callable");
+    f_(b, ctx);
+  }
+  explicit operator bool() const { return bool(f_); }
+
+ private:
+  std::function<void(Batch&, const BatchContext&)> f_;
+};
 
 struct DataLoaderOptions {
   int64_t bs = 64;            // items per batch
@@ -81,8 +103,9 @@ inline std::vector<int64_t> shuffled_order(int64_t n, uint64_t seed, uint64_t ep
 /// One epoch in progress: the item order, and the workers (if any) making its batches.
 class EpochRun {
  public:
-  EpochRun(std::shared_ptr<const Dataset> ds, DataLoaderOptions o, std::vector<int64_t> order, int64_t nb)
-      : ds_(std::move(ds)), o_(std::move(o)), order_(std::move(order)), nb_(nb) {}
+  EpochRun(std::shared_ptr<const Dataset> ds, DataLoaderOptions o, std::vector<int64_t> order, int64_t nb,
+           uint64_t seed, uint64_t epoch)
+      : ds_(std::move(ds)), o_(std::move(o)), order_(std::move(order)), nb_(nb), seed_(seed), epoch_(epoch) {}
   EpochRun(const EpochRun&) = delete;
   EpochRun& operator=(const EpochRun&) = delete;
   ~EpochRun() { stop(); }
@@ -105,11 +128,11 @@ class EpochRun {
 
   /// Batch b made on the calling thread: get_batch on its slice of the order, then the transforms.
   static Batch make_batch(const Dataset& ds, const DataLoaderOptions& o, const std::vector<int64_t>& order,
-                          int64_t b) {
+                          int64_t b, const BatchContext& ctx) {
     NoGrad ng;
     const int64_t lo = b * o.bs, hi = std::min<int64_t>(int64_t(order.size()), lo + o.bs);
-    Batch batch = ds.get_batch(std::vector<int64_t>(order.begin() + lo, order.begin() + hi));
-    for (const BatchTransform& t : o.after_batch) t(batch);
+    Batch batch = ds.get_batch(std::vector<int64_t>(order.begin() + lo, order.begin() + hi), ctx);
+    for (const BatchTransform& t : o.after_batch) t(batch, ctx);
     return batch;
   }
 
@@ -122,7 +145,7 @@ class EpochRun {
   Batch fetch(int64_t b) {
     if (workers_.empty()) {
       try {
-        return make_batch(*ds_, o_, order_, b);
+        return make_batch(*ds_, o_, order_, b, context(b));
       } catch (...) {
         pos_ = nb_;  // the epoch ends with the error
         throw;
@@ -155,7 +178,7 @@ class EpochRun {
       }
       Result r;
       try {
-        r.batch = make_batch(*ds_, o_, order_, b);
+        r.batch = make_batch(*ds_, o_, order_, b, context(b));
       } catch (...) {
         r.error = std::current_exception();
       }
@@ -168,6 +191,8 @@ class EpochRun {
       if (failed) return;  // later batches of this worker would never be read
     }
   }
+
+  BatchContext context(int64_t b) const { return {.seed = seed_, .epoch = epoch_, .batch = b}; }
 
   void stop() {
     {
@@ -183,6 +208,7 @@ class EpochRun {
   DataLoaderOptions o_;
   std::vector<int64_t> order_;
   int64_t nb_ = 0, pos_ = 0;
+  uint64_t seed_ = 0, epoch_ = 0;
   Batch current_;
   std::vector<std::thread> workers_;
   std::vector<std::deque<Result>> queues_;  // one per worker, in batch order
@@ -245,6 +271,9 @@ class DataLoader {
   uint64_t epoch() const { return epoch_; }
   /// Sets the next epoch's number (to resume a shuffled run where it stopped).
   void set_epoch(uint64_t e) { epoch_ = e; }
+  /// The seed of shuffles and random transforms: options().seed, else the one drawn at the first
+  /// shuffle (0 while none was drawn: an unshuffled loader with seed 0 uses seed 0).
+  uint64_t seed() const { return o_.seed ? o_.seed : drawn_seed_; }
 
   /// A loader over the same dataset with other options (fastai's dl.new); it continues this one's
   /// epoch count and drawn seed.
@@ -259,7 +288,8 @@ class DataLoader {
   Iterator begin() {
     check_options();
     if (!ds_) return Iterator();
-    auto run = std::make_unique<detail::EpochRun>(ds_, o_, order_for(epoch_), size());
+    auto order = order_for(epoch_);
+    auto run = std::make_unique<detail::EpochRun>(ds_, o_, std::move(order), size(), seed(), epoch_);
     ++epoch_;
     run->start();
     return Iterator(std::move(run));
@@ -271,7 +301,8 @@ class DataLoader {
     check_options();
     STRATA_CHECK(size() > 0, "one_batch", "got a loader with 0 batches (n=", n(), ", bs=", o_.bs,
                  ", drop_last=", o_.drop_last, "), expected at least one batch");
-    return detail::EpochRun::make_batch(*ds_, o_, order_for(epoch_), 0);
+    const auto order = order_for(epoch_);
+    return detail::EpochRun::make_batch(*ds_, o_, order, 0, {.seed = seed(), .epoch = epoch_, .batch = 0});
   }
 
  private:

@@ -52,6 +52,15 @@ inline Batch collate(const std::vector<Batch>& items) {
   return out;
 }
 
+/// Where a batch sits in the loader's run: the seed of its random streams, the epoch and the batch
+/// number. Datasets and transforms that draw random numbers derive them from it (see TfmRng in
+/// data/transform.hpp), so a seeded loader gives the same batches whatever its number of workers.
+struct BatchContext {
+  uint64_t seed = 0;   // the loader's seed (0 when it has none)
+  uint64_t epoch = 0;  // the epoch this batch belongs to
+  int64_t batch = 0;   // the batch's number within its epoch
+};
+
 /// A map-style dataset: items by index.
 class Dataset {
  public:
@@ -66,6 +75,12 @@ class Dataset {
     items.reserve(idxs.size());
     for (int64_t i : idxs) items.push_back(get(i));
     return collate(items);
+  }
+  /// The same, told where the batch sits (for datasets with random item transforms); the default
+  /// ignores the context. A class overriding only one of the two adds `using Dataset::get_batch;`.
+  virtual Batch get_batch(const std::vector<int64_t>& idxs, const BatchContext& ctx) const {
+    (void)ctx;
+    return get_batch(idxs);
   }
 
  protected:
@@ -108,6 +123,7 @@ class TensorDataset : public Dataset {
     return b;
   }
 
+  using Dataset::get_batch;
   /// One index_select per tensor: no per-item work.
   Batch get_batch(const std::vector<int64_t>& idxs) const override {
     NoGrad ng;
