@@ -332,11 +332,14 @@ class DataLoader {
   uint64_t drawn_seed_ = 0;
 };
 
+struct DataBlockInfo;  // data/datablock.hpp: item kinds and decode pipelines of DataBlock loaders
+
 /// The training and validation loaders of a task, with what is known about its targets.
 struct DataLoaders {
   DataLoader train = {}, valid = {};
   int64_t c = 0;                    // number of classes (0: unknown / not a classification)
   std::vector<std::string> vocab = {};  // class names, when known
+  std::shared_ptr<const DataBlockInfo> block = {};  // set by DataBlock::dataloaders (typed, decodable batches)
 
   /// train shuffled with `o`, valid in order with the same bs, workers and transforms (never drops
   /// items). Unlike fastai, train keeps o.drop_last (default false) rather than forcing it on.
