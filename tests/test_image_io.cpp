@@ -11,6 +11,8 @@
 #include <random>
 
 #include "helpers.hpp"
+#include <strata/data/idx.hpp>
+#include <strata/data/sources.hpp>
 #include <strata/io/image.hpp>
 
 using namespace strata;
@@ -195,4 +197,131 @@ TEST_CASE("verify_images finds the files that do not decode, in order", "[image_
   files.push_back(dir / "nope.png");      // missing
   CHECK(verify_images(files) == std::vector<std::string>{files[1], files[4], files[6]});
   CHECK(verify_images({}).empty());
+}
+
+TEST_CASE("get_files: sorted, extensions case-insensitive, folders, recurse, hidden skipped", "[sources]") {
+  th::TempDir dir("strata_sources");
+  const fs::path r = dir.path;
+  for (const char* f : {"train/dog/b.JPG", "train/dog/a.png", "train/cat/z.jpeg", "train/cat/sub/y.png",
+                        "valid/cat/c.jpg", "valid/notes.txt", "top.png", ".hidden/h.png", "train/.d.png", "x.tif"}) {
+    fs::create_directories((r / f).parent_path());
+    std::ofstream(r / f) << "x";
+  }
+  auto rel = [&](const std::vector<fs::path>& ps) {
+    std::vector<std::string> out;
+    for (const auto& p : ps) out.push_back(fs::relative(p, r).generic_string());
+    return out;
+  };
+  using V = std::vector<std::string>;
+  CHECK(rel(get_image_files(r)) == V{"top.png", "train/cat/sub/y.png", "train/cat/z.jpeg", "train/dog/a.png",
+                                     "train/dog/b.JPG", "valid/cat/c.jpg"});
+  CHECK(rel(get_files(r, {".JPG", "txt"})) == V{"train/dog/b.JPG", "valid/cat/c.jpg", "valid/notes.txt"});
+  CHECK(rel(get_files(r, {}, false)) == V{"top.png", "x.tif"});
+  CHECK(rel(get_image_files(r, true, {"valid"})) == V{"valid/cat/c.jpg"});
+  CHECK(rel(get_files(r, {".png"}, true, {"valid", "train"})) == V{"train/cat/sub/y.png", "train/dog/a.png"});
+  CHECK(rel(get_files(r / "train", {}, false, {"cat"})) == V{"train/cat/z.jpeg"});
+  th::check_throws([&] { get_files(r, {}, true, {"val"}); }, {"get_files", "'val'", "train, valid"});
+  th::check_throws([&] { get_files(r / "nope"); }, {"get_files", "nope", "no such directory"});
+  th::check_throws([&] { get_files(r / "top.png"); }, {"get_files", "top.png", "not a directory"});
+  // a symlink loop is visited once
+  fs::create_directory_symlink(r / "train", r / "train" / "cat" / "loop");
+  CHECK(get_image_files(r / "train").size() == 4);
+  const fs::path p = r / "train" / "dog" / "a.png";
+  CHECK(parent_label(p) == "dog");
+  CHECK(grandparent_name(p) == "train");
+}
+
+TEST_CASE("read_cifar10: record layout, directories, bad size, bad label", "[sources]") {
+  th::TempDir dir("strata_cifar");
+  // record r: label (r * 3) % 10, pixel k of channel c = (r + 7 c + k) % 256
+  auto records = [](int64_t n, int64_t first) {
+    std::vector<uint8_t> b;
+    for (int64_t r = first; r < first + n; ++r) {
+      b.push_back(uint8_t(r * 3 % 10));
+      for (int64_t c = 0; c < 3; ++c)
+        for (int64_t k = 0; k < 1024; ++k) b.push_back(uint8_t((r + 7 * c + k) % 256));
+    }
+    return b;
+  };
+  const fs::path bin = dir.path / "cifar-10-batches-bin";
+  fs::create_directories(bin);
+  for (int i = 1; i <= 5; ++i) {
+    const auto b = records(2, 2 * (i - 1));
+    put_bytes((bin / ("data_batch_" + std::to_string(i) + ".bin")).string(), b, b.size());
+  }
+  const auto tb = records(3, 100);
+  put_bytes((bin / "test_batch.bin").string(), tb, tb.size());
+  const CifarData train = cifar10_train(dir.path);  // finds cifar-10-batches-bin/ inside
+  REQUIRE(train.images.shape() == Shape{10, 3, 32, 32});
+  REQUIRE(train.labels.shape() == Shape{10});
+  CHECK(train.labels.dtype() == DType::i64);
+  const auto px = th::values(train.images), lab = th::values(train.labels);
+  for (int64_t r = 0; r < 10; ++r) {
+    CHECK(lab[size_t(r)] == double(r * 3 % 10));
+    for (int64_t c = 0; c < 3; ++c)
+      for (int64_t y : {0, 5, 31})
+        for (int64_t x : {0, 17, 31}) CHECK(px[size_t(((r * 3 + c) * 32 + y) * 32 + x)] == double((r + 7 * c + y * 32 + x) % 256));
+  }
+  const CifarData test = cifar10_test(bin, 2);
+  REQUIRE(test.images.shape() == Shape{2, 3, 32, 32});
+  CHECK(th::values(test.labels) == std::vector<double>{0, 3});
+  CHECK(th::values(read_cifar10((bin / "test_batch.bin").string()).labels) == std::vector<double>{0, 3, 6});
+  CHECK(cifar10_classes().size() == 10);
+  CHECK(cifar10_classes()[3] == "cat");
+
+  const std::string short_file = dir / "short.bin";
+  put_bytes(short_file, tb, 3073 * 2 + 100);
+  th::check_throws([&] { read_cifar10(short_file); }, {"read_cifar10", "short.bin", "6246 bytes", "multiple of 3073"});
+  auto bad = tb;
+  bad[3073 * 2] = 10;  // the third record's label
+  const std::string bad_file = dir / "bad.bin";
+  put_bytes(bad_file, bad, bad.size());
+  th::check_throws([&] { read_cifar10(bad_file); }, {"read_cifar10", "bad.bin", "record 2", "label 10", "0..9"});
+  th::check_throws([&] { read_cifar10(dir / "none.bin"); }, {"read_cifar10", "none.bin", "no such file"});
+  th::check_throws([&] { read_cifar10(bin.string()); }, {"read_cifar10", "directory", "cifar10_train"});
+  fs::remove(bin / "data_batch_4.bin");
+  th::check_throws([&] { cifar10_train(bin); }, {"cifar10_train", "data_batch_4.bin"});
+}
+
+TEST_CASE("read_idx: a wrong magic number names the file", "[sources]") {
+  th::TempDir dir("strata_idx");
+  const std::vector<uint8_t> b = {0x12, 0x34, 0x08, 0x01, 0, 0, 0, 2, 7, 9};
+  put_bytes(dir / "bad-idx1-ubyte", b, b.size());
+  th::check_throws([&] { read_idx(dir / "bad-idx1-ubyte"); }, {"read_idx", "bad-idx1-ubyte", "magic", "expected 0 0"});
+  auto ok = b;
+  ok[0] = ok[1] = 0;
+  put_bytes(dir / "ok-idx1-ubyte", ok, ok.size());
+  CHECK(th::values(read_idx(dir / "ok-idx1-ubyte")) == std::vector<double>{7, 9});
+  ok[2] = 0x07;
+  put_bytes(dir / "type-idx1-ubyte", ok, ok.size());
+  th::check_throws([&] { read_idx(dir / "type-idx1-ubyte"); }, {"read_idx", "type-idx1-ubyte", "0x07"});
+}
+
+TEST_CASE("read_csv: quotes, doubled quotes, CRLF, embedded newlines, ragged rows", "[sources]") {
+  th::TempDir dir("strata_csv");
+  const std::string path = dir / "t.csv";
+  std::ofstream(path, std::ios::binary) << "\xEF\xBB\xBFname,label,note\r\n"
+                                        << "a.jpg,cat,\"big, fluffy\"\r\n"
+                                        << "b.jpg,dog,\"say \"\"hi\"\"\"\r\n"
+                                        << "\r\n"
+                                        << "\"c\nd.jpg\",,\n"
+                                        << "e.jpg,bird,";
+  const CsvTable t = read_csv(path);
+  CHECK(t.header == std::vector<std::string>{"name", "label", "note"});
+  REQUIRE(t.rows.size() == 4);
+  CHECK(t.rows[0] == std::vector<std::string>{"a.jpg", "cat", "big, fluffy"});
+  CHECK(t.rows[1] == std::vector<std::string>{"b.jpg", "dog", "say \"hi\""});
+  CHECK(t.rows[2] == std::vector<std::string>{"c\nd.jpg", "", ""});
+  CHECK(t.rows[3] == std::vector<std::string>{"e.jpg", "bird", ""});
+  CHECK(t.col("label") == 1);
+  th::check_throws([&] { t.col("labels"); }, {"CsvTable::col", "'labels'", "name, label, note"});
+
+  const CsvTable semi = parse_csv("1;2\n3;4\n", "mem", {.delimiter = ';', .header = false});
+  CHECK(semi.header.empty());
+  CHECK(semi.rows == std::vector<std::vector<std::string>>{{"1", "2"}, {"3", "4"}});
+  // the ragged row starts on line 5 (the quoted field on line 3 spans two lines)
+  th::check_throws([&] { parse_csv("a,b\n1,2\n\"x\ny\",3\n4,5,6\n", "r.csv"); }, {"read_csv", "r.csv:5", "3 fields", "expected 2"});
+  th::check_throws([&] { parse_csv("a,b\n\"open,2\n", "q.csv"); }, {"read_csv", "q.csv:2", "never closed"});
+  th::check_throws([&] { parse_csv("a,b\n\"x\"y,2\n", "s.csv"); }, {"read_csv", "s.csv:2", "after a closing quote"});
+  th::check_throws([&] { read_csv(dir / "none.csv"); }, {"read_csv", "none.csv", "no such file"});
 }
