@@ -11,6 +11,8 @@ packages=(
   libstb-dev                   # stb_image / stb_image_write
   zlib1g-dev                   # compressed dataset and checkpoint io
   dataset-fashion-mnist        # the flagship example's data (/usr/share/datasets/fashion-mnist/*.gz)
+  python3-torch                # PyTorch peer benchmarks and golden files (/usr/bin/python3)
+  python3-torchvision          # tools/convert_torchvision.py (the resnet18 test fixture), DataLoader peer bench
 )
 
 missing=()
