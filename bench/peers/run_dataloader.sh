@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# DataLoader throughput peer benchmark (issue 5): strata's DataBlock loader (bench/peers/dataloader.cpp)
+# against PyTorch's DataLoader with torchvision transforms (bench/peers/dataloader.py), on the same
+# folder of 2,000 generated 160x160 JPEGs (10 classes, ImageNet layout), RandomResizedCrop(128) and
+# horizontal flips, float output, bs 64, 2 workers, one shuffled epoch after a warm-up batch.
+# Runs them alternately, RUNS times each (3), and prints the median images/s of each and the ratio
+# strata / pytorch (> 1: strata faster).
+#   Usage: bash bench/peers/run_dataloader.sh [RUNS]
+# The folder is generated once (Debian's python3-pil + numpy, about 1-2 minutes) and cached in
+# $STRATA_BENCH_JPEGS (default /tmp/strata-bench-jpegs); delete it to regenerate.
+# These are shared 2-core machines: run it when the machine is quiet and read the ratio.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+runs=${1:-3}
+data=${STRATA_BENCH_JPEGS:-/tmp/strata-bench-jpegs}
+py=/usr/bin/python3
+
+if [[ ! -d "$data" ]]; then
+  echo "run_dataloader.sh: generating 2000 JPEGs in $data (once)"
+  "$py" "$root/bench/peers/dataloader.py" make "$data" 2000
+fi
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+g++ -std=c++20 -O2 -march=native -I"$root/include" -I"$root" "$root/bench/peers/dataloader.cpp" -o "$work/dataloader" \
+  -pthread -lz
+
+for ((i = 1; i <= runs; ++i)); do
+  "$work/dataloader" "$data" 2 | tee -a "$work/strata.txt"
+  OMP_NUM_THREADS=1 "$py" "$root/bench/peers/dataloader.py" run "$data" | tee -a "$work/torch.txt"
+done
+
+median() { awk '{ print $2 }' "$1" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+s=$(median "$work/strata.txt")
+t=$(median "$work/torch.txt")
+echo
+echo "DataLoader throughput, 2000 JPEGs 160x160 -> RandomResizedCrop(128) + flip, bs 64, 2 workers, median of $runs"
+printf "%-10s %12s %12s %8s\n" "" "strata" "pytorch" "ratio"
+awk -v s="$s" -v t="$t" 'BEGIN { printf "%-10s %12.1f %12.1f %8.2f\n", "images/s", s, t, s / t }'
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
