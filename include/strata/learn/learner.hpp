@@ -280,6 +280,11 @@ class Learner {
   void fit_one_cycle(int n_epoch, std::optional<std::variant<double, Slice>> lr_max = {}, double div = 25, double div_final = 1e5,
                      double pct_start = 0.25, std::optional<double> wd = {}, std::vector<double> moms = {},
                      std::vector<CallbackPtr> cbs = {}, bool reset_opt = false);
+  /// fastai's fine_tune: freeze(), fit_one_cycle(freeze_epochs, slice(base_lr), pct_start = 0.99), base_lr /= 2,
+  /// unfreeze(), fit_one_cycle(epochs, Slice{base_lr / lr_mult, base_lr}, div, pct_start); wd and cbs go to both
+  /// fits (fastai's **kwargs). In param_scheduler.hpp.
+  void fine_tune(int epochs, double base_lr = 2e-3, int freeze_epochs = 1, double lr_mult = 100, double pct_start = 0.3,
+                 double div = 5.0, std::optional<double> wd = {}, std::vector<CallbackPtr> cbs = {});
   /// Flat lr for pct_start of the fit, then cosine down to lr/div_final (lr defaults to the Learner's lr).
   /// In param_scheduler.hpp.
   void fit_flat_cos(int n_epoch, std::optional<std::variant<double, Slice>> lr = {}, double div_final = 1e5,

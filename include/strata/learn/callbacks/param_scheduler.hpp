@@ -1,5 +1,6 @@
 // ParamScheduler: sets hyper-parameters from schedules of the training position, before every
-// training batch (fastai v2, callback/schedule.py); and the Learner's fit_one_cycle and fit_flat_cos.
+// training batch (fastai v2, callback/schedule.py); and the Learner's fit_one_cycle, fit_flat_cos and
+// fine_tune.
 //
 //   before_batch (training): opt.set_hyper(name, sched(learn.pct_train)) for each scheduled name
 //   after_batch  (training): hps[name] gets what the last parameter group now has
@@ -12,6 +13,9 @@
 // fit_flat_cos(n, lr, div_final = 1e5, pct_start = 0.75, wd):
 //   lr  = combined_cos(pct_start, lr[g], lr[g], lr[g] / div_final)     (flat, then cosine down)
 // Both then fit(n, wd, cbs = {ParamScheduler, cbs...}, reset_opt), as fastai does.
+// fine_tune(epochs, base_lr = 2e-3, freeze_epochs = 1, lr_mult = 100, pct_start = 0.3, div = 5), fastai's recipe:
+//   freeze(); fit_one_cycle(freeze_epochs, slice(base_lr), pct_start = 0.99)   (head at base_lr, body groups / 10)
+//   base_lr /= 2; unfreeze(); fit_one_cycle(epochs, Slice{base_lr / lr_mult, base_lr}, div, pct_start)
 //
 // Included by learner.hpp's last lines; see recorder.hpp for the include guard.
 #include "strata/learn/learner.hpp"
@@ -122,6 +126,17 @@ inline void Learner::fit_flat_cos(int n_epoch_, std::optional<std::variant<doubl
   for (double l : detail::group_lrs(*opt, lr_.value_or(lr))) s["lr"].push_back(combined_cos(pct_start, l, l, l / div_final));
   cbs_.insert(cbs_.begin(), std::make_shared<ParamScheduler>(std::move(s)));
   fit(n_epoch_, {}, wd_, std::move(cbs_), reset_opt);
+}
+
+inline void Learner::fine_tune(int epochs, double base_lr, int freeze_epochs, double lr_mult, double pct_start,
+                               double div, std::optional<double> wd_, std::vector<CallbackPtr> cbs_) {
+  STRATA_CHECK(base_lr > 0 && lr_mult > 0, "fine_tune", "got base_lr = ", base_lr, " and lr_mult = ", lr_mult,
+               ", expected both > 0");
+  freeze();
+  fit_one_cycle(freeze_epochs, Slice{0, base_lr}, 25, 1e5, 0.99, wd_, {}, cbs_);  // slice(base_lr): head at base_lr
+  base_lr /= 2;
+  unfreeze();
+  fit_one_cycle(epochs, Slice{base_lr / lr_mult, base_lr}, div, 1e5, pct_start, wd_, {}, std::move(cbs_));
 }
 
 }  // namespace strata
