@@ -36,7 +36,7 @@ import tempfile
 
 import torch
 
-# torch dtype -> (safetensors name, dtype whose bytes we write: bf16 goes through int16 bits)
+# torch dtype -> safetensors dtype name
 DTYPES = {
     torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
     torch.int32: "I32", torch.int64: "I64", torch.uint8: "U8", torch.bool: "BOOL",
@@ -112,8 +112,15 @@ def load_pth(path, allow_pickle):
 
 
 def check_keys(model, sd, path, arch):
-    """Fails with a short list of missing, unexpected and mis-shaped keys unless sd fits model exactly."""
+    """Fails with a short list of missing, unexpected and mis-shaped keys unless sd fits model exactly.
+    Batch norms' num_batches_tracked, which checkpoints saved before PyTorch 0.4.1 lack, are added as 0
+    (what BatchNorm's own loader does for them)."""
     want = model.state_dict()
+    added = [k for k in want if k.endswith("num_batches_tracked") and k not in sd]
+    for k in added:
+        sd[k] = torch.zeros((), dtype=torch.long)
+    if added:
+        print(f"convert_torchvision.py: '{path}' has no num_batches_tracked ({len(added)} batch norms): written as 0")
     missing = [k for k in want if k not in sd]
     unexpected = [k for k in sd if k not in want]
     shapes = [f"{k} {list(sd[k].shape)} (expected {list(want[k].shape)})"
