@@ -23,7 +23,7 @@
 #include "strata/learn/learn.hpp"
 #include "strata/nn/linear.hpp"
 
-#include "stb_image_read.hpp"
+#include <strata/io/image.hpp>
 
 using namespace strata;
 namespace fs = std::filesystem;
@@ -99,15 +99,16 @@ struct Png {
 };
 Png read_png(const fs::path& path) {
   Png im;
-  unsigned char* p = stbi_load(path.c_str(), &im.w, &im.h, &im.c, 3);
-  REQUIRE(p != nullptr);
-  for (int64_t i = 0; i < int64_t(im.w) * im.h; ++i) {
-    const unsigned char r = p[3 * i], g = p[3 * i + 1], b = p[3 * i + 2];
+  const Tensor t = read_image(path.string(), 3);
+  im.w = int(t.size(2)), im.h = int(t.size(1)), im.c = 3;
+  const uint8_t* p = t.data_ptr<uint8_t>();
+  const int64_t n = int64_t(im.w) * im.h;
+  for (int64_t i = 0; i < n; ++i) {
+    const unsigned char r = p[i], g = p[n + i], b = p[2 * n + i];
     im.non_white += !(r == 255 && g == 255 && b == 255);
     im.blue += r < 90 && g > 90 && g < 150 && b > 150;  // (31, 119, 180) and its antialiased edge
     im.red += r > 200 && g < 40 && b < 40;
   }
-  stbi_image_free(p);
   return im;
 }
 

@@ -13,7 +13,7 @@
 #include "helpers.hpp"
 #include <strata/io/plot.hpp>
 
-#include "stb_image_read.hpp"
+#include <strata/io/image.hpp>
 
 using namespace strata;
 namespace fs = std::filesystem;
@@ -27,7 +27,7 @@ fs::path scratch_dir() {
   return dir;
 }
 
-struct Image {
+struct Pixels {
   int w = 0, h = 0, c = 0;
   std::vector<uint8_t> px;
   Color at(int x, int y) const {
@@ -36,18 +36,20 @@ struct Image {
   }
 };
 
-/// Reads a PNG back with stb_image, in the channels it was written with.
-Image read_png(const fs::path& path) {
-  Image im;
-  unsigned char* p = stbi_load(path.c_str(), &im.w, &im.h, &im.c, 0);
-  REQUIRE(p != nullptr);
-  im.px.assign(p, p + size_t(im.w) * size_t(im.h) * size_t(im.c));
-  stbi_image_free(p);
+/// Reads a PNG back with read_image, in the channels it was written with, interleaved.
+Pixels read_png(const fs::path& path) {
+  const Tensor t = read_image(path.string());
+  Pixels im{int(t.size(2)), int(t.size(1)), int(t.size(0)), {}};
+  const uint8_t* p = t.data_ptr<uint8_t>();
+  const size_t n = size_t(im.w) * size_t(im.h);
+  im.px.resize(n * size_t(im.c));
+  for (size_t i = 0; i < n; ++i)
+    for (size_t c = 0; c < size_t(im.c); ++c) im.px[i * size_t(im.c) + c] = p[c * n + i];
   return im;
 }
 
 /// Number of pixels of exactly color c in each row.
-std::vector<int> row_counts(const Image& im, Color c) {
+std::vector<int> row_counts(const Pixels& im, Color c) {
   std::vector<int> n(size_t(im.h), 0);
   for (int y = 0; y < im.h; ++y)
     for (int x = 0; x < im.w; ++x) n[size_t(y)] += im.at(x, y) == c;
@@ -55,13 +57,13 @@ std::vector<int> row_counts(const Image& im, Color c) {
 }
 
 /// The row holding the most pixels of color c (the row of a horizontal line of that color).
-int line_row(const Image& im, Color c) {
+int line_row(const Pixels& im, Color c) {
   const auto n = row_counts(im, c);
   return int(std::max_element(n.begin(), n.end()) - n.begin());
 }
 
 /// First and last column of color c in row y (-1, -1 when none).
-std::pair<int, int> span(const Image& im, Color c, int y) {
+std::pair<int, int> span(const Pixels& im, Color c, int y) {
   int first = -1, last = -1;
   for (int x = 0; x < im.w; ++x)
     if (im.at(x, y) == c) last = x, first = first < 0 ? x : first;
@@ -91,7 +93,7 @@ TEST_CASE("write_png round trips bytes for 1 to 4 channels", "[plot]") {
     const fs::path p = scratch_dir() / ("rt" + std::to_string(c) + ".png");
     write_png(p.string(), px.data(), w, h, c);
     write_png(p.string(), px.data(), w, h, c);  // replacing an existing file works too
-    const Image im = read_png(p);
+    const Pixels im = read_png(p);
     CHECK(im.w == w);
     CHECK(im.h == h);
     CHECK(im.c == c);
@@ -133,7 +135,7 @@ TEST_CASE("write_png of a tensor in [H,W], [C,H,W] and [H,W,C] layouts", "[plot]
     INFO("shape " << k.shape << " " << k.dt << " noncontig " << k.noncontig);
     const fs::path p = scratch_dir() / "tensor.png";
     write_png(p.string(), t);
-    const Image im = read_png(p);
+    const Pixels im = read_png(p);
     CHECK(im.w == (k.chw ? k.shape[2] : k.shape[1]));
     CHECK(im.h == (k.chw ? k.shape[1] : k.shape[0]));
     CHECK(im.px == ref(t, k.chw));
@@ -246,7 +248,7 @@ TEST_CASE("plot_lines puts each curve where its values say, on linear and log ax
     std::vector<Series> s;
     for (size_t i = 0; i < ys.size(); ++i) s.push_back(flat("s" + std::to_string(i), 0, 10, ys[i]));
     plot_lines(p.string(), s, {.log_y = log_y, .width = 640, .height = 480});
-    const Image im = read_png(p);
+    const Pixels im = read_png(p);
     REQUIRE((im.w == 640 && im.h == 480 && im.c == 3));
     std::vector<int> r;
     for (size_t i = 0; i < ys.size(); ++i) r.push_back(line_row(im, tab10(int(i))));
@@ -265,7 +267,7 @@ TEST_CASE("plot_lines puts each curve where its values say, on linear and log ax
   // x: a curve over half the x range is half as long, from the same start; a marker lands on the data
   plot_lines(p.string(), {flat("full", 0, 10, 1), flat("half", 0, 5, 2)},
              {.width = 640, .height = 480, .markers = {{5, 1}}});
-  const Image im = read_png(p);
+  const Pixels im = read_png(p);
   const int r0 = line_row(im, tab10(0)), r1 = line_row(im, tab10(1));
   const auto [a0, a1] = span(im, tab10(0), r0);
   const auto [b0, b1] = span(im, tab10(1), r1);
@@ -281,7 +283,7 @@ TEST_CASE("plot_lines puts each curve where its values say, on linear and log ax
     CHECK(handle_rows >= 1);
   }
   plot_lines(p.string(), {flat("", 0, 10, 1), flat("", 0, 5, 2)}, {.width = 640, .height = 480});
-  const Image nolegend = read_png(p);
+  const Pixels nolegend = read_png(p);
   const auto n = row_counts(nolegend, tab10(1));
   const int curve = line_row(nolegend, tab10(1));
   for (int y = 0; y < nolegend.h; ++y)
@@ -292,17 +294,17 @@ TEST_CASE("plot_lines skips NaN and Inf, breaking the line, without changing the
   const fs::path p = scratch_dir() / "nan.png";
   Series a = flat("a", 0, 20, 1, 21), b = flat("b", 0, 20, 2, 21);
   plot_lines(p.string(), {a, b});
-  const Image clean = read_png(p);
+  const Pixels clean = read_png(p);
   a.y[10] = NAN, a.y[15] = INFINITY, b.y[20] = -INFINITY, b.x[3] = NAN;
   a.y.push_back(1e300), a.x.push_back(NAN);  // a huge value at a NaN x is skipped too
   plot_lines(p.string(), {a, b});
-  const Image gappy = read_png(p);
+  const Pixels gappy = read_png(p);
   const int ra = line_row(clean, tab10(0)), rb = line_row(clean, tab10(1));
   CHECK(line_row(gappy, tab10(0)) == ra);
   CHECK(line_row(gappy, tab10(1)) == rb);
   const auto [c0, c1] = span(clean, tab10(0), ra);
   auto col = [&](double x) { return int(std::lround(c0 + (c1 - c0) * x / 20)); };
-  auto has = [&](const Image& im, double x, int row) { return im.at(col(x), row) == tab10(0); };
+  auto has = [&](const Pixels& im, double x, int row) { return im.at(col(x), row) == tab10(0); };
   for (double x : {9.5, 10.0, 10.5, 14.5, 15.0, 15.5}) {
     CHECK(has(clean, x, ra));
     CHECK(!has(gappy, x, ra));
@@ -322,7 +324,7 @@ TEST_CASE("plot_lines on a log axis: exponential data is a straight line, values
   // mean row of the curve's color in each column, then the largest distance from the chord
   auto deviation = [&](bool log_y) {
     plot_lines(p.string(), {s}, {.log_y = log_y});
-    const Image im = read_png(p);
+    const Pixels im = read_png(p);
     std::map<int, double> mid;
     for (int x = 0; x < im.w; ++x) {
       double sum = 0;
@@ -348,7 +350,7 @@ TEST_CASE("plot_grid places panels side by side; plot errors name the path", "[p
   const fs::path p = scratch_dir() / "grid.png";
   const PlotOptions o{.title = "lr", .width = 300, .height = 200};
   plot_grid(p.string(), {{{flat("lr", 0, 1, 1)}, o}, {{flat("mom", 0, 1, 1)}, o}, {{flat("x", 0, 1, 1)}, o}}, 2);
-  const Image im = read_png(p);
+  const Pixels im = read_png(p);
   CHECK((im.w == 600 && im.h == 400));
   auto count = [&](int x0, int y0) {
     int n = 0;
