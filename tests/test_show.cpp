@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "helpers.hpp"
+#include "strata/data/datablock.hpp"
 #include "strata/data/fashion_mnist.hpp"
 #include "strata/data/show.hpp"
 #include "strata/io/image.hpp"
@@ -233,7 +234,8 @@ TEST_CASE("show_batch: plain loaders show xb[0] as images and yb[0] as vocab lab
   const Tensor x = th::random({6, 1, 8, 8}, DType::f32, false, 0, 1);
   const Tensor y = th::make({1, 0, 1, 1, 0, 0}, {6}, DType::i64);
   auto ds = std::make_shared<TensorDataset>(std::vector<Tensor>{x}, std::vector<Tensor>{y});
-  DataLoaders dls{.train = DataLoader(ds, {.bs = 6}), .valid = DataLoader(ds, {.bs = 3}), .c = 2, .vocab = {"zero", "one"}};
+  DataLoaders dls{.train = DataLoader(ds, {.bs = 6}), .valid = DataLoader(ds, {.bs = 3}), .c = 2,
+                  .vocab = {"zero", "one"}};
   show_batch(dls, path, {.max_n = 4, .cell = 32});
   const Png p = read_png(path);
   REQUIRE(p.w == 2 * (32 + kGap) + kGap);
@@ -272,9 +274,6 @@ TEST_CASE("show_batch: plain loaders show xb[0] as images and yb[0] as vocab lab
   }
 }
 
-#if __has_include("strata/data/datablock.hpp")
-#include "strata/data/datablock.hpp"
-
 namespace {
 
 // u8 pixels to floats in [-2, 2] and back: the batch transform a DataBlockInfo decodes
@@ -303,7 +302,38 @@ TEST_CASE("show_batch: loaders of a DataBlock are decoded by it and labelled wit
   show_tuples(dir / "want.png", want, {.cell = 24, .titles = {"dog", "cat", "cat", "dog"}});
   CHECK(read_png(dir / "got.png").px == read_png(dir / "want.png").px);  // not min-max scaled: decoded
 }
-#endif
+
+TEST_CASE("show_batch and show_results over a DataBlock: u8 pixels back, labels from its vocab", "[show]") {
+  th::TempDir dir("strata_show");
+  std::vector<Tensor> imgs;
+  for (int i = 0; i < 8; ++i) imgs.push_back(grey(8, 8, i * 20));
+  DataBlock<int64_t> dblock{.blocks = {ImageBlock({.channels = 1}), CategoryBlock()},
+                            .get_x = [&](const int64_t& i) -> Raw { return imgs[size_t(i)]; },
+                            .get_y = [](const int64_t& i) -> Raw { return std::string(i % 2 ? "odd" : "even"); },
+                            .splitter = IndexSplitter({4, 5, 6, 7})};
+  DataLoaders dls = dblock.dataloaders(std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7}, {.bs = 4, .seed = 1});
+  REQUIRE(dls.block != nullptr);
+  show_batch(dls, dir / "got.png", {.cell = 24}, /*train=*/false);
+  std::vector<Tuple> want;
+  for (int i = 4; i < 8; ++i) want.push_back({Image{imgs[size_t(i)]}});
+  show_tuples(dir / "want.png", want, {.cell = 24, .titles = {"even", "odd", "even", "odd"}});
+  CHECK(read_png(dir / "got.png").px == read_png(dir / "want.png").px);
+
+  // a model that always says "odd" (class 1): right on odd items, wrong on even ones
+  auto lin = std::make_shared<nn::Linear>(64, 2);
+  {
+    NoGrad ng;
+    lin->weight.zero_();
+    lin->bias.zero_();
+    lin->bias.select(0, 1).fill_(1.0);
+  }
+  Learner learn(dls, std::make_shared<nn::Sequential>(nn::Flatten(), lin), nn::CrossEntropyLossFlat());
+  show_results(learn, dir / "got.png", {.cell = 24});
+  const Color g{0, 128, 0}, r{255, 0, 0};
+  show_tuples(dir / "want.png", want,
+              {.cell = 24, .titles = {"odd / even", "odd / odd", "odd / even", "odd / odd"}, .title_colors = {r, g, r, g}});
+  CHECK(read_png(dir / "got.png").px == read_png(dir / "want.png").px);
+}
 
 namespace {
 
@@ -397,7 +427,8 @@ TEST_CASE("show: errors name the op, what it got and what it expected", "[show]"
   th::check_throws([&] { show_tuples(path, {{Image{img}}}, {.max_n = 0}); }, {"show_tuples", "max_n = 0"});
   th::check_throws([&] { show_tuples(path, {{Image{img}}}, {.cell = 4}); }, {"show_tuples", "cell = 4"});
   th::check_throws([&] { show_tuples(dir / "no/such/dir/x.png", {{Image{img}}}); }, {"show_tuples", "no/such/dir"});
-  th::check_throws([&] { show_batch(th::blob_dls(8, 8, 4), path); }, {"show_batch", "xb[0] of shape [4, 2]", "image batch"});
+  th::check_throws([&] { show_batch(th::blob_dls(8, 8, 4), path); },
+                   {"show_batch", "xb[0] of shape [4, 2]", "image batch"});
   th::check_throws([&] { show_batch(DataLoaders{}, path, {}, /*train=*/false); }, {"show_batch", "empty valid loader"});
   auto no_y = std::make_shared<TensorDataset>(std::vector<Tensor>{zeros({4, 1, 4, 4})}, std::vector<Tensor>{});
   Learner learn(DataLoaders{.train = DataLoader(no_y, {.bs = 2}), .valid = DataLoader(no_y, {.bs = 2})},

@@ -28,8 +28,9 @@
 // (dls.block set) are decoded by the block (decode_batch: the batch transforms undone, e.g. back to
 // u8 pixels) and labelled with its vocabs. Plain loaders (fashion_mnist(), TensorDataset) show xb[0]
 // as the Image and each target as a Category (integer [B], labelled with dls.vocab), a Mask (integer
-// [B, H, W]) or a Regression (floating). A floating image batch with values clearly outside [0, 1] (normalized) is min-max
-// scaled over the whole batch for display. The PNG is written atomically (Canvas::save).
+// [B, H, W]) or a Regression (floating). A floating image batch with values clearly outside [0, 1]
+// (a normalized one: below -0.05 or above 1.05) is min-max scaled over the whole batch for display.
+// The PNG is written atomically (Canvas::save).
 // Reference: fastai.data.core.TfmdDL.show_batch, fastai.torch_core.show_image(s).
 #pragma once
 
@@ -41,17 +42,11 @@
 #include <string>
 #include <vector>
 
+#include "strata/data/datablock.hpp"
 #include "strata/data/dataloader.hpp"
 #include "strata/data/items.hpp"
 #include "strata/io/canvas.hpp"
 #include "strata/tensor/tensor.hpp"
-
-#if __has_include("strata/data/datablock.hpp")
-#include "strata/data/datablock.hpp"
-#define STRATA_SHOW_HAS_BLOCK 1
-#else
-#define STRATA_SHOW_HAS_BLOCK 0
-#endif
 
 namespace strata {
 
@@ -188,7 +183,8 @@ inline RgbImage resize_rgb(const RgbImage& src, int w, int h) {
         }
       }
       for (int c = 0; c < 3; ++c)
-        out.px[(size_t(j) * size_t(w) + size_t(i)) * 3 + size_t(c)] = uint8_t(std::clamp(std::lround(acc[c]), 0L, 255L));
+        out.px[(size_t(j) * size_t(w) + size_t(i)) * 3 + size_t(c)] =
+            uint8_t(std::clamp(std::lround(acc[c]), 0L, 255L));
     }
   return out;
 }
@@ -360,12 +356,10 @@ inline std::pair<Tuple, std::vector<std::vector<std::string>>> decoded_batch(con
                                                                               const char* op) {
   Tuple t;
   std::vector<std::vector<std::string>> vocabs;
-#if STRATA_SHOW_HAS_BLOCK
   if (dls.block) {
     t = dls.block->decode_batch(b);
     vocabs = dls.block->vocabs;
   }
-#endif
   if (t.empty()) {
     STRATA_CHECK(!b.xb.empty() && b.xb[0].defined() && (b.xb[0].dim() == 4 || b.xb[0].dim() == 3) &&
                      (b.xb[0].dim() == 3 || b.xb[0].size(1) == 1 || b.xb[0].size(1) == 3),
@@ -410,5 +404,3 @@ inline void show_batch(const DataLoaders& dls, const std::string& path, ShowOpti
 }
 
 }  // namespace strata
-
-#undef STRATA_SHOW_HAS_BLOCK
