@@ -63,8 +63,7 @@ Tensor sd_get(nn::Module& m, const std::string& key) {
 
 /// arch::resnet18 built without drawing 11M random numbers (the tests below read shapes, names and
 /// loaded values, never the initial ones).
-VisionArch resnet18_noinit() {
-  VisionArch a = arch::resnet18();
+VisionArch noinit(VisionArch a) {
   a.make = [make = a.make](int64_t n_in) {
     nn::init::NoInit ni;
     return make(n_in);
@@ -211,7 +210,7 @@ TEST_CASE("create_body: n_in adapts the first conv as fastai's _update_first_lay
 
 TEST_CASE("vision_learner: resnet18 splits into fastai's 3 groups", "[vision_learner]") {
   auto dls = image_dls(4, 3, 32, 10, 2);
-  auto learn = vision_learner(dls, resnet18_noinit());
+  auto learn = vision_learner(dls, noinit(arch::resnet18()));
   quiet(learn);
   CHECK(learn.opt == nullptr);  // not pretrained: not frozen (no optimizer yet)
   learn.create_opt();
@@ -235,7 +234,16 @@ TEST_CASE("vision_learner: resnet18 splits into fastai's 3 groups", "[vision_lea
   // fastai's layout: model[0] body, model[1] head; the body keeps torchvision's names
   CHECK(learn.model->state_dict().front().first == "0.conv1.weight");
   CHECK(&learn.body() == &body_of(learn));
-  CHECK(learn.head().type_name() == "Sequential");
+  CHECK(&learn.head() == &head_of(learn));
+
+  // xresnet18: cut -4 (stem, maxpool, 4 stages), split {stem, the rest, head} (fastai's _xresnet_split)
+  auto x = vision_learner(dls, noinit(arch::xresnet18()));
+  quiet(x);
+  CHECK(x.body().named_children().size() == 8);
+  x.create_opt();
+  REQUIRE(x.opt->param_groups.size() == 3);
+  CHECK(numel_of(x.opt->param_groups[0].params) == conv(3, 32, 3) + bn(32) + conv(32, 32, 3) + bn(32) + conv(32, 64, 3) + bn(64));
+  CHECK(numel_of(x.opt->param_groups[2].params) == g2);
 }
 
 TEST_CASE("vision_learner: a torchvision-keyed resnet18 file fills the body and freezes it", "[vision_learner]") {

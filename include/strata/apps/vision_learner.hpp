@@ -397,6 +397,12 @@ inline nn::Module& body_of(const Learner& learn) {
   return (*s)[0];
 }
 
+/// The head of a vision_learner model (model[1]).
+inline nn::Module& head_of(const Learner& learn) {
+  body_of(learn);  // the same checks
+  return (*static_cast<nn::Sequential*>(learn.model.get()))[1];
+}
+
 /// Writes the body's state_dict to `path` (safetensors, "format": "strata.body", atomically); returns path.
 inline std::string save_body(nn::Module& body, const std::string& path) {
   const std::filesystem::path p(path);
@@ -469,8 +475,9 @@ class VisionLearner : public Learner {
   VisionLearner(DataLoaders dls_, VisionArch arch_, VisionLearnerOptions o = {})
       : VisionLearner(build(dls_, arch_, o), arch_, !o.pretrained.empty()) {}
 
-  nn::Module& body() const { return (*dynamic_cast<nn::Sequential*>(model.get()))[0]; }
-  nn::Module& head() const { return (*dynamic_cast<nn::Sequential*>(model.get()))[1]; }
+  /// model[0] and model[1] (checked: a callback may have replaced the model).
+  nn::Module& body() const { return body_of(*this); }
+  nn::Module& head() const { return head_of(*this); }
 
  private:
   struct Parts {
