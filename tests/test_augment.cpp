@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <algorithm>
 #include <set>
 
 #include "golden/augment_grid.hpp"
@@ -396,4 +397,62 @@ TEST_CASE("aug_transforms: fastai's defaults; validation data is left alone", "[
   th::check_close(data_of(r[0]), grid_sample(data_of(t[0]), {mat3_identity()}, {.height = 4, .width = 5}), 0, 0,
                   "valid resize");
   th::check_throws([&] { run(Flip({.p = 1}), Tuple{Category{data_of(t[2])}}); }, {"Flip", "without Image or Mask"});
+}
+
+TEST_CASE("Dihedral(p = 1) draws all 8 symmetries, each a permutation of the pixels", "[augment]") {
+  const Tensor x = th::random({64, 1, 5, 5}, DType::f32);
+  AffineAug d({DihedralOptions{.p = 1}}, {.mode = SampleMode::nearest});
+  const Tuple out = run(d, {Image{x}}, TfmRng(2, 0, 0));
+  std::set<std::vector<double>> kinds;
+  for (int64_t b = 0; b < 64; ++b) {
+    std::vector<double> in = th::values(x.select(0, b)), o = th::values(data_of(out[0]).select(0, b));
+    kinds.insert(o);
+    std::sort(in.begin(), in.end());
+    std::sort(o.begin(), o.end());
+    CHECK(in == o);
+  }
+  // with one image repeated, the 8 symmetries give 8 distinct results
+  const Tensor one = x.select(0, 0).unsqueeze(0).expand({64, 1, 5, 5}).contiguous();
+  const Tuple same = run(d, {Image{one}}, TfmRng(2, 0, 0));
+  std::set<std::vector<double>> seen;
+  for (int64_t b = 0; b < 64; ++b) seen.insert(th::values(data_of(same[0]).select(0, b)));
+  CHECK(seen.size() == 8);
+}
+
+TEST_CASE("RandomResizedCropGPU: an integer crop of allowed area stretched over the output", "[augment]") {
+  // an x ramp and a y ramp (pixel centres) show which input pixels the output corners read
+  const int64_t B = 16, H = 12, W = 20;
+  Tensor ramp = empty({B, 2, H, W});
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < H; ++i)
+      for (int64_t j = 0; j < W; ++j) ramp.data_ptr<float>()[((b * 2) * H + i) * W + j] = float(j) + 0.5f,
+                                      ramp.data_ptr<float>()[((b * 2 + 1) * H + i) * W + j] = float(i) + 0.5f;
+  const RandomResizedCropGPU crop({.min_scale = 0.35, .min_ratio = 0.75, .max_ratio = 4.0 / 3.0,
+                                   .resample = {.size_h = 6, .size_w = 7}});
+  const Tensor y = data_of(run(crop, {Image{ramp}}, TfmRng(3, 0, 1))[0]);
+  REQUIRE(y.shape() == Shape{B, 2, 6, 7});
+  for (int64_t b = 0; b < B; ++b) {
+    const double x0 = th::at(y, {b, 0, 0, 0}) - 0.5, x1 = th::at(y, {b, 0, 0, 6}) + 0.5;
+    const double y0 = th::at(y, {b, 1, 0, 0}) - 0.5, y1 = th::at(y, {b, 1, 5, 0}) + 0.5;
+    INFO("image " << b << " crop x [" << x0 << ", " << x1 << ") y [" << y0 << ", " << y1 << ")");
+    CHECK(std::abs(x0 - std::round(x0)) < 1e-4);  // integer pixel boxes
+    CHECK(std::abs(y1 - std::round(y1)) < 1e-4);
+    CHECK(x0 >= -1e-4);
+    CHECK(y0 >= -1e-4);
+    CHECK(x1 <= W + 1e-4);
+    CHECK(y1 <= H + 1e-4);
+    const double area = (x1 - x0) * (y1 - y0) / double(H * W), ratio = (x1 - x0) / (y1 - y0);
+    CHECK(area >= 0.35 * 0.8);  // rounding of the sides
+    CHECK(ratio >= 0.75 * 0.8);
+    CHECK(ratio <= 4.0 / 3.0 / 0.8);
+  }
+  // validation: the centre crop of the largest allowed ratio (here 4/3: 16 x 12 of 20 x 12)
+  TfmContext valid{.train = false};
+  Pipeline p({make_transform(crop)});
+  const Tensor v = data_of(p(Tuple{Image{ramp}}, valid)[0]);
+  CHECK(th::at(v, {0, 0, 0, 0}) == Approx(2.5));
+  CHECK(th::at(v, {0, 0, 0, 6}) == Approx(17.5));
+  CHECK(th::at(v, {0, 1, 5, 0}) == Approx(11.5));
+  CHECK(aug_transforms({.size_h = 8, .size_w = 8, .min_scale = 0.5}).size() == 2);
+  th::check_throws([] { aug_transforms({.min_scale = 0.5}); }, {"aug_transforms", "min_scale 0.5", "output size"});
 }

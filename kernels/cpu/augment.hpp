@@ -95,6 +95,7 @@ inline double source_coordinate(double c, int64_t size, PadMode pad, bool align)
   double p = align ? (c + 1) / 2 * double(size - 1) : ((c + 1) * double(size) - 1) / 2;
   if (!(std::fabs(p) < 1e9)) p = p > 0 ? 1e9 : -1e9;  // projective blow-ups and NaN: far outside, finite
   if (const double r = std::nearbyint(p); std::fabs(p - r) < 1e-9) p = r;  // pixel-aligned maps (identity, flips) exact
+  if (p >= 0 && p <= double(size - 1)) return p;  // inside: no padding rule changes it (the common case)
   if (pad == PadMode::reflection)
     p = align ? reflect_coordinate(p, 0, 2 * (size - 1)) : reflect_coordinate(p, -1, 2 * size - 1);
   if (pad != PadMode::zeros) p = std::min(double(size - 1), std::max(p, 0.0));
@@ -103,9 +104,12 @@ inline double source_coordinate(double c, int64_t size, PadMode pad, bool align)
 
 /// Input normalized (x, y) for output normalized (u, v): M (u, v, 1), divided by its third row.
 inline void project(const double* m, double u, double v, double& x, double& y) {
-  const double w = m[6] * u + m[7] * v + m[8];
-  x = (m[0] * u + m[1] * v + m[2]) / w;
-  y = (m[3] * u + m[4] * v + m[5]) / w;
+  x = m[0] * u + m[1] * v + m[2];
+  y = m[3] * u + m[4] * v + m[5];
+  if (m[6] != 0 || m[7] != 0 || m[8] != 1) {  // perspective (an affine map skips the divisions)
+    const double w = m[6] * u + m[7] * v + m[8];
+    x /= w, y /= w;
+  }
 }
 
 /// Standard normal number e of erasing rectangle k (see the top of this file).
@@ -252,7 +256,8 @@ void grid_sample_kernel(const T* x, T* y, const double* mats, const GridSampleGe
 }
 
 /// lighting_ref's result as y = 1 / (1 + k r^mul), r = (1 - x) / x, k = e^(-mul add), in the
-/// accumulation type; images split over threads, vectorized where mul = 1 (no pow).
+/// accumulation type; images split over threads; f32/f64 data in Vec<T> (mul = 1 needs no
+/// transcendental; otherwise scalar logs of r in chunks of 256, then vexp).
 template <class T>
 void lighting_kernel(const T* x, T* y, int64_t B, int64_t N, const double* add, const double* mul) {
   using A = acc_t<T>;
@@ -269,12 +274,23 @@ void lighting_kernel(const T* x, T* y, int64_t B, int64_t N, const double* add, 
       const A m = A(mul[b]), k = A(std::exp(-mul[b] * add[b]));
       int64_t i = 0;
       if constexpr (std::is_same_v<T, A>) {
+        using V = Vec<A>;
+        const V vk(k), vm(m), ve(eps), vone(one), vhi(one - eps);
         if (mul[b] == 1) {  // y = x / (x + k (1 - x))
-          using V = Vec<A>;
-          const V vk(k), ve(eps), vone(one), vhi(one - eps);
           for (; i + V::size <= N; i += V::size) {
             const V p = vmin(vhi, vmax(ve, V::load(xp + i)));
             (p / (p + vk * (vone - p))).store(yp + i);
+          }
+        } else {  // y = 1 / (1 + k e^(mul log r)): the logs scalar, the rest in vectors
+          constexpr int64_t kChunk = 256;
+          A lr[kChunk];
+          for (; i + kChunk <= N; i += kChunk) {
+            for (int64_t j = 0; j < kChunk; ++j) {
+              const A p = std::min(one - eps, std::max(eps, xp[i + j]));
+              lr[j] = std::log((one - p) / p);
+            }
+            for (int64_t j = 0; j < kChunk; j += V::size)
+              (vone / (vone + vk * vexp(vm * V::load(lr + j)))).store(yp + i + j);
           }
         }
       }

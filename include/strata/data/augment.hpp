@@ -26,6 +26,9 @@
 //   Warp      dx, dy ~ U(-magnitude, magnitude) each w.p. p: the homography that takes the corners
 //             (-1-dy, -1-dx) (-1+dy, 1+dx) (1+dy, -1+dx) (1-dy, 1-dx) to (-1,-1) (-1,1) (1,-1) (1,1)
 //             (fastai's _WarpCoord: find_coeffs(orig_pts, targ_pts))
+//   RandomResizedCrop  fastai's RandomResizedCropGPU draw (area, ratio, integer top-left), as the
+//             map from the output onto the crop; last in aug_transforms' parts, so it acts first
+//             on output coordinates, as fastai's separate crop after the affine resampling would
 // Lighting (order 40, fastai's LightingTfm): brightness b ~ U(0.5 (1 - m), 0.5 (1 + m)) w.p. p
 // (else 0.5), contrast c = e^U(log(1 - m), -log(1 - m)) w.p. p (else 1), y = sigmoid(c (logit(x) +
 // logit(b))) for images in [0, 1]. RandomErasing (order 100, after Normalize): each image w.p. p
@@ -161,28 +164,36 @@ struct DihedralOptions { double p = 0.5; ResampleOptions resample = {}; };
 struct RotateOptions { double max_deg = 10, p = 0.5; ResampleOptions resample = {}; };
 struct ZoomOptions { double min_zoom = 1, max_zoom = 1.1, p = 0.5; ResampleOptions resample = {}; };
 struct WarpOptions { double magnitude = 0.2, p = 0.5; ResampleOptions resample = {}; };
+/// fastai's RandomResizedCropGPU as an affine part: a crop of min_scale..1 of the area with aspect
+/// ratio in [min_ratio, max_ratio] (integer pixels), stretched over the output; on validation data
+/// the centre crop of the largest allowed aspect ratio.
+struct RandomResizedCropOptions {
+  double min_scale = 0.08, min_ratio = 0.75, max_ratio = 4.0 / 3.0;
+  ResampleOptions resample = {};
+};
 
 /// One part of an AffineAug; each draws one matrix per image.
-using AffinePart = std::variant<FlipOptions, DihedralOptions, RotateOptions, ZoomOptions, WarpOptions>;
+using AffinePart =
+    std::variant<FlipOptions, DihedralOptions, RotateOptions, ZoomOptions, WarpOptions, RandomResizedCropOptions>;
 
 namespace detail {
 
-inline Mat3 draw_part(const FlipOptions& o, TfmRng& rng) {
+inline Mat3 draw_part(const FlipOptions& o, TfmRng& rng, int64_t, int64_t) {
   return rng.bernoulli(o.p) ? affine_mat(-1, 0, 0, 0, 1, 0) : mat3_identity();
 }
-inline Mat3 draw_part(const DihedralOptions& o, TfmRng& rng) {
+inline Mat3 draw_part(const DihedralOptions& o, TfmRng& rng, int64_t, int64_t) {
   const bool on = rng.bernoulli(o.p);
   const int64_t k = rng.randint(0, 8), i = on ? k : 0;
   constexpr double xs[] = {1, -1, 1, -1, -1, 1, 1, -1}, ys[] = {1, 1, -1, 1, -1, -1, 1, -1};
   constexpr double m0[] = {1, 1, 1, 0, 1, 0, 0, 0}, m1[] = {0, 0, 0, 1, 0, 1, 1, 1};
   return affine_mat(xs[i] * m0[i], xs[i] * m1[i], 0, ys[i] * m1[i], ys[i] * m0[i], 0);
 }
-inline Mat3 draw_part(const RotateOptions& o, TfmRng& rng) {
+inline Mat3 draw_part(const RotateOptions& o, TfmRng& rng, int64_t, int64_t) {
   const bool on = rng.bernoulli(o.p);
   const double deg = rng.uniform(-o.max_deg, o.max_deg), t = on ? deg * 3.141592653589793 / 180 : 0.0;
   return affine_mat(std::cos(t), std::sin(t), 0, -std::sin(t), std::cos(t), 0);
 }
-inline Mat3 draw_part(const ZoomOptions& o, TfmRng& rng) {
+inline Mat3 draw_part(const ZoomOptions& o, TfmRng& rng, int64_t, int64_t) {
   const bool on = rng.bernoulli(o.p);
   const double z = rng.uniform(o.min_zoom, o.max_zoom), s = 1 / (on ? z : 1.0);
   const double cx = rng.uniform(), cy = rng.uniform();
@@ -215,13 +226,46 @@ inline Mat3 homography(const std::array<std::array<double, 2>, 4>& from, const s
   h[8] = 1;
   return h;
 }
-inline Mat3 draw_part(const WarpOptions& o, TfmRng& rng) {
+inline Mat3 draw_part(const WarpOptions& o, TfmRng& rng, int64_t, int64_t) {
   const bool on_x = rng.bernoulli(o.p), on_y = rng.bernoulli(o.p);
   const double mx = rng.uniform(-o.magnitude, o.magnitude), my = rng.uniform(-o.magnitude, o.magnitude);
   const double x = on_x ? mx : 0.0, y = on_y ? my : 0.0;
   if (x == 0 && y == 0) return mat3_identity();
   return homography({{{-1 - y, -1 - x}, {-1 + y, 1 + x}, {1 + y, -1 + x}, {1 - y, 1 - x}}},
                     {{{-1, -1}, {-1, 1}, {1, -1}, {1, 1}}});
+}
+
+/// The crop rows [y0, y0 + h) x cols [x0, x0 + w) of an H x W image stretched over the output
+/// (align_corners: the output's corner pixels are the crop's corner pixels).
+inline Mat3 crop_mat(int64_t H, int64_t W, int64_t y0, int64_t x0, int64_t h, int64_t w) {
+  auto axis = [](int64_t n, int64_t lo, int64_t len) {  // x_in = a u + c along one axis
+    if (n <= 1) return std::pair{1.0, 0.0};
+    return std::pair{double(len - 1) / double(n - 1), double(2 * lo + len - 1) / double(n - 1) - 1};
+  };
+  const auto [ax, cx] = axis(W, x0, w);
+  const auto [ay, cy] = axis(H, y0, h);
+  return affine_mat(ax, 0, cx, 0, ay, cy);
+}
+/// The validation crop: centred, of the largest aspect ratio allowed.
+inline Mat3 center_crop_mat(const RandomResizedCropOptions& o, int64_t H, int64_t W) {
+  int64_t h = H, w = W;
+  if (double(W) / double(H) < o.min_ratio) h = int64_t(double(W) / o.min_ratio);
+  else if (double(W) / double(H) > o.max_ratio) w = int64_t(double(H) * o.max_ratio);
+  return crop_mat(H, W, (H - h) / 2, (W - w) / 2, h, w);
+}
+/// fastai's RandomResizedCropGPU.before_call: 10 tries at a crop that fits, else the largest allowed.
+inline Mat3 draw_part(const RandomResizedCropOptions& o, TfmRng& rng, int64_t H, int64_t W) {
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    const double area = rng.uniform(o.min_scale, 1.0) * double(W * H);
+    const double ratio = std::exp(rng.uniform(std::log(o.min_ratio), std::log(o.max_ratio)));
+    const auto nw = int64_t(std::round(std::sqrt(area * ratio))), nh = int64_t(std::round(std::sqrt(area / ratio)));
+    if (nw <= W && nh <= H && nw > 0 && nh > 0)
+      return crop_mat(H, W, rng.randint(0, H - nh + 1), rng.randint(0, W - nw + 1), nh, nw);
+  }
+  int64_t h = H, w = W;
+  if (double(W) / double(H) < o.min_ratio) h = int64_t(double(W) / o.min_ratio);
+  else if (double(W) / double(H) > o.max_ratio) w = int64_t(double(H) * o.max_ratio);
+  return crop_mat(H, W, rng.randint(0, H - h + 1), rng.randint(0, W - w + 1), h, w);
 }
 
 /// Pixel coordinate <-> normalized coordinate (see the top of this file).
@@ -266,11 +310,16 @@ struct AffineAug {
     }
     STRATA_CHECK(B >= 0, name, "got a tuple without Image or Mask, expected one to fix the geometry");
     mats.assign(size_t(B), mat3_identity());
-    if (!ctx.train) return;
+    if (!ctx.train) {  // validation: only a crop part does something (its centre crop)
+      for (const AffinePart& part : parts)
+        if (const auto* crop = std::get_if<RandomResizedCropOptions>(&part))
+          for (Mat3& m : mats) m = mat3_mul(m, detail::center_crop_mat(*crop, in_h, in_w));
+      return;
+    }
     std::vector<Mat3> warp(size_t(B), mat3_identity());
     for (const AffinePart& part : parts)
       for (int64_t b = 0; b < B; ++b) {
-        const Mat3 m = std::visit([&](const auto& o) { return detail::draw_part(o, ctx.rng); }, part);
+        const Mat3 m = std::visit([&](const auto& o) { return detail::draw_part(o, ctx.rng, in_h, in_w); }, part);
         Mat3& dst = std::holds_alternative<WarpOptions>(part) ? warp[size_t(b)] : mats[size_t(b)];
         dst = mat3_mul(dst, m);
       }
@@ -375,6 +424,17 @@ struct Zoom : AffineAug {
 /// fastai's perspective warp of the four corners by up to magnitude.
 struct Warp : AffineAug {
   explicit Warp(WarpOptions o = {}) : AffineAug({o}, o.resample) { name = "Warp"; }
+};
+/// A random crop of min_scale..1 of the area, resized to resample's size (required).
+struct RandomResizedCropGPU : AffineAug {
+  explicit RandomResizedCropGPU(RandomResizedCropOptions o = {}) : AffineAug({o}, o.resample) {
+    name = "RandomResizedCropGPU";
+    STRATA_CHECK(o.resample.size_h > 0 && 0 < o.min_scale && o.min_scale <= 1 && 0 < o.min_ratio &&
+                     o.min_ratio <= o.max_ratio,
+                 name, "got size ", o.resample.size_h, "x", o.resample.size_w, ", min_scale ", o.min_scale,
+                 ", ratios [", o.min_ratio, ", ", o.max_ratio, "], expected an output size, 0 < min_scale <= 1 and ",
+                 "0 < min_ratio <= max_ratio");
+  }
 };
 
 // ---------------------------------------------------------------- lighting
@@ -485,20 +545,21 @@ struct RandomErasing {
 
 // ---------------------------------------------------------------- aug_transforms
 
-/// fastai's aug_transforms arguments and defaults (min_scale / RandomResizedCropGPU not included).
+/// fastai's aug_transforms arguments and defaults.
 struct AugOptions {
   double mult = 1.0;
   bool do_flip = true, flip_vert = false;
   double max_rotate = 10, min_zoom = 1, max_zoom = 1.1, max_lighting = 0.2, max_warp = 0.2;
   double p_affine = 0.75, p_lighting = 0.75;
   int64_t size_h = 0, size_w = 0;  // output size (0: keep)
+  double min_scale = 1.0;          // < 1: a RandomResizedCropGPU part (aspect ratio 1, as fastai's; needs a size)
   SampleMode mode = SampleMode::bilinear;
   PadMode pad_mode = PadMode::reflection;
   bool align_corners = true;
 };
 
-/// The standard batch augmentations: one AffineAug (flip or dihedral, warp, rotate, zoom; one
-/// resampling) and one Lighting (brightness then contrast), as fastai's setup_aug_tfms merges them.
+/// The standard batch augmentations: one AffineAug (flip or dihedral, warp, rotate, zoom, and the
+/// random resized crop when min_scale < 1; one resampling) and one Lighting (brightness then contrast), as fastai's setup_aug_tfms merges them.
 inline std::vector<std::shared_ptr<Transform>> aug_transforms(AugOptions o = {}) {
   const double max_rotate = o.max_rotate * o.mult, max_lighting = o.max_lighting * o.mult,
                max_warp = o.max_warp * o.mult;
@@ -511,6 +572,10 @@ inline std::vector<std::shared_ptr<Transform>> aug_transforms(AugOptions o = {})
   if (max_rotate > 0) parts.emplace_back(RotateOptions{.max_deg = max_rotate, .p = o.p_affine});
   if (o.min_zoom < 1 || o.max_zoom > 1)
     parts.emplace_back(ZoomOptions{.min_zoom = o.min_zoom, .max_zoom = o.max_zoom, .p = o.p_affine});
+  STRATA_CHECK(o.min_scale == 1 || (o.min_scale > 0 && o.min_scale < 1 && o.size_h > 0), "aug_transforms",
+               "got min_scale ", o.min_scale, " with size ", o.size_h, "x", o.size_w,
+               ", expected min_scale in (0, 1] and an output size when min_scale < 1");
+  if (o.min_scale < 1) parts.emplace_back(RandomResizedCropOptions{.min_scale = o.min_scale, .min_ratio = 1, .max_ratio = 1});
   std::vector<std::shared_ptr<Transform>> out;
   const ResampleOptions r{.size_h = o.size_h, .size_w = o.size_w, .mode = o.mode, .pad_mode = o.pad_mode,
                           .align_corners = o.align_corners};
