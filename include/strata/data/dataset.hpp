@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,12 @@ class Dataset {
   virtual Batch get_batch(const std::vector<int64_t>& idxs, const BatchContext& ctx) const {
     (void)ctx;
     return get_batch(idxs);
+  }
+  /// The same items with the transforms of the given split (fastai's set_split_idx), for test-time
+  /// augmentation; nullptr when the dataset's items do not depend on the split (the default).
+  virtual std::shared_ptr<const Dataset> with_split(bool train) const {
+    (void)train;
+    return nullptr;
   }
 
  protected:
