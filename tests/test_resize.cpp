@@ -164,6 +164,25 @@ TEST_CASE("resample_bilinear: whole images and boxes match PyTorch (interpolate,
   }
 }
 
+TEST_CASE("resample_bilinear / resample_nearest on batches: leading dims are planes", "[resize]") {
+  // [B, C, H, W] f32, big enough for the planes to be split over threads
+  const Tensor x = th::random({4, 3, 20, 17}, DType::f32, false, 0, 255);
+  const ItemGeom g{.y0 = -2, .x0 = 3.5, .h = 19, .w = 11, .OH = 256, .OW = 256, .pad = PadMode::reflection};
+  const Tensor y = resample_bilinear(x, g);
+  REQUIRE(y.shape() == Shape{4, 3, 256, 256});
+  for (int64_t b = 0; b < 4; ++b) th::check_close(y.select(0, b), resample_bilinear(x.select(0, b), g), 0, 0, "item");
+  // leading dims that do not collapse into one stride ([C, B] view of a [B, C] batch)
+  const Tensor xt = x.permute({1, 0, 2, 3});
+  const ItemGeom s{.h = 20, .w = 17, .OH = 7, .OW = 9};
+  const Tensor yt = resample_bilinear(xt, s);
+  for (int64_t c = 0; c < 3; ++c)
+    for (int64_t b = 0; b < 4; ++b)
+      th::check_close(yt.select(0, c).select(0, b), resample_bilinear(x.select(0, b).select(0, c), s), 0, 0, "plane");
+  const Tensor m = th::random({2, 9, 8}, DType::i64, false, 0, 5);
+  const Tensor mt = resample_nearest(m, {.h = 9, .w = 8, .OH = 4, .OW = 16});
+  th::check_close(mt.select(0, 1), resample_nearest(m.select(0, 1), {.h = 9, .w = 8, .OH = 4, .OW = 16}), 0, 0, "mask");
+}
+
 TEST_CASE("FlipItem and DihedralItem: Image, Mask, Points, BBoxes move together; flip twice is identity",
           "[resize]") {
   // one bright pixel at (row 2, col 5) of a 1 x 6 x 9 image; a point at its centre
@@ -171,7 +190,8 @@ TEST_CASE("FlipItem and DihedralItem: Image, Mask, Points, BBoxes move together;
   img.data_ptr<uint8_t>()[2 * 9 + 5] = 200;
   const Tensor mask = img.to(DType::i64);
   const Tensor pts = th::make({5.5, 2.5}, {1, 2}), box = th::make({1, 2, 4, 6}, {1, 4});
-  const Tuple in{Image{img}, Mask{mask}, Points{pts}, BBoxes{box}, Category{scalar_tensor(int64_t(3), {.dtype = DType::i64})}};
+  const Tensor label = scalar_tensor(3, {.dtype = DType::i64});
+  const Tuple in{Image{img}, Mask{mask}, Points{pts}, BBoxes{box}, Category{label}};
 
   Pipeline flip({make_transform(FlipItem({.p = 1.0}))});
   TfmContext ctx{.train = true, .rng = TfmRng(1, 0, 0, 0)};
@@ -284,7 +304,8 @@ TEST_CASE("RandomResizedCrop: area and aspect in range, same stream same crop, v
     CHECK(g.x0 + g.w <= 120);
     CHECK((g.OH == 64 && g.OW == 64));
     RandomResizedCrop again = rrc, other = rrc;
-    TfmContext same{.train = true, .rng = TfmRng(4, 2, 7, item)}, next{.train = true, .rng = TfmRng(4, 2, 7, item + 1000)};
+    TfmContext same{.train = true, .rng = TfmRng(4, 2, 7, item)};
+    TfmContext next{.train = true, .rng = TfmRng(4, 2, 7, item + 1000)};
     again.before_call(in, same);
     other.before_call(in, next);
     CHECK(again.geom.x0 == g.x0);
@@ -318,7 +339,8 @@ TEST_CASE("item transforms: Image, Mask and Points of one tuple get the same cro
   Tensor mask = zeros({64, 80}, {.dtype = DType::i64});
   img.narrow(1, 20, 8).narrow(2, 36, 8).fill_(250);
   mask.narrow(0, 20, 8).narrow(1, 36, 8).fill_(1);
-  const Tuple in{Image{img}, Mask{mask}, Points{th::make({40, 24}, {1, 2})}, Category{scalar_tensor(int64_t(2), {.dtype = DType::i64})}};
+  const Tensor label = scalar_tensor(2, {.dtype = DType::i64});
+  const Tuple in{Image{img}, Mask{mask}, Points{th::make({40, 24}, {1, 2})}, Category{label}};
   Pipeline pipe({make_transform(RandomResizedCrop({.size = 32, .min_scale = 0.3})), make_transform(FlipItem())});
   int seen = 0;
   for (uint32_t item = 0; item < 40; ++item) {
@@ -355,9 +377,9 @@ TEST_CASE("CropPad, RandomCrop, BBoxes clipping, errors", "[resize]") {
   th::check_close(cp.encodes(Image{x}).data, x.narrow(2, 1, 3), 0, 0, "centre crop");
   CropPad grow({.size = {5, 5}});
   grow.before_call({Image{x}}, valid);  // rows -1 and 3 are zeros: (3 - 5) // 2 = -1
-  th::check_close(grow.encodes(Image{x}).data,
-                  th::make({0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 0, 0, 0, 0}, {1, 5, 5}),
-                  0, 0, "pad");
+  const Tensor want = th::make({0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 0, 0, 0, 0},
+                               {1, 5, 5});
+  th::check_close(grow.encodes(Image{x}).data, want, 0, 0, "pad");
   CropPad refl({.size = {5, 7}, .pad_mode = PadMode::reflection});
   refl.before_call({Image{x}}, valid);
   const std::vector<double> r = th::values(refl.encodes(Image{x}).data);

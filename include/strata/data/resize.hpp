@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "kernels/cpu/resize.hpp"
+#include "strata/core/parallel.hpp"
 #include "strata/data/transform.hpp"
 
 namespace strata {
@@ -123,9 +124,20 @@ inline Tensor resample_bilinear(const Tensor& x, const ItemGeom& g) {
   }
   Tensor out = Tensor::empty(detail::out_shape(p.lead, g.OH, g.OW), dt);
   const cpu::ResizeGeom kg = detail::kernel_geom(p, g);
-  if (dt == DType::u8) cpu::resize_bilinear(p.t.data_ptr<uint8_t>(), out.data_ptr<uint8_t>(), kg);
-  else if (dt == DType::f32) cpu::resize_bilinear(p.t.data_ptr<float>(), out.data_ptr<float>(), kg);
-  else cpu::resize_bilinear(p.t.data_ptr<double>(), out.data_ptr<double>(), kg);
+  auto run = [&]<class T>(type_tag<T>) {
+    const T* s = p.t.data_ptr<T>();
+    T* d = out.data_ptr<T>();
+    // planes split over threads for a whole batch; an item (or a loader worker) runs inline
+    const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / (g.OH * g.OW));
+    parallel_for(0, p.C, grain, [&](int64_t lo, int64_t hi) {
+      cpu::ResizeGeom part = kg;
+      part.C = hi - lo;
+      cpu::resize_bilinear(s + lo * kg.sc, d + lo * g.OH * g.OW, part);
+    });
+  };
+  if (dt == DType::u8) run(type_tag<uint8_t>{});
+  else if (dt == DType::f32) run(type_tag<float>{});
+  else run(type_tag<double>{});
   return out;
 }
 
@@ -346,8 +358,9 @@ struct RandomResizedCrop : detail::BoxTransform {
       }
     }
     int64_t cw = W, ch = H;  // fallback: the centred largest box within the ratio
-    if (double(W) / double(H) < opts.ratio.first) ch = std::max<int64_t>(1, int64_t(double(W) / opts.ratio.first));
-    else if (double(W) / double(H) > opts.ratio.second) cw = std::max<int64_t>(1, int64_t(double(H) * opts.ratio.second));
+    const double aspect = double(W) / double(H);
+    if (aspect < opts.ratio.first) ch = std::max<int64_t>(1, int64_t(double(W) / opts.ratio.first));
+    else if (aspect > opts.ratio.second) cw = std::max<int64_t>(1, int64_t(double(H) * opts.ratio.second));
     set_box(double((H - ch) / 2), double((W - cw) / 2), double(ch), double(cw), sh, sw, pad, H, W);
   }
 };
