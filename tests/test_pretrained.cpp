@@ -38,6 +38,12 @@ std::string meta(const std::map<std::string, std::string>& m, const std::string&
 }  // namespace
 
 TEST_CASE("resnet18 loaded from converted torchvision weights gives PyTorch's logits", "[pretrained]") {
+  REQUIRE(fs::exists(kGolden));  // made by /usr/bin/python3 tools/make_resnet18_golden.py
+  const SafetensorsFile golden = read_safetensors(kGolden);
+  const Tensor x = tensor_named(golden.tensors, "input"), want = tensor_named(golden.tensors, "logits");
+  REQUIRE(x.shape() == Shape{2, 3, 64, 64});
+  REQUIRE(want.shape() == Shape{2, 1000});
+
   const char* env = std::getenv("STRATA_RESNET18_WEIGHTS");
   if (!env || !*env) {
     WARN("STRATA_RESNET18_WEIGHTS is not set: skipping the ResNet-18 golden check (ctest sets it; by hand run "
@@ -47,10 +53,7 @@ TEST_CASE("resnet18 loaded from converted torchvision weights gives PyTorch's lo
   }
   const std::string path = env;
   INFO("weights " << path << ", golden " << kGolden);
-  REQUIRE(fs::exists(path));     // the fixture test resnet18_weights writes it
-  REQUIRE(fs::exists(kGolden));  // made by /usr/bin/python3 tools/make_resnet18_golden.py
-
-  const SafetensorsFile golden = read_safetensors(kGolden);
+  REQUIRE(fs::exists(path));  // the fixture test resnet18_weights writes it
   const SafetensorsFile weights = read_safetensors(path);
 
   // the weights are the ones the golden was made with: same recipe, same torch, same values
@@ -90,9 +93,6 @@ TEST_CASE("resnet18 loaded from converted torchvision weights gives PyTorch's lo
   th::check_close(tensor_named(sd, "layer3.0.downsample.1.running_var"),
                   tensor_named(weights.tensors, "layer3.0.downsample.1.running_var"), 0, 0, "running_var");
 
-  const Tensor x = tensor_named(golden.tensors, "input"), want = tensor_named(golden.tensors, "logits");
-  REQUIRE(x.shape() == Shape{2, 3, 64, 64});
-  REQUIRE(want.shape() == Shape{2, 1000});
   Tensor got;
   {
     NoGrad ng;
