@@ -180,6 +180,9 @@ def main():
     p.add_argument("--keep-dtype", action="store_true", help="keep F64/F16/BF16 floating tensors instead of writing F32")
     p.add_argument("--allow-pickle", action="store_true", help="load .pth files that pickle objects (trusted files only)")
     a = p.parse_args()
+    out_dir = os.path.dirname(os.path.abspath(a.out))
+    if not os.path.isdir(out_dir):
+        fail(f"--out '{a.out}': the directory '{out_dir}' does not exist")
 
     import torchvision
     meta = {"format": "pt", "converter": "strata tools/convert_torchvision.py",
