@@ -47,6 +47,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/resize.hpp"  // PadMode (shared with the item-level resamplers)
 #include "kernels/cpu/simd.hpp"
 #include "strata/core/dtype.hpp"
 #include "strata/core/parallel.hpp"
@@ -54,8 +55,8 @@
 
 namespace strata::cpu {
 
+/// How a sample between pixels is read.
 enum class SampleMode { bilinear, nearest };
-enum class PadMode { zeros, border, reflection };
 
 /// A grid sample: x [B, C, H, W] -> y [B, C, OH, OW] (both contiguous), mats [B, 3, 3].
 struct GridSampleGeom {

@@ -55,8 +55,8 @@
 
 namespace strata {
 
-using cpu::PadMode;
-using cpu::SampleMode;
+using PadMode = cpu::PadMode;  // as data/resize.hpp
+using SampleMode = cpu::SampleMode;
 
 /// A 3x3 matrix, row-major, in normalized coordinates: output (u, v, 1) -> input (x, y, w).
 using Mat3 = std::array<double, 9>;
@@ -167,14 +167,14 @@ struct WarpOptions { double magnitude = 0.2, p = 0.5; ResampleOptions resample =
 /// fastai's RandomResizedCropGPU as an affine part: a crop of min_scale..1 of the area with aspect
 /// ratio in [min_ratio, max_ratio] (integer pixels), stretched over the output; on validation data
 /// the centre crop of the largest allowed aspect ratio.
-struct RandomResizedCropOptions {
+struct RandomResizedCropGPUOptions {
   double min_scale = 0.08, min_ratio = 0.75, max_ratio = 4.0 / 3.0;
   ResampleOptions resample = {};
 };
 
 /// One part of an AffineAug; each draws one matrix per image.
 using AffinePart =
-    std::variant<FlipOptions, DihedralOptions, RotateOptions, ZoomOptions, WarpOptions, RandomResizedCropOptions>;
+    std::variant<FlipOptions, DihedralOptions, RotateOptions, ZoomOptions, WarpOptions, RandomResizedCropGPUOptions>;
 
 namespace detail {
 
@@ -247,14 +247,14 @@ inline Mat3 crop_mat(int64_t H, int64_t W, int64_t y0, int64_t x0, int64_t h, in
   return affine_mat(ax, 0, cx, 0, ay, cy);
 }
 /// The validation crop: centred, of the largest aspect ratio allowed.
-inline Mat3 center_crop_mat(const RandomResizedCropOptions& o, int64_t H, int64_t W) {
+inline Mat3 center_crop_mat(const RandomResizedCropGPUOptions& o, int64_t H, int64_t W) {
   int64_t h = H, w = W;
   if (double(W) / double(H) < o.min_ratio) h = int64_t(double(W) / o.min_ratio);
   else if (double(W) / double(H) > o.max_ratio) w = int64_t(double(H) * o.max_ratio);
   return crop_mat(H, W, (H - h) / 2, (W - w) / 2, h, w);
 }
 /// fastai's RandomResizedCropGPU.before_call: 10 tries at a crop that fits, else the largest allowed.
-inline Mat3 draw_part(const RandomResizedCropOptions& o, TfmRng& rng, int64_t H, int64_t W) {
+inline Mat3 draw_part(const RandomResizedCropGPUOptions& o, TfmRng& rng, int64_t H, int64_t W) {
   for (int attempt = 0; attempt < 10; ++attempt) {
     const double area = rng.uniform(o.min_scale, 1.0) * double(W * H);
     const double ratio = std::exp(rng.uniform(std::log(o.min_ratio), std::log(o.max_ratio)));
@@ -312,7 +312,7 @@ struct AffineAug {
     mats.assign(size_t(B), mat3_identity());
     if (!ctx.train) {  // validation: only a crop part does something (its centre crop)
       for (const AffinePart& part : parts)
-        if (const auto* crop = std::get_if<RandomResizedCropOptions>(&part))
+        if (const auto* crop = std::get_if<RandomResizedCropGPUOptions>(&part))
           for (Mat3& m : mats) m = mat3_mul(m, detail::center_crop_mat(*crop, in_h, in_w));
       return;
     }
@@ -427,7 +427,7 @@ struct Warp : AffineAug {
 };
 /// A random crop of min_scale..1 of the area, resized to resample's size (required).
 struct RandomResizedCropGPU : AffineAug {
-  explicit RandomResizedCropGPU(RandomResizedCropOptions o = {}) : AffineAug({o}, o.resample) {
+  explicit RandomResizedCropGPU(RandomResizedCropGPUOptions o = {}) : AffineAug({o}, o.resample) {
     name = "RandomResizedCropGPU";
     STRATA_CHECK(o.resample.size_h > 0 && 0 < o.min_scale && o.min_scale <= 1 && 0 < o.min_ratio &&
                      o.min_ratio <= o.max_ratio,
@@ -575,7 +575,7 @@ inline std::vector<std::shared_ptr<Transform>> aug_transforms(AugOptions o = {})
   STRATA_CHECK(o.min_scale == 1 || (o.min_scale > 0 && o.min_scale < 1 && o.size_h > 0), "aug_transforms",
                "got min_scale ", o.min_scale, " with size ", o.size_h, "x", o.size_w,
                ", expected min_scale in (0, 1] and an output size when min_scale < 1");
-  if (o.min_scale < 1) parts.emplace_back(RandomResizedCropOptions{.min_scale = o.min_scale, .min_ratio = 1, .max_ratio = 1});
+  if (o.min_scale < 1) parts.emplace_back(RandomResizedCropGPUOptions{.min_scale = o.min_scale, .min_ratio = 1, .max_ratio = 1});
   std::vector<std::shared_ptr<Transform>> out;
   const ResampleOptions r{.size_h = o.size_h, .size_w = o.size_w, .mode = o.mode, .pad_mode = o.pad_mode,
                           .align_corners = o.align_corners};
