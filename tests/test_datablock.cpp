@@ -2,8 +2,14 @@
 // set, splitters, multi-label one-hot, summary(), bad inputs.
 #include <catch2/catch.hpp>
 
+#include <fstream>
+
 #include "helpers.hpp"
+#include "strata/data/augment.hpp"
 #include "strata/data/datablock.hpp"
+#include "strata/data/resize.hpp"
+#include "strata/data/sources.hpp"
+#include "strata/io/image.hpp"
 
 using namespace strata;
 
@@ -37,7 +43,163 @@ struct TrainOnlyAdd {
   Image encodes(const Image& x) const { return Image{(x.data.to(DType::f32) + 1.0).to(DType::u8)}; }
 };
 
+// An RGB image [3,H,W] whose red channel is bright for "cat" (180..255) and dark for "dog" (0..75);
+// the other channels are noise. `seed` varies the noise.
+Tensor pet_image(bool cat, int64_t H, int64_t W, uint32_t seed) {
+  std::vector<uint8_t> px(size_t(3 * H * W));
+  uint32_t r = seed * 2654435761u + 12345u;
+  for (size_t i = 0; i < px.size(); ++i) {
+    r = r * 1664525u + 1013904223u;
+    const auto v = uint8_t(r >> 24);
+    px[i] = i < size_t(H * W) ? uint8_t(cat ? 180 + v % 76 : v % 76) : v;
+  }
+  return from_vector(px, {3, H, W});
+}
+
+// An ImageNet-style tree: train/{dog,cat}/ 8 images each (16x16, 20x16 or 16x20), valid/{dog,cat}/ 2
+// each (16x16): 20 PNGs.
+struct PetTree {
+  th::TempDir dir{"strata_datablock"};
+  PetTree() {
+    uint32_t seed = 1;
+    for (const char* split : {"train", "valid"})
+      for (const char* cls : {"dog", "cat"}) {
+        std::filesystem::create_directories(dir.path / split / cls);
+        const int n = std::string(split) == "train" ? 8 : 2;
+        for (int i = 0; i < n; ++i, ++seed) {
+          const int64_t H = std::string(split) == "valid" ? 16 : 16 + 4 * (i % 2), W = i % 3 == 2 ? 20 : 16;
+          write_png((dir.path / split / cls / (std::to_string(i) + ".png")).string(),
+                    pet_image(std::string(cls) == "cat", H, W, seed));
+        }
+      }
+  }
+  DataBlock<std::filesystem::path> block(bool aug = true) const {
+    return {.blocks = {ImageBlock(), CategoryBlock()},
+            .get_items = [](const std::filesystem::path& d) { return get_image_files(d); },
+            .get_y = parent_label,
+            .splitter = GrandparentSplitter("train", "valid"),
+            .item_tfms = {make_transform(Resize({.size = 16}))},
+            .batch_tfms = aug ? aug_transforms() : std::vector<std::shared_ptr<Transform>>{}};
+  }
+};
+
+// Mean of the red channel of each image of a [B,3,H,W] float batch.
+std::vector<double> red_means(const Tensor& xb) {
+  std::vector<double> out;
+  for (int64_t k = 0; k < xb.size(0); ++k) {
+    const auto v = th::values(xb.select(0, k).select(0, 0));
+    double s = 0;
+    for (double x : v) s += x;
+    out.push_back(s / double(v.size()));
+  }
+  return out;
+}
+
 }  // namespace
+
+TEST_CASE("DataBlock: an ImageNet-style folder with Resize and aug_transforms", "[datablock]") {
+  const PetTree tree;
+  const auto dblock = tree.block();
+  DataLoaders dls = dblock.dataloaders(tree.dir.path, {.bs = 6, .seed = 5});
+  CHECK(dls.vocab == std::vector<std::string>{"cat", "dog"});  // sorted, not in folder-walk order
+  CHECK(dls.c == 2);
+  CHECK(dls.train.n() == 16);
+  CHECK(dls.valid.n() == 4);
+  REQUIRE(dls.block != nullptr);
+  CHECK(dls.block->vocabs[1] == dls.vocab);
+  CHECK(dls.block->after_batch.repr() == "Pipeline: IntToFloat -> AffineAug -> Lighting");
+  // train: shapes, labels match the folders (the red channel says which), through the augmentations
+  int64_t n = 0;
+  for (Batch& b : dls.train) {
+    CHECK(b.xb[0].shape() == Shape{b.yb[0].size(0), 3, 16, 16});
+    CHECK(b.xb[0].dtype() == DType::f32);
+    const auto red = red_means(b.xb[0]);
+    for (int64_t k = 0; k < b.yb[0].size(0); ++k, ++n) CHECK((red[size_t(k)] > 0.5) == (th::at(b.yb[0], {k}) == 0.0));
+  }
+  CHECK(n == 16);
+  // valid: no train-only transform ran (no random crop, flip, warp, lighting): decode_batch gives
+  // the files back exactly, in folder order (valid/cat/0, valid/cat/1, valid/dog/0, valid/dog/1)
+  const Batch v = dls.valid.one_batch();
+  CHECK(th::values(v.yb[0]) == std::vector<double>{0, 0, 1, 1});
+  const Tuple dec = dls.block->decode_batch(v);
+  REQUIRE(kind_of(dec[0]) == ItemKind::image);
+  REQUIRE(data_of(dec[0]).dtype() == DType::u8);
+  const std::vector<std::string> files{"valid/cat/0.png", "valid/cat/1.png", "valid/dog/0.png", "valid/dog/1.png"};
+  for (int64_t k = 0; k < 4; ++k)
+    CHECK(th::values(data_of(dec[0]).select(0, k)) == th::values(read_image(tree.dir / files[size_t(k)])));
+  CHECK(th::values(data_of(dec[1])) == std::vector<double>{0, 0, 1, 1});
+}
+
+TEST_CASE("DataBlock: a folder loader gives the same batches for a seed with 0 and 2 workers", "[datablock]") {
+  const PetTree tree;
+  const auto dblock = tree.block();
+  auto epoch = [&](int workers, uint64_t seed) {
+    DataLoaders dls = dblock.dataloaders(tree.dir.path, {.bs = 4, .num_workers = workers, .seed = seed});
+    std::vector<double> all;
+    for (Batch& b : dls.train) {
+      const auto x = th::values(b.xb[0]), y = th::values(b.yb[0]);
+      all.insert(all.end(), x.begin(), x.end());
+      all.insert(all.end(), y.begin(), y.end());
+    }
+    return all;
+  };
+  const std::vector<double> a = epoch(0, 9);
+  CHECK(a.size() == 16 * (3 * 16 * 16 + 1));
+  CHECK(epoch(2, 9) == a);
+  CHECK(epoch(0, 10) != a);
+}
+
+TEST_CASE("DataBlock: a corrupt image file is named by the loader, or skipped with skip_bad_items", "[datablock]") {
+  const PetTree tree;
+  {
+    std::ofstream f(tree.dir / "train/cat/zz_bad.png", std::ios::binary);
+    f << "\x89PNG\r\n\x1a\n garbage, not a PNG";
+  }
+  auto dblock = tree.block(false);
+  th::check_throws(
+      [&] {
+        DataLoaders dls = dblock.dataloaders(tree.dir.path, {.bs = 4, .seed = 1});
+        for (Batch& b : dls.train) (void)b;
+      },
+      {"DataBlock: train item", "ImageBlock", "zz_bad.png"});
+  dblock.skip_bad_items = true;
+  DataLoaders dls = dblock.dataloaders(tree.dir.path, {.bs = 4, .seed = 1});
+  CHECK(dls.train.n() == 16);
+  int64_t n = 0;
+  for (Batch& b : dls.train) n += b.yb[0].size(0);
+  CHECK(n == 16);
+}
+
+TEST_CASE("DataBlock: ImageBlock + MaskBlock from PNG files, Resize keeps them aligned", "[datablock]") {
+  th::TempDir dir("strata_datablock_seg");
+  std::vector<std::filesystem::path> images;
+  for (int i = 0; i < 4; ++i) {
+    const std::string stem = std::to_string(i);
+    std::vector<uint8_t> m(12 * 12);
+    for (size_t p = 0; p < m.size(); ++p) m[p] = uint8_t((p % 12 + size_t(i)) % 3);  // codes 0..2 by column
+    const Tensor mask = from_vector(m, {1, 12, 12});
+    write_png(dir / (stem + "_mask.png"), mask);
+    write_png(dir / (stem + ".png"), pet_image(i % 2 == 0, 12, 12, uint32_t(i)));
+    images.push_back(dir.path / (stem + ".png"));
+  }
+  DataBlock<std::filesystem::path> dblock{
+      .blocks = {ImageBlock(), MaskBlock({.codes = {"bg", "road", "car"}})},
+      .get_y = [](const std::filesystem::path& p) -> Raw {
+        return p.parent_path() / (p.stem().string() + "_mask.png");
+      },
+      .splitter = IndexSplitter({3}),
+      .item_tfms = {make_transform(Resize({.size = 12}))}};
+  DataLoaders dls = dblock.dataloaders(images, {.bs = 4, .shuffle_train = false});
+  CHECK(dls.block->kinds == std::vector<ItemKind>{ItemKind::image, ItemKind::mask});
+  CHECK(dls.block->vocabs[1] == std::vector<std::string>{"bg", "road", "car"});
+  const Batch b = dls.valid.one_batch();
+  REQUIRE(b.yb[0].shape() == Shape{1, 12, 12});
+  CHECK(b.yb[0].dtype() == DType::i64);
+  for (int64_t x = 0; x < 12; ++x) CHECK(th::at(b.yb[0], {0, 5, x}) == double((x + 3) % 3));
+  const Batch t = dls.train.one_batch();
+  CHECK(t.xb[0].shape() == Shape{3, 3, 12, 12});
+  CHECK(t.yb[0].shape() == Shape{3, 12, 12});
+}
 
 TEST_CASE("DataBlock<int64_t>: in-memory tensors through get_x / get_y", "[datablock]") {
   const FakeMnist d(100);

@@ -38,6 +38,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -157,28 +158,41 @@ inline std::string describe_tuple(const Tuple& t, const std::vector<std::vector<
   return s + ")";
 }
 
-/// Stacks the tuples of one batch slot by slot (each slot's kind and shape must match).
+/// Stacks the tuples of one batch slot by slot (each slot's kind, shape and dtype must match):
+/// one allocation per slot, contiguous CPU parts copied with memcpy.
 inline Tuple collate_tuples(const std::vector<Tuple>& ts) {
   STRATA_CHECK(!ts.empty(), "collate", "got no items, expected at least one");
   Tuple out;
   out.reserve(ts[0].size());
   for (size_t s = 0; s < ts[0].size(); ++s) {
-    std::vector<Tensor> parts;
-    parts.reserve(ts.size());
     const ItemKind k0 = kind_of(ts[0][s]);
-    const Shape& s0 = data_of(ts[0][s]).shape();
+    const Tensor& t0 = data_of(ts[0][s]);
+    STRATA_CHECK(t0.defined(), "collate", "got an undefined ", kind_name(k0), " in sample 0, expected a tensor");
+    const Shape& s0 = t0.shape();
+    Shape shape{int64_t(ts.size())};
+    shape.insert(shape.end(), s0.begin(), s0.end());
+    Tensor batch = Tensor::empty(shape, t0.dtype(), t0.device());
+    const auto bytes = size_t(t0.numel() * t0.element_size());
+    auto* dst = static_cast<char*>(batch.raw_data());
     for (size_t k = 0; k < ts.size(); ++k) {
       STRATA_CHECK(ts[k].size() == ts[0].size(), "collate", "got ", ts[k].size(), " items in sample ", k, " and ",
                    ts[0].size(), " in sample 0, expected the same count");
       STRATA_CHECK(kind_of(ts[k][s]) == k0, "collate", "got ", kind_name(kind_of(ts[k][s])), " in slot ", s,
                    " of sample ", k, " and ", kind_name(k0), " in sample 0, expected the same kind");
       const Tensor& t = data_of(ts[k][s]);
-      STRATA_CHECK(t.shape() == s0, "collate", "got ", kind_name(k0), " of shape ", t.shape(), " in sample ", k,
-                   " and ", s0, " in sample 0, expected equal shapes (items of one batch must match: ",
-                   "add an item_tfm such as Resize)");
-      parts.push_back(t);
+      STRATA_CHECK(t.defined() && t.shape() == s0, "collate", "got ", kind_name(k0), " of shape ",
+                   t.defined() ? to_string(t.shape()) : std::string("(undefined)"), " in sample ", k, " and ", s0,
+                   " in sample 0, expected equal shapes (items of one batch must match: add an item_tfm such as Resize)");
+      STRATA_CHECK(t.dtype() == t0.dtype() && t.device() == t0.device(), "collate", "got ", kind_name(k0), " of dtype ",
+                   t.dtype(), " on ", t.device(), " in sample ", k, " and ", t0.dtype(), " on ", t0.device(),
+                   " in sample 0, expected the same dtype and device");
+      if (t.device().is_cpu() && t.is_contiguous()) {
+        if (bytes) std::memcpy(dst + k * bytes, t.raw_data(), bytes);
+      } else {
+        batch.select(0, int64_t(k)).copy_(t);
+      }
     }
-    out.push_back(make_item(k0, stack(parts, 0)));
+    out.push_back(make_item(k0, std::move(batch)));
   }
   return out;
 }
@@ -213,6 +227,10 @@ class TypedDataset : public Dataset {
   int64_t size() const override { return int64_t(items_.size()); }
   const std::vector<Src>& items() const { return items_; }
   bool train() const { return train_; }
+  /// The same items with the other split's item transforms (for tta).
+  std::shared_ptr<const Dataset> with_split(bool train) const override {
+    return std::make_shared<TypedDataset<Src>>(core_, items_, train);
+  }
 
   /// Block b (with its vocab set up) and its getter's raw value for item i.
   const TransformBlock& block(size_t b) const { return core_->blocks.at(b); }
@@ -508,7 +526,7 @@ struct DataBlock {
     std::erase_if(train, is_bad);
     std::erase_if(valid, is_bad);
     std::ostringstream msg;
-    msg << "strata DataBlock: skipped " << before - train.size() - valid.size() << " items with " << bad.size()
+    msg << "strata DataBlock: skipped " << before - train.size() - valid.size() << " item(s) with " << bad.size()
         << " file(s) that do not decode:";
     for (size_t i = 0; i < bad.size() && i < 3; ++i) msg << (i ? ", '" : " '") << bad[i] << "'";
     if (bad.size() > 3) msg << ", ...";
