@@ -6,8 +6,9 @@
 // added as 255 or dropped). 16-bit PNGs and HDR are reduced to 8 bits by stb. Anything that does not
 // decode -- garbage, a truncated file, an empty file, an unknown format -- throws strata::Error naming
 // the file and stb's reason, never a crash and never a silently half-black picture: stb fills a cut
-// JPEG or BMP with zeros and ignores a PNG's end, so after stb succeeds those three are checked for
-// their end (JPEG's EOI marker, the pixel rows a BMP header promises, PNG's IEND chunk). TGA is compiled out: it has no signature, so garbage would
+// JPEG or BMP with zeros, leaves a cut PNM's pixels unset and ignores a PNG's end, so those four are
+// checked for their end (JPEG's EOI marker, the pixel rows a BMP or PNM header promises, PNG's IEND
+// chunk). GIF, PSD, PIC and HDR are left to stb's own checks. TGA is compiled out: it has no signature, so garbage would
 // "decode" as TGA and verify_images could not find it.
 //
 // Thread safety: only stb's *_from_memory entry points are used; stb's failure reason is
@@ -131,11 +132,33 @@ inline std::string png_end_problem(std::span<const uint8_t> b) {
   return "truncated PNG (" + std::to_string(b.size()) + " bytes, no complete IEND chunk)";
 }
 
-/// "" when a JPEG, BMP or PNG reaches the end its structure promises (other formats: ""), else why not.
+/// "" when a binary PGM/PPM (P5/P6) holds the width x height x channels samples its header promises.
+inline std::string pnm_end_problem(std::span<const uint8_t> b) {
+  size_t i = 2;
+  uint64_t v[3] = {};  // width, height, maxval
+  for (uint64_t& x : v) {
+    for (;;) {  // whitespace and # comments
+      while (i < b.size() && std::isspace(b[i])) ++i;
+      if (i < b.size() && b[i] == '#')
+        while (i < b.size() && b[i] != '\n') ++i;
+      else
+        break;
+    }
+    if (i >= b.size() || !std::isdigit(b[i])) return "truncated or corrupt PNM header";
+    while (i < b.size() && std::isdigit(b[i]) && x < (uint64_t(1) << 32)) x = x * 10 + (b[i++] - '0');
+  }
+  const uint64_t need = i + 1 + v[0] * v[1] * (b[1] == '6' ? 3 : 1) * (v[2] > 255 ? 2 : 1);
+  if (b.size() < need)
+    return "truncated PNM (" + std::to_string(b.size()) + " bytes, its header promises " + std::to_string(need) + ")";
+  return "";
+}
+
+/// "" when a JPEG, BMP, PNG or PNM reaches the end its structure promises (other formats: ""), else why not.
 inline std::string image_end_problem(std::span<const uint8_t> b) {
   if (b.size() >= 2 && b[0] == 0xFF && b[1] == 0xD8) return jpeg_end_problem(b);
   if (b.size() >= 2 && b[0] == 'B' && b[1] == 'M') return bmp_end_problem(b);
   if (b.size() >= 8 && b[0] == 0x89 && b[1] == 'P' && b[2] == 'N' && b[3] == 'G') return png_end_problem(b);
+  if (b.size() >= 2 && b[0] == 'P' && (b[1] == '5' || b[1] == '6')) return pnm_end_problem(b);
   return "";
 }
 
@@ -155,7 +178,7 @@ inline Tensor decode_image(std::span<const uint8_t> bytes, const std::string& wh
   const std::unique_ptr<unsigned char, void (*)(void*)> pixels(
       stbi_load_from_memory(bytes.data(), int(bytes.size()), &w, &h, &stored, channels), stbi_image_free);
   const unsigned char* px = pixels.get();
-  // stb zero-fills a cut JPEG or BMP and ignores a PNG's missing end: check the file's end ourselves
+  // stb zero-fills a cut JPEG or BMP, leaves a cut PNM unset, ignores a PNG's end: check ends ourselves
   // (and, when stb fails, say "truncated" rather than stb's last guess at the format)
   const std::string problem = detail::image_end_problem(bytes);
   if (px == nullptr) {
@@ -165,6 +188,8 @@ inline Tensor decode_image(std::span<const uint8_t> bytes, const std::string& wh
                  "), expected a complete JPEG, PNG, BMP, GIF, PSD, PIC, PNM or HDR file");
   }
   STRATA_CHECK(problem.empty(), op, "'", what, "': ", problem, ", expected a complete image file");
+  STRATA_CHECK(w > 0 && h > 0, op, "'", what, "': decoded a ", w, "x", h,
+               " image (a truncated or corrupt header), expected a non-empty image");
   const int64_t C = channels ? channels : stored, H = h, W = w;
   Tensor out = Tensor::empty({C, H, W}, DType::u8);
   uint8_t* dst = out.data_ptr<uint8_t>();
