@@ -2,14 +2,16 @@
 """DataLoader throughput peer, PyTorch side (and the image folder generator for run_dataloader.sh).
 
     /usr/bin/python3 bench/peers/dataloader.py make DIR [N]   # N (2000) 160x160 JPEGs in DIR/class_k/, 10 classes
-    /usr/bin/python3 bench/peers/dataloader.py run DIR         # one timed epoch; prints "pytorch IMAGES_PER_S N"
+    /usr/bin/python3 bench/peers/dataloader.py run DIR         # one timed epoch: "pytorch IMAGES_PER_S N CPU_MS_PER_IMAGE"
 
 make: every image is a random linear gradient between two colours with 3-8 soft Gaussian blobs of
 random colours and a little pixel noise, saved with PIL at JPEG quality 90 (about 5 KB each, in the
 range of Imagenette's 160 px JPEGs), so decoding costs what real photos of that size cost. Seeded:
 the same N gives the same files. Written to DIR.tmp and renamed, so a half-made folder is never used.
 
-run: torchvision ImageFolder(DIR) with RandomResizedCrop(128) + RandomHorizontalFlip + ToTensor,
+run: prints "pytorch IMAGES_PER_S N CPU_MS_PER_IMAGE": the CPU time (user + sys) of the main process
+and both workers over the timed part, per image, which a busy shared machine disturbs far less than
+the wall clock. torchvision ImageFolder(DIR) with RandomResizedCrop(128) + RandomHorizontalFlip + ToTensor,
 DataLoader(bs 64, shuffle, num_workers 2, torch.set_num_threads(1) in each worker), as
 bench/peers/dataloader.cpp does with strata's DataBlock. The epoch's first batch is the warm-up
 (worker start, first decodes); the clock runs from there to the end of the epoch, over the images
@@ -53,6 +55,18 @@ def worker_init(_):
     torch.set_num_threads(1)
 
 
+def cpu_seconds(pids):
+    """User + system CPU seconds of this process (all threads) and of the processes `pids`."""
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    total = r.ru_utime + r.ru_stime
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return total
+
+
 def run(root):
     import torch
     from torchvision import datasets, transforms
@@ -65,11 +79,14 @@ def run(root):
     it = iter(dl)
     xb, yb = next(it)  # warm-up batch
     assert xb.shape[1:] == (3, 128, 128) and xb.dtype == torch.float32, xb.shape
-    n, t0 = 0, time.perf_counter()
-    for xb, yb in it:
+    pids = [w.pid for w in it._workers]
+    n, c0, t0 = 0, cpu_seconds(pids), time.perf_counter()
+    for i, (xb, yb) in enumerate(it):
         n += xb.shape[0]
+        if i == len(dl) - 2:  # the last batch: read the workers' CPU time before they exit
+            c1 = cpu_seconds(pids)
     dt = time.perf_counter() - t0
-    print(f"pytorch {n / dt:.1f} {n}")
+    print(f"pytorch {n / dt:.1f} {n} {(c1 - c0) * 1e3 / n:.3f}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 # against PyTorch's DataLoader with torchvision transforms (bench/peers/dataloader.py), on the same
 # folder of 2,000 generated 160x160 JPEGs (10 classes, ImageNet layout), RandomResizedCrop(128) and
 # horizontal flips, float output, bs 64, 2 workers, one shuffled epoch after a warm-up batch.
-# Runs them alternately, RUNS times each (3), and prints the median images/s of each and the ratio
-# strata / pytorch (> 1: strata faster).
+# Runs them alternately, RUNS times each (3), and prints the medians of each, images/s (wall clock)
+# and CPU ms per image (user + sys of every thread and worker process over the timed epoch), with the
+# ratios strata / pytorch for images/s (> 1: strata faster) and pytorch / strata for CPU per image
+# (> 1: strata cheaper). On a busy machine the CPU time per image is the steadier of the two.
 #   Usage: bash bench/peers/run_dataloader.sh [RUNS]
 # The folder is generated once (Debian's python3-pil + numpy, about 1-2 minutes) and cached in
 # $STRATA_BENCH_JPEGS (default /tmp/strata-bench-jpegs); delete it to regenerate.
@@ -28,11 +30,15 @@ for ((i = 1; i <= runs; ++i)); do
   OMP_NUM_THREADS=1 "$py" "$root/bench/peers/dataloader.py" run "$data" | tee -a "$work/torch.txt"
 done
 
-median() { awk '{ print $2 }' "$1" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-s=$(median "$work/strata.txt")
-t=$(median "$work/torch.txt")
+median() {  # median of column $2 of file $1
+  awk -v c="$2" '{ print $c }' "$1" | sort -g |
+    awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 echo
 echo "DataLoader throughput, 2000 JPEGs 160x160 -> RandomResizedCrop(128) + flip, bs 64, 2 workers, median of $runs"
-printf "%-10s %12s %12s %8s\n" "" "strata" "pytorch" "ratio"
-awk -v s="$s" -v t="$t" 'BEGIN { printf "%-10s %12.1f %12.1f %8.2f\n", "images/s", s, t, s / t }'
+printf "%-16s %10s %10s %8s\n" "" "strata" "pytorch" "ratio"
+awk -v s="$(median "$work/strata.txt" 2)" -v t="$(median "$work/torch.txt" 2)" \
+  'BEGIN { printf "%-16s %10.1f %10.1f %8.2f\n", "images/s", s, t, s / t }'
+awk -v s="$(median "$work/strata.txt" 4)" -v t="$(median "$work/torch.txt" 4)" \
+  'BEGIN { printf "%-16s %10.3f %10.3f %8.2f\n", "CPU ms / image", s, t, t / s }'
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
