@@ -244,7 +244,9 @@ TEST_CASE("verify_images finds the files that do not decode, in order", "[image_
   put_bytes(files[4], b, 0);              // empty
   files.push_back(dir / "nope.png");      // missing
   CHECK(verify_images(files) == std::vector<std::string>{files[1], files[4], files[6]});
-  CHECK(verify_images({}).empty());
+  CHECK(verify_images(std::vector<std::string>{}).empty());
+  const std::vector<fs::path> paths(files.begin(), files.end());  // get_image_files' result type
+  CHECK(verify_images(paths) == std::vector<fs::path>{paths[1], paths[4], paths[6]});
 }
 
 TEST_CASE("get_files: sorted, extensions case-insensitive, folders, recurse, hidden skipped", "[sources]") {

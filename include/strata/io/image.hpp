@@ -312,4 +312,13 @@ inline std::vector<std::string> verify_images(const std::vector<std::string>& fi
   return out;
 }
 
+/// verify_images for get_image_files' result: the paths that cannot be read as images, in order.
+inline std::vector<std::filesystem::path> verify_images(const std::vector<std::filesystem::path>& files) {
+  std::vector<std::string> names;
+  names.reserve(files.size());
+  for (const auto& f : files) names.push_back(f.string());
+  const std::vector<std::string> bad = verify_images(names);
+  return {bad.begin(), bad.end()};
+}
+
 }  // namespace strata
