@@ -3,6 +3,7 @@
 
     /usr/bin/python3 bench/peers/dataloader.py make DIR [N]   # N (2000) 160x160 JPEGs in DIR/class_k/, 10 classes
     /usr/bin/python3 bench/peers/dataloader.py run DIR         # one timed epoch: "pytorch IMAGES_PER_S N CPU_MS_PER_IMAGE"
+    /usr/bin/python3 bench/peers/dataloader.py run DIR tensor  # the same on torchvision's tensor path ("pytorch_tensor ...")
 
 make: every image is a random linear gradient between two colours with 3-8 soft Gaussian blobs of
 random colours and a little pixel noise, saved with PIL at JPEG quality 90 (about 5 KB each, in the
@@ -16,6 +17,12 @@ DataLoader(bs 64, shuffle, num_workers 2, torch.set_num_threads(1) in each worke
 bench/peers/dataloader.cpp does with strata's DataBlock. The epoch's first batch is the warm-up
 (worker start, first decodes); the clock runs from there to the end of the epoch, over the images
 of the remaining batches.
+
+run ... tensor: the closer like-for-like variant. The default (PIL) path is what most PyTorch code
+runs, but Pillow's resize antialiases when it shrinks, which costs more than strata's plain bilinear
+(= torch interpolate antialias=False). Here images are decoded by torchvision.io.read_image
+(libjpeg) to u8 tensors and go through RandomResizedCrop(128, antialias=False),
+RandomHorizontalFlip and ConvertImageDtype(float32), the same arithmetic strata does.
 """
 import os
 import shutil
@@ -67,13 +74,18 @@ def cpu_seconds(pids):
     return total
 
 
-def run(root):
+def run(root, variant):
     import torch
-    from torchvision import datasets, transforms
+    from torchvision import datasets, io, transforms
     torch.set_num_threads(1)  # the main process only receives batches (workers collate)
-    tfms = transforms.Compose([transforms.RandomResizedCrop(128), transforms.RandomHorizontalFlip(),
-                               transforms.ToTensor()])
-    ds = datasets.ImageFolder(root, transform=tfms)
+    if variant == "tensor":
+        tfms = transforms.Compose([transforms.RandomResizedCrop(128, antialias=False),
+                                   transforms.RandomHorizontalFlip(), transforms.ConvertImageDtype(torch.float32)])
+        ds = datasets.ImageFolder(root, transform=tfms, loader=io.read_image)
+    else:
+        tfms = transforms.Compose([transforms.RandomResizedCrop(128), transforms.RandomHorizontalFlip(),
+                                   transforms.ToTensor()])
+        ds = datasets.ImageFolder(root, transform=tfms)
     dl = torch.utils.data.DataLoader(ds, batch_size=64, shuffle=True, num_workers=2, worker_init_fn=worker_init,
                                      generator=torch.Generator().manual_seed(0))
     it = iter(dl)
@@ -86,13 +98,14 @@ def run(root):
         if i == len(dl) - 2:  # the last batch: read the workers' CPU time before they exit
             c1 = cpu_seconds(pids)
     dt = time.perf_counter() - t0
-    print(f"pytorch {n / dt:.1f} {n} {(c1 - c0) * 1e3 / n:.3f}")
+    name = "pytorch_tensor" if variant == "tensor" else "pytorch"
+    print(f"{name} {n / dt:.1f} {n} {(c1 - c0) * 1e3 / n:.3f}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "make":
         make(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 2000)
-    elif len(sys.argv) == 3 and sys.argv[1] == "run":
-        run(sys.argv[2])
+    elif len(sys.argv) in (3, 4) and sys.argv[1] == "run" and sys.argv[3:] in ([], ["tensor"]):
+        run(sys.argv[2], sys.argv[3] if len(sys.argv) == 4 else "pil")
     else:
         sys.exit(__doc__)

@@ -3,6 +3,8 @@
 # against PyTorch's DataLoader with torchvision transforms (bench/peers/dataloader.py), on the same
 # folder of 2,000 generated 160x160 JPEGs (10 classes, ImageNet layout), RandomResizedCrop(128) and
 # horizontal flips, float output, bs 64, 2 workers, one shuffled epoch after a warm-up batch.
+# A second PyTorch row runs torchvision's tensor path (torchvision.io.read_image, antialias=False), the
+# same arithmetic as strata's; the first is the usual PIL path, whose resize antialiases (more work).
 # Runs them alternately, RUNS times each (3), and prints the medians of each, images/s (wall clock)
 # and CPU ms per image (user + sys of every thread and worker process over the timed epoch), with the
 # ratios strata / pytorch for images/s (> 1: strata faster) and pytorch / strata for CPU per image
@@ -28,6 +30,7 @@ g++ -std=c++20 -O2 -march=native -I"$root/include" -I"$root" "$root/bench/peers/
 for ((i = 1; i <= runs; ++i)); do
   "$work/dataloader" "$data" 2 | tee -a "$work/strata.txt"
   OMP_NUM_THREADS=1 "$py" "$root/bench/peers/dataloader.py" run "$data" | tee -a "$work/torch.txt"
+  OMP_NUM_THREADS=1 "$py" "$root/bench/peers/dataloader.py" run "$data" tensor | tee -a "$work/torch_tensor.txt"
 done
 
 median() {  # median of column $2 of file $1
@@ -36,9 +39,12 @@ median() {  # median of column $2 of file $1
 }
 echo
 echo "DataLoader throughput, 2000 JPEGs 160x160 -> RandomResizedCrop(128) + flip, bs 64, 2 workers, median of $runs"
-printf "%-16s %10s %10s %8s\n" "" "strata" "pytorch" "ratio"
-awk -v s="$(median "$work/strata.txt" 2)" -v t="$(median "$work/torch.txt" 2)" \
-  'BEGIN { printf "%-16s %10.1f %10.1f %8.2f\n", "images/s", s, t, s / t }'
-awk -v s="$(median "$work/strata.txt" 4)" -v t="$(median "$work/torch.txt" 4)" \
-  'BEGIN { printf "%-16s %10.3f %10.3f %8.2f\n", "CPU ms / image", s, t, t / s }'
+printf "%-16s %10s %10s %8s %16s %8s\n" "" "strata" "pytorch" "ratio" "pytorch tensor" "ratio"
+row() {  # $1 label, $2 column, $3 printf format of a value, $4 1: ratio strata/pytorch, 0: pytorch/strata
+  awk -v s="$(median "$work/strata.txt" "$2")" -v t="$(median "$work/torch.txt" "$2")" \
+      -v u="$(median "$work/torch_tensor.txt" "$2")" -v label="$1" -v f="$3" -v up="$4" \
+    'BEGIN { printf "%-16s " f " " f " %8.2f %16s %8.2f\n", label, s, t, up ? s / t : t / s, sprintf(f, u), up ? s / u : u / s }'
+}
+row "images/s" 2 "%10.1f" 1
+row "CPU ms / image" 4 "%10.3f" 0
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
