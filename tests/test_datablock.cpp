@@ -128,6 +128,18 @@ TEST_CASE("DataBlock: an ImageNet-style folder with Resize and aug_transforms", 
   for (int64_t k = 0; k < 4; ++k)
     CHECK(th::values(data_of(dec[0]).select(0, k)) == th::values(read_image(tree.dir / files[size_t(k)])));
   CHECK(th::values(data_of(dec[1])) == std::vector<double>{0, 0, 1, 1});
+
+  std::ostringstream os;
+  dblock.summary(tree.dir.path, os, 4);
+  const std::string s = os.str();
+  INFO(s);
+  for (const std::string& part :
+       {"Collecting items from " + tree.dir.path.string(), std::string("Found 20 items"), std::string("2 datasets of sizes 16, 4"),
+        "getter gives path '" + (tree.dir.path / "train/cat/0.png").string() + "'", std::string("getter gives string 'cat'"),
+        std::string("type transform gives Category [] int64 = 0 (cat)"), std::string("applying Resize gives (Image [3, 16, 16] uint8"),
+        std::string("Pipeline: IntToFloat -> AffineAug -> Lighting"), std::string("applying Lighting gives (Image [4, 3, 16, 16] float32"),
+        std::string("Final batch: xb [4, 3, 16, 16] float32, yb [4] int64")})
+    CHECK(s.find(part) != std::string::npos);
 }
 
 TEST_CASE("DataBlock: a folder loader gives the same batches for a seed with 0 and 2 workers", "[datablock]") {
