@@ -381,6 +381,10 @@ TEST_CASE("aug_transforms: fastai's defaults; validation data is left alone", "[
   CHECK(std::holds_alternative<DihedralOptions>(
       std::dynamic_pointer_cast<TypedTransform<AffineAug>>(aug_transforms({.flip_vert = true})[0])->impl().parts[0]));
   CHECK(aug_transforms({.max_lighting = 0}).size() == 1);
+  const auto x3 = aug_transforms({.xtra_tfms = {make_transform(RandomErasing())}});
+  REQUIRE(x3.size() == 3);
+  CHECK(x3[2]->name == "RandomErasing");
+  CHECK(x3[2]->order == 100);
 
   const Tuple t = batch(3, 3, 6, 6);
   Pipeline pipe(aug_transforms());

@@ -556,6 +556,7 @@ struct AugOptions {
   SampleMode mode = SampleMode::bilinear;
   PadMode pad_mode = PadMode::reflection;
   bool align_corners = true;
+  std::vector<std::shared_ptr<Transform>> xtra_tfms = {};  // appended to the result
 };
 
 /// The standard batch augmentations: one AffineAug (flip or dihedral, warp, rotate, zoom, and the
@@ -584,6 +585,7 @@ inline std::vector<std::shared_ptr<Transform>> aug_transforms(AugOptions o = {})
     out.push_back(make_transform(Lighting({.max_lighting = max_lighting, .p = o.p_lighting},
                                           {.max_lighting = max_lighting, .p = o.p_lighting})));
   }
+  out.insert(out.end(), o.xtra_tfms.begin(), o.xtra_tfms.end());
   return out;
 }
 
