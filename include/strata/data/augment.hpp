@@ -32,7 +32,8 @@
 // Lighting (order 40, fastai's LightingTfm): brightness b ~ U(0.5 (1 - m), 0.5 (1 + m)) w.p. p
 // (else 0.5), contrast c = e^U(log(1 - m), -log(1 - m)) w.p. p (else 1), y = sigmoid(c (logit(x) +
 // logit(b))) for images in [0, 1]. RandomErasing (order 100, after Normalize): each image w.p. p
-// gets randint(1, max_count + 1) rectangles of N(0, 1) noise, sized as fastai's _bounds/_slice.
+// gets randint(1, max_count + 1) rectangles of N(0, 1) noise, sized as fastai's _bounds/_slice
+// (fastai draws p and the rectangles once for the whole batch; here per image).
 // All are train-only (split = train); an AffineAug with an output size also runs on validation
 // data, with the identity matrix (a plain resize, as fastai's AffineCoordTfm does).
 // References: fastai vision/augment.py (affine_mat, flip_mat, dihedral_mat, rotate_mat, zoom_mat,
