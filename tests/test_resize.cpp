@@ -404,6 +404,25 @@ TEST_CASE("CropPad, RandomCrop, BBoxes clipping, errors", "[resize]") {
   const Tensor b = small.encodes(BBoxes{th::make({0, 0, 2, 2, 3.5, 1, 9, 2}, {2, 4})}).data;
   th::check_close(b, th::make({0, 0, 1, 2, 2.5, 1, 3, 2}, {2, 4}), 1e-12, 0, "bboxes");
 
+  // fastai's positional spellings
+  CHECK(Resize(32).opts.size == ImageSize{32, 32});
+  CHECK(Resize({24, 40}, ResizeMethod::squish).opts.method == ResizeMethod::squish);
+  CHECK(RandomResizedCrop(16, 0.5).opts.min_scale == 0.5);
+  CHECK(FlipItem(0.25).opts.p == 0.25);
+  CHECK(CropPad(8, PadMode::border).opts.pad_mode == PadMode::border);
+
+  // types no transform here knows pass through every one of them, on train and valid
+  Pipeline all({make_transform(Resize(8)), make_transform(RandomResizedCrop(8)), make_transform(CropPad(6)),
+                make_transform(RandomCrop(4)), make_transform(FlipItem(1.0)), make_transform(DihedralItem(1.0))});
+  const Tuple t{Image{x}, Regression{th::make({1.5}, {1})}, MultiCategory{th::make({0, 1}, {2})}};
+  for (bool train : {true, false}) {
+    TfmContext ctx{.train = train, .rng = TfmRng(5, 0, 0, 1)};
+    const Tuple o = all(t, ctx);
+    CHECK(data_of(o[1]).is_same(data_of(t[1])));
+    CHECK(data_of(o[2]).is_same(data_of(t[2])));
+    CHECK(data_of(o[0]).shape() == Shape{1, 4, 4});
+  }
+
   th::check_throws([] { Resize({.size = 0}); }, {"Resize", "size {0, 0}", "positive"});
   th::check_throws([] { RandomResizedCrop({.size = 8, .min_scale = 0}); }, {"RandomResizedCrop", "min_scale = 0"});
   th::check_throws([&] { Resize({.size = 4}).before_call({Category{scalar_tensor(1.0)}}, valid); },

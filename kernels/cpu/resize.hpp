@@ -260,6 +260,10 @@ template <class T>
 void resize_bilinear(const T* src, T* dst, const ResizeGeom& g) {
   using A = resize_acc_t<T>;
   if (g.C <= 0 || g.OH <= 0 || g.OW <= 0) return;
+  if (g.H <= 0 || g.W <= 0) {  // an empty source: all padding
+    std::fill(dst, dst + g.C * g.OH * g.OW, T(0));
+    return;
+  }
   std::vector<ResampleTap<A>> xt = bilinear_taps<A>(g.W, g.x0, g.w, g.OW, g.pad);
   const std::vector<ResampleTap<A>> yt = bilinear_taps<A>(g.H, g.y0, g.h, g.OH, g.pad);
   // the source columns [lo, hi] any tap reads; taps are made relative to lo
@@ -336,6 +340,10 @@ void resize_bilinear(const T* src, T* dst, const ResizeGeom& g) {
 template <class T>
 void resize_nearest(const T* src, T* dst, const ResizeGeom& g) {
   if (g.C <= 0 || g.OH <= 0 || g.OW <= 0) return;
+  if (g.H <= 0 || g.W <= 0) {
+    std::fill(dst, dst + g.C * g.OH * g.OW, T(0));
+    return;
+  }
   std::vector<int64_t> xi(size_t(g.OW)), yi(size_t(g.OH));
   for (int64_t ox = 0; ox < g.OW; ++ox) xi[size_t(ox)] = nearest_src_index(g.W, g.x0, g.w, g.OW, ox, g.pad);
   for (int64_t oy = 0; oy < g.OH; ++oy) yi[size_t(oy)] = nearest_src_index(g.H, g.y0, g.h, g.OH, oy, g.pad);

@@ -9,6 +9,7 @@
 //   RandomResizedCrop({.size = 128, .min_scale = 0.35})      random area/aspect crop, resized
 //   CropPad({.size = 64}), RandomCrop({.size = 64})          no scaling: crop (and pad) to size
 //   FlipItem({.p = 0.5}), DihedralItem({.p = 1})             train only
+//   Resize(224), RandomResizedCrop(128, 0.35), FlipItem(0.5)  fastai's positional spellings
 //
 // Geometry: every sized transform picks a source box (y0, x0, h, w) in the input's pixels
 // (ItemGeom) in before_call, from the first Image or Mask of the tuple, with ctx.rng, so all items
@@ -287,6 +288,9 @@ struct Resize : detail::BoxTransform {
   ResizeOptions opts;
 
   Resize(ResizeOptions o = {}) : opts(o) { detail::check_size(opts.size, "Resize"); }
+  /// fastai's spelling: Resize(224), Resize({128, 160}, ResizeMethod::squish).
+  Resize(ImageSize size, ResizeMethod method = ResizeMethod::crop, PadMode pad_mode = PadMode::reflection)
+      : Resize(ResizeOptions{.size = size, .method = method, .pad_mode = pad_mode}) {}
 
   void before_call(const Tuple& t, TfmContext& ctx) {
     const auto [H, W] = detail::tuple_hw(t, "Resize");
@@ -333,6 +337,9 @@ struct RandomResizedCrop : detail::BoxTransform {
     STRATA_CHECK(0 < opts.ratio.first && opts.ratio.first <= opts.ratio.second, "RandomResizedCrop",
                  "got ratio = {", opts.ratio.first, ", ", opts.ratio.second, "}, expected 0 < lo <= hi");
   }
+  /// fastai's spelling: RandomResizedCrop(128, 0.35).
+  RandomResizedCrop(ImageSize size, double min_scale = 0.08)
+      : RandomResizedCrop(RandomResizedCropOptions{.size = size, .min_scale = min_scale}) {}
 
   void before_call(const Tuple& t, TfmContext& ctx) {
     const auto [H, W] = detail::tuple_hw(t, "RandomResizedCrop");
@@ -379,6 +386,7 @@ struct CropPad : detail::BoxTransform {
   CropPadOptions opts;
 
   CropPad(CropPadOptions o = {}) : opts(o) { detail::check_size(opts.size, "CropPad"); }
+  CropPad(ImageSize size, PadMode pad_mode = PadMode::zeros) : CropPad(CropPadOptions{size, pad_mode}) {}
 
   void before_call(const Tuple& t, TfmContext&) {
     const auto [H, W] = detail::tuple_hw(t, "CropPad");
@@ -397,6 +405,7 @@ struct RandomCrop : detail::BoxTransform {
   CropPadOptions opts;
 
   RandomCrop(CropPadOptions o = {}) : opts(o) { detail::check_size(opts.size, "RandomCrop"); }
+  RandomCrop(ImageSize size) : RandomCrop(CropPadOptions{.size = size}) {}
 
   void before_call(const Tuple& t, TfmContext& ctx) {
     const auto [H, W] = detail::tuple_hw(t, "RandomCrop");
@@ -425,6 +434,7 @@ struct FlipItem {
   int64_t H = 0, W = 0;  // the tuple's image size (for Points and BBoxes)
 
   FlipItem(FlipItemOptions o = {}) : opts(o) {}
+  FlipItem(double p) : opts{.p = p} {}
 
   void before_call(const Tuple& t, TfmContext& ctx) {
     flip = ctx.rng.bernoulli(opts.p);
@@ -449,6 +459,7 @@ struct DihedralItem {
   int64_t H = 0, W = 0;
 
   DihedralItem(FlipItemOptions o = {.p = 1.0}) : opts(o) {}
+  DihedralItem(double p) : opts{.p = p} {}
 
   void before_call(const Tuple& t, TfmContext& ctx) {
     k = ctx.rng.bernoulli(opts.p) ? int(ctx.rng.randint(0, 8)) : 0;
