@@ -60,6 +60,7 @@ TEST_CASE("grid_sample: PyTorch affine_grid + grid_sample golden values, every p
                                affine_mat(0.9, 0.35, -0.6, 0.1, 1.1, 0.45)};
   int checked = 0;
   for (const auto& [key, want] : golden::augment_grid) {
+    if (key == "fastai_warp") continue;
     const SampleMode mode = key.rfind("bilinear", 0) == 0 ? SampleMode::bilinear : SampleMode::nearest;
     const PadMode pad = key.find("_zeros") != std::string::npos    ? PadMode::zeros
                         : key.find("_border") != std::string::npos ? PadMode::border
@@ -80,6 +81,17 @@ TEST_CASE("grid_sample: PyTorch affine_grid + grid_sample golden values, every p
     ++checked;
   }
   CHECK(checked == 11);
+}
+
+TEST_CASE("Warp: fastai's perspective map (find_coeffs(orig, targ)) sampled like PyTorch", "[augment]") {
+  // the golden script's (x_t, y_t) per image; the Warp part's homography from the same corners
+  const Tensor x = wave({2, 2, 5, 6}, 0.7, 0.3);
+  std::vector<Mat3> mats;
+  for (const auto& [xt, yt] : {std::pair{0.15, -0.1}, std::pair{-0.2, 0.05}})
+    mats.push_back(detail::homography({{{-1 - yt, -1 - xt}, {-1 + yt, 1 + xt}, {1 + yt, -1 + xt}, {1 - yt, 1 - xt}}},
+                                      {{{-1, -1}, {-1, 1}, {1, -1}, {1, 1}}}));
+  th::check_close(th::values(grid_sample(x, mats, {.pad_mode = PadMode::reflection})),
+                  golden::augment_grid.at("fastai_warp"), 1e-9, 1e-9, "fastai warp");
 }
 
 TEST_CASE("grid_sample: fast kernel matches the reference loop (random shapes, perspective, dtypes)", "[augment]") {

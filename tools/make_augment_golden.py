@@ -3,7 +3,8 @@
 
 The input is a closed formula the test rebuilds: element i of wave(shape, a, b) is
 sin(a * i + b) * 2 + 0.001 * i, in float64. Each image has its own theta (below, repeated in the test).
-Writes tests/golden/augment_grid.hpp. Run: /usr/bin/python3 tools/make_augment_golden.py
+Also fastai's perspective warp (find_coeffs / apply_perspective, its formulas re-implemented below) on the
+identity grid, sampled by grid_sample. Writes tests/golden/augment_grid.hpp. Run: /usr/bin/python3 tools/make_augment_golden.py
 """
 import math
 import os
@@ -32,6 +33,35 @@ for align in (True, False):
                 continue
             y = F.grid_sample(x, grid, mode=mode, padding_mode=pad, align_corners=align)
             out[f"{mode}_{pad}_align{int(align)}"] = [float(v) for v in y.reshape(-1).tolist()]
+
+# fastai's perspective warp (vision/augment.py _WarpCoord, find_coeffs, apply_perspective) on the
+# identity grid, image 0 with (x_t, y_t) = (0.15, -0.1), image 1 with (-0.2, 0.05); bilinear, reflection.
+def find_coeffs(p1, p2):
+    m = []
+    for i in range(p1.shape[1]):
+        z, o = torch.zeros(p1.shape[0]), torch.ones(p1.shape[0])
+        m.append(torch.stack([p2[:, i, 0], p2[:, i, 1], o, z, z, z, -p1[:, i, 0] * p2[:, i, 0], -p1[:, i, 0] * p2[:, i, 1]]))
+        m.append(torch.stack([z, z, z, p2[:, i, 0], p2[:, i, 1], o, -p1[:, i, 1] * p2[:, i, 0], -p1[:, i, 1] * p2[:, i, 1]]))
+    A = torch.stack(m).permute(2, 0, 1)
+    return torch.linalg.solve(A, p1.reshape(p1.shape[0], 8, 1))
+
+
+def apply_perspective(coords, coeffs):
+    sz = coords.shape
+    coords = coords.view(sz[0], -1, 2)
+    coeffs = torch.cat([coeffs, torch.ones_like(coeffs[:, :1])], dim=1).view(coeffs.shape[0], 3, 3)
+    coords1 = coords @ coeffs[..., :2].transpose(1, 2) + coeffs[..., 2].unsqueeze(1)
+    return (coords1 / coords1[..., 2].unsqueeze(-1))[..., :2].view(*sz)
+
+
+x_t, y_t = torch.tensor([0.15, -0.2]), torch.tensor([-0.1, 0.05])
+orig = torch.tensor([[-1., -1], [-1, 1], [1, -1], [1, 1]]).unsqueeze(0).expand(2, 4, 2)
+targ = torch.stack([torch.stack([-1 - y_t, -1 - x_t]), torch.stack([-1 + y_t, 1 + x_t]),
+                    torch.stack([1 + y_t, -1 + x_t]), torch.stack([1 - y_t, 1 - x_t])]).permute(2, 0, 1)
+eye = torch.tensor([[1., 0, 0], [0, 1, 0]]).expand(2, 2, 3)
+grid = apply_perspective(F.affine_grid(eye, [2, 2, 5, 6], align_corners=True), find_coeffs(orig, targ))
+y = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+out["fastai_warp"] = [float(v) for v in y.reshape(-1).tolist()]
 
 path = os.path.join(os.path.dirname(__file__), "..", "tests", "golden", "augment_grid.hpp")
 with open(path, "w") as f:
