@@ -472,3 +472,19 @@ TEST_CASE("RandomResizedCropGPU: an integer crop of allowed area stretched over 
   CHECK(aug_transforms({.size_h = 8, .size_w = 8, .min_scale = 0.5}).size() == 2);
   th::check_throws([] { aug_transforms({.min_scale = 0.5}); }, {"aug_transforms", "min_scale 0.5", "output size"});
 }
+
+TEST_CASE("One item (no batch dim): Flip(p = 1) mirrors Image, Mask, Points and BBoxes", "[augment]") {
+  const int64_t W = 6;
+  const Tensor img = th::random({2, 3, W}, DType::f32), mask = randint(0, 4, {3, W}, {.dtype = DType::i64});
+  const Tuple out = run(Flip({.p = 1}), {Image{img}, Mask{mask}, Points{th::make({0.5, 1.0, 4.25, 2.5}, {2, 2})},
+                                         BBoxes{th::make({1, 0, 3, 2}, {1, 4})}});
+  REQUIRE(data_of(out[0]).shape() == img.shape());
+  REQUIRE(data_of(out[1]).shape() == mask.shape());
+  for (int64_t j = 0; j < W; ++j) {
+    CHECK(th::values(data_of(out[0]).select(2, j)) == th::values(img.select(2, W - 1 - j)));
+    CHECK(th::values(data_of(out[1]).select(1, j)) == th::values(mask.select(1, W - 1 - j)));
+  }
+  // x -> W - x (pixel i spans [i, i + 1)), y unchanged; a box keeps its extent
+  th::check_close(th::values(data_of(out[2])), {5.5, 1.0, 1.75, 2.5}, 1e-6, 0, "points");
+  th::check_close(th::values(data_of(out[3])), {3, 0, 5, 2}, 1e-6, 0, "bboxes");
+}
