@@ -18,3 +18,6 @@
 #include "strata/learn/callbacks/param_scheduler.hpp"
 #include "strata/learn/callbacks/lr_finder.hpp"
 #include "strata/learn/callbacks/time_to_accuracy.hpp"
+#include "strata/learn/callbacks/progressive_resizing.hpp"
+#include "strata/learn/show_results.hpp"
+#include "strata/learn/tta.hpp"
