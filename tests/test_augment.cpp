@@ -393,6 +393,18 @@ TEST_CASE("aug_transforms: fastai's defaults; validation data is left alone", "[
   CHECK(std::holds_alternative<DihedralOptions>(
       std::dynamic_pointer_cast<TypedTransform<AffineAug>>(aug_transforms({.flip_vert = true})[0])->impl().parts[0]));
   CHECK(aug_transforms({.max_lighting = 0}).size() == 1);
+  // fastai's positional spellings
+  CHECK(std::get<FlipOptions>(Flip(0.3).parts[0]).p == 0.3);
+  CHECK(std::get<DihedralOptions>(Dihedral(0.4).parts[0]).p == 0.4);
+  CHECK(std::get<RotateOptions>(Rotate(20).parts[0]).max_deg == 20);
+  CHECK(std::get<RotateOptions>(Rotate(20).parts[0]).p == 0.5);
+  CHECK(std::get<ZoomOptions>(Zoom(0.9, 1.2, 0.6).parts[0]).min_zoom == 0.9);
+  CHECK(std::get<ZoomOptions>(Zoom(0.9, 1.2, 0.6).parts[0]).p == 0.6);
+  CHECK(std::get<WarpOptions>(Warp(0.3).parts[0]).magnitude == 0.3);
+  CHECK(Brightness(0.4).brightness.max_lighting == 0.4);
+  CHECK(Brightness(0.4).contrast.max_lighting == 0);
+  CHECK(Contrast(0.3, 0.5).contrast.p == 0.5);
+  CHECK(RandomErasing(0.2, 0.1, 0.2, 0.5, 3).o.max_count == 3);
   const auto x3 = aug_transforms({.xtra_tfms = {make_transform(RandomErasing())}});
   REQUIRE(x3.size() == 3);
   CHECK(x3[2]->name == "RandomErasing");

@@ -8,6 +8,9 @@
 //   TfmContext ctx{.train = true, .rng = TfmRng(ctx.seed, ctx.epoch, ctx.batch)};  // batch-level stream
 //   Tuple out = batch_tfms(Tuple{Image{xb}, Mask{mb}, Category{yb}}, ctx);
 //
+// fastai's positional spellings work too: Flip(0.5), Rotate(10, 0.75), Zoom(1, 1.2), Warp(0.2),
+// Brightness(0.2), Contrast(0.2), RandomErasing(0.5).
+//
 // Geometry: every affine part is a 3x3 matrix per image in normalized coordinates ([-1, 1] spans
 // the image, align_corners = true as in fastai), mapping output positions to input positions
 // (F.affine_grid's theta with a 0 0 1 row). AffineAug multiplies its parts in order (fastai's
@@ -409,22 +412,28 @@ struct AffineAug {
 /// Horizontal flips (fastai's Flip: an affine flip, resampled).
 struct Flip : AffineAug {
   explicit Flip(FlipOptions o = {}) : AffineAug({o}, o.resample) { name = "Flip"; }
+  explicit Flip(double p) : Flip(FlipOptions{.p = p}) {}  // fastai's spelling: Flip(0.5)
 };
 /// The 8 symmetries of the square (flips and quarter turns).
 struct Dihedral : AffineAug {
   explicit Dihedral(DihedralOptions o = {}) : AffineAug({o}, o.resample) { name = "Dihedral"; }
+  explicit Dihedral(double p) : Dihedral(DihedralOptions{.p = p}) {}
 };
 /// Rotation by up to max_deg degrees either way.
 struct Rotate : AffineAug {
   explicit Rotate(RotateOptions o = {}) : AffineAug({o}, o.resample) { name = "Rotate"; }
+  explicit Rotate(double max_deg, double p = 0.5) : Rotate(RotateOptions{.max_deg = max_deg, .p = p}) {}
 };
 /// Zoom in by min_zoom..max_zoom about a random centre.
 struct Zoom : AffineAug {
   explicit Zoom(ZoomOptions o = {}) : AffineAug({o}, o.resample) { name = "Zoom"; }
+  Zoom(double min_zoom, double max_zoom, double p = 0.5)
+      : Zoom(ZoomOptions{.min_zoom = min_zoom, .max_zoom = max_zoom, .p = p}) {}
 };
 /// fastai's perspective warp of the four corners by up to magnitude.
 struct Warp : AffineAug {
   explicit Warp(WarpOptions o = {}) : AffineAug({o}, o.resample) { name = "Warp"; }
+  explicit Warp(double magnitude, double p = 0.5) : Warp(WarpOptions{.magnitude = magnitude, .p = p}) {}
 };
 /// A random crop of min_scale..1 of the area, resized to resample's size (required).
 struct RandomResizedCropGPU : AffineAug {
@@ -486,10 +495,12 @@ struct Lighting {
 /// Random brightness only.
 struct Brightness : Lighting {
   explicit Brightness(BrightnessOptions o = {}) : Lighting(o, {.max_lighting = 0, .p = 0}) { name = "Brightness"; }
+  explicit Brightness(double max_lighting, double p = 0.75) : Brightness(BrightnessOptions{max_lighting, p}) {}
 };
 /// Random contrast only.
 struct Contrast : Lighting {
   explicit Contrast(ContrastOptions o = {}) : Lighting({.max_lighting = 0, .p = 0}, o) { name = "Contrast"; }
+  explicit Contrast(double max_lighting, double p = 0.75) : Contrast(ContrastOptions{max_lighting, p}) {}
 };
 
 // ---------------------------------------------------------------- random erasing
@@ -510,6 +521,9 @@ struct RandomErasing {
                  o.max_count, ", min_aspect ", o.min_aspect, ", sl ", o.sl, ", sh ", o.sh,
                  ", expected max_count >= 1, min_aspect > 0, 0 <= sl <= sh");
   }
+  /// fastai's spelling: RandomErasing(0.5, 0., 0.3, 0.3, 1).
+  explicit RandomErasing(double p, double sl = 0.0, double sh = 0.3, double min_aspect = 0.3, int64_t max_count = 1)
+      : RandomErasing(RandomErasingOptions{p, sl, sh, min_aspect, max_count}) {}
   void before_call(const Tuple& t, TfmContext& ctx) {
     rects.clear();
     key = {uint32_t(ctx.rng.randint(0, int64_t(1) << 32)), uint32_t(ctx.rng.randint(0, int64_t(1) << 32))};
