@@ -13,6 +13,10 @@
 # The folder is generated once (Debian's python3-pil + numpy, about 1-2 minutes) and cached in
 # $STRATA_BENCH_JPEGS (default /tmp/strata-bench-jpegs); delete it to regenerate.
 # These are shared 2-core machines: run it when the machine is quiet and read the ratio.
+# Measured 2026-11-21 on the shared 2-core dev box (AMD EPYC, AVX2), never quiet (torch 1.13.1, torchvision 0.14.1):
+#                          strata img/s  pytorch (PIL)  pytorch (tensor)  CPU ms/img strata / PIL / tensor
+#   load ~4.5, median of 3     1843       576 (3.20x)     584 (3.15x)       0.361 / 1.361 / 1.124
+#   load ~5,   median of 5     1493       506 (2.95x)     593 (2.52x)       0.447 / 1.313 / 1.080
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 runs=${1:-3}
