@@ -1,11 +1,14 @@
 // 02_transfer_learning: why pretrained weights matter when labels are scarce. A small ResNet learns
 // Fashion-MNIST classes 0-4 (T-shirt, Trouser, Pullover, Dress, Coat: 30k images), its body is saved,
 // then it is fine_tuned on classes 5-9 (Sandal, Shirt, Sneaker, Bag, Ankle boot) from only 30 labelled
-// images per class. The same network trained from scratch on the same 150 images, for the same
-// number of epochs, is the baseline. Both are scored on every test image of classes 5-9.
+// images per class. The baseline is the same network trained from scratch on the same 150 images with
+// the same budget: 4 epochs of 5 batches (fine_tune(3): 1 frozen + 3 unfrozen; fit_one_cycle(4)), each
+// at the lr that scored best for it (see README). Both are scored on every test image of classes 5-9.
+// With long training the baseline catches up (~0.90 after 40 epochs): transfer buys speed here.
 //
-//   example_02_transfer_learning            the full run: asserts fine-tuned >= from-scratch + 10 points
-//   example_02_transfer_learning --quick    CI: 6k pretraining images, 1 epoch; asserts fine-tuned > scratch
+//   example_02_transfer_learning            the full run: asserts fine-tuned >= from scratch + 10 points
+//   example_02_transfer_learning --quick    CI: pretrains on 6k images for 1 epoch, scores on 1000 test
+//                                           images; asserts fine-tuned >= from scratch + 3 points
 //   options: --pre-epochs N  --epochs N  --lr X  --scratch-lr X  --lr-mult X  --seeds N  --out DIR
 //            --body FILE (skip pretraining: fine-tune a body saved by an earlier run)
 // Data: Debian's dataset-fashion-mnist, or $STRATA_FASHION_MNIST_DIR.
@@ -26,7 +29,7 @@
 using namespace strata;
 
 struct Args {
-  int pre_epochs = 2, epochs = 10, seeds = 1, n_pre = 0;
+  int pre_epochs = 2, epochs = 3, seeds = 1, n_pre = 0, n_test = 0;
   double pre_lr = 1e-2, lr = 1e-2, lr_mult = 1, scratch_lr = 1e-2, min_gap = 0.10;
   bool quick = false;
   std::string out = ".", body = "";  // body: a saved body to start from instead of pretraining
@@ -61,10 +64,10 @@ DataLoaders loaders(const Images& train, const Images& test, std::vector<int64_t
   return dblock.dataloaders(ids, {.bs = bs, .seed = seed, .drop_last = true});
 }
 
-/// Test ids of classes [first, first + 5); with n_per_class, also that many train ids per class
-/// (the first ones in a seeded shuffle), else all train ids of those classes (up to n_max).
+/// Ids of classes [first, first + 5): n_per_class train images per class (the first ones in a seeded
+/// shuffle; 0: all of them, at most n_train), and the test images (the first n_test; 0: all).
 std::vector<int64_t> pick(const Images& train, const Images& test, int first, int n_per_class, uint64_t seed,
-                          int64_t n_max = 0) {
+                          int64_t n_train = 0, int64_t n_test = 0) {
   std::vector<int64_t> order(size_t(train.y.numel())), ids;
   std::iota(order.begin(), order.end(), 0);
   std::shuffle(order.begin(), order.end(), std::mt19937_64(seed));
@@ -72,10 +75,11 @@ std::vector<int64_t> pick(const Images& train, const Images& test, int first, in
   for (int64_t i : order) {
     const int c = train.label(i);
     if (c < first || c >= first + 5 || (n_per_class && count[c] >= n_per_class)) continue;
-    if (n_max && int64_t(ids.size()) >= n_max) break;
+    if (n_train && int64_t(ids.size()) >= n_train) break;
     ++count[c], ids.push_back(i);
   }
-  for (int64_t i = 0; i < test.y.numel(); ++i)
+  const size_t n_ids = ids.size();
+  for (int64_t i = 0; i < test.y.numel() && (!n_test || int64_t(ids.size() - n_ids) < n_test); ++i)
     if (test.label(i) >= first && test.label(i) < first + 5) ids.push_back(-1 - i);
   return ids;
 }
@@ -89,7 +93,7 @@ int run(const Args& a) {
   // 1. Pretrain on classes 0-4 and keep the body.
   std::string body = a.body;
   if (body.empty()) {
-    auto pre = vision_learner(loaders(train, test, pick(train, test, 0, 0, 1, a.n_pre), 0, 128, false, 1),
+    auto pre = vision_learner(loaders(train, test, pick(train, test, 0, 0, 1, a.n_pre, a.n_test), 0, 128, false, 1),
                               arch::fashion_resnet(), {.learner = opts});
     pre.fit_one_cycle(a.pre_epochs, a.pre_lr);
     body = save_body(pre, a.out + "/models/fashion_0_4_body.safetensors");
@@ -98,9 +102,11 @@ int run(const Args& a) {
   // 2. Classes 5-9 from 30 images each: fine-tune the pretrained body, or train the same net from scratch.
   double sum_ft = 0, sum_sc = 0, sq_gap = 0;
   for (int s = 1; s <= a.seeds; ++s) {
-    auto dls = loaders(train, test, pick(train, test, 5, 30, 100 + s), 5, 30, true, s);
+    auto dls = loaders(train, test, pick(train, test, 5, 30, 100 + s, 0, a.n_test), 5, 30, true, s);
+    manual_seed(s);  // the same head init for both, whatever ran before
     auto ft = vision_learner(dls, arch::fashion_resnet(), {.pretrained = body, .learner = opts});
     ft.fine_tune(a.epochs, a.lr, 1, a.lr_mult);
+    manual_seed(s);
     auto sc = vision_learner(dls, arch::fashion_resnet(), {.learner = opts});
     sc.fit_one_cycle(a.epochs + 1, a.scratch_lr);
     const double acc_ft = ft.validate()[1], acc_sc = sc.validate()[1];
@@ -109,8 +115,9 @@ int run(const Args& a) {
     sum_ft += acc_ft, sum_sc += acc_sc, sq_gap += (acc_ft - acc_sc) * (acc_ft - acc_sc);
   }
   const double ft = sum_ft / a.seeds, sc = sum_sc / a.seeds, gap = ft - sc;
-  std::printf("transfer | fine-tuned %.4f | from scratch %.4f | gap %.1f points (sd %.1f over %d seeds)\n", ft, sc,
-              100 * gap, 100 * std::sqrt(std::max(0.0, sq_gap / a.seeds - gap * gap)), a.seeds);
+  std::printf("transfer | fine-tuned %.4f | from scratch %.4f | gap %.1f points", ft, sc, 100 * gap);
+  if (a.seeds > 1) std::printf(" (sd %.1f over %d seeds)", 100 * std::sqrt(std::max(0.0, sq_gap / a.seeds - gap * gap)), a.seeds);
+  std::printf("\n");
   STRATA_CHECK(gap >= a.min_gap, "02_transfer_learning", "got fine-tuned ", ft, " vs from scratch ", sc,
                ", expected a gap of at least ", a.min_gap);
   return 0;
@@ -120,7 +127,7 @@ int main(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     auto next = [&] { return i + 1 < argc ? argv[++i] : (std::fprintf(stderr, "%s needs a value\n", argv[i]), "0"); };
-    if (!std::strcmp(argv[i], "--quick")) a.quick = true, a.pre_epochs = 1, a.n_pre = 6000, a.min_gap = 0.0;
+    if (!std::strcmp(argv[i], "--quick")) a.quick = true, a.pre_epochs = 1, a.n_pre = 6000, a.n_test = 1000, a.min_gap = 0.03;
     else if (!std::strcmp(argv[i], "--pre-epochs")) a.pre_epochs = std::atoi(next());
     else if (!std::strcmp(argv[i], "--epochs")) a.epochs = std::atoi(next());
     else if (!std::strcmp(argv[i], "--seeds")) a.seeds = std::atoi(next());
