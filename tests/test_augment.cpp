@@ -195,6 +195,12 @@ TEST_CASE("random_erase: rectangles get N(0, 1) noise, the rest is untouched, fa
   CHECK(std::abs(s / n) < 0.08);
   CHECK(std::abs(s2 / n - 1) < 0.1);
   CHECK(th::values(random_erase(x, rects, {11, 23})) != yv);  // another key, other noise
+  // overlapping rectangles of one image: the later one wins, as in the reference, whatever the threads
+  const std::vector<cpu::EraseRect> overlap{{.image = 0, .r0 = 2, .r1 = 12, .c0 = 3, .c1 = 20},
+                                            {.image = 0, .r0 = 6, .r1 = 18, .c0 = 10, .c1 = 29}};
+  Tensor ro = x.clone();
+  cpu::random_erase_ref<float>(ro.data_ptr<float>(), 2, 3, 20, 30, overlap.data(), 2, key);
+  CHECK(th::values(random_erase(x, overlap, key)) == th::values(ro));
 }
 
 // ---------------------------------------------------------------- typed IntToFloat / Normalize

@@ -123,6 +123,6 @@ TEST_CASE("to_batch / to_tuple round trip with kinds", "[transform]") {
   CHECK(b.yb.size() == 1);
   const Tuple back = to_tuple(b, kinds_of(t));
   CHECK(kinds_of(back) == kinds_of(t));
-  th::check_throws([&] { to_tuple(b, {ItemKind::image}); }, {"to_tuple", "expected 1"});
+  th::check_throws([&] { to_tuple(b, {ItemKind::image}); }, {"to_tuple", "at most 1"});
   th::check_throws([&] { to_batch(t, 4); }, {"to_batch", "n_inp = 4"});
 }

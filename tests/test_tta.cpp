@@ -99,3 +99,25 @@ TEST_CASE("ProgressiveResizing: the schedule and the sizes the model sees", "[tt
   REQUIRE(means.size() == 8);  // constant images keep their values through the resize: batch means = label means
   for (double m : means) CHECK(m == Approx(means[0]).margin(0.5));
 }
+
+TEST_CASE("Learner::predict on DataBlock loaders: the batch transforms run on an input-only batch", "[tta]") {
+  // 4x4 grey images whose pixels are 10 * label; ImageBlock's IntToFloat is a batch transform
+  DataBlock<int64_t> dblock{.blocks = {ImageBlock({.channels = 1}), CategoryBlock()},
+                            .get_x = [](const int64_t& i) -> Raw { return full({1, 4, 4}, 10.0 * double(i % 3), {.dtype = DType::u8}); },
+                            .get_y = [](const int64_t& i) -> Raw { return i % 3; },
+                            .splitter = IndexSplitter({0, 1, 2})};
+  DataLoaders dls = dblock.dataloaders(iota(12), {.bs = 4});
+  REQUIRE(dls.c == 3);
+  // logits = (mean pixel, after IntToFloat) * (0, 1, 2): the probabilities show whether IntToFloat ran
+  auto model = std::make_shared<nn::Lambda>([](const Tensor& x) {
+    return x.mean({1, 2, 3}).unsqueeze(1) * from_vector(std::vector<float>{0.f, 1.f, 2.f}).unsqueeze(0);
+  }, "MeanTimes");
+  Learner learn(dls, model, nn::CrossEntropyLossFlat());
+  auto [decoded, probs] = learn.predict(full({1, 4, 4}, 255.0, {.dtype = DType::u8}));
+  REQUIRE(probs.numel() == 3);
+  const std::vector<double> p = th::values(probs);
+  const double z = 1 + std::exp(1.0) + std::exp(2.0);  // logits 0, 1, 2 when the pixel became 1.0
+  CHECK(p[0] == Approx(1 / z).epsilon(1e-5));
+  CHECK(p[2] == Approx(std::exp(2.0) / z).epsilon(1e-5));
+  CHECK(th::values(decoded) == std::vector<double>{2});
+}

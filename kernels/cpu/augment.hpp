@@ -313,15 +313,15 @@ void lighting_kernel(const T* x, T* y, int64_t B, int64_t N, const double* add, 
   });
 }
 
-/// random_erase_ref's result; (rectangle, channel) pairs split over threads, one Philox block per
-/// four noise values.
+/// random_erase_ref's result; channels split over threads (rectangles of one image may overlap, so
+/// each thread applies them in order k, as the reference does), one Philox block per four values.
 template <class T>
 void random_erase_kernel(T* x, int64_t B, int64_t C, int64_t H, int64_t W, const EraseRect* rects, int64_t n_rects,
                          std::array<uint32_t, 2> key) {
   (void)B;
-  parallel_for(0, n_rects * C, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t kc = lo; kc < hi; ++kc) {
-      const int64_t k = kc / C, c = kc % C;
+  parallel_for(0, C, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t kc = 0; kc < n_rects * (hi - lo); ++kc) {
+      const int64_t k = kc / (hi - lo), c = lo + kc % (hi - lo);
       const EraseRect& r = rects[k];
       const int64_t h = r.r1 - r.r0, w = r.c1 - r.c0;
       for (int64_t i = 0; i < h; ++i) {

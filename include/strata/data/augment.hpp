@@ -257,7 +257,7 @@ inline Mat3 center_crop_mat(const RandomResizedCropGPUOptions& o, int64_t H, int
   else if (double(W) / double(H) > o.max_ratio) w = int64_t(double(H) * o.max_ratio);
   return crop_mat(H, W, (H - h) / 2, (W - w) / 2, h, w);
 }
-/// fastai's RandomResizedCropGPU.before_call: 10 tries at a crop that fits, else the largest allowed.
+/// fastai's RandomResizedCropGPU.before_call: 10 tries at a crop that fits, else the largest allowed, centred.
 inline Mat3 draw_part(const RandomResizedCropGPUOptions& o, TfmRng& rng, int64_t H, int64_t W) {
   for (int attempt = 0; attempt < 10; ++attempt) {
     const double area = rng.uniform(o.min_scale, 1.0) * double(W * H);
@@ -269,7 +269,7 @@ inline Mat3 draw_part(const RandomResizedCropGPUOptions& o, TfmRng& rng, int64_t
   int64_t h = H, w = W;
   if (double(W) / double(H) < o.min_ratio) h = int64_t(double(W) / o.min_ratio);
   else if (double(W) / double(H) > o.max_ratio) w = int64_t(double(H) * o.max_ratio);
-  return crop_mat(H, W, rng.randint(0, H - h + 1), rng.randint(0, W - w + 1), h, w);
+  return crop_mat(H, W, (H - h) / 2, (W - w) / 2, h, w);  // fastai: the fallback is centred
 }
 
 /// Pixel coordinate <-> normalized coordinate (see the top of this file).

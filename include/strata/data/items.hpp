@@ -86,10 +86,11 @@ inline Batch to_batch(const Tuple& t, int n_inp) {
   return b;
 }
 
-/// Batch -> Tuple: xb then yb, typed by kinds (one per tensor).
+/// Batch -> Tuple: xb then yb, typed by kinds in order. Trailing kinds may be missing (a batch of
+/// inputs only, as Learner::predict makes).
 inline Tuple to_tuple(const Batch& b, const std::vector<ItemKind>& kinds) {
-  STRATA_CHECK(b.xb.size() + b.yb.size() == kinds.size(), "to_tuple", "got a batch of ", b.xb.size(), " + ",
-               b.yb.size(), " tensors, expected ", kinds.size(), " (one per kind)");
+  STRATA_CHECK(b.xb.size() + b.yb.size() <= kinds.size(), "to_tuple", "got a batch of ", b.xb.size(), " + ",
+               b.yb.size(), " tensors, expected at most ", kinds.size(), " (one per kind)");
   Tuple t;
   t.reserve(kinds.size());
   for (size_t i = 0; i < b.xb.size(); ++i) t.push_back(make_item(kinds[i], b.xb[i]));
