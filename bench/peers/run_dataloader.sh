@@ -17,6 +17,7 @@
 #                          strata img/s  pytorch (PIL)  pytorch (tensor)  CPU ms/img strata / PIL / tensor
 #   load ~4.5, median of 3     1843       576 (3.20x)     584 (3.15x)       0.361 / 1.361 / 1.124
 #   load ~5,   median of 5     1493       506 (2.95x)     593 (2.52x)       0.447 / 1.313 / 1.080
+#   quiet (load ~1), median of 3  5095   1692 (3.01x)    1774 (2.87x)      0.380 / 1.131 / 1.050
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 runs=${1:-3}
