@@ -611,7 +611,15 @@ class Learner {
       count = 0;
       for (Metric& m : metrics) m.reset();
     }
-    void after_batch() override;
+    // defined in the class: an out-of-class inline definition would make it the key function and
+    // emit the vtable (and all it calls) in every translation unit
+    void after_batch() override {
+      if (!learn->loss.defined() || learn->yb.empty()) return;
+      const int64_t bs = learn->yb[0].dim() > 0 ? learn->yb[0].size(0) : 1;  // fastai's find_bs
+      total += learn->loss.to(DType::f64).item<double>() * double(bs);
+      count += bs;
+      for (Metric& m : metrics) m.accumulate(*learn);
+    }
   };
   /// get_preds(): every batch's predictions and targets.
   struct GatherPreds : Callback {
@@ -622,7 +630,11 @@ class Learner {
       preds.clear();
       targs.clear();
     }
-    void after_batch() override;
+    void after_batch() override {
+      if (!learn->pred.defined()) return;
+      preds.push_back(learn->pred.detach());
+      if (!learn->yb.empty()) targs.push_back(learn->yb[0].detach());
+    }
   };
 };
 
@@ -633,19 +645,6 @@ inline void Callback::operator()(Event e) {
   if (e == Event::after_fit) run = true;
 }
 
-inline void Learner::ValidStats::after_batch() {
-  if (!learn->loss.defined() || learn->yb.empty()) return;
-  const int64_t bs = learn->yb[0].dim() > 0 ? learn->yb[0].size(0) : 1;  // fastai's find_bs
-  total += learn->loss.to(DType::f64).item<double>() * double(bs);
-  count += bs;
-  for (Metric& m : metrics) m.accumulate(*learn);
-}
-
-inline void Learner::GatherPreds::after_batch() {
-  if (!learn->pred.defined()) return;
-  preds.push_back(learn->pred.detach());
-  if (!learn->yb.empty()) targs.push_back(learn->yb[0].detach());
-}
 
 }  // namespace strata
 
