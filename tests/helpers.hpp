@@ -185,4 +185,24 @@ inline strata::DataLoaders blob_dls(int64_t n_train, int64_t n_valid, int64_t bs
           .c = 2};
 }
 
+/// Checks that the PNG at path exists, is w x h (0: any) and is not blank: the variance of its pixel
+/// values (all channels) is above min_var. Returns the image (u8 [C, H, W]).
+inline strata::Tensor check_png(const std::string& path, int64_t w = 0, int64_t h = 0, double min_var = 10.0) {
+  INFO("png: " << path);
+  REQUIRE(std::filesystem::exists(path));
+  const strata::Tensor img = strata::read_image(path);
+  REQUIRE(img.dim() == 3);
+  if (w > 0) CHECK(img.size(2) == w);
+  if (h > 0) CHECK(img.size(1) == h);
+  const std::vector<double> v = values(img);
+  double mean = 0, var = 0;
+  for (double x : v) mean += x;
+  mean /= double(v.size());
+  for (double x : v) var += (x - mean) * (x - mean);
+  var /= double(v.size());
+  INFO("pixel variance " << var);
+  CHECK(var > min_var);
+  return img;
+}
+
 }  // namespace th
