@@ -67,6 +67,8 @@ class TrainEvalCallback;  // callbacks/train_eval.hpp
 class Recorder;           // callbacks/recorder.hpp
 class ProgressCallback;   // callbacks/progress.hpp
 struct LRFindResult;      // callbacks/lr_finder.hpp
+enum class Uncertainty;   // uncertainty.hpp (entropy = 0, margin, least_confidence)
+struct UncertaintyResult; // uncertainty.hpp
 
 namespace detail {
 #if __has_include("strata/learn/callbacks/recorder.hpp")
@@ -295,6 +297,12 @@ class Learner {
                        std::string plot_path = "lr_find.png");
 
   // ---- evaluation
+  /// Active learning: how unsure the model is about each of items [N, ...] (inputs as the model takes
+  /// them, batched by bs, 0: dls.valid's bs), most uncertain first; method defaults to entropy
+  /// (Uncertainty{} = Uncertainty::entropy). In uncertainty.hpp.
+  UncertaintyResult uncertainty(const Tensor& items, Uncertainty method = Uncertainty{}, int64_t bs = 0);
+  /// The same on every item of dl (its batches' xb; targets are ignored). In uncertainty.hpp.
+  UncertaintyResult uncertainty(DataLoader& dl, Uncertainty method = Uncertainty{});
   /// [valid_loss, metrics...] on dl (default: dls.valid), averaged over items.
   std::vector<double> validate(DataLoader* dl_ = nullptr) {
     auto stats = std::make_shared<ValidStats>(metrics);
