@@ -182,6 +182,13 @@ inline Loss CrossEntropyLossFlat(double label_smoothing = 0) {
           .per_item = [run](const Tensor& p, const Tensor& y) { return run(p, y, "none"); }};
 }
 
+/// fastai's LabelSmoothingCrossEntropyFlat: l = (1 - eps) * -logp[y] + eps * mean_c(-logp_c), classes on dim 1.
+inline Loss LabelSmoothingCrossEntropyFlat(double eps = 0.1) {
+  Loss l = CrossEntropyLossFlat(eps);
+  l.name = "LabelSmoothingCrossEntropyFlat";
+  return l;
+}
+
 /// fastai's MSELossFlat: both flattened, targets converted to the predictions' dtype.
 inline Loss MSELossFlat() {
   auto run = [](const Tensor& pred, const Tensor& y, std::string_view reduction) {
