@@ -1,6 +1,9 @@
 // 01_fashion_mnist: the flagship. A small ResNet learns Fashion-MNIST with fit_one_cycle, the way
 // fastai's course does it, and reports DAWNBench-style numbers: test accuracy, wall time, time to
-// first reach the target accuracy, training images/s. Writes the loss and schedule plots as PNG.
+// first reach the target accuracy, training images/s. Writes the loss and schedule plots as PNG,
+// then interprets the model (fastai's ClassificationInterpretation): confusion_matrix.png,
+// top_losses.png, the most confused pairs and the classification report, and saliency.png (which
+// pixels the first test image's predicted class score is most sensitive to).
 //
 //   example_01_fashion_mnist                 5 epochs on the 60k images, test on the 10k (the default)
 //   example_01_fashion_mnist --lr-find       also runs lr_find first and plots it (lr_find.png)
@@ -13,6 +16,8 @@
 #include <filesystem>
 #include <string>
 
+#include <strata/learn/interpretation.hpp>
+#include <strata/learn/saliency.hpp>
 #include <strata/strata.hpp>
 
 using namespace strata;
@@ -51,6 +56,20 @@ int run(const Args& a) {
   learn.recorder().plot_sched(a.out + "/fashion_mnist_sched.png");
   std::printf("DAWNBench | Fashion-MNIST %lld test images | %s\n", (long long)dls.valid.n(), tta->summary().c_str());
 
+  // where the model goes wrong, and what it looks at
+  const auto interp = ClassificationInterpretation::from_learner(learn);
+  interp.plot_confusion_matrix(a.out + "/confusion_matrix.png");
+  interp.plot_top_losses(a.out + "/top_losses.png", 9);
+  plot_saliency(a.out + "/saliency.png", learn, DataLoader(dls.valid).one_batch().xb[0].select(0, 0));
+  std::printf("most confused (actual, predicted, count):\n");
+  const auto confused = interp.most_confused();
+  for (size_t i = 0; i < confused.size() && i < 5; ++i)
+    std::printf("  %-12s %-12s %lld\n", confused[i].actual.c_str(), confused[i].predicted.c_str(),
+                (long long)confused[i].count);
+  interp.print_classification_report();
+  STRATA_CHECK(interp.confusion_matrix().sum().item<int64_t>() == dls.valid.n(), "01_fashion_mnist",
+               "got a confusion matrix that does not count every test image once");
+
   if (!a.quick) return tta->final_value >= a.target ? 0 : 1;
   // CI checks on real data: the loss fell, accuracy passed the bar, save/load predicts identically.
   const auto& losses = learn.recorder().smooth_losses;
@@ -64,6 +83,8 @@ int run(const Args& a) {
   other.load("fashion_mnist_quick");
   const Tensor after = other.get_preds().first;
   STRATA_CHECK((before == after).to(DType::i64).sum().item<int64_t>() == before.numel(), "01_fashion_mnist", "got different predictions after load from ", file);
+  STRATA_CHECK(std::abs(interp.class_stats().accuracy - tta->final_value) < 1e-6, "01_fashion_mnist", "got report accuracy ",
+               interp.class_stats().accuracy, ", expected the metric's ", tta->final_value);
   std::printf("quick checks passed: loss %.3f -> %.3f, accuracy %.4f, save/load predictions identical (%s)\n",
               losses[5], losses.back(), tta->final_value, file.c_str());
   return 0;
