@@ -142,8 +142,8 @@ TEST_CASE("clip_grad_norm_: 2-, 1- and inf-norms by hand; grads below the limit 
   };
   {  // 2-norm: sqrt(9 + 16 + 144) = 13
     auto ps = params({3, -4}, {12});
-    CHECK(clip_grad_norm_(ps, 6.5) == Approx(13.0).epsilon(1e-12));
-    const double c = 6.5 / (13.0 + 1e-6);
+    CHECK(clip_grad_norm_(ps, 10.0) == Approx(13.0).epsilon(1e-12));
+    const double c = 10.0 / (13.0 + 1e-6);
     th::check_close(th::values(ps[0].grad()), {3 * c, -4 * c}, 1e-6, 0);
     th::check_close(th::values(ps[1].grad()), {12 * c}, 1e-6, 0);
     CHECK_FALSE(ps[2].grad().defined());
@@ -212,6 +212,11 @@ TEST_CASE("GradientClip: clips the model's grads to max_norm before each step", 
   }
   CHECK(clip->last_norm == Approx(before->norms.back()).epsilon(1e-6));
   CHECK(clip->order == 11);
+  // a limit above the norms leaves every gradient as it was
+  auto before2 = std::make_shared<NormSpy>(5), after2 = std::make_shared<NormSpy>(20);
+  learn.fit(1, {}, {}, {before2, std::make_shared<GradientClip>(1e6), after2});
+  REQUIRE(before2->norms.size() == 3);
+  CHECK(after2->norms == before2->norms);
 }
 
 // ---------------------------------------------------------------- MixUp / CutMix
