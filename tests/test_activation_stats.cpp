@@ -259,6 +259,43 @@ TEST_CASE("ActivationStats: per-batch mean, std, near_zero, histogram against pl
   }
 }
 
+/// A HookCallback of one's own: the gradient of the Linear's output (is_forward = false) at every batch.
+struct OutputGrads : HookCallback<Tensor> {
+  std::vector<std::pair<Tensor, Tensor>> seen;  // (stored gradient, softmax(pred) - onehot(y)) / B per batch
+  explicit OutputGrads(nn::Module* m) : HookCallback({.modules = {m}, .is_forward = false}) {}
+  Tensor hook(nn::Module&, const Tensor&, const Tensor& grad) override { return grad.clone(); }
+  void after_batch() override {
+    if (learn->training && hooks[0].stored()) {
+      NoGrad ng;
+      const Tensor p = learn->pred.detach().softmax(-1);
+      const Tensor expect = (p - one_hot(learn->yb[0], 3).to(DType::f32)) / double(p.size(0));
+      seen.emplace_back(*hooks[0].stored(), expect);
+    }
+    HookCallback::after_batch();
+  }
+};
+
+TEST_CASE("HookCallback: gradient hooks on chosen modules; include_paramless", "[actstats]") {
+  auto learn = small_learner(24, 8);
+  auto& net = static_cast<nn::Sequential&>(*learn->model);
+  auto grads = std::make_shared<OutputGrads>(&net[4]);
+  learn->fit(1, {}, {}, {grads});
+  CHECK(grads->module_names == std::vector<std::string>{"4"});
+  REQUIRE(grads->seen.size() == 3);
+  for (auto& [got, expect] : grads->seen) {  // cross entropy (mean): d loss / d pred = (softmax(pred) - onehot) / B
+    const std::vector<double> g = th::values(got), e = th::values(expect);
+    REQUIRE(g.size() == e.size());
+    for (size_t i = 0; i < g.size(); ++i) CHECK(g[i] == Approx(e[i]).margin(1e-6));
+  }
+  CHECK(grads->hooks.removed());
+  auto all = std::make_shared<ActivationStats>(false, HookCallbackOptions{.include_paramless = true});
+  learn->fit(1, {}, {}, {all});
+  CHECK(all->module_names == std::vector<std::string>{"0", "1", "2", "3", "4"});
+  REQUIRE(all->stats.size() == 3);
+  CHECK(all->stats[0][2].near_zero >= 0.5);  // ReLU output of a BatchNorm: about half is zero
+  CHECK(all->stats[0][3].mean == all->stats[0][2].mean);  // Flatten changes nothing
+}
+
 TEST_CASE("ActivationStats: every = k keeps the training batches with train_iter % k == 0", "[actstats]") {
   auto learn = small_learner(24, 8);
   auto stats = std::make_shared<ActivationStats>(true, 2);
