@@ -233,8 +233,15 @@ struct BatchSpy : Callback {
     xs.push_back(learn->xb[0]);
     ys.push_back(learn->yb[0]);
   }
+  int kept_activation = 0;  // training batches where the mixing loss kept the original's activation / decodes
   void after_loss() override {
     loss_names.push_back(learn->loss_func.name);
+    if (learn->training && learn->loss_func.activation && learn->loss_func.decodes && learn->loss_func.per_item) {
+      NoGrad ng;
+      const Tensor p = learn->pred.detach();
+      kept_activation += th::values(learn->loss_func.activation(p)) == th::values(softmax(p, 1)) &&
+                         th::values(learn->loss_func.decodes(p)) == th::values(argmax(p, 1));
+    }
     if (learn->training) {
       preds.push_back(learn->pred.detach());
       losses.push_back(learn->loss);
@@ -294,6 +301,7 @@ TEST_CASE("MixUp: xb = lerp(xb[shuffle], xb, lam); loss = mean lerp of the two l
   REQUIRE(post->valid_losses.size() == 1);
   CHECK(post->valid_losses[0] == Approx(post->valid_plain[0]).epsilon(1e-5));
   CHECK(post->loss_names.front() == "MixUp(CrossEntropyLossFlat)");
+  CHECK(post->kept_activation == 2);
   CHECK(post->loss_names.back() == "CrossEntropyLossFlat");
   CHECK(learn.loss_func.name == "CrossEntropyLossFlat");  // put back after the fit
   CHECK(learn.loss_func.fn.target<detail::MixLossFn>() == nullptr);
