@@ -101,6 +101,11 @@ TEST_CASE("interpretation: confusion matrix, most_confused, top_losses, stats ag
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return l[size_t(a)] < l[size_t(b)]; });
   CHECK(th::values(interp.top_losses(4, false).second) == std::vector<double>(order.begin(), order.begin() + 4));
   CHECK(interp.top_losses().second.numel() == N);
+  const ClassificationInterpretation with_nan(Tensor(), probs_with_argmax({0, 1, 0}, 2), i64({0, 1, 1}),
+                                              th::make({1.0, NAN, 3.0}, {3}));
+  CHECK(th::values(with_nan.top_losses(2).second) == std::vector<double>{1, 2});  // NaN first, as torch.topk
+  CHECK(th::values(with_nan.top_losses(2, false).second) == std::vector<double>{0, 2});
+  CHECK(with_nan.vocab == std::vector<std::string>{"0", "1"});
 
   // precision / recall / F1 / support
   const ClassStats s = interp.class_stats();
@@ -326,8 +331,23 @@ TEST_CASE("interpretation and saliency plots on Fashion-MNIST", "[interp][plot]"
 
   const std::string s_path = tmp_png("saliency.png");
   Batch vb = DataLoader(dls.valid).one_batch();
-  plot_saliency(s_path, learn, vb.xb[0].select(0, 0));
-  th::check_png(s_path, 2 * (224 + 4) + 4, 18 + 224 + 4 + 4);
+  const Tensor x0 = vb.xb[0].select(0, 0);
+  plot_saliency(s_path, learn, x0);
+  const Tensor spng = th::check_png(s_path, 2 * (224 + 4) + 4, 18 + 224 + 4 + 4);
+  // the overlay: 0.5 grey + 0.5 inferno(t), t = map / its 99th percentile clipped at 1; the grey is
+  // the item min-max scaled. Its most salient pixel is inferno(1) = (252, 255, 164) blended (28 px ->
+  // 224: 8 px per pixel, probed at its centre)
+  const std::vector<double> mv = th::values(saliency(learn, x0)), xv = th::values(x0);
+  const double lo = *std::min_element(xv.begin(), xv.end()), hi = *std::max_element(xv.begin(), xv.end());
+  auto probe = [&](size_t p, Color want) {
+    const int x = 4 + 224 + 4 + int(p % 28) * 8 + 4, y = 4 + 18 + int(p / 28) * 8 + 4;
+    const double g = (xv[p] - lo) / (hi - lo) * 255;
+    INFO("pixel " << p << " grey " << g);
+    CHECK(std::abs(th::at(spng, {0, y, x}) - (0.5 * g + 0.5 * want.r)) <= 1.5);
+    CHECK(std::abs(th::at(spng, {1, y, x}) - (0.5 * g + 0.5 * want.g)) <= 1.5);
+    CHECK(std::abs(th::at(spng, {2, y, x}) - (0.5 * g + 0.5 * want.b)) <= 1.5);
+  };
+  probe(size_t(std::max_element(mv.begin(), mv.end()) - mv.begin()), {252, 255, 164});
   plot_saliency(tmp_png("saliency2.png"), learn, vb.xb[0].narrow(0, 0, 2), 3, 112);
   th::check_png(tmp_png("saliency2.png"), 2 * (112 + 4) + 4, 2 * (18 + 112 + 4) + 4);
   if (!std::getenv("STRATA_KEEP_PNG"))

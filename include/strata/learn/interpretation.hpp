@@ -15,7 +15,8 @@
 //   vocab    the class names (dls.vocab, else the DataBlock's target vocab, else "0", "1", ...)
 // confusion_matrix()[i][j] counts items of actual class i predicted as j. most_confused lists the
 // off-diagonal cells >= min_val as (actual, predicted, count), count descending (ties in row-major
-// order, as Python's stable sort leaves fastai's). top_losses(k) gives the k largest (smallest
+// order, as Python's stable sort leaves fastai's); empty cells never (fastai lists them, and the
+// zeroed diagonal, for min_val <= 0). top_losses(k) gives the k largest (smallest
 // when !largest) losses and their item indices (ties: lower index first). plot_top_losses titles
 // each image "{pred}/{actual} / {loss:.2f} / {prob:.2f}" with prob the top probability, as fastai.
 // classification_report() is sklearn's text (fastai prints it): precision = tp / predicted,
@@ -36,6 +37,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <string>
@@ -211,7 +213,7 @@ class ClassificationInterpretation {
     return cm;
   }
 
-  /// Off-diagonal cells with count >= min_val as (actual, predicted, count), count descending.
+  /// Off-diagonal cells with count >= max(min_val, 1) as (actual, predicted, count), count descending.
   std::vector<MostConfused> most_confused(int64_t min_val = 1) const {
     const Tensor cm = confusion_matrix();
     const int64_t C = n_classes();
@@ -233,7 +235,10 @@ class ClassificationInterpretation {
     const float* l = losses.data_ptr<float>();
     std::vector<int64_t> idx(static_cast<size_t>(N));
     std::iota(idx.begin(), idx.end(), 0);
-    std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return largest ? l[a] > l[b] : l[a] < l[b]; });
+    // NaN counts as the largest loss, as in torch.topk (and keeps the ordering strict-weak)
+    auto key = [&](int64_t i) { return std::isnan(l[i]) ? std::numeric_limits<double>::infinity() : double(l[i]); };
+    std::stable_sort(idx.begin(), idx.end(),
+                     [&](int64_t a, int64_t b) { return largest ? key(a) > key(b) : key(a) < key(b); });
     idx.resize(size_t(k));
     std::vector<double> v;
     for (int64_t i : idx) v.push_back(l[i]);

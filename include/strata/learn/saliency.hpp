@@ -14,13 +14,16 @@
 // pass, so no parameter gradient is made). x is not changed. Callbacks do not run (the model is
 // called directly).
 // plot_saliency: one row per item, two cells of show_tuples' grid: the image (a normalized one
-// min-max scaled, as show_batch does) titled with the class name, and the map scaled by its
-// maximum, coloured with matplotlib's "inferno" and blended at alpha 0.5 over the grey image,
-// titled "saliency: <name>". Not in fastai; reference: the paper's section 3.1.
+// min-max scaled, as show_batch does) titled with the class name, and the map divided by its 99th
+// percentile and clipped at 1 (a few extreme pixels, often at the borders, would leave the rest of
+// a max-scaled map dark), coloured with matplotlib's "inferno" and blended at alpha 0.5 over the
+// grey image: 0.5 * grey + 0.5 * inferno(t); titled "saliency: <name>". Not in fastai; reference:
+// the paper's section 3.1.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -131,12 +134,15 @@ inline void plot_saliency(const std::string& path, Learner& learn, const Tensor&
     const Tensor img = detail::display_range(xb.select(0, b).detach()).to(DType::f32).clamp(0.0, 1.0);
     const Tensor grey = mean(img, {0}).contiguous();  // [H, W]
     const Tensor m = maps.select(0, b).contiguous();
-    const float mx = amax(m).item<float>();
+    std::vector<float> sorted(m.data_ptr<float>(), m.data_ptr<float>() + H * W);
+    const auto k = sorted.begin() + std::ptrdiff_t(0.99 * double(H * W - 1));
+    std::nth_element(sorted.begin(), k, sorted.end());
+    const float top = *k > 0 ? *k : amax(m).item<float>();  // the 99th percentile (the max when it is 0)
     Tensor over = empty({3, H, W}, {.dtype = DType::u8});
     const float *gp = grey.data_ptr<float>(), *mp = m.data_ptr<float>();
     uint8_t* op8 = over.data_ptr<uint8_t>();
     for (int64_t p = 0; p < H * W; ++p) {
-      const Color c = detail::inferno(mx > 0 ? mp[p] / mx : 0.0);
+      const Color c = detail::inferno(top > 0 ? std::min(1.0, double(mp[p]) / top) : 0.0);
       const double g = gp[p] * 255.0, rgb[3] = {double(c.r), double(c.g), double(c.b)};
       for (int k = 0; k < 3; ++k) op8[k * H * W + p] = uint8_t(std::lround(0.5 * g + 0.5 * rgb[k]));
     }
