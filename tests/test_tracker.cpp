@@ -447,7 +447,11 @@ TEST_CASE("EMACallback: validation runs on the EMA weights; the model's own come
   auto learn = bn_learner();
   learn->fit(2, 0.1, {}, {ema, spy});
   const double recorded = learn->recorder().values.back()[1];
-  // the model keeps its own weights
+  // the model keeps its own weights: after each epoch's validation (4 steps an epoch) and after the fit
+  REQUIRE(spy->epoch_states.size() == 2);
+  REQUIRE(spy->after_step_states.size() == 8);
+  CHECK(max_diff(spy->epoch_states[0], spy->after_step_states[3]) == 0);
+  CHECK(max_diff(spy->epoch_states[1], spy->after_step_states[7]) == 0);
   CHECK(max_diff(state_of(*learn->model), spy->after_step_states.back()) == 0);
   // during validation the model held the EMA (the spy runs after the EMA callback)
   CHECK(max_diff(spy->before_validate_states.back(), ema_state(*ema)) == 0);
@@ -475,6 +479,7 @@ TEST_CASE("EMACallback: validation runs on the EMA weights; the model's own come
     INFO("cancel " << cancel);
     CHECK(weak.expired());
     CHECK(max_diff(state_of(*l->model), s->after_step_states.back()) == 0);
+    if (cancel) CHECK(max_diff(s->epoch_states.at(1), s->after_step_states.back()) == 0);
   }
   // a user-held callback after an exception: swapped until restore()
   auto l = bn_learner();
