@@ -19,18 +19,23 @@
 // hooks cannot come off at once; instead every hook is inert from then on and, at the next forward
 // of any hooked module outside the Learner's loop (or the next fit, or the callback's destruction),
 // all of them are taken off. (fastai leaves them on until the callback is garbage collected.)
+// The default modules are looked up again at every fit (fastai keeps the list of the first fit),
+// so a callback reused with a new model hooks the new model.
 //
 // ActivationStats (order -20, before TrainEvalCallback counts the batch) records, per training batch
 // and per hooked layer, of the layer's output o (as fastai, in float; we accumulate in double):
 //   mean = sum(o) / n,  std = sqrt(sum((o - mean)^2) / (n - 1))  (torch.std, unbiased),
-//   near_zero = #{o <= 0.05} / n,
+//   near_zero = #{o <= 0.05} / n  (compared in o's dtype, as torch: 0.05f counts for f32),
 //   hist (with_hist) = torch.histc(o, 40, 0, 10): bin = floor((o - 0) * 40 / 10), o == 10 in the last
-//   bin, values outside [0, 10] ignored (NaN too; torch 1.13 puts NaN in bin 0).
+//   bin, values outside [0, 10] ignored (NaN too; torch 1.13 puts NaN in bin 0). The bin is computed
+//   in double (torch: in float), so a value within float rounding of a bin edge may land one bin apart.
 // stats[batch][layer] holds them (fastai's stats); a new fit starts a new list at its first training
 // batch (fastai clears it at every before_fit, so learn.get_preds() wiped it; here it does not).
 // hist(idx) is log(1 + counts) as [40, n_batches] (fastai's hist); color_dim draws it bin 0 at the
 // bottom, one column per batch, through matplotlib's viridis colour map scaled from the image's min
-// to its max (imshow's default), stretched (nearest neighbour) to width x height pixels.
+// to its max (imshow's default), stretched (nearest neighbour) to width x height pixels (imshow
+// would keep square cells; stretching keeps a fit of a few batches readable). viridis is
+// interpolated from 9 of matplotlib's samples.
 // Layer indices may be negative (from the end), as in fastai's color_dim(-2).
 #pragma once
 
