@@ -331,14 +331,13 @@ TEST_CASE("MixUp: the loss function is put back after a cancelled fit and after 
     learn.fit(1, {}, {}, {std::make_shared<CancelAt1>()});
     CHECK(learn.loss_func.name == "CrossEntropyLossFlat");
   }
-  {  // a real exception: no event reaches the callbacks; the mixing loss left behind computes the plain
-     // loss for any new targets, and the next validate() (its before_fit) puts the original back
+  {  // a real exception: after_exception puts the original back at once
     CHECK_THROWS_WITH(learn.fit(1, {}, {}, {std::make_shared<Thrower>(1)}), "boom");
+    CHECK(learn.loss_func.name == "CrossEntropyLossFlat");
+    CHECK(learn.loss_func.fn.target<detail::MixLossFn>() == nullptr);
     const Tensor p = randn({5, 3}), y = randint(0, 3, {5}, {.dtype = DType::i64});
     CHECK(scalar(learn.loss_func(p, y)) == Approx(mean_of(ce_items(p, y))).epsilon(1e-6));
     const std::vector<double> v = learn.validate();
-    CHECK(learn.loss_func.name == "CrossEntropyLossFlat");
-    CHECK(learn.loss_func.fn.target<detail::MixLossFn>() == nullptr);
     // and the validation loss is the plain one
     NoGrad ng;
     learn.model->eval();

@@ -20,7 +20,8 @@
 // the rest of a batch, step, backward, training phase, validation, epoch or the whole fit; the
 // Learner then runs after_cancel_<x> and after_<x>. run_train / run_valid switch a callback off
 // for the inner-loop events of the training or validation phase (fastai's _inner_loop), and
-// `run = false` switches it off until the end of the current fit.
+// `run = false` switches it off until the end of the current fit. When a fit ends by an exception
+// that is not a Cancel*Exception, no event runs; each callback's after_exception() is called instead.
 #pragma once
 
 #include <cstddef>
@@ -199,6 +200,12 @@ class Callback {
   virtual void after_fit() {}
   virtual void after_cancel_backward() {}
   virtual void after_cancel_step() {}
+
+  /// Not an event of the loop: called once when fit / validate / get_preds / predict ends by an
+  /// exception that is not a Cancel*Exception (no after_* event runs then, as in fastai), before it
+  /// propagates. A callback that changed the Learner or the model for the length of a fit or a phase
+  /// (a loss, weights, hooks) puts it back here. What it throws is swallowed.
+  virtual void after_exception() {}
 
   /// What the Learner calls: runs the event's method unless run / run_train / run_valid say not to
   /// (fastai's Callback.__call__). Defined in learner.hpp, where the Learner's `training` is known.

@@ -1,6 +1,7 @@
-// The learn layer in one include: Learner, Callback and its events, metrics, and the callbacks
+// The learn layer in one include: Learner, Callback and its events, metrics, the callbacks
 // (TrainEvalCallback, Recorder, ProgressCallback, ParamScheduler with fit_one_cycle / fit_flat_cos,
-// LRFinder with lr_find).
+// LRFinder with lr_find, the training tricks, trackers, CSVLogger, EMA, ActivationStats), hooks,
+// interpretation, saliency and uncertainty (active learning).
 //
 //   #include <strata/learn/learn.hpp>
 //   Learner learn(dls, model, nn::CrossEntropyLossFlat(), {.metrics = {accuracy()}});
@@ -19,5 +20,19 @@
 #include "strata/learn/callbacks/lr_finder.hpp"
 #include "strata/learn/callbacks/time_to_accuracy.hpp"
 #include "strata/learn/callbacks/progressive_resizing.hpp"
+#include "strata/learn/callbacks/mixup.hpp"
+#include "strata/learn/callbacks/gradient_clip.hpp"
+#include "strata/learn/callbacks/gradient_accumulation.hpp"
+#include "strata/learn/callbacks/bn_freeze.hpp"
+#include "strata/learn/callbacks/terminate_on_nan.hpp"
+#include "strata/learn/callbacks/short_epoch.hpp"
+#include "strata/learn/callbacks/tracker.hpp"
+#include "strata/learn/callbacks/csv_logger.hpp"
+#include "strata/learn/callbacks/ema.hpp"
+#include "strata/learn/callbacks/activation_stats.hpp"
+#include "strata/learn/hook.hpp"
+#include "strata/learn/interpretation.hpp"
+#include "strata/learn/saliency.hpp"
+#include "strata/learn/uncertainty.hpp"
 #include "strata/learn/show_results.hpp"
 #include "strata/learn/tta.hpp"

@@ -17,8 +17,9 @@
 // CancelStep / CancelBackward skip only the step / the backward pass, CancelTrain skips the rest of
 // the training phase (validation still runs), CancelValid the validation, CancelEpoch the rest of an
 // epoch, CancelFit the rest of the fit (after_cancel_fit, after_fit still run). Any other exception
-// propagates out of fit() after the Learner drops the batch, its graph and the partial gradients
-// and removes the callbacks given to this fit; grad mode and data loader workers are restored by RAII.
+// propagates out of fit() after the Learner drops the batch, its graph and the partial gradients,
+// calls every callback's after_exception() (so each puts back what it changed) and removes the
+// callbacks given to this fit; grad mode and data loader workers are restored by RAII.
 //
 // State a callback reads and changes has fastai's names: dls, model, loss_func, opt, cbs, dl, batch,
 // xb, yb, pred, loss_grad (what backward uses), loss (its detached copy, for logging), epoch,
@@ -523,6 +524,12 @@ class Learner {
       f();
     } catch (...) {
       if (opt) opt->zero_grad();
+      for (const auto& cb : sorted_cbs()) {
+        try {
+          cb->after_exception();
+        } catch (...) {  // the first exception is the one to report
+        }
+      }
       for (auto& cb : cbs) cb->run = true;
       end_cleanup();
       throw;

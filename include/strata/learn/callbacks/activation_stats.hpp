@@ -15,10 +15,7 @@
 // after_batch. The hook function runs only during training batches (a validation forward stores
 // nothing). The stored values are cleared at each training before_batch, so a layer that did not
 // run in a batch has no value for it (fastai would repeat the previous batch's).
-// Exceptions: the Learner runs no event when fit() ends by an exception other than a Cancel*, so the
-// hooks cannot come off at once; instead every hook is inert from then on and, at the next forward
-// of any hooked module outside the Learner's loop (or the next fit, or the callback's destruction),
-// all of them are taken off. (fastai leaves them on until the callback is garbage collected.)
+// When fit() ends by an exception other than a Cancel*, the hooks come off at after_exception.
 // The default modules are looked up again at every fit (fastai keeps the list of the first fit),
 // so a callback reused with a new model hooks the new model.
 //
@@ -83,9 +80,7 @@ class HookCallback : public Callback {
   virtual T hook(nn::Module& m, const Tensor& x, const Tensor& out) = 0;
 
   void before_fit() override {
-    hooks.remove();  // left from a fit that ended by an exception
-    in_fit_ = true;
-    seen_batch_ = false;
+    hooks.remove();  // left from an earlier fit (remove_end = false)
     modules.clear();
     module_names.clear();
     if (opts.modules.empty()) {
@@ -104,7 +99,6 @@ class HookCallback : public Callback {
     if (opts.every == 0) register_hooks();
   }
   void before_batch() override {
-    seen_batch_ = true;
     if (!learn->training) return;
     if (opts.every == 0) hooks.reset();
     else if (learn->train_iter % opts.every == 0) register_hooks();
@@ -113,9 +107,9 @@ class HookCallback : public Callback {
     if (opts.every > 0 && learn->training && learn->train_iter % opts.every == 0) hooks.remove();
   }
   void after_fit() override {
-    in_fit_ = false;
     if (opts.remove_end) hooks.remove();
   }
+  void after_exception() override { hooks.remove(); }
 
   /// Whether this training batch is one whose activations are recorded (every k-th with every = k).
   bool recording() const {
@@ -128,19 +122,11 @@ class HookCallback : public Callback {
     hooks = Hooks<T>(
         modules,
         [this](nn::Module& m, const Tensor& x, const Tensor& out) -> std::optional<T> {
-          // the fit this hook was put on for ended by an exception (see the top of this file)
-          if (!learn || (in_fit_ && seen_batch_ && learn->dl == nullptr)) {
-            hooks.remove();
-            return std::nullopt;
-          }
-          if (!learn->training || learn->dl == nullptr) return std::nullopt;
+          if (!learn || !learn->training || learn->dl == nullptr) return std::nullopt;
           return hook(m, x, out);
         },
         opts.is_forward, opts.detach);
   }
-
- private:
-  bool in_fit_ = false, seen_batch_ = false;
 };
 
 /// One layer's activations on one batch (fastai's {'mean', 'std', 'near_zero', 'hist'}).

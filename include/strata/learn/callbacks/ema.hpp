@@ -13,9 +13,8 @@
 // copies the model after each step, so averaging starts from the weights at start_epoch.
 // validate_ema: the validation phase of each epoch runs on the EMA weights: they are copied into the
 // model at before_validate and the model's own weights copied back at after_validate (which also
-// follows a CancelValidException). On any other exception during validation the Learner sends no
-// event; the weights go back when this callback is destroyed (a callback passed to fit(..., cbs) is,
-// as fit unwinds), at its next before_fit, or by restore(). replace_weights: at after_fit the model
+// follows a CancelValidException); on any other exception, at after_exception (also when this
+// callback is destroyed, at its next before_fit, or by restore()). replace_weights: at after_fit the model
 // gets the EMA weights. Order 11 (fastxtend: MixedPrecision's + 1). Off in validate(), get_preds(),
 // predict() and lr_find() (as the trackers), which therefore use the model's own weights.
 // The EMA lives in the parameters' dtype and device (fastxtend keeps it in the model's dtype too).
@@ -132,6 +131,7 @@ class EMACallback : public Callback {
     }
   }
   void after_validate() override { restore(); }
+  void after_exception() override { restore(); }
   void after_fit() override {
     restore();
     if (!replace_weights || ema.empty()) return;

@@ -24,11 +24,9 @@
 // Randomness: TfmRng(seed, learn.epoch, learn.iter): the same seed draws the same lam / shuffle / box.
 // Members lam, shuffle, yb1 (and CutMix's box) hold the last batch's draws, for tests and plots.
 //
-// Where we differ from fastai: the original loss is also put back at after_fit, after_cancel_epoch and
-// at the next before_fit; a non-cancel exception escaping fit() sends no event to callbacks, so the
-// mixing loss then stays in learn.loss_func until the next fit / validate / get_preds (their before_fit),
-// but it computes the plain loss for any targets other than the batch it was set up for (and once the
-// handler is destroyed). One mixing callback at a time: a second one replaces the first's loss.
+// Where we differ from fastai: the original loss is also put back at after_fit, after_cancel_epoch,
+// at the next before_fit and when a fit ends by an exception (after_exception). One mixing callback
+// at a time: a second one replaces the first's loss.
 #pragma once
 
 #include <algorithm>
@@ -115,6 +113,7 @@ class MixHandler : public Callback {
   void after_cancel_epoch() override { restore(); }
   void after_cancel_fit() override { restore(); }
   void after_fit() override { restore(); }
+  void after_exception() override { restore(); }
 
  protected:
   /// The random stream of this batch.
