@@ -1,14 +1,16 @@
 // 03_active_learning: which images should a person label next? Start from 100 labelled Fashion-MNIST
-// training images (10 per class), then 5 rounds that each label 100 more from an unlabelled pool:
-// either the 100 the model is least sure about (learn.uncertainty, margin by default) or 100 at
+// training images (10 per class), then 5 rounds that each label 100 more from a pool of 10k unlabelled
+// ones: either the 100 the model is least sure about (learn.uncertainty, margin by default) or 100 at
 // random. Each round trains the same small CNN again from the same initial weights on all labels so
-// far and scores it on the 10k test images. 3 seeds; prints the table and writes the
-// accuracy-vs-labels curve (active_learning.png).
+// far (fit_one_cycle, 20 epochs) and scores it on the 10k test images. 3 seeds; prints the table and
+// writes the accuracy-vs-labels curve (active_learning.png). Measured (8-9 min on 2 busy cores): at 600
+// labels margin 0.772 vs random 0.754 (every seed ahead); entropy (0.736 vs 0.758) and least confidence
+// (0.749 vs 0.758) lost to random here (2k test images), as they tend to at a cold start.
 //
 //   example_03_active_learning           the full run; exit 1 unless uncertainty's final mean accuracy
 //                                        beats random's
-//   example_03_active_learning --quick   CI: pool of 1000, 1000 test images, 1 seed, 2 rounds; checks it
-//                                        runs and writes the plot (no winner asserted)
+//   example_03_active_learning --quick   CI: pool of 1000, 1000 test images, 1 seed, 2 rounds of 8 epochs;
+//                                        checks it runs and writes the plot (no winner asserted)
 //   options: --method entropy|margin|least_confidence  --pool N  --epochs N  --lr X  --seeds N
 //            --rounds N  --n-test N  --random-init (100 random images instead of 10 per class)  --out DIR
 // Data: Debian's dataset-fashion-mnist, or $STRATA_FASHION_MNIST_DIR.
