@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -235,6 +236,20 @@ TEST_CASE("SaveModel: the best epoch's weights are saved and loaded back at the 
     for (auto& [k, t] : load_safetensors((dir.path / "models" / "last.safetensors").string())) last[k] = th::values(t);
     CHECK(max_diff(last, state_of(*learn->model)) == 0);
     CHECK(max_diff(last, spy->epoch_states.back()) == 0);
+  }
+  {  // a file left on disk by an earlier fit, and a fit that never improves (NaN values): the model stays as trained
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    auto learn = scripted_learner("score_loss", {nan, nan, nan}, {.opt_func = SGD(), .path = dir.path.string()});
+    learn->save("stale");  // the initial weights
+    auto spy = std::make_shared<StateSpy>();
+    auto save = std::make_shared<SaveModelCallback>(SaveModelOptions{.monitor = "score_loss", .fname = "stale"});
+    CaptureCout cap;
+    learn->fit(3, 0.5, {}, {save, spy});
+    CHECK(cap.str().empty());
+    CHECK(save->last_saved_path.empty());
+    REQUIRE(fs::exists(dir.path / "models" / "stale.safetensors"));
+    REQUIRE(max_diff(spy->initial, spy->epoch_states.back()) > 1e-3);  // training moved the weights
+    CHECK(max_diff(state_of(*learn->model), spy->epoch_states.back()) == 0);
   }
   th::check_throws([] { SaveModelCallback({.every_epoch = 1, .at_end = true}); }, {"SaveModelCallback", "at_end"});
 }
@@ -493,7 +508,7 @@ TEST_CASE("EMACallback: validation runs on the EMA weights; the model's own come
 // ---------------------------------------------------------------- real data
 
 TEST_CASE("Fashion-MNIST: EarlyStopping + SaveModel + CSVLogger on a small subset with a tiny model", "[tracker]") {
-  if (!fs::exists(fashion_mnist_dir() + "/train-images-idx3-ubyte.gz")) return;
+  REQUIRE(fs::exists(fashion_mnist_dir() + "/train-images-idx3-ubyte.gz"));  // tools/setup.sh installs it
   th::TempDir dir("strata_fmnist_tracker");
   DataLoaders dls = fashion_mnist({.bs = 128, .num_workers = 0, .n_train = 1024, .n_valid = 256});
   manual_seed(1);

@@ -29,7 +29,6 @@
 #include <algorithm>
 #include <cmath>
 #include <concepts>
-#include <filesystem>
 #include <iostream>
 #include <limits>
 #include <optional>
@@ -216,6 +215,11 @@ class SaveModelCallback : public TrackerCallback {
                                            every_epoch, at_end, with_opt, reset_on_fit}) {}
   std::string name() const override { return "SaveModelCallback"; }
 
+  void before_fit() override {
+    const bool resets = reset_on_fit || std::isnan(best);  // TrackerCallback::before_fit resets best then
+    TrackerCallback::before_fit();
+    if (run && resets) saved_ = false;
+  }
   void after_epoch() override {
     if (every_epoch) {
       if (learn->epoch % every_epoch == 0) save(fname + "_" + std::to_string(learn->epoch));
@@ -230,13 +234,17 @@ class SaveModelCallback : public TrackerCallback {
   void after_fit() override {
     if (at_end) return save(fname);
     if (every_epoch) return;
-    // fastai loads unconditionally; here a fit in which nothing was ever saved (every value NaN) keeps its model
-    const std::filesystem::path file = std::filesystem::path(learn->path) / learn->model_dir / (fname + ".safetensors");
-    if (std::filesystem::exists(file)) learn->load(fname, with_opt);
+    // fastai loads unconditionally; here a fit in which nothing was saved since best was last reset (every
+    // value NaN) keeps its model, even when a file fname from an earlier fit or run is on disk
+    if (saved_) learn->load(fname, with_opt);
   }
 
  private:
-  void save(const std::string& name) { last_saved_path = learn->save(name, with_opt); }
+  bool saved_ = false;  // a save since best was last reset (before_fit)
+  void save(const std::string& name) {
+    last_saved_path = learn->save(name, with_opt);
+    saved_ = true;
+  }
 };
 
 /// ReduceLROnPlateau's options.
