@@ -48,6 +48,41 @@ inline Color tab10(int i) {
   return colors[((i % 10) + 10) % 10];
 }
 
+/// A colour map from evenly spaced stops: t in [0, 1] (clamped; NaN reads as 0) falls between
+/// stops[k] and stops[k + 1] for k = floor(t * (n - 1)) and is mixed linearly, each channel rounded.
+inline Color colormap(std::span<const Color> stops, double t) {
+  STRATA_CHECK(!stops.empty(), "colormap", "got no stops, expected at least one colour");
+  if (stops.size() == 1) return stops[0];
+  const int last = int(stops.size()) - 1;
+  const double u = std::clamp(std::isnan(t) ? 0.0 : t, 0.0, 1.0) * last;
+  const int k = std::min(last - 1, int(u));
+  const double f = u - k;
+  auto mix = [f](uint8_t a, uint8_t b) { return uint8_t(std::lround(a + (b - a) * f)); };
+  const Color a = stops[size_t(k)], b = stops[size_t(k + 1)];
+  return {mix(a.r, b.r), mix(a.g, b.g), mix(a.b, b.b)};
+}
+
+/// matplotlib's "viridis" at t in [0, 1] (its colours at t = k/8, linearly interpolated).
+inline Color viridis(double t) {
+  static constexpr Color stops[9] = {{68, 1, 84},    {71, 45, 123},  {59, 82, 139},  {44, 114, 142}, {33, 145, 140},
+                                     {39, 173, 129}, {92, 200, 99},  {170, 220, 50}, {253, 231, 37}};
+  return colormap(stops, t);
+}
+
+/// matplotlib's "inferno" at t in [0, 1] (its colours at t = k/8, linearly interpolated).
+inline Color inferno(double t) {
+  static constexpr Color stops[9] = {{0, 0, 4},     {31, 12, 72},   {85, 15, 109},  {136, 34, 106}, {186, 54, 85},
+                                     {227, 89, 51}, {249, 140, 10}, {249, 201, 50}, {252, 255, 164}};
+  return colormap(stops, t);
+}
+
+/// matplotlib's "Blues" (ColorBrewer's 9 steps, linearly interpolated) at t in [0, 1].
+inline Color blues(double t) {
+  static constexpr Color stops[9] = {{247, 251, 255}, {222, 235, 247}, {198, 219, 239}, {158, 202, 225}, {107, 174, 214},
+                                     {66, 146, 198},  {33, 113, 181},  {8, 81, 156},    {8, 48, 107}};
+  return colormap(stops, t);
+}
+
 struct Point {
   double x = 0, y = 0;
 };

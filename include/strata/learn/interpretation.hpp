@@ -79,17 +79,6 @@ struct ConfusionMatrixLayout {
 
 namespace detail {
 
-/// matplotlib's "Blues" (ColorBrewer's 9 steps, linearly interpolated) at t in [0, 1].
-inline Color blues(double t) {
-  static constexpr Color stops[9] = {{247, 251, 255}, {222, 235, 247}, {198, 219, 239}, {158, 202, 225}, {107, 174, 214},
-                                     {66, 146, 198},  {33, 113, 181},  {8, 81, 156},    {8, 48, 107}};
-  const double u = std::clamp(std::isnan(t) ? 0.0 : t, 0.0, 1.0) * 8;
-  const int k = std::min(7, int(u));
-  const double f = u - k;
-  auto mix = [f](uint8_t a, uint8_t b) { return uint8_t(std::lround(a + (b - a) * f)); };
-  return {mix(stops[k].r, stops[k + 1].r), mix(stops[k].g, stops[k + 1].g), mix(stops[k].b, stops[k + 1].b)};
-}
-
 /// The text s shrunk (scale down to 1) and then cut with ".." to fit `room` pixels at `scale`.
 inline std::pair<std::string, double> fit_text(std::string s, double room, double scale) {
   s = ascii_only(s);
@@ -347,7 +336,7 @@ class ClassificationInterpretation {
     for (int i = 0; i < C; ++i)
       for (int j = 0; j < C; ++j) {
         const double x = v[size_t(i * C + j)];
-        cv.fill_rect(L.x0(j), L.y0(i), L.x0(j) + cs, L.y0(i) + cs, detail::blues(hi > lo ? (x - lo) / (hi - lo) : 0));
+        cv.fill_rect(L.x0(j), L.y0(i), L.x0(j) + cs, L.y0(i) + cs, blues(hi > lo ? (x - lo) / (hi - lo) : 0));
         if (!plot_txt) continue;
         char buf[32];
         if (normalize) std::snprintf(buf, sizeof buf, "%.*f", norm_dec, x);

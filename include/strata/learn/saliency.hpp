@@ -36,17 +36,6 @@ namespace strata {
 
 namespace detail {
 
-/// matplotlib's "inferno" at t in [0, 1] (its values at t = 0, 1/8, ..., 1, linearly interpolated).
-inline Color inferno(double t) {
-  static constexpr Color stops[9] = {{0, 0, 4},     {31, 12, 72},  {85, 15, 109},  {136, 34, 106}, {186, 54, 85},
-                                     {227, 89, 51}, {249, 140, 10}, {249, 201, 50}, {252, 255, 164}};
-  const double u = std::clamp(std::isnan(t) ? 0.0 : t, 0.0, 1.0) * 8;
-  const int k = std::min(7, int(u));
-  const double f = u - k;
-  auto mix = [f](uint8_t a, uint8_t b) { return uint8_t(std::lround(a + (b - a) * f)); };
-  return {mix(stops[k].r, stops[k + 1].r), mix(stops[k].g, stops[k + 1].g), mix(stops[k].b, stops[k + 1].b)};
-}
-
 /// Puts back every module's training flag and every parameter's requires_grad when it goes away.
 struct ModelStateGuard {
   nn::Module& model;
@@ -142,7 +131,7 @@ inline void plot_saliency(const std::string& path, Learner& learn, const Tensor&
     const float *gp = grey.data_ptr<float>(), *mp = m.data_ptr<float>();
     uint8_t* op8 = over.data_ptr<uint8_t>();
     for (int64_t p = 0; p < H * W; ++p) {
-      const Color c = detail::inferno(top > 0 ? std::min(1.0, double(mp[p]) / top) : 0.0);
+      const Color c = inferno(top > 0 ? std::min(1.0, double(mp[p]) / top) : 0.0);
       const double g = gp[p] * 255.0, rgb[3] = {double(c.r), double(c.g), double(c.b)};
       for (int k = 0; k < 3; ++k) op8[k * H * W + p] = uint8_t(std::lround(0.5 * g + 0.5 * rgb[k]));
     }

@@ -189,18 +189,6 @@ struct PlotLayersOptions {
   int width = 480, height = 260;  // one panel: a 24 px title band, then the image (4 px margins)
 };
 
-/// matplotlib's viridis at t in [0, 1] (its colours at t = k/8, linearly interpolated).
-inline Color viridis(double t) {
-  static constexpr std::array<std::array<double, 3>, 9> c = {{{68, 1, 84}, {71, 45, 123}, {59, 82, 139},
-                                                              {44, 114, 142}, {33, 145, 140}, {39, 173, 129},
-                                                              {92, 200, 99}, {170, 220, 50}, {253, 231, 37}}};
-  t = std::isfinite(t) ? std::clamp(t, 0.0, 1.0) * 8 : 0;
-  const int i = std::min(7, int(t));
-  const double f = t - i;
-  auto mix = [&](int k) { return uint8_t(std::lround(c[size_t(i)][size_t(k)] * (1 - f) + c[size_t(i + 1)][size_t(k)] * f)); };
-  return {mix(0), mix(1), mix(2)};
-}
-
 /// Draws img [rows, cols] (row 0 at the bottom, as imshow origin='lower') into [x, x + w) x [y, y + h)
 /// of cv, nearest neighbour, through viridis scaled from img's min to its max.
 inline void draw_color_dim(Canvas& cv, int x, int y, int w, int h, const Tensor& img) {
