@@ -7,7 +7,8 @@
 //
 // The file is learn.path / fname. before_fit writes the header (the Recorder's metric_names:
 // epoch, train_loss, valid_loss, metrics..., time); each after_epoch appends the epoch's row and
-// flushes, so the lines of finished epochs survive a crash. Columns and number format are those of
+// flushes, so the lines of finished epochs survive a crash; a fit that ends by an exception closes the
+// file (after_exception). The lines are the Recorder's csv_header() / csv_row(), those of
 // Recorder::csv() / to_csv (Recorder::shortest numbers, "nan", time as format_time's mm:ss).
 // append = true keeps the file's lines and adds to them. Differs from fastai: in append mode the
 // header is written only when the file is new or empty (fastai repeats it at every fit, which makes
@@ -40,6 +41,8 @@ class CSVLogger : public Callback {
   }
   std::string name() const override { return "CSVLogger"; }
 
+  /// Whether the file is open (during a fit; closed at its end, also when it ends by an exception).
+  bool is_open() const { return file_.is_open(); }
   /// The file's text (header and rows); throws when it was never written.
   std::string read_log() const {
     std::ifstream in(file_path, std::ios::binary);
@@ -65,9 +68,7 @@ class CSVLogger : public Callback {
     STRATA_CHECK(file_.good(), "CSVLogger", "got a file \"", file_path, "\" that cannot be opened for writing, ",
                  "expected a writable path (learn.path / fname)");
     if (!had_lines) {
-      const Recorder& rec = learn->recorder();
-      for (size_t i = 0; i < rec.metric_names.size(); ++i) file_ << (i ? "," : "") << rec.metric_names[i];
-      file_ << "\n";
+      file_ << learn->recorder().csv_header() << "\n";
       file_.flush();
     }
   }
@@ -76,14 +77,15 @@ class CSVLogger : public Callback {
     const Recorder& rec = learn->recorder();
     // the Recorder writes a row from the fit's first training phase on
     if (!trained_ || rec.values.empty() || !file_.is_open()) return;
-    file_ << rec.epochs.back();
-    for (double v : rec.values.back()) file_ << "," << Recorder::shortest(v);
-    if (rec.add_time) file_ << "," << format_time(rec.times.back());
-    file_ << "\n";
+    file_ << rec.csv_row(rec.values.size() - 1) << "\n";
     file_.flush();
     STRATA_CHECK(file_.good(), "CSVLogger", "got a write error on \"", file_path, "\", expected the row written");
   }
   void after_fit() override {
+    if (file_.is_open()) file_.close();
+  }
+  /// A fit that ends by an exception (not a cancel): the file is closed at once, its lines so far kept.
+  void after_exception() override {
     if (file_.is_open()) file_.close();
   }
 

@@ -189,18 +189,26 @@ class Recorder : public Callback {
     plot_grid(path, panels, 2);
   }
 
-  /// fastai's CSVLogger text: metric_names, then one line per epoch (epoch, values, time as mm:ss);
-  /// numbers in their shortest exact form, NaN as "nan".
+  /// fastai's CSVLogger text: csv_header(), then csv_row(e) for each recorded epoch, each line ended by "\n".
   std::string csv() const {
+    std::string out = csv_header() + "\n";
+    for (size_t e = 0; e < values.size(); ++e) out += csv_row(e) + "\n";
+    return out;
+  }
+  /// The CSV header line (no "\n"): metric_names joined by ",".
+  std::string csv_header() const {
     std::string out;
     for (size_t i = 0; i < metric_names.size(); ++i) out += (i ? "," : "") + metric_names[i];
-    out += "\n";
-    for (size_t e = 0; e < values.size(); ++e) {
-      out += std::to_string(epochs[e]);
-      for (double v : values[e]) out += "," + shortest(v);
-      if (add_time) out += "," + format_time(times[e]);
-      out += "\n";
-    }
+    return out;
+  }
+  /// The CSV line (no "\n") of the epoch-th recorded row (0 <= epoch < values.size()): the epoch number,
+  /// the values in their shortest exact form (NaN as "nan"), and the time as mm:ss when add_time.
+  std::string csv_row(size_t epoch) const {
+    STRATA_CHECK(epoch < values.size(), "csv_row", "got row ", epoch, ", expected < ", values.size(),
+                 " (the epochs recorded)");
+    std::string out = std::to_string(epochs[epoch]);
+    for (double v : values[epoch]) out += "," + shortest(v);
+    if (add_time) out += "," + format_time(times[epoch]);
     return out;
   }
   /// Writes csv() to path (atomically).
