@@ -151,6 +151,12 @@ TEST_CASE("TrackerCallback: fastai's default comp, min_delta sign, best, and a c
   learn->validate();
   CHECK(keep->best == 0.7);
   learn->remove_cb(keep);
+  // lr_find() trains, but it is no fit to track: a tracker of train_loss stays off (best never set)
+  auto tl = std::make_shared<TrackerCallback>(TrackerOptions{.monitor = "train_loss"});
+  learn->add_cb(tl);
+  learn->lr_find(1e-5, 1e-1, 6);
+  CHECK(std::isnan(tl->best));
+  learn->remove_cb(tl);
 
   th::check_throws([&] { learn->fit(1, 1e-3, {}, {std::make_shared<EarlyStoppingCallback>("nope")}); },
                    {"EarlyStoppingCallback", "\"nope\"", "train_loss", "valid_loss", "score"});
@@ -374,6 +380,7 @@ TEST_CASE("CSVLogger: header and one line per epoch equal to the Recorder's valu
   auto keep = std::make_shared<CSVLogger>("crash.csv");
   CHECK_THROWS_WITH(learn->fit(3, 1e-2, {}, {keep, std::make_shared<ThrowAt>(2)}), "boom");
   CHECK(lines_of(read_text(dir.path / "crash.csv")).size() == 3);
+  CHECK_FALSE(keep->is_open());  // closed by after_exception
   learn->add_cb(keep);
   learn->validate();
   learn->get_preds();

@@ -16,14 +16,16 @@
 // best model is saved before an early stop.
 //
 // They stay off (run = false) for a "fit" that is not training: validate(), get_preds(), predict()
-// and lr_find() (fastai's hasattr(self, "lr_finder"/"gather_preds") test, here by the name of the
-// callbacks those calls attach: ValidStats, GatherPreds, LRFinder).
+// and lr_find() (fastai's hasattr(self, "lr_finder"/"gather_preds") test; here: the Learner's logging
+// is off, as validate / get_preds / predict set it, or an LRFinder is attached). A user who turns
+// learn.logging off for a real fit turns these callbacks off with it.
 //
 // ReduceLROnPlateau sets every param group's lr directly; a ParamScheduler (fit_one_cycle,
 // fit_flat_cos) overwrites the lr at every batch, so, as in fastai, it is meant for plain fit().
 #pragma once
 
 #include "strata/learn/learner.hpp"
+#include "strata/learn/callbacks/lr_finder.hpp"
 #include "strata/learn/callbacks/recorder.hpp"
 
 #include <algorithm>
@@ -42,12 +44,9 @@ enum class Comp { less, greater };
 
 namespace detail {
 /// Whether the current "fit" is validate() / get_preds() / predict() / lr_find() rather than training.
+// validate / get_preds / predict turn the Learner's logging off (validation_context); lr_find attaches an LRFinder.
 inline bool is_non_training_fit(const Learner& learn) {
-  for (const CallbackPtr& cb : learn.cbs) {
-    const std::string n = cb->name();
-    if (n == "ValidStats" || n == "GatherPreds" || n == "LRFinder") return true;
-  }
-  return false;
+  return !learn.logging || learn.get_cb<LRFinder>() != nullptr;
 }
 }  // namespace detail
 
