@@ -18,6 +18,12 @@
 // gets the EMA weights. Order 11 (fastxtend: MixedPrecision's + 1). Off in validate(), get_preds(),
 // predict() and lr_find() (as the trackers), which therefore use the model's own weights.
 // The EMA lives in the parameters' dtype and device (fastxtend keeps it in the model's dtype too).
+// With validate_ema, the recorded valid_loss and metrics are the EMA weights', and so is the "best"
+// a SaveModelCallback (or EarlyStopping, ReduceLROnPlateau) tracks; but SaveModelCallback saves the
+// model's own weights of that epoch (its after_epoch runs after this callback's after_validate has
+// put them back), and loads those back at the end. To keep the EMA weights, set replace_weights
+// (the model gets them at after_fit; SaveModelCallback, order 61, then loads its file over them
+// unless at_end or every_epoch) or copy them out with copy_to.
 #pragma once
 
 #include "strata/learn/learner.hpp"
