@@ -6,8 +6,6 @@
 // closed form (training-mode output has mean beta and std gamma per channel) on the real stats.
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -29,12 +27,6 @@ using namespace strata;
 namespace fs = std::filesystem;
 
 namespace {
-
-fs::path scratch_dir() {
-  const fs::path dir = fs::temp_directory_path() / ("strata_test_actstats_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return dir;
-}
 
 /// The reference: mean, unbiased std, fraction <= 0.05, torch.histc(40, 0, 10) by plain loops.
 struct RefStat {
@@ -398,16 +390,16 @@ TEST_CASE("ActivationStats on Fashion-MNIST: a small CNN, 20 batches, the plots"
   CHECK(res[1] < 2.15);
   CHECK(res[2] > 0.18);
 
-  const fs::path dir = scratch_dir();
-  stats->plot_layer_stats((dir / "layer_stats.png").string(), 1);
-  th::check_png((dir / "layer_stats.png").string(), 1200, 300);
-  stats->color_dim((dir / "color_dim.png").string(), -6);  // layer 3, "1.1" BatchNorm2d
-  th::check_png((dir / "color_dim.png").string(), 800, 400);
-  stats->plot_layers((dir / "layers.png").string(), {.cols = 3});
-  th::check_png((dir / "layers.png").string(), 3 * 480, 3 * 260);
+  const th::TempDir dir("strata_test_actstats");  // removed even when a REQUIRE below fails
+  stats->plot_layer_stats(dir / "layer_stats.png", 1);
+  th::check_png(dir / "layer_stats.png", 1200, 300);
+  stats->color_dim(dir / "color_dim.png", -6);  // layer 3, "1.1" BatchNorm2d
+  th::check_png(dir / "color_dim.png", 800, 400);
+  stats->plot_layers(dir / "layers.png", {.cols = 3});
+  th::check_png(dir / "layers.png", 3 * 480, 3 * 260);
   // bin 0 is drawn at the bottom: the BatchZero layer (all in bin 0) is bright at the bottom, dark on top
-  stats->color_dim((dir / "bz.png").string(), 7, {.width = 200, .height = 80});
-  const Tensor bzimg = th::check_png((dir / "bz.png").string(), 200, 80, 0.0);
+  stats->color_dim(dir / "bz.png", 7, {.width = 200, .height = 80});
+  const Tensor bzimg = th::check_png(dir / "bz.png", 200, 80, 0.0);
   const std::vector<double> px = th::values(bzimg);  // [3, 80, 200]
   CHECK(px[size_t(79 * 200 + 5)] > 250);             // batch 0 (x < 10): red of viridis' yellow, bottom row
   CHECK(px[size_t(0 * 200 + 5)] < 90);               // red of viridis' dark purple, top row
@@ -415,5 +407,33 @@ TEST_CASE("ActivationStats on Fashion-MNIST: a small CNN, 20 batches, the plots"
     for (const char* f : {"layer_stats.png", "color_dim.png", "layers.png", "bz.png"})
       fs::copy_file(dir / f, fs::path(keep) / f, fs::copy_options::overwrite_existing);
   }
-  fs::remove_all(dir);
+}
+
+TEST_CASE("ActivationStats: plots after its Learner and model are gone (names and types copied at before_fit)",
+          "[actstats]") {
+  auto stats = std::make_shared<ActivationStats>(true);
+  // remove_end = false: its hooks stay on the modules and come off in its destructor, after the model is gone
+  auto kept = std::make_shared<ActivationStats>(false, HookCallbackOptions{.remove_end = false});
+  std::weak_ptr<nn::Module> model;
+  {
+    auto learn = small_learner(12, 4);
+    model = learn->model;
+    learn->fit(1, 0.1, {}, {stats, kept});
+    CHECK(!kept->hooks.removed());
+  }
+  REQUIRE(model.expired());  // the callbacks are the only owners left
+  REQUIRE(stats->stats.size() == 3);
+  CHECK(stats->n_layers() == 3);
+  CHECK(stats->module_names == std::vector<std::string>{"0", "1", "4"});
+  CHECK(stats->module_types == std::vector<std::string>{"Conv2d", "BatchNorm2d", "Linear"});
+  CHECK(kept->module_types == stats->module_types);
+  const th::TempDir dir("strata_test_actstats_gone");
+  stats->plot_layers(dir / "layers.png", {.cols = 2, .width = 200, .height = 100});
+  th::check_png(dir / "layers.png", 2 * 200, 2 * 100);
+  stats->color_dim(dir / "cd.png", -1, {.width = 60, .height = 40});
+  th::check_png(dir / "cd.png", 60, 40);
+  if (const char* keep = std::getenv("STRATA_KEEP_PLOTS"))
+    fs::copy_file(dir / "layers.png", fs::path(keep) / "layers_gone.png", fs::copy_options::overwrite_existing);
+  kept.reset();  // removes hooks whose modules are gone: the handles hold only weak_ptrs to the hook lists
+  SUCCEED();
 }

@@ -91,7 +91,7 @@ class Hook {
     handle_.remove();
   }
   bool removed() const { return !state_ || state_->removed; }
-  /// The hooked module (null for a default-constructed Hook).
+  /// The hooked module (null for a default-constructed Hook); a raw pointer, valid only while the module lives.
   nn::Module* module() const { return state_ ? state_->module : nullptr; }
 
  private:

@@ -1,23 +1,13 @@
-// HookCallback and ActivationStats (fastai/callback/hook.py): per-layer statistics of the
-// activations during training, and the "colorful dimension" plot of their histograms.
+// ActivationStats (fastai/callback/hook.py): per-layer statistics of the
+// activations during training, and the "colorful dimension" plot of their histograms. Built on
+// HookCallback<ActivationStat> (hook_callback.hpp); its plots read only what it copied, so the
+// callback may outlive its Learner and model.
 //
 //   auto stats = std::make_shared<ActivationStats>(/*with_hist=*/true);
 //   learn.fit(1, 1e-3, {}, {stats});
 //   stats->plot_layer_stats("stats0.png", 0);   // mean / std / % near zero of layer 0 per batch
 //   stats->color_dim("cd.png", -2);             // layer -2's histograms, one column per batch
 //   stats->plot_layers("layers.png");           // one colorful-dimension panel per hooked layer
-//
-// HookCallback<T> (fastai's HookCallback) hooks `modules` (default: every leaf of learn.model that
-// has parameters: Conv2d, BatchNorm2d, Linear, ...; include_paramless adds the others) with its
-// virtual hook(module, input, output) -> T. With every = 0 (fastai's every=None) the hooks go on at
-// before_fit and come off at after_fit, which also runs after a CancelFitException; with every = k
-// they go on at before_batch of the training batches with train_iter % k == 0 and come off at their
-// after_batch. The hook function runs only during training batches (a validation forward stores
-// nothing). The stored values are cleared at each training before_batch, so a layer that did not
-// run in a batch has no value for it (fastai would repeat the previous batch's).
-// When fit() ends by an exception other than a Cancel*, the hooks come off at after_exception.
-// The default modules are looked up again at every fit (fastai keeps the list of the first fit),
-// so a callback reused with a new model hooks the new model.
 //
 // ActivationStats (order -20, before TrainEvalCallback counts the batch) records, per training batch
 // and per hooked layer, of the layer's output o (as fastai, in float; we accumulate in double):
@@ -47,87 +37,10 @@
 
 #include "strata/io/canvas.hpp"
 #include "strata/io/plot.hpp"
-#include "strata/learn/hook.hpp"
+#include "strata/learn/callbacks/hook_callback.hpp"
 #include "strata/learn/learner.hpp"
 
 namespace strata {
-
-struct HookCallbackOptions {
-  std::vector<nn::Module*> modules = {};  // empty: the leaves of learn.model with parameters, at each fit
-  int64_t every = 0;                      // 0: every training batch (fastai's None); k: train_iter % k == 0 only
-  bool remove_end = true;                 // take the hooks off at after_fit
-  bool is_forward = true;                 // false: hooks on the gradient of each output (see hook.hpp)
-  bool detach = true;                     // the hook sees detached tensors
-  bool include_paramless = false;         // default modules: all leaves, not only those with parameters
-};
-
-/// A callback that hooks modules during training (fastai's HookCallback); override hook().
-template <class T>
-class HookCallback : public Callback {
- public:
-  HookCallbackOptions opts;
-  std::vector<nn::Module*> modules;       // the hooked modules (chosen at before_fit)
-  std::vector<std::string> module_names;  // their dotted names in learn.model ("" when not found there)
-  Hooks<T> hooks;
-
-  explicit HookCallback(HookCallbackOptions o = {}) : opts(std::move(o)) {
-    STRATA_CHECK(opts.every >= 0, "HookCallback", "got every = ", opts.every,
-                 ", expected 0 (every batch) or a batch interval k >= 1");
-  }
-  ~HookCallback() override { hooks.remove(); }
-
-  /// What each hook stores for module m with input x and output out (already detached with detach).
-  virtual T hook(nn::Module& m, const Tensor& x, const Tensor& out) = 0;
-
-  void before_fit() override {
-    hooks.remove();  // left from an earlier fit (remove_end = false)
-    modules.clear();
-    module_names.clear();
-    if (opts.modules.empty()) {
-      for (auto& [name, m] : hookable_layers(*learn->model, opts.include_paramless)) {
-        modules.push_back(m);
-        module_names.push_back(name);
-      }
-    } else {
-      const auto named = learn->model->named_modules();
-      for (nn::Module* m : opts.modules) {
-        auto it = std::find_if(named.begin(), named.end(), [m](const auto& e) { return e.second == m; });
-        modules.push_back(m);
-        module_names.push_back(it == named.end() ? std::string() : it->first);
-      }
-    }
-    if (opts.every == 0) register_hooks();
-  }
-  void before_batch() override {
-    if (!learn->training) return;
-    if (opts.every == 0) hooks.reset();
-    else if (learn->train_iter % opts.every == 0) register_hooks();
-  }
-  void after_batch() override {
-    if (opts.every > 0 && learn->training && learn->train_iter % opts.every == 0) hooks.remove();
-  }
-  void after_fit() override {
-    if (opts.remove_end) hooks.remove();
-  }
-  void after_exception() override { hooks.remove(); }
-
-  /// Whether this training batch is one whose activations are recorded (every k-th with every = k).
-  bool recording() const {
-    return learn && learn->training && (opts.every == 0 || learn->train_iter % opts.every == 0);
-  }
-
- protected:
-  void register_hooks() {
-    hooks.remove();
-    hooks = Hooks<T>(
-        modules,
-        [this](nn::Module& m, const Tensor& x, const Tensor& out) -> std::optional<T> {
-          if (!learn || !learn->training || learn->dl == nullptr) return std::nullopt;
-          return hook(m, x, out);
-        },
-        opts.is_forward, opts.detach);
-  }
-};
 
 /// One layer's activations on one batch (fastai's {'mean', 'std', 'near_zero', 'hist'}).
 struct ActivationStat {
@@ -241,7 +154,7 @@ class ActivationStats : public HookCallback<ActivationStat> {
   }
 
   /// The number of hooked layers in the recorded stats.
-  int64_t n_layers() const { return stats.empty() ? int64_t(modules.size()) : int64_t(stats.front().size()); }
+  int64_t n_layers() const { return stats.empty() ? int64_t(module_names.size()) : int64_t(stats.front().size()); }
 
   /// means, stds and near_zero fractions of layer idx over the recorded batches.
   LayerStats layer_stats(int64_t idx) const {
@@ -308,8 +221,9 @@ class ActivationStats : public HookCallback<ActivationStat> {
     Canvas cv(cols * o.width, rows * o.height);
     for (int64_t l = 0; l < n; ++l) {
       const int x = int(l % cols) * o.width, y = int(l / cols) * o.height;
+      // names and types copied at before_fit: the model may be gone by now
       std::string title = size_t(l) < module_names.size() ? module_names[size_t(l)] : std::to_string(l);
-      if (size_t(l) < modules.size() && modules[size_t(l)]) title += (title.empty() ? "" : " ") + modules[size_t(l)]->type_name();
+      if (size_t(l) < module_types.size()) title += (title.empty() ? "" : " ") + module_types[size_t(l)];
       cv.text(x + o.width / 2.0, y + kBand / 2.0, title, {0, 0, 0}, {.scale = 1.5, .h = Align::center, .v = Align::center});
       draw_color_dim(cv, x + kMargin, y + kBand, o.width - 2 * kMargin, o.height - kBand - kMargin, hist(l));
     }
