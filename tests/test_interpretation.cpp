@@ -32,10 +32,6 @@ void quiet(Learner& learn) {
     if (cb->name().find("Progress") != std::string::npos) learn.remove_cb(cb);
 }
 
-std::string tmp_png(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("strata_interp_" + std::to_string(::getpid()) + "_" + name)).string();
-}
-
 // hand-made probabilities [N, C] whose argmax is decoded[i], from a fixed formula
 Tensor probs_with_argmax(const std::vector<int64_t>& decoded, int64_t C) {
   const int64_t N = int64_t(decoded.size());
@@ -145,7 +141,9 @@ TEST_CASE("interpretation: classification_report is sklearn's text", "[interp]")
   th::check_throws([&] { ClassificationInterpretation(Tensor(), probs_with_argmax(d, 4), i64(t), i64(t), {"x"}); },
                    {"ClassificationInterpretation", "vocab of 1 names for 4 classes"});
   th::check_throws([&] { interp.top_losses(11); }, {"top_losses", "k = 11"});
-  th::check_throws([&] { interp.plot_top_losses(tmp_png("none.png")); }, {"plot_top_losses", "without inputs"});
+  const th::TempDir dir("strata_test_interp");
+  th::check_throws([&] { interp.plot_top_losses(dir / "none.png"); }, {"plot_top_losses", "without inputs"});
+  CHECK(dir.entries() == 0);  // nothing written
 }
 
 TEST_CASE("interpretation: from_learner on known logits", "[interp]") {
@@ -305,7 +303,8 @@ TEST_CASE("interpretation and saliency plots on Fashion-MNIST", "[interp][plot]"
   CHECK(cm.sum().item<int64_t>() == 200);
   CHECK(interp.class_stats().accuracy > 0.5);  // a few batches of a linear model already beat chance by far
 
-  const std::string cm_path = tmp_png("confusion_matrix.png");
+  const th::TempDir dir("strata_test_interp_plots");  // removed even when a REQUIRE below fails
+  const std::string cm_path = dir / "confusion_matrix.png";
   interp.plot_confusion_matrix(cm_path);
   const ConfusionMatrixLayout L{.C = 10};
   CHECK(L.width() == 756);
@@ -322,14 +321,14 @@ TEST_CASE("interpretation and saliency plots on Fashion-MNIST", "[interp][plot]"
   for (int y = L.y0(r); y < L.y0(r) + L.cell(); ++y)
     for (int x = L.x0(c); x < L.x0(c) + L.cell(); ++x) white += px(x, y) == Color{255, 255, 255};
   CHECK(white > 10);
-  interp.plot_confusion_matrix(tmp_png("confusion_matrix_norm.png"), true, "Normalized");
-  th::check_png(tmp_png("confusion_matrix_norm.png"), L.width(), L.height());
+  interp.plot_confusion_matrix(dir / "confusion_matrix_norm.png", true, "Normalized");
+  th::check_png(dir / "confusion_matrix_norm.png", L.width(), L.height());
 
-  const std::string tl_path = tmp_png("top_losses.png");
+  const std::string tl_path = dir / "top_losses.png";
   interp.plot_top_losses(tl_path, 9);
   th::check_png(tl_path, 3 * (224 + 4) + 4, 3 * (18 + 224 + 4) + 4);
 
-  const std::string s_path = tmp_png("saliency.png");
+  const std::string s_path = dir / "saliency.png";
   Batch vb = DataLoader(dls.valid).one_batch();
   const Tensor x0 = vb.xb[0].select(0, 0);
   plot_saliency(s_path, learn, x0);
@@ -348,9 +347,9 @@ TEST_CASE("interpretation and saliency plots on Fashion-MNIST", "[interp][plot]"
     CHECK(std::abs(th::at(spng, {2, y, x}) - (0.5 * g + 0.5 * want.b)) <= 1.5);
   };
   probe(size_t(std::max_element(mv.begin(), mv.end()) - mv.begin()), {252, 255, 164});
-  plot_saliency(tmp_png("saliency2.png"), learn, vb.xb[0].narrow(0, 0, 2), 3, 112);
-  th::check_png(tmp_png("saliency2.png"), 2 * (112 + 4) + 4, 2 * (18 + 112 + 4) + 4);
-  if (!std::getenv("STRATA_KEEP_PNG"))
+  plot_saliency(dir / "saliency2.png", learn, vb.xb[0].narrow(0, 0, 2), 3, 112);
+  th::check_png(dir / "saliency2.png", 2 * (112 + 4) + 4, 2 * (18 + 112 + 4) + 4);
+  if (const char* keep = std::getenv("STRATA_KEEP_PLOTS"))  // a directory to copy the PNGs to
     for (const char* n : {"confusion_matrix.png", "confusion_matrix_norm.png", "top_losses.png", "saliency.png", "saliency2.png"})
-      std::filesystem::remove(tmp_png(n));
+      std::filesystem::copy_file(dir / n, std::filesystem::path(keep) / n, std::filesystem::copy_options::overwrite_existing);
 }
