@@ -16,8 +16,6 @@
 #include <filesystem>
 #include <string>
 
-#include <strata/learn/interpretation.hpp>
-#include <strata/learn/saliency.hpp>
 #include <strata/strata.hpp>
 
 using namespace strata;

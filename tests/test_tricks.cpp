@@ -127,6 +127,17 @@ TEST_CASE("GradientAccumulation: k batches of bs give the gradients and step of 
   for (double r : spy_a->loss_ratio_after_batch) CHECK(r == Approx(1.0).epsilon(1e-6));
   CHECK(acc->count == 0);
 
+  // n_acc not a multiple of the items: 16 items, a step at 6 and 12, 4 items left at the end of the fit,
+  // whose gradients are dropped (not carried into the next fit's first step)
+  auto acc6 = std::make_shared<GradientAccumulation>(6);
+  auto spy6 = std::make_shared<StepSpy>();
+  a.fit(1, {}, {}, {acc6, spy6});
+  CHECK(spy6->grads.size() == 2);
+  CHECK(acc6->count == 0);
+  for (const Tensor& p : a.model->parameters())
+    if (p.grad().defined())
+      for (double g : th::values(p.grad())) CHECK(g == 0);
+
   th::check_throws([] { GradientAccumulation(0); }, {"GradientAccumulation", "n_acc = 0"});
 }
 
@@ -306,12 +317,15 @@ TEST_CASE("MixUp: xb = lerp(xb[shuffle], xb, lam); loss = mean lerp of the two l
   CHECK(learn.loss_func.name == "CrossEntropyLossFlat");  // put back after the fit
   CHECK(learn.loss_func.fn.target<detail::MixLossFn>() == nullptr);
 
-  // the same seed draws the same lam and shuffle for (epoch, iter); another seed does not
+  // the same seed draws the same lam and shuffle for the same batch count; another seed does not,
+  // and a second fit with the same callback draws new ones
   auto again = std::make_shared<MixUp>(0.4, 123), other = std::make_shared<MixUp>(0.4, 124);
   learn.remove_cbs({pre, post, mix});
   learn.fit(1, {}, {}, {again});
   CHECK(th::values(again->lam) == lam);
   CHECK(th::values(again->shuffle) == shf);
+  learn.fit(1, {}, {}, {again});
+  CHECK(th::values(again->lam) != lam);
   learn.fit(1, {}, {}, {other});
   CHECK(th::values(other->lam) != lam);
 }

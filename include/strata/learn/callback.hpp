@@ -202,8 +202,8 @@ class Callback {
   virtual void after_cancel_step() {}
 
   /// Not an event of the loop: called once when fit / validate / get_preds / predict ends by an
-  /// exception that is not a Cancel*Exception (no after_* event runs then, as in fastai), before it
-  /// propagates. A callback that changed the Learner or the model for the length of a fit or a phase
+  /// exception that escapes it (any exception but the Cancel*Exceptions the loop catches; no after_*
+  /// event runs then, as in fastai), before it propagates. A callback that changed the Learner or the model for the length of a fit or a phase
   /// (a loss, weights, hooks) puts it back here. What it throws is swallowed.
   virtual void after_exception() {}
 

@@ -630,7 +630,7 @@ class Learner {
     // emit the vtable (and all it calls) in every translation unit
     void after_batch() override {
       if (!learn->loss.defined() || learn->yb.empty()) return;
-      const int64_t bs = learn->yb[0].dim() > 0 ? learn->yb[0].size(0) : 1;  // fastai's find_bs
+      const int64_t bs = find_bs(learn->yb);
       total += learn->loss.to(DType::f64).item<double>() * double(bs);
       count += bs;
       for (Metric& m : metrics) m.accumulate(*learn);
@@ -678,4 +678,7 @@ inline void Callback::operator()(Event e) {
 #endif
 #if __has_include("strata/learn/callbacks/time_to_accuracy.hpp")
 #include "strata/learn/callbacks/time_to_accuracy.hpp"
+#endif
+#if __has_include("strata/learn/uncertainty.hpp")
+#include "strata/learn/uncertainty.hpp"  // defines Learner::uncertainty
 #endif

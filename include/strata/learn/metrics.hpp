@@ -44,6 +44,13 @@ struct AccumOptions {
   bool flatten = true;                                   // flatten preds and targets (sizes must match)
 };
 
+/// fastai's find_bs: the batch size of a batch's targets (or inputs), the first dim of the first tensor.
+inline int64_t find_bs(const std::vector<Tensor>& b) {
+  STRATA_CHECK(!b.empty() && b[0].defined(), "find_bs", "got ", b.size(),
+               " tensors, expected at least one defined tensor (a batch's targets or inputs)");
+  return b[0].dim() > 0 ? b[0].size(0) : 1;
+}
+
 class Metric {
  public:
   using Fn = std::function<Tensor(const Tensor& pred, const Tensor& y)>;
@@ -89,7 +96,7 @@ class Metric {
     NoGrad ng;
     const Tensor p = pred.detach(), y = yb[0].detach();
     if (kind == Kind::avg) {
-      const int64_t bs = y.dim() > 0 ? y.size(0) : 1;  // fastai's find_bs
+      const int64_t bs = find_bs(yb);
       total_ += fn(p, y).to(DType::f64).item<double>() * double(bs);
       count_ += bs;
       return;

@@ -11,7 +11,8 @@
 // With n_acc = k * bs the summed gradient is sum_j (bs / n_acc) grad(mean loss of batch j) = the
 // gradient of the mean loss over the k batches. The logged loss (learn.loss, copied before after_loss)
 // is the batch's own mean loss. Training only (run_valid = false); order 6 = fastai's
-// MixedPrecision.order - 4. A fit that ends with count > 0 leaves those gradients unapplied, as fastai.
+// MixedPrecision.order - 4. A fit that ends with count > 0 drops the gradients of those items at
+// after_fit (fastai leaves them in place, so the next fit's first step would add them in).
 #pragma once
 
 #include "strata/learn/learner.hpp"
@@ -32,12 +33,16 @@ class GradientAccumulation : public Callback {
   std::string name() const override { return "GradientAccumulation"; }
 
   void before_fit() override { count = 0; }
+  void after_fit() override {
+    if (count > 0 && learn->opt) learn->opt->zero_grad();
+    count = 0;
+  }
   void after_loss() override {
     if (!learn->loss_grad.defined()) return;
-    learn->loss_grad = learn->loss_grad / (n_acc / double(batch_size()));
+    learn->loss_grad = learn->loss_grad / (n_acc / double(find_bs(learn->yb)));
   }
   void before_step() override {
-    const int64_t bs = batch_size();
+    const int64_t bs = find_bs(learn->yb);
     {
       NoGrad ng;
       learn->loss_grad = learn->loss_grad * (n_acc / double(bs));  // the backward pass is done
@@ -45,13 +50,6 @@ class GradientAccumulation : public Callback {
     count += bs;
     if (double(count) < n_acc) throw CancelBatchException();  // skip the step and zero_grad
     count = 0;
-  }
-
- private:
-  /// fastai's find_bs(yb): the first dim of the first target.
-  int64_t batch_size() const {
-    const Tensor& y = learn->yb.at(0);
-    return y.dim() > 0 ? y.size(0) : 1;
   }
 };
 

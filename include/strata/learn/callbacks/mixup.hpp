@@ -21,7 +21,9 @@
 //   [cx - cut_w / 2, cx + cut_w / 2) x [cy - cut_h / 2, cy + cut_h / 2) clipped to the image; xb[0][..., box]
 //   = xb[0][shuffle][..., box] (on a copy: the loader's batch is not written), then
 //   lam = 1 - box area / (H W), so lam is the share of each image that is still its own.
-// Randomness: TfmRng(seed, learn.epoch, learn.iter): the same seed draws the same lam / shuffle / box.
+// Randomness: TfmRng(seed, n): n counts the training batches this callback has mixed, over all its
+// fits (so fine_tune's two fits, or fit(1) in a loop, draw new values); the same seed and the same
+// batch count draw the same lam / shuffle / box.
 // Members lam, shuffle, yb1 (and CutMix's box) hold the last batch's draws, for tests and plots.
 //
 // Where we differ from fastai: the original loss is also put back at after_fit, after_cancel_epoch,
@@ -116,8 +118,9 @@ class MixHandler : public Callback {
   void after_exception() override { restore(); }
 
  protected:
-  /// The random stream of this batch.
-  TfmRng batch_rng() const { return TfmRng(seed, uint64_t(learn->epoch), uint64_t(learn->iter)); }
+  /// The next training batch's stream.
+  TfmRng batch_rng() { return TfmRng(seed, n_batches_++); }
+  uint64_t n_batches_ = 0;
 
   /// A uniformly random permutation of 0..n-1 (Fisher-Yates).
   static std::vector<int64_t> randperm(int64_t n, TfmRng& rng) {

@@ -126,7 +126,7 @@ class Recorder : public Callback {
     if (!started_ || learn->yb.empty() || !learn->loss.defined()) return;
     const double l = learn->loss.to(DType::f64).item<double>();
     if (!learn->training) {  // fastai's AvgLoss, and the metrics
-      const int64_t bs = learn->yb[0].dim() > 0 ? learn->yb[0].size(0) : 1;
+      const int64_t bs = find_bs(learn->yb);
       valid_total_ += l * double(bs);
       valid_count_ += bs;
       for (Metric& m : learn->metrics) m.accumulate(*learn);
