@@ -154,7 +154,7 @@ TEST_CASE("TrackerCallback: fastai's default comp, min_delta sign, best, and a c
   // lr_find() trains, but it is no fit to track: a tracker of train_loss stays off (best never set)
   auto tl = std::make_shared<TrackerCallback>(TrackerOptions{.monitor = "train_loss"});
   learn->add_cb(tl);
-  learn->lr_find(1e-5, 1e-1, 6);
+  learn->lr_find(1e-5, 1e-1, 6, true, "");  // no plot
   CHECK(std::isnan(tl->best));
   learn->remove_cb(tl);
 
