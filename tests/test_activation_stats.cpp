@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -436,4 +437,27 @@ TEST_CASE("ActivationStats: plots after its Learner and model are gone (names an
     fs::copy_file(dir / "layers.png", fs::path(keep) / "layers_gone.png", fs::copy_options::overwrite_existing);
   kept.reset();  // removes hooks whose modules are gone: the handles hold only weak_ptrs to the hook lists
   SUCCEED();
+}
+
+TEST_CASE("colormap: linear between evenly spaced stops; viridis / inferno / blues at their samples", "[actstats]") {
+  const std::vector<Color> two = {{0, 0, 0}, {100, 200, 255}}, three = {{0, 0, 0}, {200, 100, 50}, {0, 0, 0}};
+  CHECK(colormap(two, 0.25) == Color{25, 50, 64});  // 255 / 4 = 63.75 rounds to 64
+  CHECK(colormap(three, 0.25) == Color{100, 50, 25});
+  CHECK(colormap(three, 0.5) == Color{200, 100, 50});
+  CHECK(colormap(three, 0.75) == Color{100, 50, 25});
+  CHECK(colormap(three, -1) == three[0]);  // clamped
+  CHECK(colormap(two, 2) == two[1]);
+  CHECK(colormap(two, std::numeric_limits<double>::infinity()) == two[1]);
+  CHECK(colormap(two, std::nan("")) == two[0]);
+  CHECK(colormap(std::vector<Color>{{1, 2, 3}}, 0.7) == Color{1, 2, 3});
+  th::check_throws([] { colormap({}, 0.5); }, {"colormap", "no stops"});
+  // matplotlib's samples at t = 0, 1/8, 1 and the middle of the first segment
+  CHECK(viridis(0) == Color{68, 1, 84});
+  CHECK(viridis(0.125) == Color{71, 45, 123});
+  CHECK(viridis(1) == Color{253, 231, 37});
+  CHECK(viridis(0.0625) == Color{70, 23, 104});  // (68 + 71) / 2 = 69.5 -> 70, (84 + 123) / 2 = 103.5 -> 104
+  CHECK(inferno(0) == Color{0, 0, 4});
+  CHECK(inferno(1) == Color{252, 255, 164});
+  CHECK(blues(0) == Color{247, 251, 255});
+  CHECK(blues(1) == Color{8, 48, 107});
 }
