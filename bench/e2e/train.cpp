@@ -1,0 +1,111 @@
+// End-to-end throughput, strata side: trains a model on Fashion-MNIST for N batches and evaluates it
+// for N batches, and prints one line of images/s and peak RSS. bench/e2e/train.py is the same run in
+// PyTorch (same model, init scheme, data, batch, optimizer, threads); bench/run.sh runs both.
+//
+//   bench_e2e_train --model cnn|resnet9|fashion_resnet [--bs 256] [--threads 2] [--batches 20]
+//                   [--warmup 3] [--bf16] [--eval-only]
+// Output: "strata model=cnn bs=256 threads=2 train_ips=... eval_ips=... peak_rss_mb=..."
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include <strata/strata.hpp>
+
+using namespace strata;
+
+/// The flagship-sized CNN: conv3x3 32-32-64-64 with BN and ReLU, 2 max-pools, a 256-unit hidden layer.
+static nn::ModulePtr flagship_cnn() {
+  auto cbr = [](int64_t in, int64_t out) {
+    return std::make_shared<nn::Sequential>(nn::Conv2d({.in = in, .out = out, .k = 3, .pad = 1, .bias = false}),
+                                            nn::BatchNorm2d(out), nn::ReLU());
+  };
+  return std::make_shared<nn::Sequential>(cbr(1, 32), cbr(32, 32), nn::MaxPool2d(2),            // 32 x 14 x 14
+                                          cbr(32, 64), cbr(64, 64), nn::MaxPool2d(2),           // 64 x 7 x 7
+                                          nn::Flatten(), nn::Linear(64 * 7 * 7, 256), nn::ReLU(),
+                                          nn::Linear(256, 10));
+}
+
+static nn::ModulePtr fashion_resnet() {
+  auto model = std::make_shared<nn::Sequential>(
+      nn::ConvLayer({.in = 1, .out = 16}), nn::ResBlock(1, 16, 32, 2), nn::ResBlock(1, 32, 64, 2),
+      nn::ResBlock(1, 64, 128, 2), nn::AdaptiveAvgPool2d(1), nn::Flatten(), nn::Linear(128, 10));
+  nn::init_cnn(*model);
+  return model;
+}
+
+static double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int main(int argc, char** argv) {
+  std::string model_name = "cnn";
+  int64_t bs = 256, batches = 20, warmup = 3;
+  int threads = 2;
+  bool bf16 = false, eval_only = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&] { return std::string(i + 1 < argc ? argv[++i] : ""); };
+    if (a == "--model") model_name = next();
+    else if (a == "--bs") bs = std::stoll(next());
+    else if (a == "--threads") threads = std::stoi(next());
+    else if (a == "--batches") batches = std::stoll(next());
+    else if (a == "--warmup") warmup = std::stoll(next());
+    else if (a == "--bf16") bf16 = true;
+    else if (a == "--eval-only") eval_only = true;
+    else { std::fprintf(stderr, "bench_e2e_train: unknown argument '%s'\n", a.c_str()); return 2; }
+  }
+  set_num_threads(threads);
+  manual_seed(0);
+  nn::ModulePtr model = model_name == "cnn" ? flagship_cnn()
+                        : model_name == "resnet9" ? nn::ModulePtr(nn::resnet9(1, 10))
+                        : model_name == "fashion_resnet" ? fashion_resnet()
+                        : nullptr;
+  if (!model) { std::fprintf(stderr, "bench_e2e_train: unknown model '%s'\n", model_name.c_str()); return 2; }
+  (void)bf16;
+
+  // The first (warmup + batches) * bs training images, normalized, in memory; batches are slices,
+  // so both sides time the model and the optimizer, not a data pipeline.
+  const int64_t n = std::min<int64_t>(60000, (warmup + batches) * bs);
+  const std::string dir = fashion_mnist_dir();
+  const Tensor images = ((read_idx(detail::fashion_mnist_file(dir, "train-images-idx3-ubyte"), n)
+                              .to(DType::f32) / 255.0 - kFashionMnistMean) / kFashionMnistStd)
+                            .reshape({n, 1, 28, 28}).contiguous();
+  const Tensor labels = read_idx(detail::fashion_mnist_file(dir, "train-labels-idx1-ubyte"), n).to(DType::i64);
+  const int64_t n_batches = n / bs;
+  auto batch = [&](int64_t i) { return std::pair{images.slice(0, (i % n_batches) * bs, (i % n_batches + 1) * bs),
+                                                 labels.slice(0, (i % n_batches) * bs, (i % n_batches + 1) * bs)}; };
+
+  double train_ips = 0;
+  if (!eval_only) {
+    auto opt = adamw(model->parameters(), 1e-3);
+    model->train();
+    double t0 = 0;
+    for (int64_t i = 0; i < warmup + batches; ++i) {
+      if (i == warmup) t0 = now_s();
+      auto [xb, yb] = batch(i);
+      Tensor loss = nn::cross_entropy((*model)(xb), yb);
+      loss.backward();
+      opt->step();
+      opt->zero_grad();
+    }
+    train_ips = double(batches * bs) / (now_s() - t0);
+  }
+  model->eval();
+  double t0 = 0;
+  {
+    NoGrad ng;
+    for (int64_t i = 0; i < warmup + batches; ++i) {
+      if (i == warmup) t0 = now_s();
+      (void)(*model)(batch(i).first);
+    }
+  }
+  const double eval_ips = double(batches * bs) / (now_s() - t0);
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  std::printf("strata model=%s bs=%lld threads=%d bf16=%d train_ips=%.1f eval_ips=%.1f peak_rss_mb=%.1f\n",
+              model_name.c_str(), (long long)bs, threads, int(bf16), train_ips, eval_ips, ru.ru_maxrss / 1024.0);
+  return 0;
+}
