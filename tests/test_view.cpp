@@ -331,3 +331,36 @@ TEST_CASE("gradcheck of views on random non-contiguous inputs", "[view][grad]") 
   }
   th::gradcheck_ok([](const V& v) { return v[0].t(); }, {th::random({3, 4}, DType::f64, true)});
 }
+
+TEST_CASE("contiguous(channels_last) lays out [B, C, H, W] as [B, H, W, C], same values", "[view][layout]") {
+  const auto cl = MemoryFormat::channels_last;
+  for (bool noncontig : {false, true}) {
+    Tensor x = th::random({2, 3, 4, 5}, DType::f32, noncontig);
+    Tensor y = x.contiguous(cl);
+    CHECK(y.strides() == Strides{60, 1, 15, 3});
+    CHECK(y.is_contiguous(cl));
+    CHECK(is_contiguous(y, cl));
+    CHECK(!y.is_contiguous());
+    CHECK(y.contiguous(cl).is_same(y));  // already channels-last: no copy
+    th::check_close(y, x, 0, 0, "channels_last copy");
+    Tensor z = y.contiguous(MemoryFormat::contiguous);
+    CHECK(z.is_contiguous());
+    th::check_close(z, x, 0, 0, "back to contiguous");
+    // the [B, H, W, C] permutation of a channels-last tensor is a plain contiguous tensor
+    CHECK(y.permute({0, 2, 3, 1}).is_contiguous());
+  }
+  // size-1 dims do not matter, as in PyTorch: [B, 1, H, W] and [B, C, 1, 1] are both layouts at once
+  CHECK(zeros({2, 1, 3, 3}).is_contiguous(MemoryFormat::channels_last));
+  CHECK(zeros({2, 5, 1, 1}).is_contiguous(MemoryFormat::channels_last));
+  CHECK(!zeros({2, 5, 3, 1}).is_contiguous(MemoryFormat::channels_last));
+  CHECK(!zeros({2, 5, 3}).is_contiguous(MemoryFormat::channels_last));
+  CHECK(zeros({0, 5, 3, 3}).contiguous(MemoryFormat::channels_last).numel() == 0);
+  Tensor e = Tensor::empty({2, 3, 4, 5}, DType::f64, kCPU, MemoryFormat::channels_last);
+  CHECK(e.strides() == Strides{60, 1, 15, 3});
+  th::check_throws([] { zeros({2, 3, 4}).contiguous(MemoryFormat::channels_last); },
+                   {"contiguous", "[2, 3, 4]", "4 dims"});
+  th::check_throws([] { Tensor::empty({2, 3}, DType::f32, kCPU, MemoryFormat::channels_last); },
+                   {"empty", "4 dims"});
+  th::gradcheck_ok([](const std::vector<Tensor>& in) { return mul(in[0].contiguous(MemoryFormat::channels_last), in[0]); },
+                   {th::random({2, 3, 2, 3}, DType::f64, true)});
+}

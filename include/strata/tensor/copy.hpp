@@ -1,4 +1,4 @@
-// Copies and casts: copy_, fill_, zero_, clone, contiguous, to(dtype), detach.
+// Copies and casts: copy_, fill_, zero_, clone, contiguous (and contiguous(MemoryFormat)), to(dtype), detach.
 //
 // copy_(dst, src) broadcasts src to dst's shape and converts the dtype; it is the one kernel under
 // clone, contiguous and to. The autograd versions: clone, contiguous and to pass the gradient
@@ -79,6 +79,21 @@ inline Tensor clone(const Tensor& x) {
 
 /// x itself when contiguous, else a contiguous copy.
 inline Tensor contiguous(const Tensor& x) { return x.is_contiguous() ? x : clone(x); }
+
+/// Whether x is dense in `format` (channels_last: a 4-D [B, C, H, W] stored as [B, H, W, C]).
+inline bool is_contiguous(const Tensor& x, MemoryFormat format) { return x.is_contiguous(format); }
+
+/// x itself when already dense in `format`, else a copy laid out in it; gradient flows back
+/// unchanged. channels_last needs a 4-D x.
+inline Tensor contiguous(const Tensor& x, MemoryFormat format) {
+  if (format == MemoryFormat::contiguous) return contiguous(x);
+  STRATA_CHECK(x.dim() == 4, "contiguous", "got shape ", x.shape(),
+               " with channels_last, expected 4 dims [B, C, H, W] (channels_last is 4-D only)");
+  if (x.is_contiguous(format)) return x;
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device(), format);
+  copy_(out, x);
+  return record("contiguous_backward", out, {x}, [](const Tensor& dout) { return std::vector{dout}; });
+}
 
 /// x converted to `dtype` (x itself when it already has it).
 inline Tensor to(const Tensor& x, DType dtype) {

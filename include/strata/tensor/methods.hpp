@@ -35,6 +35,7 @@ T Tensor::item() const {
 inline Tensor Tensor::detach() const { return strata::detach(*this); }
 inline Tensor Tensor::clone() const { return strata::clone(*this); }
 inline Tensor Tensor::contiguous() const { return strata::contiguous(*this); }
+inline Tensor Tensor::contiguous(MemoryFormat f) const { return strata::contiguous(*this, f); }
 inline Tensor Tensor::to(DType d) const { return strata::to(*this, d); }
 inline Tensor Tensor::view(const Shape& s) const { return strata::view(*this, s); }
 inline Tensor Tensor::reshape(const Shape& s) const { return strata::reshape(*this, s); }

@@ -9,6 +9,7 @@
 // this one, so that any header can be included first.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -43,6 +44,20 @@ struct TensorImpl {
   std::vector<TensorHook> hooks;      // leaf hooks (non-leaf hooks live on grad_fn)
 };
 
+/// How a dense tensor's elements are laid out in memory (PyTorch's names). channels_last is for
+/// 4-D [B, C, H, W] tensors stored as [B, H, W, C]: strides (H*W*C, 1, W*C, C).
+enum class MemoryFormat { contiguous, channels_last };
+
+/// The strides of a dense tensor of `shape` in `format` (channels_last needs 4 dims).
+inline Strides format_strides(const Shape& shape, MemoryFormat format, std::string_view op = "memory_format") {
+  if (format == MemoryFormat::contiguous) return contiguous_strides(shape);
+  STRATA_CHECK(shape.size() == 4, op, "got shape ", shape,
+               " with channels_last, expected 4 dims [B, C, H, W] (channels_last is 4-D only)");
+  const int64_t C = std::max<int64_t>(shape[1], 1), H = std::max<int64_t>(shape[2], 1),
+                W = std::max<int64_t>(shape[3], 1);
+  return Strides{H * W * C, 1, W * C, C};
+}
+
 /// Argument bundle for creation ops: `zeros({2, 3}, {.dtype = DType::f64})`.
 struct TensorOptions {
   DType dtype = DType::f32;
@@ -55,14 +70,36 @@ class Tensor {
   Tensor() = default;
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
-  /// Fresh contiguous tensor with uninitialised memory.
-  static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = kCPU) {
+  /// Fresh dense tensor with uninitialised memory, laid out in `format`.
+  static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = kCPU,
+                      MemoryFormat format = MemoryFormat::contiguous) {
     for (int64_t d : shape)
       STRATA_CHECK(d >= 0, "empty", "got shape ", shape, ", expected sizes >= 0");
     auto impl = std::make_shared<TensorImpl>();
     impl->storage = std::make_shared<Storage>(strata::numel(shape) * itemsize(dtype), device);
     impl->shape = shape;
-    impl->strides = contiguous_strides(shape);
+    impl->strides = format_strides(shape, format, "empty");
+    impl->dtype = dtype;
+    return Tensor(std::move(impl));
+  }
+
+  /// Fresh tensor with the given strides: a permutation of a dense layout (each element at its own
+  /// address, no gaps), e.g. the strides of another dense tensor; uninitialised memory.
+  static Tensor empty_strided(const Shape& shape, const Strides& strides, DType dtype = DType::f32,
+                              Device device = kCPU) {
+    STRATA_CHECK(shape.size() == strides.size(), "empty_strided", "got shape ", shape, " and strides ",
+                 strides, ", expected one stride per dim");
+    int64_t span = 1;  // 1 + the largest element offset
+    for (size_t d = 0; d < shape.size(); ++d) {
+      STRATA_CHECK(shape[d] >= 0 && strides[d] >= 0, "empty_strided", "got shape ", shape, " and strides ",
+                   strides, ", expected sizes and strides >= 0");
+      if (shape[d] == 0) span = 0;
+      if (span) span += (shape[d] - 1) * strides[d];
+    }
+    auto impl = std::make_shared<TensorImpl>();
+    impl->storage = std::make_shared<Storage>(span * itemsize(dtype), device);
+    impl->shape = shape;
+    impl->strides = strides;
     impl->dtype = dtype;
     return Tensor(std::move(impl));
   }
@@ -101,6 +138,19 @@ class Tensor {
       if (impl().shape[i] == 1) continue;
       if (impl().strides[i] != expect) return false;
       expect *= impl().shape[i];
+    }
+    return true;
+  }
+  /// Dense in `format`, ignoring size-1 dims (PyTorch's is_contiguous(memory_format)).
+  bool is_contiguous(MemoryFormat format) const {
+    if (format == MemoryFormat::contiguous) return is_contiguous();
+    if (dim() != 4) return false;
+    if (numel() == 0) return true;
+    int64_t expect = 1;
+    for (int d : {1, 3, 2, 0}) {
+      if (impl().shape[d] == 1) continue;
+      if (impl().strides[d] != expect) return false;
+      expect *= impl().shape[d];
     }
     return true;
   }
@@ -146,6 +196,7 @@ class Tensor {
   Tensor detach() const;
   Tensor clone() const;
   Tensor contiguous() const;
+  Tensor contiguous(MemoryFormat format) const;
   Tensor to(DType dtype) const;
   Tensor view(const Shape& shape) const;
   Tensor reshape(const Shape& shape) const;
