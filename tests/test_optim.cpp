@@ -442,3 +442,74 @@ TEST_CASE("optimizer errors name the op and what it expected", "[optim]") {
   th::check_throws([&] { sgd(ps, 0.1)->state_of(th::make({1}, {1})); },
                    {"state_of", "one of the optimizer's params"});
 }
+
+TEST_CASE("fused adam and sgd-momentum steps equal their unfused stats and steppers", "[optim]") {
+  // Large contiguous params (vector lanes, tails and thread chunks), both decay modes, do_wd off for one param.
+  const std::vector<Shape> shapes{{100003}, {37, 129}, {5}};
+  for (DType dt : {DType::f32, DType::f64})
+    for (bool decouple : {true, false})
+      for (bool is_adam : {true, false}) {
+        INFO("dtype " << dt << " decouple " << decouple << " adam " << is_adam);
+        std::vector<Tensor> a, b;
+        for (size_t k = 0; k < shapes.size(); ++k) {
+          const Tensor p = th::random(shapes[k], dt, false, -1, 1);
+          a.push_back(clone(p).requires_grad_()), b.push_back(clone(p).requires_grad_());
+        }
+        const double wd = 0.05;
+        auto fused = is_adam ? adam(a, 0.01, 0.9, 0.99, 1e-5, wd, decouple) : sgd(a, 0.01, 0.9, wd, decouple);
+        std::vector<OptStep> steps =
+            is_adam ? std::vector<OptStep>{step_stat, decouple ? OptStep(weight_decay) : OptStep(l2_reg),
+                                           average_grad(true), average_sqr_grad(), adam_step}
+                    : std::vector<OptStep>{decouple ? OptStep(weight_decay) : OptStep(l2_reg), average_grad(),
+                                           momentum_step};
+        Optimizer composed(b, steps, fused->param_groups[0].hypers);
+        fused->state_for(0)[2].do_wd = composed.state_for(0)[2].do_wd = false;
+        for (int s = 0; s < 4; ++s) {
+          for (size_t k = 0; k < shapes.size(); ++k) {
+            const Tensor g = th::random(shapes[k], dt, false, -1, 1);
+            a[k].set_grad(clone(g)), b[k].set_grad(clone(g));
+          }
+          fused->step(), composed.step();
+          const double tol = dt == DType::f32 ? 2e-6 : 1e-13;
+          for (size_t k = 0; k < shapes.size(); ++k) {
+            th::check_close(th::values(a[k]), th::values(b[k]), tol, tol, "param");
+            th::check_close(th::values(a[k].grad()), th::values(b[k].grad()), tol, tol, "grad (l2 writes it)");
+            for (const char* key : {"grad_avg", "sqr_avg"}) {
+              if (!is_adam && std::string(key) == "sqr_avg") continue;
+              th::check_close(th::values(fused->state_for(0)[k].tensors.at(key)),
+                              th::values(composed.state_for(0)[k].tensors.at(key)), tol, tol, key);
+            }
+          }
+        }
+        if (is_adam) CHECK(fused->state_for(0)[0].scalars.at("step") == 4);
+      }
+}
+
+TEST_CASE("adam_update and sgd_momentum_update kernels match their reference loops", "[optim]") {
+  for (int64_t n : {1, 7, 8, 9, 33, 70001}) {
+    for (cpu::DecayMode d : {cpu::DecayMode::none, cpu::DecayMode::l2, cpu::DecayMode::decoupled}) {
+      INFO("n " << n << " decay " << int(d));
+      std::vector<std::vector<float>> bufs(8, std::vector<float>(size_t(n)));
+      for (size_t i = 0; i < size_t(n); ++i)
+        for (size_t j = 0; j < 4; ++j)
+          bufs[j][i] = bufs[j + 4][i] = float(std::sin(0.37 * double(i) + double(j))) * (j == 3 ? 0.2f : 1.0f) +
+                                        (j == 3 ? 0.3f : 0.0f);  // v >= 0.1
+      const cpu::AdamArgs a{.lr = 0.02, .mom = 0.8, .sqr_mom = 0.95, .eps = 1e-4, .wd = 0.1, .decay = d,
+                            .debias1 = 0.5, .debias2 = 0.2};
+      cpu::adam_update(bufs[0].data(), bufs[1].data(), bufs[2].data(), bufs[3].data(), n, a);
+      cpu::adam_update_ref(bufs[4].data(), bufs[5].data(), bufs[6].data(), bufs[7].data(), n, a);
+      auto max_diff = [&](size_t nbuf) {  // largest |fast - ref| / (|ref| + 1e-3) over the first nbuf buffers
+        double d = 0;
+        for (size_t j = 0; j < nbuf; ++j)
+          for (size_t i = 0; i < size_t(n); ++i)
+            d = std::max(d, std::abs(double(bufs[j][i]) - bufs[j + 4][i]) / (std::abs(double(bufs[j + 4][i])) + 1e-3));
+        return d;
+      };
+      CHECK(max_diff(4) < 1e-6);
+      const cpu::SgdArgs s{.lr = 0.05, .mom = 0.9, .wd = 0.1, .decay = d};
+      cpu::sgd_momentum_update(bufs[0].data(), bufs[1].data(), bufs[2].data(), n, s);
+      cpu::sgd_momentum_update_ref(bufs[4].data(), bufs[5].data(), bufs[6].data(), n, s);
+      CHECK(max_diff(3) < 1e-6);
+    }
+  }
+}

@@ -31,9 +31,9 @@ inline OptStep decay_step(bool decouple_wd) { return decouple_wd ? OptStep(weigh
 /// SGD: [l2_reg | weight_decay], then p -= lr * g, or with mom != 0 v = mom * v + g, p -= lr * v.
 inline std::unique_ptr<Optimizer> sgd(ParamGroups params, double lr, double mom = 0, double wd = 0,
                                       bool decouple_wd = true) {
-  std::vector<OptStep> steps{detail::decay_step(decouple_wd)};
-  if (mom != 0) steps.push_back(average_grad());           // v_t = μ v_{t-1} + g_t
-  steps.push_back(mom != 0 ? OptStep(momentum_step) : OptStep(sgd_step));  // θ_t = θ_{t-1} - η (v_t | g_t)
+  // with momentum, fused_sgd_momentum runs in one pass: [l2_reg | weight_decay], v_t = μ v_{t-1} + g_t, θ_t = θ_{t-1} - η v_t
+  std::vector<OptStep> steps = mom != 0 ? std::vector<OptStep>{fused_sgd_momentum(decouple_wd)}
+                                        : std::vector<OptStep>{detail::decay_step(decouple_wd), sgd_step};
   return std::make_unique<Optimizer>(std::move(params), std::move(steps),
                                      Hypers{{"lr", lr}, {"mom", mom}, {"wd", wd}});
 }
@@ -41,14 +41,13 @@ inline std::unique_ptr<Optimizer> sgd(ParamGroups params, double lr, double mom 
 /// Adam (AdamW with decouple_wd): Kingma & Ba Algorithm 1 / Loshchilov & Hutter Algorithm 2.
 inline std::unique_ptr<Optimizer> adam(ParamGroups params, double lr, double mom = 0.9, double sqr_mom = 0.99,
                                        double eps = 1e-5, double wd = 0.01, bool decouple_wd = true) {
-  std::vector<OptStep> steps{
-      step_stat,                          // t <- t + 1
-      detail::decay_step(decouple_wd),    // g_t += λ θ_{t-1}  |  θ_{t-1} *= 1 - η λ
-      average_grad(/*dampening=*/true),   // m_t = β1 m_{t-1} + (1 - β1) g_t
-      average_sqr_grad(),                 // v_t = β2 v_{t-1} + (1 - β2) g_t^2
-      adam_step,                          // θ_t = θ_{t-1} - η m̂_t / (sqrt(v̂_t) + ε)
-  };
-  return std::make_unique<Optimizer>(std::move(params), std::move(steps),
+  // fused_adam runs these steps in one pass per parameter:
+  //   step_stat                         t <- t + 1
+  //   l2_reg | weight_decay             g_t += λ θ_{t-1}  |  θ_{t-1} *= 1 - η λ
+  //   average_grad(dampening = true)    m_t = β1 m_{t-1} + (1 - β1) g_t
+  //   average_sqr_grad()                v_t = β2 v_{t-1} + (1 - β2) g_t^2
+  //   adam_step                         θ_t = θ_{t-1} - η m̂_t / (sqrt(v̂_t) + ε)
+  return std::make_unique<Optimizer>(std::move(params), std::vector<OptStep>{fused_adam(decouple_wd)},
                                      Hypers{{"lr", lr}, {"mom", mom}, {"sqr_mom", sqr_mom}, {"eps", eps}, {"wd", wd}});
 }
 

@@ -10,6 +10,9 @@
 // Contract: steps run under NoGrad (Optimizer::step sets it) and change p, p.grad() and the state in
 // place; p.grad() is defined. Notation below: g = p.grad(), t = step count, lr/mom/sqr_mom/eps/wd/beta
 // the group's hypers.
+// Fused steps: fused_adam and fused_sgd_momentum run a whole optimizer's stats and steppers in one
+// pass per parameter (kernels/cpu/optim_update.hpp), with the same state keys, so checkpoints and
+// the unfused composition are interchangeable; adam() and sgd() use them.
 // References: Kingma & Ba 2015 (Adam, Algorithm 1); Loshchilov & Hutter 2019 (AdamW, Algorithm 2);
 // Liu et al. 2020 (RAdam, Algorithm 2); You et al. 2020 (LAMB, Algorithm 2); Zhang et al. 2019
 // (Lookahead, Algorithm 1).
@@ -22,6 +25,7 @@
 #include <map>
 #include <string>
 
+#include "kernels/cpu/optim_update.hpp"
 #include "strata/autograd/grad_mode.hpp"
 #include "strata/tensor/tensor.hpp"
 
@@ -215,6 +219,79 @@ inline OptStep lookahead_sync(int64_t k, double alpha) {
     diff.mul_(alpha);
     slow.add_(diff);
     p.copy_(slow);
+  };
+}
+
+// ---------------------------------------------------------------- fused
+
+namespace detail {
+/// Whether the fused kernels can run: every tensor defined, contiguous, on the CPU, of p's dtype (f32 or f64), p's size.
+inline bool fusable(const Tensor& p, std::initializer_list<const Tensor*> ts) {
+  if (!p.device().is_cpu() || (p.dtype() != DType::f32 && p.dtype() != DType::f64) || !p.is_contiguous()) return false;
+  for (const Tensor* t : ts)
+    if (!t->defined() || t->dtype() != p.dtype() || !t->is_contiguous() || t->numel() != p.numel() ||
+        !t->device().is_cpu())
+      return false;
+  return true;
+}
+/// Which decay a fused step applies to p.
+inline cpu::DecayMode decay_mode(const ParamState& s, const Hypers& h, bool decouple_wd, const char* op) {
+  const double wd = hyper(h, "wd", op);
+  if (!s.do_wd || wd == 0) return cpu::DecayMode::none;
+  return decouple_wd ? cpu::DecayMode::decoupled : cpu::DecayMode::l2;
+}
+}  // namespace detail
+
+/// Adam in one pass per parameter: step_stat, l2_reg | weight_decay, average_grad(dampening), average_sqr_grad
+/// and adam_step, fused (kernels/cpu/optim_update.hpp: adam_update). Runs those steps in turn instead when a
+/// tensor is not a contiguous f32/f64 CPU tensor of p's dtype.
+inline OptStep fused_adam(bool decouple_wd) {
+  const std::vector<OptStep> steps{step_stat, decouple_wd ? OptStep(weight_decay) : OptStep(l2_reg),
+                                   average_grad(/*dampening=*/true), average_sqr_grad(), adam_step};
+  return [decouple_wd, steps](Tensor& p, ParamState& s, const Hypers& h) {
+    const char* op = "adam_step";
+    Tensor g = p.grad();
+    Tensor& m = s.tensors["grad_avg"];
+    Tensor& v = s.tensors["sqr_avg"];
+    if (!m.defined()) m = zeros_like(g);
+    if (!v.defined()) v = zeros_like(g);
+    if (!detail::fusable(p, {&g, &m, &v})) {
+      for (const OptStep& st : steps) st(p, s, h);
+      return;
+    }
+    const double t = s.scalars["step"] += 1;
+    const double mom = detail::hyper(h, "mom", op), sqr_mom = detail::hyper(h, "sqr_mom", op);
+    const cpu::AdamArgs a{.lr = detail::hyper(h, "lr", op), .mom = mom, .sqr_mom = sqr_mom,
+                          .eps = detail::hyper(h, "eps", op), .wd = detail::hyper(h, "wd", op),
+                          .decay = detail::decay_mode(s, h, decouple_wd, op),
+                          .debias1 = detail::debias(mom, t), .debias2 = detail::debias(sqr_mom, t)};
+    dispatch_float(p.dtype(), op, [&]<class T>(type_tag<T>) {
+      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+        cpu::adam_update<T>(p.data_ptr<T>(), g.data_ptr<T>(), m.data_ptr<T>(), v.data_ptr<T>(), p.numel(), a);
+    });
+  };
+}
+
+/// SGD with momentum in one pass per parameter: l2_reg | weight_decay, average_grad and momentum_step, fused
+/// (kernels/cpu/optim_update.hpp: sgd_momentum_update); runs those steps in turn when it cannot fuse.
+inline OptStep fused_sgd_momentum(bool decouple_wd) {
+  const std::vector<OptStep> steps{decouple_wd ? OptStep(weight_decay) : OptStep(l2_reg), average_grad(),
+                                   momentum_step};
+  return [decouple_wd, steps](Tensor& p, ParamState& s, const Hypers& h) {
+    const char* op = "momentum_step";
+    Tensor g = p.grad();
+    Tensor& m = s.tensors["grad_avg"];
+    if (!m.defined()) m = zeros_like(g);
+    if (!detail::fusable(p, {&g, &m})) {
+      for (const OptStep& st : steps) st(p, s, h);
+      return;
+    }
+    const cpu::SgdArgs a{.lr = detail::hyper(h, "lr", op), .mom = detail::hyper(h, "mom", op),
+                         .wd = detail::hyper(h, "wd", op), .decay = detail::decay_mode(s, h, decouple_wd, op)};
+    dispatch_float(p.dtype(), op, [&]<class T>(type_tag<T>) {
+      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+        cpu::sgd_momentum_update<T>(p.data_ptr<T>(), g.data_ptr<T>(), m.data_ptr<T>(), p.numel(), a);
+    });
   };
 }
 
