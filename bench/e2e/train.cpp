@@ -1,13 +1,24 @@
 // End-to-end throughput, strata side: trains a model on Fashion-MNIST for N batches and evaluates it
-// for N batches, and prints one line of images/s and peak RSS. bench/e2e/train.py is the same run in
-// PyTorch (same model, init scheme, data, batch, optimizer, threads); bench/run.sh runs both.
+// for N batches, and prints one line of images/s, peak RSS and the last training batch's loss.
+// bench/e2e/train.py is the same run in PyTorch (same model, init scheme, data, batch, optimizer,
+// threads); bench/run.sh runs both alternately and prints the table.
 //
 //   bench_e2e_train --model cnn|resnet9|fashion_resnet [--bs 256] [--threads 2] [--batches 20]
-//                   [--warmup 3] [--bf16] [--eval-only]
-// Output: "strata model=cnn bs=256 threads=2 train_ips=... eval_ips=... peak_rss_mb=..."
+//                   [--warmup 3] [--bf16] [--channels-last] [--eval-only]
+// Output: "strata model=cnn bs=256 threads=2 bf16=0 channels_last=0 train_ips=... eval_ips=...
+//          peak_rss_mb=... final_loss=..."
+// Run: data = the first (warmup + batches) * bs training images, normalized, in memory; batches are
+// slices of it, so both sides time the model and the optimizer, not a data pipeline. Training: AdamW
+// (lr 1e-3, mom 0.9, sqr_mom 0.99, eps 1e-5, wd 0.01 decoupled, on every parameter) = PyTorch's
+// AdamW(betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01). --bf16: forward, loss and backward (and the
+// eval forward) inside Autocast(bf16), i.e. PyTorch's torch.autocast("cpu", dtype=torch.bfloat16).
+// Init: cnn and resnet9 keep PyTorch's default init (strata's Conv2d/Linear/BatchNorm2d have it);
+// fashion_resnet is example 01's model with fastai's ConvLayer/ResBlock init then init_cnn.
+// peak_rss_mb is getrusage's ru_maxrss: the whole process (data, model, allocator caches) at its peak.
 #include <sys/resource.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -40,11 +51,19 @@ static double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+/// The batch as the model takes it: NCHW, or channels-last (NHWC memory, the same NCHW shape).
+static Tensor to_layout(const Tensor& x, bool channels_last) {
+  if (!channels_last) return x;
+  // TODO(layout): contiguous(x, MemoryFormat::channels_last) once tensor/ has MemoryFormat; until then
+  // main() refuses --channels-last.
+  return x;
+}
+
 int main(int argc, char** argv) {
   std::string model_name = "cnn";
   int64_t bs = 256, batches = 20, warmup = 3;
   int threads = 2;
-  bool bf16 = false, eval_only = false;
+  bool bf16 = false, channels_last = false, eval_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] { return std::string(i + 1 < argc ? argv[++i] : ""); };
@@ -54,8 +73,13 @@ int main(int argc, char** argv) {
     else if (a == "--batches") batches = std::stoll(next());
     else if (a == "--warmup") warmup = std::stoll(next());
     else if (a == "--bf16") bf16 = true;
+    else if (a == "--channels-last") channels_last = true;
     else if (a == "--eval-only") eval_only = true;
     else { std::fprintf(stderr, "bench_e2e_train: unknown argument '%s'\n", a.c_str()); return 2; }
+  }
+  if (channels_last) {
+    std::fprintf(stderr, "bench_e2e_train: --channels-last needs MemoryFormat in strata/tensor (not there yet)\n");
+    return 2;
   }
   set_num_threads(threads);
   manual_seed(0);
@@ -64,10 +88,7 @@ int main(int argc, char** argv) {
                         : model_name == "fashion_resnet" ? fashion_resnet()
                         : nullptr;
   if (!model) { std::fprintf(stderr, "bench_e2e_train: unknown model '%s'\n", model_name.c_str()); return 2; }
-  (void)bf16;
 
-  // The first (warmup + batches) * bs training images, normalized, in memory; batches are slices,
-  // so both sides time the model and the optimizer, not a data pipeline.
   const int64_t n = std::min<int64_t>(60000, (warmup + batches) * bs);
   const std::string dir = fashion_mnist_dir();
   const Tensor images = ((read_idx(detail::fashion_mnist_file(dir, "train-images-idx3-ubyte"), n)
@@ -75,19 +96,27 @@ int main(int argc, char** argv) {
                             .reshape({n, 1, 28, 28}).contiguous();
   const Tensor labels = read_idx(detail::fashion_mnist_file(dir, "train-labels-idx1-ubyte"), n).to(DType::i64);
   const int64_t n_batches = n / bs;
-  auto batch = [&](int64_t i) { return std::pair{images.slice(0, (i % n_batches) * bs, (i % n_batches + 1) * bs),
-                                                 labels.slice(0, (i % n_batches) * bs, (i % n_batches + 1) * bs)}; };
+  auto batch = [&](int64_t i) {
+    const int64_t lo = (i % n_batches) * bs;
+    return std::pair{to_layout(images.slice(0, lo, lo + bs), channels_last), labels.slice(0, lo, lo + bs)};
+  };
+  // f32: autocast off, so one code path times both
+  const DType ac_dtype = bf16 ? DType::bf16 : DType::f32;
 
-  double train_ips = 0;
+  double train_ips = 0, final_loss = std::nan("");
   if (!eval_only) {
-    auto opt = adamw(model->parameters(), 1e-3);
+    auto opt = adamw(model->parameters(), 1e-3);  // mom 0.9, sqr_mom 0.99, eps 1e-5, wd 0.01 (decoupled)
     model->train();
     double t0 = 0;
     for (int64_t i = 0; i < warmup + batches; ++i) {
       if (i == warmup) t0 = now_s();
       auto [xb, yb] = batch(i);
-      Tensor loss = nn::cross_entropy((*model)(xb), yb);
-      loss.backward();
+      {
+        Autocast ac(ac_dtype, bf16);
+        Tensor loss = nn::cross_entropy((*model)(xb), yb);
+        loss.backward();
+        if (i + 1 == warmup + batches) final_loss = loss.item<double>();
+      }
       opt->step();
       opt->zero_grad();
     }
@@ -97,6 +126,7 @@ int main(int argc, char** argv) {
   double t0 = 0;
   {
     NoGrad ng;
+    Autocast ac(ac_dtype, bf16);
     for (int64_t i = 0; i < warmup + batches; ++i) {
       if (i == warmup) t0 = now_s();
       (void)(*model)(batch(i).first);
@@ -105,7 +135,9 @@ int main(int argc, char** argv) {
   const double eval_ips = double(batches * bs) / (now_s() - t0);
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  std::printf("strata model=%s bs=%lld threads=%d bf16=%d train_ips=%.1f eval_ips=%.1f peak_rss_mb=%.1f\n",
-              model_name.c_str(), (long long)bs, threads, int(bf16), train_ips, eval_ips, ru.ru_maxrss / 1024.0);
+  std::printf("strata model=%s bs=%lld threads=%d bf16=%d channels_last=%d train_ips=%.1f eval_ips=%.1f "
+              "peak_rss_mb=%.1f final_loss=%.4f\n",
+              model_name.c_str(), (long long)bs, threads, int(bf16), int(channels_last), train_ips, eval_ips,
+              ru.ru_maxrss / 1024.0, final_loss);
   return 0;
 }

@@ -1,9 +1,17 @@
 """End-to-end throughput, PyTorch side: the same run as bench/e2e/train.cpp (model, init scheme,
 data, batch, optimizer, threads), printed in the same one-line format.
 
-  python3 bench/e2e/train.py --model cnn|resnet9|fashion_resnet [--bs 256] [--threads 2]
-                             [--batches 20] [--warmup 3] [--bf16] [--eval-only]
---bf16 trains under torch.autocast("cpu", dtype=torch.bfloat16), PyTorch's CPU mixed precision.
+  /usr/bin/python3 bench/e2e/train.py --model cnn|resnet9|fashion_resnet [--bs 256] [--threads 2]
+                             [--batches 20] [--warmup 3] [--bf16] [--channels-last] [--eval-only]
+--bf16 trains (and evaluates) under torch.autocast("cpu", dtype=torch.bfloat16), PyTorch's CPU mixed
+precision. --channels-last: model.to(memory_format=torch.channels_last) and each batch
+x.contiguous(memory_format=torch.channels_last).
+Init: cnn and resnet9 keep PyTorch's defaults (as strata's Conv2d/Linear/BatchNorm2d); fashion_resnet
+mirrors strata's nn::ConvLayer/ResBlock + init_cnn: kaiming_normal_ conv/linear weights, every bias 0
+(batch norm biases too), batch norm weights 1 except 0 on the last ConvLayer of each ResBlock's convpath
+(fastai's NormType.BatchZero).
+peak_rss_mb is ru_maxrss of the whole process, so it includes the Python interpreter and torch's
+shared libraries (~ 250-300 MB before any tensor exists).
 """
 import argparse, gzip, os, resource, time
 
@@ -62,33 +70,46 @@ class ResNet9(nn.Module):
         return self.linear(torch.flatten(self.pool(self.layer3(self.layer2(self.layer1(self.prep(x))))), 1)) * 0.125
 
 
-def conv_layer(i, o, stride=1, act=True):
-    layers = [nn.Conv2d(i, o, 3, stride, 1, bias=False), nn.BatchNorm2d(o)]
+def conv_layer(ni, nf, ks=3, stride=1, act=True, zero_bn=False):
+    """fastai's ConvLayer: conv (padding (ks - 1) // 2, no bias), BatchNorm2d (weight 0 for BatchZero), ReLU."""
+    bn = nn.BatchNorm2d(nf)
+    nn.init.constant_(bn.weight, 0.0 if zero_bn else 1.0)
+    layers = [nn.Conv2d(ni, nf, ks, stride, (ks - 1) // 2, bias=False), bn]
     return nn.Sequential(*(layers + [nn.ReLU()] if act else layers))
 
 
 class ResBlock(nn.Module):
-    """fastai's ResBlock(1, ni, nf, stride): two ConvLayers, an avg-pool + 1x1 conv shortcut."""
+    """fastai's ResBlock(1, ni, nf, stride): act(convpath(x) + idpath(x)); convpath = ConvLayer(ni, nf,
+    stride) + ConvLayer(nf, nf, BatchZero, no act); idpath = AvgPool2d(2, ceil_mode) when strided,
+    then ConvLayer(ni, nf, 1, no act) when the channels change."""
 
     def __init__(self, ni, nf, stride):
         super().__init__()
-        self.convs = nn.Sequential(conv_layer(ni, nf, stride), conv_layer(nf, nf, 1, act=False))
-        idc = [] if ni == nf else [conv_layer(ni, nf, 1, act=False)]
-        idc[0][0] = nn.Conv2d(ni, nf, 1, bias=False) if idc else None
-        self.idconv = nn.Sequential(*idc)
-        self.pool = nn.AvgPool2d(2, ceil_mode=True) if stride != 1 else nn.Sequential()
+        self.convpath = nn.Sequential(conv_layer(ni, nf, 3, stride), conv_layer(nf, nf, 3, 1, act=False, zero_bn=True))
+        idp = [nn.AvgPool2d(stride, ceil_mode=True)] if stride != 1 else []
+        if ni != nf:
+            idp.append(conv_layer(ni, nf, 1, act=False))
+        self.idpath = nn.Sequential(*idp)
         self.act = nn.ReLU()
 
     def forward(self, x):
-        return self.act(self.convs(x) + self.idconv(self.pool(x)))
+        return self.act(self.convpath(x) + self.idpath(x))
+
+
+def init_cnn(m):
+    """fastai's init_cnn: every bias 0 (batch norm biases too), conv and linear weights kaiming_normal_."""
+    if getattr(m, "bias", None) is not None:
+        nn.init.constant_(m.bias, 0)
+    if isinstance(m, (nn.Conv2d, nn.Linear)):
+        nn.init.kaiming_normal_(m.weight)
+    for c in m.children():
+        init_cnn(c)
 
 
 def fashion_resnet():
     m = nn.Sequential(conv_layer(1, 16), ResBlock(16, 32, 2), ResBlock(32, 64, 2), ResBlock(64, 128, 2),
                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10))
-    for mod in m.modules():
-        if isinstance(mod, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(mod.weight)
+    init_cnn(m)
     return m
 
 
@@ -100,11 +121,14 @@ def main():
     ap.add_argument("--batches", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--eval-only", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     model = {"cnn": flagship_cnn, "resnet9": ResNet9, "fashion_resnet": fashion_resnet}[a.model]()
+    fmt = torch.channels_last if a.channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
 
     n = min(60000, (a.warmup + a.batches) * a.bs)
     x = torch.from_numpy(read_idx(fm_file("train-images-idx3-ubyte"), n).astype(np.float32) / 255.0)
@@ -114,9 +138,9 @@ def main():
 
     def batch(i):
         i %= nb
-        return images[i * a.bs:(i + 1) * a.bs], labels[i * a.bs:(i + 1) * a.bs]
+        return images[i * a.bs:(i + 1) * a.bs].contiguous(memory_format=fmt), labels[i * a.bs:(i + 1) * a.bs]
 
-    train_ips = 0.0
+    train_ips, final_loss = 0.0, float("nan")
     if not a.eval_only:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01)
         model.train()
@@ -127,6 +151,8 @@ def main():
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
                 loss = nn.functional.cross_entropy(model(xb), yb)
             loss.backward()
+            if i + 1 == a.warmup + a.batches:
+                final_loss = loss.item()
             opt.step()
             opt.zero_grad()
         train_ips = a.batches * a.bs / (time.perf_counter() - t0)
@@ -139,7 +165,8 @@ def main():
     eval_ips = a.batches * a.bs / (time.perf_counter() - t0)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(f"pytorch model={a.model} bs={a.bs} threads={a.threads} bf16={int(a.bf16)} "
-          f"train_ips={train_ips:.1f} eval_ips={eval_ips:.1f} peak_rss_mb={rss:.1f}")
+          f"channels_last={int(a.channels_last)} train_ips={train_ips:.1f} eval_ips={eval_ips:.1f} "
+          f"peak_rss_mb={rss:.1f} final_loss={final_loss:.4f}")
 
 
 if __name__ == "__main__":
