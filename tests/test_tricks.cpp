@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <sstream>
@@ -616,4 +617,134 @@ TEST_CASE("MixUp and CutMix train an MLP on a Fashion-MNIST subset to a sane acc
     CHECK(v[1] > 0.6);
     CHECK(learn.loss_func.name == "CrossEntropyLossFlat");
   }
+}
+
+// ---------------------------------------------------------------- MixedPrecision (to_bf16)
+namespace {
+
+/// A Linear whose forward records (training, autocast on) and whose backward records whether autocast is on.
+struct AutocastProbe : nn::Module {
+  std::shared_ptr<nn::Linear> lin = std::make_shared<nn::Linear>(2, 2);
+  std::vector<std::pair<bool, bool>> fwd;
+  std::vector<bool> bwd;
+  Tensor forward(const Tensor& x) override {
+    fwd.emplace_back(training, autocast_enabled());
+    const Tensor y = (*lin)(x);
+    return record("autocast_probe", y.detach(), {y}, [this](const Tensor& dout) {
+      bwd.push_back(autocast_enabled());
+      return std::vector<Tensor>{dout};
+    });
+  }
+  void visit(nn::Visitor& v) override { v.child("lin", lin); }
+  std::string type_name() const override { return "AutocastProbe"; }
+};
+
+/// Logs "event:0|1" (autocast off / on) at the events of a batch, after MixedPrecision (order 20);
+/// throws `cancel` / a runtime_error at event `at` of training batch `at_iter`.
+struct AutocastSpy : Callback {
+  std::vector<std::string> log;
+  std::string throw_at;
+  bool throw_cancel = true;
+  AutocastSpy() { order = 20; }
+  void note(const char* e) {
+    log.push_back(std::string(learn->training ? "t." : "v.") + e + ":" + (autocast_enabled() ? "1" : "0"));
+    if (throw_at == e && learn->training && learn->iter == 0) {
+      if (throw_cancel) throw CancelBatchException();
+      throw std::runtime_error("spy");
+    }
+  }
+  void before_fit() override { note("before_fit"); }
+  void before_batch() override { note("before_batch"); }
+  void after_pred() override { note("after_pred"); }
+  void after_loss() override { note("after_loss"); }
+  void before_backward() override { note("before_backward"); }
+  void after_backward() override { note("after_backward"); }
+  void before_step() override { note("before_step"); }
+  void after_step() override { note("after_step"); }
+  void after_cancel_batch() override { note("after_cancel_batch"); }
+  void after_batch() override { note("after_batch"); }
+  void after_fit() override { note("after_fit"); }
+};
+
+}  // namespace
+
+TEST_CASE("MixedPrecision: autocast is on exactly for the forward, loss and backward of a batch", "[tricks][bf16]") {
+  auto model = std::make_shared<AutocastProbe>();
+  Learner learn(th::blob_dls(8, 4, 4, false), model, nn::CrossEntropyLossFlat());
+  quiet(learn);
+  CHECK(&learn.to_bf16() == &learn);
+  auto spy = std::make_shared<AutocastSpy>();
+  learn.add_cb(spy);
+  learn.fit(1, 1e-2);
+  const std::vector<std::string> train_batch{"t.before_batch:1", "t.after_pred:1", "t.after_loss:1",
+                                             "t.before_backward:1", "t.after_backward:0", "t.before_step:0",
+                                             "t.after_step:0", "t.after_batch:0"};
+  std::vector<std::string> want{"v.before_fit:0"};  // TrainEvalCallback sets training at before_train
+  for (int b = 0; b < 2; ++b) want.insert(want.end(), train_batch.begin(), train_batch.end());
+  for (const char* e : {"v.before_batch:1", "v.after_pred:1", "v.after_loss:1", "v.after_batch:0", "v.after_fit:0"})
+    want.push_back(e);
+  CHECK(spy->log == want);
+  CHECK(model->fwd == std::vector<std::pair<bool, bool>>{{true, true}, {true, true}, {false, true}});
+  CHECK(model->bwd == std::vector<bool>{true, true});
+  CHECK_FALSE(autocast_enabled());
+  CHECK_FALSE(learn.get_cb<MixedPrecision>()->active());
+
+  // get_preds runs the validation forward under autocast too
+  model->fwd.clear();
+  learn.get_preds();
+  CHECK(model->fwd == std::vector<std::pair<bool, bool>>{{false, true}});
+  CHECK_FALSE(autocast_enabled());
+
+  // to_fp32: plain float32 again
+  CHECK(&learn.to_fp32() == &learn);
+  CHECK(learn.get_cb<MixedPrecision>() == nullptr);
+  model->fwd.clear();
+  model->bwd.clear();
+  learn.fit(1, 1e-2);
+  CHECK(model->fwd == std::vector<std::pair<bool, bool>>{{true, false}, {true, false}, {false, false}});
+  CHECK(model->bwd == std::vector<bool>{false, false});
+}
+
+TEST_CASE("MixedPrecision: the guard closes after a cancelled batch and after an exception", "[tricks][bf16]") {
+  auto model = std::make_shared<AutocastProbe>();
+  Learner learn(th::blob_dls(8, 4, 4, false), model, nn::CrossEntropyLossFlat());
+  quiet(learn);
+  learn.to_bf16().to_bf16();  // a second call replaces the first callback
+  int n_mp = 0;
+  for (auto& cb : learn.cbs) n_mp += cb->name() == "MixedPrecision";
+  CHECK(n_mp == 1);
+  auto spy = std::make_shared<AutocastSpy>();
+  learn.add_cb(spy);
+
+  spy->throw_at = "after_loss";  // cancel the first training batch
+  learn.fit(1, 1e-2);
+  const std::vector<std::string> first(spy->log.begin() + 1, spy->log.begin() + 6);
+  CHECK(first == std::vector<std::string>{"t.before_batch:1", "t.after_pred:1", "t.after_loss:1",
+                                          "t.after_cancel_batch:0", "t.after_batch:0"});
+  CHECK(spy->log.at(6) == "t.before_batch:1");  // the next batch opens it again
+  CHECK(model->bwd == std::vector<bool>{true});
+  CHECK_FALSE(autocast_enabled());
+
+  for (const char* at : {"after_pred", "before_backward"}) {  // an exception inside the window
+    spy->throw_at = at;
+    spy->throw_cancel = false;
+    CHECK_THROWS_WITH(learn.fit(1, 1e-2), "spy");
+    CHECK_FALSE(autocast_enabled());
+    CHECK_FALSE(learn.get_cb<MixedPrecision>()->active());
+  }
+  // and an exception in the model's backward pass
+  spy->throw_at.clear();
+  auto failing = std::make_shared<nn::Sequential>(nn::Linear(2, 2));
+  learn.model = failing;
+  learn.loss_func.name = "failing";
+  learn.loss_func.fn = [](const Tensor& p, const Tensor&) {
+    return record("fail", sum(p), {p}, [](const Tensor&) -> std::vector<Tensor> { throw std::runtime_error("backward failed"); });
+  };
+  CHECK_THROWS_WITH(learn.fit(1, 1e-2, {}, {}, true), "backward failed");
+  CHECK_FALSE(autocast_enabled());
+}
+
+TEST_CASE("MixedPrecision: float16 is refused, naming what is supported", "[tricks][bf16]") {
+  th::check_throws([] { MixedPrecision mp(DType::f16); }, {"MixedPrecision", "float16", "bfloat16"});
+  CHECK(MixedPrecision().dtype == DType::bf16);
 }

@@ -297,6 +297,14 @@ class Learner {
   LRFindResult lr_find(double start_lr = 1e-7, double end_lr = 10, int num_it = 100, bool stop_div = true,
                        std::string plot_path = "lr_find.png");
 
+  // ---- precision and layout
+  /// bf16 mixed precision (fastai's to_bf16): adds a MixedPrecision callback (replacing one already
+  /// there); matmuls and convolutions then run in bf16 with fp32 accumulation and fp32 master weights.
+  /// In callbacks/mixed_precision.hpp.
+  Learner& to_bf16();
+  /// Plain float32 again (fastai's to_fp32): removes the MixedPrecision callback. In callbacks/mixed_precision.hpp.
+  Learner& to_fp32();
+
   // ---- evaluation
   /// Active learning: how unsure the model is about each of items [N, ...] (inputs as the model takes
   /// them, batched by bs, 0: dls.valid's bs), most uncertain first; method defaults to entropy
@@ -678,6 +686,9 @@ inline void Callback::operator()(Event e) {
 #endif
 #if __has_include("strata/learn/callbacks/time_to_accuracy.hpp")
 #include "strata/learn/callbacks/time_to_accuracy.hpp"
+#endif
+#if __has_include("strata/learn/callbacks/mixed_precision.hpp")
+#include "strata/learn/callbacks/mixed_precision.hpp"  // defines Learner::to_bf16, to_fp32
 #endif
 #if __has_include("strata/learn/uncertainty.hpp")
 #include "strata/learn/uncertainty.hpp"  // defines Learner::uncertainty
