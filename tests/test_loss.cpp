@@ -119,3 +119,35 @@ TEST_CASE("losses name both shapes when targets do not match", "[loss]") {
   th::check_throws([&] { nn::CrossEntropyLossFlat()(x, y4); }, {"CrossEntropyLossFlat", "[8, 10]", "[4]"});
   th::check_throws([&] { nn::MSELossFlat()(x, zeros({4})); }, {"MSELossFlat", "[8, 10]", "[4]"});
 }
+
+TEST_CASE("fused softmax cross entropy kernels match their reference loops and the unfused composition", "[loss]") {
+  manual_seed(11);
+  for (auto [B, C] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {7, 10}, {300, 3}, {33, 1000}}) {
+    for (double eps : {0.0, 0.1}) {
+      INFO("B " << B << " C " << C << " eps " << eps);
+      const Tensor x = randn({B, C}) * 4.0, y = randint(0, C, {B}), dl = randn({B});
+      const size_t nb = static_cast<size_t>(B), nbc = static_cast<size_t>(B * C);
+      std::vector<float> loss(nb), loss_ref(nb), lse(nb), lse_ref(nb);
+      std::vector<float> dx(nbc), dx_ref(nbc);
+      cpu::softmax_xent_fwd<float, float>(x.data_ptr<float>(), y.data_ptr<int64_t>(), loss.data(), lse.data(), B, C, eps);
+      cpu::softmax_xent_fwd_ref<float, float>(x.data_ptr<float>(), y.data_ptr<int64_t>(), loss_ref.data(),
+                                              lse_ref.data(), B, C, eps);
+      cpu::softmax_xent_bwd<float, float>(dl.data_ptr<float>(), x.data_ptr<float>(), y.data_ptr<int64_t>(), lse.data(),
+                                          dx.data(), B, C, eps);
+      cpu::softmax_xent_bwd_ref<float, float>(dl.data_ptr<float>(), x.data_ptr<float>(), y.data_ptr<int64_t>(),
+                                              lse_ref.data(), dx_ref.data(), B, C, eps);
+      double worst = 0;
+      for (size_t i = 0; i < loss.size(); ++i) worst = std::max(worst, double(std::abs(loss[i] - loss_ref[i])));
+      for (size_t i = 0; i < dx.size(); ++i) worst = std::max(worst, double(std::abs(dx[i] - dx_ref[i])));
+      CHECK(worst < 2e-5);
+      // the op (fused for 2-D float logits) against log_softmax + gather written out, values and gradients
+      Tensor a = x.detach().requires_grad_(), b = x.detach().requires_grad_();
+      const Tensor fused = nn::cross_entropy(a, y, eps, "none");
+      const Tensor logp = log_softmax(b, 1);
+      const Tensor composed = neg(squeeze(gather(logp, 1, unsqueeze(y, 1)), 1)) * (1.0 - eps) - mean(logp, {1}) * eps;
+      th::check_close(fused, composed, 1e-5, 1e-5, "loss");
+      sum(fused * dl).backward(), sum(composed * dl).backward();
+      th::check_close(a.grad(), b.grad(), 1e-5, 1e-5, "dx");
+    }
+  }
+}

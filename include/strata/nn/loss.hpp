@@ -10,6 +10,8 @@
 // reduction: "mean" (over every element l; the default), "sum", or "none" (l itself).
 // Predictions and targets must have matching shapes (no broadcasting: a mismatch is nearly always a
 // bug); the error names the loss and both shapes.
+// cross_entropy of float32/float64 logits [B, C] against class indices is one fused node
+// (kernels/cpu/softmax_xent.hpp): no [B, C] log-probabilities are made or kept.
 // Reference: torch.nn.functional; fastai's BaseLoss / CrossEntropyLossFlat (fastai/losses.py).
 #pragma once
 
@@ -17,6 +19,7 @@
 #include <string>
 #include <string_view>
 
+#include "kernels/cpu/softmax_xent.hpp"
 #include "strata/tensor/tensor.hpp"
 
 namespace strata::nn {
@@ -55,7 +58,33 @@ inline void check_same_shape(const Tensor& x, const Tensor& y, const char* op) {
   STRATA_CHECK(y.is_floating_point(), op, "got targets of dtype ", y.dtype(),
                ", expected a floating dtype (convert with .to(DType::f32))");
 }
+/// Per-row softmax cross entropy of logits x [B, C] (float32/float64, CPU) against checked class indices y [B],
+/// with label smoothing eps, as one autograd node (kernels/cpu/softmax_xent.hpp).
+inline Tensor softmax_cross_entropy(const Tensor& x, const Tensor& y, double eps) {
+  const Tensor xc = contiguous(detach(x)), yc = contiguous(detach(y)).to(DType::i64);
+  const int64_t B = x.size(0), C = x.size(1);
+  const DType acc = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
+  Tensor loss = Tensor::empty({B}, x.dtype(), x.device()), lse = Tensor::empty({B}, acc, x.device());
+  dispatch_float(x.dtype(), "cross_entropy", [&]<class T>(type_tag<T>) {
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+      cpu::softmax_xent_fwd<T, T>(xc.data_ptr<T>(), yc.data_ptr<int64_t>(), loss.data_ptr<T>(), lse.data_ptr<T>(), B,
+                                  C, eps);
+  });
+  const Saved xs = xc;  // version-checked: x changed in place before backward is an error, not a wrong gradient
+  return record("cross_entropy_backward", loss, {x}, [xs, yc, lse, B, C, eps](const Tensor& dout) {
+    const Tensor& xc = xs.get();
+    const Tensor dc = contiguous(to(detach(dout), xc.dtype()));
+    Tensor dx = Tensor::empty({B, C}, xc.dtype(), xc.device());
+    dispatch_float(xc.dtype(), "cross_entropy_backward", [&]<class T>(type_tag<T>) {
+      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+        cpu::softmax_xent_bwd<T, T>(dc.data_ptr<T>(), xc.data_ptr<T>(), yc.data_ptr<int64_t>(), lse.data_ptr<T>(),
+                                    dx.data_ptr<T>(), B, C, eps);
+    });
+    return std::vector{dx};
+  });
+}
 }  // namespace detail
+
 
 /// -logp[y] for log-probabilities logp [B, C, d...] (or [C]) and class indices y [B, d...] (or []).
 inline Tensor nll_loss(const Tensor& logp, const Tensor& y, std::string_view reduction = "mean") {
@@ -88,6 +117,8 @@ inline Tensor cross_entropy(const Tensor& x, const Tensor& y, double label_smoot
     return detail::reduce_loss(neg(sum(logp * t, {cdim})), reduction, "cross_entropy");
   }
   detail::check_class_targets(x, y, "cross_entropy");
+  if (x.dim() == 2 && (x.dtype() == DType::f32 || x.dtype() == DType::f64) && x.device().is_cpu())
+    return detail::reduce_loss(detail::softmax_cross_entropy(x, y, label_smoothing), reduction, "cross_entropy");
   const Tensor logp = log_softmax(x, cdim);
   Tensor l = neg(squeeze(gather(logp, cdim, unsqueeze(y.to(DType::i64), cdim)), cdim));
   if (label_smoothing > 0) l = l * (1.0 - label_smoothing) - mean(logp, {cdim}) * label_smoothing;
