@@ -309,22 +309,23 @@ TEST_CASE("norm kernels against their reference loops", "[norm][kernel]") {
   for (const Shape& s : std::vector<Shape>{{37, 19, 1}, {3, 5, 2100}, {4, 3, 7}, {16, 8, 1024}, {1024, 100, 1}}) {
     const int64_t B = s[0], C = s[1], S = s[2], n = B * C * S;
     const Tensor x = th::random({n}, DType::f32, false, -2, 6), w = th::random({C}), b = th::random({C}), dy = th::random({n});
+    const cpu::BatchNormDims dims{.B = B, .C = C, .S = S};
     for (bool training : {true, false}) {
       std::vector<float> y(static_cast<size_t>(n)), yr(y), dx(y), dxr(y);
       std::vector<float> m(static_cast<size_t>(C), 0.5f), v(static_cast<size_t>(C), 1.5f), is(m), mr(m), vr(v), isr(m);
       std::vector<float> dw(m), db(m), dwr(m), dbr(m);
       cpu::batch_norm_fwd_kernel<float, float>(x.data_ptr<float>(), y.data(), w.data_ptr<float>(), b.data_ptr<float>(),
-                                               m.data(), v.data(), is.data(), B, C, S, 1e-5, training);
+                                               m.data(), v.data(), is.data(), dims, 1e-5, training);
       cpu::batch_norm_fwd_ref<float, float>(x.data_ptr<float>(), yr.data(), w.data_ptr<float>(), b.data_ptr<float>(),
-                                            mr.data(), vr.data(), isr.data(), B, C, S, 1e-5, training);
+                                            mr.data(), vr.data(), isr.data(), dims, 1e-5, training);
       auto d = [](const std::vector<float>& a) { return std::vector<double>(a.begin(), a.end()); };
       th::check_close(d(m), d(mr), 1e-5, 1e-5, "bn mean");
       th::check_close(d(v), d(vr), 1e-5, 1e-5, "bn var");
       th::check_close(d(y), d(yr), 1e-5, 1e-5, "bn y");
-      cpu::batch_norm_bwd_kernel<float, float>(dy.data_ptr<float>(), x.data_ptr<float>(), w.data_ptr<float>(), m.data(),
-                                               is.data(), dx.data(), dw.data(), db.data(), B, C, S, training);
-      cpu::batch_norm_bwd_ref<float, float>(dy.data_ptr<float>(), x.data_ptr<float>(), w.data_ptr<float>(), m.data(),
-                                            is.data(), dxr.data(), dwr.data(), dbr.data(), B, C, S, training);
+      cpu::batch_norm_bwd_kernel<float, float>(dy.data_ptr<float>(), x.data_ptr<float>(), nullptr, w.data_ptr<float>(),
+                                               m.data(), is.data(), dx.data(), dw.data(), db.data(), dims, training);
+      cpu::batch_norm_bwd_ref<float, float>(dy.data_ptr<float>(), x.data_ptr<float>(), nullptr, w.data_ptr<float>(),
+                                            m.data(), is.data(), dxr.data(), dwr.data(), dbr.data(), dims, training);
       th::check_close(d(dx), d(dxr), 1e-5, 1e-4, "bn dx");
       th::check_close(d(dw), d(dwr), 1e-4, 1e-5, "bn dw");
       th::check_close(d(db), d(dbr), 1e-4, 1e-5, "bn db");
@@ -425,4 +426,142 @@ TEST_CASE("norm and dropout errors name the op, the shapes and what was expected
   th::check_throws([&] { layer_norm(x, {3, 5}, th::random({5})); }, {"layer_norm", "weight of shape [5]", "expected shape [3, 5]"});
   th::check_throws([&] { dropout(x, 1.5, true); }, {"dropout", "p = 1.5", "[0, 1]"});
   th::check_throws([&] { dropout(ones({3}, {.dtype = DType::i64}), 0.5, true); }, {"dropout", "int64"});
+}
+
+// ---------------------------------------------------------------- channels-last and the fused BatchNorm + ReLU
+
+namespace {
+
+/// x [B, C, H, W] with channels-last strides (memory [B][H][W][C]), random in [lo, hi).
+Tensor channels_last_random(const Shape& s, DType dt, double lo = -2, double hi = 2) {
+  return permute(th::random({s[0], s[2], s[3], s[1]}, dt, false, lo, hi), {0, 3, 1, 2});
+}
+
+/// A fresh leaf that requires grad with t's values and layout.
+Tensor leaf(const Tensor& t) {
+  Tensor l = t.detach();
+  l.requires_grad_(true);
+  return l;
+}
+
+}  // namespace
+
+TEST_CASE("batch norm kernels in both layouts, with and without the fused ReLU, against their reference loops",
+          "[norm][kernel]") {
+  // odd channel counts hit the SIMD tails; the last two shapes span several row blocks and tiles
+  for (const Shape& s : std::vector<Shape>{{3, 5, 7}, {2, 19, 33}, {2, 3, 1}, {4, 64, 300}, {8, 13, 1000}}) {
+    const int64_t B = s[0], C = s[1], S = s[2], n = B * C * S;
+    const Tensor x = th::random({n}, DType::f32, false, -2, 6), w = th::random({C}), b = th::random({C}),
+                 dy = th::random({n});
+    auto d = [](const std::vector<float>& a) { return std::vector<double>(a.begin(), a.end()); };
+    for (bool cl : {false, true})
+      for (bool relu : {false, true})
+        for (bool training : {true, false}) {
+          const cpu::BatchNormDims dims{.B = B, .C = C, .S = S, .channels_last = cl, .relu = relu};
+          const std::string what = "B C S " + std::to_string(B) + " " + std::to_string(C) + " " + std::to_string(S) +
+                                   (cl ? " channels-last" : " channels-first") + (relu ? " relu" : "") +
+                                   (training ? " training" : " eval");
+          std::vector<float> y(static_cast<size_t>(n)), yr(y), dx(y), dxr(y);
+          std::vector<float> m(static_cast<size_t>(C), 0.5f), v(static_cast<size_t>(C), 1.5f), is(m), mr(m), vr(v), isr(m);
+          std::vector<float> dw(m), db(m), dwr(m), dbr(m);
+          cpu::batch_norm_fwd_kernel<float, float>(x.data_ptr<float>(), y.data(), w.data_ptr<float>(),
+                                                   b.data_ptr<float>(), m.data(), v.data(), is.data(), dims, 1e-5,
+                                                   training);
+          cpu::batch_norm_fwd_ref<float, float>(x.data_ptr<float>(), yr.data(), w.data_ptr<float>(),
+                                                b.data_ptr<float>(), mr.data(), vr.data(), isr.data(), dims, 1e-5,
+                                                training);
+          th::check_close(d(m), d(mr), 1e-5, 1e-5, "mean " + what);
+          th::check_close(d(v), d(vr), 1e-5, 1e-5, "var " + what);
+          th::check_close(d(y), d(yr), 1e-5, 1e-5, "y " + what);
+          if (relu) CHECK(*std::min_element(y.begin(), y.end()) == 0.0f);
+          cpu::batch_norm_bwd_kernel<float, float>(dy.data_ptr<float>(), x.data_ptr<float>(), y.data(),
+                                                   w.data_ptr<float>(), m.data(), is.data(), dx.data(), dw.data(),
+                                                   db.data(), dims, training);
+          cpu::batch_norm_bwd_ref<float, float>(dy.data_ptr<float>(), x.data_ptr<float>(), y.data(),
+                                                w.data_ptr<float>(), m.data(), is.data(), dxr.data(), dwr.data(),
+                                                dbr.data(), dims, training);
+          th::check_close(d(dx), d(dxr), 1e-5, 1e-4, "dx " + what);
+          th::check_close(d(dw), d(dwr), 1e-4, 1e-5, "dw " + what);
+          th::check_close(d(db), d(dbr), 1e-4, 1e-5, "db " + what);
+        }
+  }
+}
+
+TEST_CASE("batch_norm_relu matches relu(batch_norm) in values, gradients and running stats, in every layout",
+          "[norm][grad]") {
+  const Shape s{4, 6, 5, 3};
+  for (DType dt : {DType::f32, DType::f64})
+    for (int layout = 0; layout < 3; ++layout)  // contiguous, channels-last, a strided view
+      for (bool training : {true, false})
+        for (bool affine : {true, false}) {
+          const std::string what = std::string(dtype_name(dt)) + " layout " + std::to_string(layout) +
+                                   (training ? " training" : " eval") + (affine ? " affine" : "");
+          INFO(what);
+          const Tensor x0 = layout == 0   ? th::random(s, dt)
+                            : layout == 1 ? channels_last_random(s, dt)
+                                          : th::random(s, dt, true);
+          const Tensor g = th::random(s, dt), w0 = th::random({6}), b0 = th::random({6}, DType::f32, false, -1, 1);
+          const Tensor rm0 = th::random({6}), rv0 = th::random({6}, DType::f32, false, 0.5, 2);
+          struct Run {
+            Tensor y, x, w, b, rm, rv;
+          };
+          auto run = [&](bool fused) {
+            Run r{Tensor(), leaf(x0), affine ? leaf(w0) : Tensor(), affine ? leaf(b0) : Tensor(), clone(rm0),
+                  clone(rv0)};
+            r.y = fused ? batch_norm_relu(r.x, r.rm, r.rv, r.w, r.b, training, 0.3, 1e-4)
+                        : relu(batch_norm(r.x, r.rm, r.rv, r.w, r.b, training, 0.3, 1e-4));
+            mul(r.y, g).sum().backward();
+            return r;
+          };
+          const Run f = run(true), u = run(false);
+          const double t = dt == DType::f64 ? 1e-12 : 1e-5;
+          th::check_close(f.y, u.y, t, t, "y");
+          th::check_close(f.x.grad(), u.x.grad(), t, t, "dx");
+          th::check_close(f.rm, u.rm, 0, 0, "running_mean");
+          th::check_close(f.rv, u.rv, 0, 0, "running_var");
+          if (affine) {
+            th::check_close(f.w.grad(), u.w.grad(), 10 * t, t, "dweight");
+            th::check_close(f.b.grad(), u.b.grad(), 10 * t, t, "dbias");
+          }
+          if (layout == 1) {  // channels-last in, channels-last out (no copy to NCHW), and dx too
+            CHECK(f.y.stride(1) == 1);
+            const std::vector<Tensor> r = batch_norm_fwd(x0, Tensor(), Tensor(), Tensor(), Tensor(), true, 1e-5, true);
+            CHECK(batch_norm_bwd(g, x0, Tensor(), r[1], r[3], true, {true, false, false}, r[0])[0].stride(1) == 1);
+            CHECK(batch_norm(x0, rm0, rv0, w0.to(dt), Tensor(), false).stride(1) == 1);
+          }
+          // against the double reference: relu of the plain reference values
+          const Stats st = training ? ref_stats(x0) : Stats{th::values(rm0), th::values(rv0)};
+          std::vector<double> want = ref_bn(x0, st.mean, st.var, affine ? w0 : Tensor(), affine ? b0 : Tensor(), 1e-4);
+          for (double& v : want) v = std::max(v, 0.0);
+          th::check_close(th::values(f.y), want, dt == DType::f64 ? 1e-10 : 1e-5, 1e-5, "y vs reference");
+        }
+}
+
+TEST_CASE("batch_norm in channels-last equals batch_norm of the contiguous copy", "[norm]") {
+  for (bool training : {true, false}) {
+    const Tensor x0 = channels_last_random({3, 16, 7, 5}, DType::f32, -1, 3), w = th::random({16}), b = th::random({16});
+    const Tensor rm = th::random({16}), rv = th::random({16}, DType::f32, false, 0.5, 2), g = th::random({3, 16, 7, 5});
+    Tensor xa = leaf(x0), xb = leaf(contiguous(x0));
+    const Tensor ya = batch_norm(xa, clone(rm), clone(rv), w, b, training), yb = batch_norm(xb, clone(rm), clone(rv), w, b, training);
+    CHECK(ya.stride(1) == 1);
+    CHECK(yb.is_contiguous());
+    mul(ya, g).sum().backward();
+    mul(yb, g).sum().backward();
+    th::check_close(ya, yb, 1e-5, 1e-5, "y");
+    th::check_close(xa.grad(), xb.grad(), 1e-5, 1e-5, "dx");
+  }
+}
+
+TEST_CASE("batch_norm_relu gradcheck in float64", "[norm][grad]") {
+  using V = const std::vector<Tensor>&;
+  // values away from the ReLU's kink: finite differences across it would not match
+  const Tensor rm = th::random({3}, DType::f64), rv = th::random({3}, DType::f64, false, 0.5, 2);
+  th::gradcheck_ok([](V v) { return batch_norm_relu(v[0], Tensor(), Tensor(), v[1], v[2], true); },
+                   {th::random({4, 3, 5}, DType::f64, true), th::random({3}), th::random({3})});
+  th::gradcheck_ok([](V v) { return batch_norm_relu(v[0], Tensor(), Tensor(), v[1], v[2], true); },
+                   {channels_last_random({2, 3, 3, 2}, DType::f64), th::random({3}), th::random({3})});
+  th::gradcheck_ok([&](V v) { return batch_norm_relu(v[0], rm, rv, v[1], v[2], false); },
+                   {channels_last_random({2, 3, 2, 2}, DType::f64), th::random({3}), th::random({3})});
+  th::gradcheck_ok([](V v) { return batch_norm_relu(v[0], Tensor(), Tensor(), Tensor(), Tensor(), true); },
+                   {th::random({6, 3}, DType::f64)});
 }

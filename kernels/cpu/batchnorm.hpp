@@ -1,20 +1,26 @@
 // Batch norm and layer norm kernels, forward and backward.
 //
-// Batch norm: x, y [B, C, S] contiguous (S = product of the spatial dims, 1 for [B, C]); per channel c
-// over the N = B * S values:
+// Batch norm: x, y [B, C, S] (S = product of the spatial dims, 1 for [B, C]) in one of two layouts
+// (BatchNormDims): channels-first, memory [B][C][S], or channels-last, memory [B][S][C] (C innermost,
+// i.e. rows of C values); per channel c over the N = B * S values:
 //   training: mean = sum x / N,  var = sum (x - mean)^2 / N (biased);  eval: mean, var given
-//   invstd = 1 / sqrt(var + eps),  y = (x - mean) * invstd * w + b       (w = 1, b = 0 when absent)
-//   backward, xhat = (x - mean) * invstd:
-//     db = sum dy,  dw = sum dy * xhat
-//     training: dx = w * invstd / N * (N * dy - sum dy - xhat * sum(dy * xhat))
-//     eval:     dx = w * invstd * dy
-// Forward: one task per channel; the channel's statistics come from one pass over its B rows of S
-// contiguous values (each row's mean and squared deviations are taken while it is in cache and the
+//   invstd = 1 / sqrt(var + eps),  z = (x - mean) * invstd * w + b       (w = 1, b = 0 when absent)
+//   y = z, or y = max(z, 0) with the fused ReLU
+//   backward, xhat = (x - mean) * invstd, g = dy (g = dy * [y > 0] with the fused ReLU):
+//     db = sum g,  dw = sum g * xhat
+//     training: dx = w * invstd / N * (N * g - sum g - xhat * sum(g * xhat))
+//     eval:     dx = w * invstd * g
+// Channels-first: one task per channel; the channel's statistics come from one pass over its B rows of
+// S contiguous values (each row's mean and squared deviations are taken while it is in cache and the
 // rows combined with Chan's update, so no sum-of-squares cancellation), a second pass writes
-// y = (x - mean) * scale + b. Backward: one pass for sum dy and sum dy * (x - mean), one that
-// writes dx = a * (dy - mean dy - (x - mean) * q) (centred, so no cancellation for a large mean).
-// With S == 1 ([B, C] input) channels are adjacent in memory, so the work is split over column
-// ranges instead and SIMD runs across channels.
+// y = (x - mean) * scale + b. Backward: one pass for sum g and sum g * (x - mean), one that
+// writes dx = a * (g - mean g - (x - mean) * q) (centred, so no cancellation for a large mean).
+// Channels-last (and [B, C], where S == 1 makes the layouts equal): x is R = B * S rows of C, SIMD runs
+// across channels. The rows are cut into at most kNormMaxBlocks blocks (parallel, fixed by R and C, so
+// the result does not depend on the thread count); each block walks tiles of about kNormTile values
+// (tile sums, then squared deviations from the tile mean while it is in L1, merged into the block's
+// (count, mean, m2) in double by Chan's update), and the blocks are merged in block order. The same
+// blocking gives the backward's per-channel sums; y and dx are then one parallel pass over the rows.
 // Layer norm: x, y [M, N] contiguous, normalized over each row of N, w, b [N]:
 //   mean, rstd = 1 / sqrt(var + eps) per row,  y = (x - mean) * rstd * w + b
 //   backward, g = dy * w:  dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
@@ -22,8 +28,9 @@
 // One fused pass: blocks of rows in parallel, each writing dx and a partial dw, db.
 // Statistics and weights are in A = acc_t<T> (float for f32/f16/bf16, double for f64); row sums
 // use Vec<T> lanes in blocks of kNormBlock added in double. References: PyTorch
-// aten/src/ATen/native/Normalization.cpp, cpu/layer_norm_kernel.cpp; Chan, Golub, LeVeque,
-// "Algorithms for computing the sample variance" (1983). The `_ref` loops are in double.
+// aten/src/ATen/native/Normalization.cpp, cpu/layer_norm_kernel.cpp, cpu/batch_norm_kernel.cpp
+// (channels-last); Chan, Golub, LeVeque, "Algorithms for computing the sample variance" (1983).
+// The `_ref` loops are in double.
 #pragma once
 
 #include <algorithm>
@@ -41,27 +48,40 @@ namespace strata::cpu {
 inline constexpr int64_t kNormBlock = 2048;
 /// Elements of work below which a norm kernel stays on one thread.
 inline constexpr int64_t kNormGrain = 32768;
+/// Most row blocks a rows-layout kernel splits its rows into (each keeps partial sums of its width).
+inline constexpr int64_t kNormMaxBlocks = 64;
+/// Values per tile of the channels-last statistics (two passes over a tile, the second from L1).
+inline constexpr int64_t kNormTile = 4096;
 /// SIMD paths need the storage type to be the accumulation type (float, double).
 template <class T, class A>
 inline constexpr bool norm_vec = has_vec<T> && std::is_same_v<T, A>;
 
+/// Sizes and memory layout of a batch-norm input x [B, C, S] (S = product of the spatial dims).
+struct BatchNormDims {
+  int64_t B = 0, C = 0, S = 1;
+  bool channels_last = false;  // memory [B][S][C] (C innermost), else [B][C][S]
+  bool relu = false;           // fused ReLU: y = max(bn(x), 0), and the backward masks dy by y > 0
+  /// Offset of element (n, c, s).
+  int64_t at(int64_t n, int64_t c, int64_t s) const { return channels_last ? (n * S + s) * C + c : (n * C + c) * S + s; }
+};
+
 // ---------------------------------------------------------------- reference
 
-/// Batch norm forward in double: x, y [B, C, S]; w, b [C] or null; mean, var, invstd [C]
-/// (mean and var written when training, read otherwise).
+/// Batch norm forward in double: x, y [B, C, S] laid out as d says; w, b [C] or null; mean, var,
+/// invstd [C] (mean and var written when training, read otherwise).
 template <class T, class A>
-void batch_norm_fwd_ref(const T* x, T* y, const A* w, const A* b, A* mean, A* var, A* invstd, int64_t B, int64_t C,
-                        int64_t S, double eps, bool training) {
-  auto at = [&](int64_t n, int64_t c, int64_t s) { return (n * C + c) * S + s; };
+void batch_norm_fwd_ref(const T* x, T* y, const A* w, const A* b, A* mean, A* var, A* invstd, const BatchNormDims& d,
+                        double eps, bool training) {
+  const int64_t B = d.B, C = d.C, S = d.S;
   for (int64_t c = 0; c < C; ++c) {
     double m = mean[c], v = var[c];
     if (training) {
       double sum = 0, sq = 0;  // two passes: mean, then mean squared deviation
       for (int64_t n = 0; n < B; ++n)
-        for (int64_t s = 0; s < S; ++s) sum += double(static_cast<A>(x[at(n, c, s)]));
+        for (int64_t s = 0; s < S; ++s) sum += double(static_cast<A>(x[d.at(n, c, s)]));
       m = sum / double(B * S);
       for (int64_t n = 0; n < B; ++n)
-        for (int64_t s = 0; s < S; ++s) sq += std::pow(double(static_cast<A>(x[at(n, c, s)])) - m, 2);
+        for (int64_t s = 0; s < S; ++s) sq += std::pow(double(static_cast<A>(x[d.at(n, c, s)])) - m, 2);
       v = sq / double(B * S);
       mean[c] = A(m), var[c] = A(v);
     }
@@ -69,31 +89,34 @@ void batch_norm_fwd_ref(const T* x, T* y, const A* w, const A* b, A* mean, A* va
     invstd[c] = A(is);
     for (int64_t n = 0; n < B; ++n)
       for (int64_t s = 0; s < S; ++s) {
-        const double xhat = (double(static_cast<A>(x[at(n, c, s)])) - m) * is;
-        y[at(n, c, s)] = cast_value<T>(xhat * (w ? double(w[c]) : 1.0) + (b ? double(b[c]) : 0.0));
+        const double xhat = (double(static_cast<A>(x[d.at(n, c, s)])) - m) * is;
+        const double z = xhat * (w ? double(w[c]) : 1.0) + (b ? double(b[c]) : 0.0);
+        y[d.at(n, c, s)] = cast_value<T>(d.relu && z < 0 ? 0.0 : z);  // relu keeps NaN, as max(0, z)
       }
   }
 }
 
-/// Batch norm backward in double from the forward's mean and invstd; dx, dw, db may be null.
+/// Batch norm backward in double from the forward's mean and invstd; y (the forward's output) is read
+/// only with d.relu; dx, dw, db may be null.
 template <class T, class A>
-void batch_norm_bwd_ref(const T* dy, const T* x, const A* w, const A* mean, const A* invstd, T* dx, A* dw, A* db,
-                        int64_t B, int64_t C, int64_t S, bool training) {
-  auto at = [&](int64_t n, int64_t c, int64_t s) { return (n * C + c) * S + s; };
+void batch_norm_bwd_ref(const T* dy, const T* x, const T* y, const A* w, const A* mean, const A* invstd, T* dx, A* dw,
+                        A* db, const BatchNormDims& d, bool training) {
+  const int64_t B = d.B, C = d.C, S = d.S;
   const double N = double(B * S);
   for (int64_t c = 0; c < C; ++c) {
     const double m = mean[c], is = invstd[c], wc = w ? double(w[c]) : 1.0;
-    auto g = [&](int64_t i) { return double(static_cast<A>(dy[i])); };
+    // g = dy, masked by the ReLU's y > 0
+    auto g = [&](int64_t i) { return d.relu && !(double(static_cast<A>(y[i])) > 0) ? 0.0 : double(static_cast<A>(dy[i])); };
     auto xhat = [&](int64_t i) { return (double(static_cast<A>(x[i])) - m) * is; };
-    double sdy = 0, sdyx = 0;  // sum dy, sum dy * xhat
+    double sdy = 0, sdyx = 0;  // sum g, sum g * xhat
     for (int64_t n = 0; n < B; ++n)
-      for (int64_t s = 0; s < S; ++s) sdy += g(at(n, c, s)), sdyx += g(at(n, c, s)) * xhat(at(n, c, s));
+      for (int64_t s = 0; s < S; ++s) sdy += g(d.at(n, c, s)), sdyx += g(d.at(n, c, s)) * xhat(d.at(n, c, s));
     if (dw) dw[c] = A(sdyx);
     if (db) db[c] = A(sdy);
     if (!dx) continue;
     for (int64_t n = 0; n < B; ++n)
       for (int64_t s = 0; s < S; ++s) {
-        const int64_t i = at(n, c, s);
+        const int64_t i = d.at(n, c, s);
         dx[i] = cast_value<T>(training ? wc * is / N * (N * g(i) - sdy - xhat(i) * sdyx) : wc * is * g(i));
       }
   }
@@ -138,13 +161,15 @@ void layer_norm_bwd_ref(const T* dy, const T* x, const A* w, const A* mean, cons
   }
 }
 
+
 // ---------------------------------------------------------------- row helpers
 
-/// sum x and sum (x - m)^2 over a contiguous run, or, with `dy`, sum dy and sum dy * (x - m):
-/// Vec<T> lanes within blocks of kNormBlock, blocks added in double. `second` = false skips the
-/// second sum (one pass for the plain sum).
+/// sum x and sum (x - m)^2 over a contiguous run, or, with `dy`, sum g and sum g * (x - m) where g = dy,
+/// or g = dy * [mask > 0] with a mask (the fused ReLU's output): Vec<T> lanes within blocks of
+/// kNormBlock, blocks added in double. `second` = false skips the second sum (one pass for the plain sum).
 template <class T, class A>
-void norm_row_sums(const T* x, const T* dy, int64_t n, A m, bool second, double& s1, double& s2) {
+void norm_row_sums(const T* x, const T* dy, int64_t n, A m, bool second, double& s1, double& s2,
+                   const T* mask = nullptr) {
   s1 = 0, s2 = 0;
   for (int64_t b0 = 0; b0 < n; b0 += kNormBlock) {
     const int64_t b1 = std::min(n, b0 + kNormBlock);
@@ -153,11 +178,11 @@ void norm_row_sums(const T* x, const T* dy, int64_t n, A m, bool second, double&
     if constexpr (norm_vec<T, A>) {
       using V = Vec<T>;
       V v1(T(0)), v2(T(0));
-      const V vm(m);
+      const V vm(m), zero(T(0));
       for (; i + V::size <= b1; i += V::size) {
         const V d = V::load(x + i) - vm;
         if (dy) {
-          const V g = V::load(dy + i);
+          const V g = mask ? select_lt(zero, V::load(mask + i), V::load(dy + i), zero) : V::load(dy + i);
           v1 = v1 + g;
           v2 = vfmadd(g, d, v2);
         } else {
@@ -169,109 +194,245 @@ void norm_row_sums(const T* x, const T* dy, int64_t n, A m, bool second, double&
     }
     for (; i < b1; ++i) {
       const A d = static_cast<A>(x[i]) - m;
-      if (dy) p1 += static_cast<A>(dy[i]), p2 += static_cast<A>(dy[i]) * d;
-      else p1 += static_cast<A>(x[i]), p2 += second ? d * d : A(0);
+      if (dy) {
+        const A g = mask && !(static_cast<A>(mask[i]) > A(0)) ? A(0) : static_cast<A>(dy[i]);
+        p1 += g, p2 += g * d;
+      } else {
+        p1 += static_cast<A>(x[i]), p2 += second ? d * d : A(0);
+      }
     }
     s1 += double(p1), s2 += double(p2);
   }
 }
 
-/// y = (x - m) * a + c over a contiguous run (centering first: no cancellation for a large m).
+/// y = (x - m) * a + c over a contiguous run (centering first: no cancellation for a large m);
+/// relu: y = max(0, that) (NaN stays NaN).
 template <class T, class A>
-void norm_row_scale(const T* x, T* y, int64_t n, A m, A a, A c) {
+void norm_row_scale(const T* x, T* y, int64_t n, A m, A a, A c, bool relu = false) {
   int64_t i = 0;
   if constexpr (norm_vec<T, A>) {
     using V = Vec<T>;
-    const V vm(m), va(a), vc(c);
-    for (; i + V::size <= n; i += V::size) vfmadd(V::load(x + i) - vm, va, vc).store(y + i);
+    const V vm(m), va(a), vc(c), zero(T(0));
+    if (relu)
+      for (; i + V::size <= n; i += V::size) vmax(zero, vfmadd(V::load(x + i) - vm, va, vc)).store(y + i);
+    else
+      for (; i + V::size <= n; i += V::size) vfmadd(V::load(x + i) - vm, va, vc).store(y + i);
   }
-  for (; i < n; ++i) y[i] = cast_value<T>((static_cast<A>(x[i]) - m) * a + c);
+  for (; i < n; ++i) {
+    const A z = (static_cast<A>(x[i]) - m) * a + c;
+    y[i] = cast_value<T>(relu && z < A(0) ? A(0) : z);
+  }
 }
 
-/// dx = a * (dy - mdy - (x - m) * q) over a contiguous run; x may be null when q == 0 (dx = a * (dy - mdy)).
+/// dx = a * (g - mdy - (x - m) * q) over a contiguous run, g = dy (or dy * [mask > 0] with a mask);
+/// x may be null when q == 0 (dx = a * (g - mdy)).
 template <class T, class A>
-void norm_row_dx(const T* dy, const T* x, T* dx, int64_t n, A a, A mdy, A m, A q) {
+void norm_row_dx(const T* dy, const T* x, T* dx, int64_t n, A a, A mdy, A m, A q, const T* mask = nullptr) {
   int64_t i = 0;
   if constexpr (norm_vec<T, A>) {
     using V = Vec<T>;
-    const V va(a), vmdy(mdy), vm(m), vq(q);
+    const V va(a), vmdy(mdy), vm(m), vq(q), zero(T(0));
+    auto g = [&](int64_t j) { return mask ? select_lt(zero, V::load(mask + j), V::load(dy + j), zero) : V::load(dy + j); };
     if (x)
-      for (; i + V::size <= n; i += V::size)
-        (va * vfmadd(vm - V::load(x + i), vq, V::load(dy + i) - vmdy)).store(dx + i);
+      for (; i + V::size <= n; i += V::size) (va * vfmadd(vm - V::load(x + i), vq, g(i) - vmdy)).store(dx + i);
     else
-      for (; i + V::size <= n; i += V::size) (va * (V::load(dy + i) - vmdy)).store(dx + i);
+      for (; i + V::size <= n; i += V::size) (va * (g(i) - vmdy)).store(dx + i);
   }
-  for (; i < n; ++i)
-    dx[i] = cast_value<T>(a * (static_cast<A>(dy[i]) - mdy - (x ? (static_cast<A>(x[i]) - m) * q : A(0))));
+  for (; i < n; ++i) {
+    const A g = mask && !(static_cast<A>(mask[i]) > A(0)) ? A(0) : static_cast<A>(dy[i]);
+    dx[i] = cast_value<T>(a * (g - mdy - (x ? (static_cast<A>(x[i]) - m) * q : A(0))));
+  }
+}
+
+// ---------------------------------------------------------------- batch norm, rows of C (channels-last)
+
+/// The fixed blocking of R rows of C values: `rows` rows per block, `blocks` blocks (at most kNormMaxBlocks).
+inline void norm_row_blocks(int64_t R, int64_t C, int64_t& rows, int64_t& blocks) {
+  rows = std::max({int64_t(1), kNormGrain / std::max<int64_t>(C, 1), (R + kNormMaxBlocks - 1) / kNormMaxBlocks});
+  blocks = (R + rows - 1) / rows;
+}
+
+/// Chan's update per channel: (na, ma, qa) += (nb, mb, qb), with (count, mean [C], m2 [C]).
+template <class B>
+void norm_chan_merge(double na, double* ma, double* qa, double nb, const B* mb, const B* qb, int64_t C) {
+  const double tot = na + nb;
+  for (int64_t c = 0; c < C; ++c) {
+    const double delta = double(mb[c]) - ma[c];
+    ma[c] += delta * nb / tot;
+    qa[c] += double(qb[c]) + delta * delta * na * nb / tot;
+  }
+}
+
+/// acc[c] += x[c] over one row of C (x - m)^2 when m is given.
+template <class T, class A>
+void norm_cols_add(A* acc, const T* xr, const A* m, int64_t C) {
+  int64_t c = 0;
+  if constexpr (norm_vec<T, A>) {
+    using V = Vec<T>;
+    if (m)
+      for (; c + V::size <= C; c += V::size) {
+        const V d = V::load(xr + c) - V::load(m + c);
+        vfmadd(d, d, V::load(acc + c)).store(acc + c);
+      }
+    else
+      for (; c + V::size <= C; c += V::size) (V::load(acc + c) + V::load(xr + c)).store(acc + c);
+  }
+  for (; c < C; ++c) {
+    const A v = static_cast<A>(xr[c]) - (m ? m[c] : A(0));
+    acc[c] += m ? v * v : v;
+  }
+}
+
+/// Per-channel mean and biased var of x [R, C] (see the top of this file: blocks of tiles, Chan's update).
+template <class T, class A>
+void batch_norm_rows_stats(const T* x, A* mean, A* var, int64_t R, int64_t C) {
+  int64_t rows, blocks;
+  norm_row_blocks(R, C, rows, blocks);
+  const int64_t tile = std::max<int64_t>(1, kNormTile / C);
+  std::vector<double> part(size_t(2 * blocks * C), 0.0);  // per block: mean [C], m2 [C]
+  parallel_for(0, blocks, 1, [&](int64_t lo, int64_t hi) {
+    std::vector<A> tm(static_cast<size_t>(C)), tq(static_cast<size_t>(C));  // the tile's sums (then mean) and squared deviations
+    for (int64_t k = lo; k < hi; ++k) {
+      double *bm = part.data() + 2 * k * C, *bq = bm + C, cnt = 0;
+      const int64_t r_end = std::min(R, (k + 1) * rows);
+      for (int64_t r0 = k * rows; r0 < r_end; r0 += tile) {
+        const int64_t r1 = std::min(r_end, r0 + tile);
+        std::fill(tm.begin(), tm.end(), A(0));
+        std::fill(tq.begin(), tq.end(), A(0));
+        for (int64_t r = r0; r < r1; ++r) norm_cols_add<T, A>(tm.data(), x + r * C, nullptr, C);
+        for (A& v : tm) v /= A(r1 - r0);
+        for (int64_t r = r0; r < r1; ++r) norm_cols_add<T, A>(tq.data(), x + r * C, tm.data(), C);  // from L1
+        norm_chan_merge(cnt, bm, bq, double(r1 - r0), tm.data(), tq.data(), C);
+        cnt += double(r1 - r0);
+      }
+    }
+  });
+  std::vector<double> m(size_t(C), 0.0), q(size_t(C), 0.0);
+  double cnt = 0;
+  for (int64_t k = 0; k < blocks; ++k) {  // in block order: the same result for any thread count
+    const double nb = double(std::min(R, (k + 1) * rows) - k * rows);
+    norm_chan_merge(cnt, m.data(), q.data(), nb, part.data() + 2 * k * C, part.data() + (2 * k + 1) * C, C);
+    cnt += nb;
+  }
+  for (int64_t c = 0; c < C; ++c) mean[c] = A(m[size_t(c)]), var[c] = A(q[size_t(c)] / double(R));
+}
+
+/// y = (x - mean) * scale + shift per channel over x, y [R, C] (max(0, .) with relu).
+template <class T, class A>
+void batch_norm_rows_apply(const T* x, T* y, const A* mean, const A* scale, const A* shift, int64_t R, int64_t C,
+                           bool relu) {
+  parallel_for(0, R, std::max<int64_t>(1, kNormGrain / C), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* xr = x + r * C;
+      T* yr = y + r * C;
+      int64_t c = 0;
+      if constexpr (norm_vec<T, A>) {
+        using V = Vec<T>;
+        const V zero(T(0));
+        for (; c + V::size <= C; c += V::size) {
+          const V z = vfmadd(V::load(xr + c) - V::load(mean + c), V::load(scale + c), V::load(shift + c));
+          (relu ? vmax(zero, z) : z).store(yr + c);
+        }
+      }
+      for (; c < C; ++c) {
+        const A z = (static_cast<A>(xr[c]) - mean[c]) * scale[c] + shift[c];
+        yr[c] = cast_value<T>(relu && z < A(0) ? A(0) : z);
+      }
+    }
+  });
+}
+
+/// Per-channel sdy = sum g and sdx = sum g * (x - mean) over dy, x [R, C] (g = dy, or dy * [mask > 0]
+/// with a mask [R, C]); tiles summed in A, added to per-block partials in double, blocks in order.
+template <class T, class A>
+void batch_norm_rows_grad_sums(const T* dy, const T* x, const T* mask, const A* mean, double* sdy, double* sdx,
+                               int64_t R, int64_t C) {
+  int64_t rows, blocks;
+  norm_row_blocks(R, C, rows, blocks);
+  const int64_t tile = std::max<int64_t>(1, kNormTile / C);
+  std::vector<double> part(size_t(2 * blocks * C), 0.0);  // per block: sum g [C], sum g (x - mean) [C]
+  parallel_for(0, blocks, 1, [&](int64_t lo, int64_t hi) {
+    std::vector<A> t1(static_cast<size_t>(C)), t2(static_cast<size_t>(C));
+    for (int64_t k = lo; k < hi; ++k) {
+      double *p1 = part.data() + 2 * k * C, *p2 = p1 + C;
+      const int64_t r_end = std::min(R, (k + 1) * rows);
+      for (int64_t r0 = k * rows; r0 < r_end; r0 += tile) {
+        const int64_t r1 = std::min(r_end, r0 + tile);
+        std::fill(t1.begin(), t1.end(), A(0));
+        std::fill(t2.begin(), t2.end(), A(0));
+        for (int64_t r = r0; r < r1; ++r) {
+          const T *gr = dy + r * C, *xr = x + r * C, *mr = mask ? mask + r * C : nullptr;
+          int64_t c = 0;
+          if constexpr (norm_vec<T, A>) {
+            using V = Vec<T>;
+            const V zero(T(0));
+            for (; c + V::size <= C; c += V::size) {
+              const V g = mr ? select_lt(zero, V::load(mr + c), V::load(gr + c), zero) : V::load(gr + c);
+              (V::load(t1.data() + c) + g).store(t1.data() + c);
+              vfmadd(g, V::load(xr + c) - V::load(mean + c), V::load(t2.data() + c)).store(t2.data() + c);
+            }
+          }
+          for (; c < C; ++c) {
+            const A g = mr && !(static_cast<A>(mr[c]) > A(0)) ? A(0) : static_cast<A>(gr[c]);
+            t1[size_t(c)] += g, t2[size_t(c)] += g * (static_cast<A>(xr[c]) - mean[c]);
+          }
+        }
+        for (int64_t c = 0; c < C; ++c) p1[c] += double(t1[size_t(c)]), p2[c] += double(t2[size_t(c)]);
+      }
+    }
+  });
+  std::fill(sdy, sdy + C, 0.0);
+  std::fill(sdx, sdx + C, 0.0);
+  for (int64_t k = 0; k < blocks; ++k)
+    for (int64_t c = 0; c < C; ++c) sdy[c] += part[size_t((2 * k) * C + c)], sdx[c] += part[size_t((2 * k + 1) * C + c)];
+}
+
+/// dx = a * (g - mdy - (x - mean) * q) per channel over dy, x, dx [R, C] (g as in batch_norm_rows_grad_sums).
+template <class T, class A>
+void batch_norm_rows_dx(const T* dy, const T* x, const T* mask, const A* mean, const A* a, const A* mdy, const A* q,
+                        T* dx, int64_t R, int64_t C) {
+  parallel_for(0, R, std::max<int64_t>(1, kNormGrain / C), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T *gr = dy + r * C, *xr = x + r * C, *mr = mask ? mask + r * C : nullptr;
+      T* dr = dx + r * C;
+      int64_t c = 0;
+      if constexpr (norm_vec<T, A>) {
+        using V = Vec<T>;
+        const V zero(T(0));
+        for (; c + V::size <= C; c += V::size) {
+          const V g = mr ? select_lt(zero, V::load(mr + c), V::load(gr + c), zero) : V::load(gr + c);
+          const V t = vfmadd(V::load(mean + c) - V::load(xr + c), V::load(q + c), g - V::load(mdy + c));
+          (V::load(a + c) * t).store(dr + c);
+        }
+      }
+      for (; c < C; ++c) {
+        const A g = mr && !(static_cast<A>(mr[c]) > A(0)) ? A(0) : static_cast<A>(gr[c]);
+        dr[c] = cast_value<T>(a[c] * (g - mdy[c] - (static_cast<A>(xr[c]) - mean[c]) * q[c]));
+      }
+    }
+  });
 }
 
 // ---------------------------------------------------------------- batch norm
 
-/// Per-channel statistics of [B, C] (S == 1) columns [c0, c1): mean and biased var over B rows,
-/// two passes with SIMD across channels.
+/// Batch norm forward: x, y [B, C, S] laid out as d says (y in the same layout); w, b [C] or null;
+/// mean, var, invstd [C] (mean and var are computed when training, read otherwise; invstd is always
+/// written). d.relu writes y = max(0, bn(x)). Needs B * S > 0.
 template <class T, class A>
-void batch_norm_cols_stats(const T* x, A* mean, A* var, int64_t B, int64_t C, int64_t c0, int64_t c1) {
-  std::vector<A> s(size_t(c1 - c0), A(0));
-  for (int pass = 0; pass < 2; ++pass) {
-    for (int64_t n = 0; n < B; ++n) {
-      const T* xr = x + n * C;
-      int64_t c = c0;
-      if constexpr (norm_vec<T, A>) {
-        using V = Vec<T>;
-        for (; c + V::size <= c1; c += V::size) {
-          const V xv = V::load(xr + c), acc = V::load(s.data() + (c - c0));
-          if (pass == 0) {
-            (acc + xv).store(s.data() + (c - c0));
-          } else {
-            const V d = xv - V::load(mean + c);
-            vfmadd(d, d, acc).store(s.data() + (c - c0));
-          }
-        }
-      }
-      for (; c < c1; ++c) {
-        const A xv = static_cast<A>(xr[c]);
-        s[size_t(c - c0)] += pass == 0 ? xv : (xv - mean[c]) * (xv - mean[c]);
-      }
-    }
-    for (int64_t c = c0; c < c1; ++c) {
-      (pass == 0 ? mean : var)[c] = s[size_t(c - c0)] / A(B);
-      s[size_t(c - c0)] = 0;
-    }
-  }
-}
-
-/// Batch norm forward: x, y [B, C, S]; w, b [C] or null; mean, var, invstd [C] (mean and var are
-/// computed when training, read otherwise; invstd is always written). Needs B * S > 0.
-template <class T, class A>
-void batch_norm_fwd_kernel(const T* x, T* y, const A* w, const A* b, A* mean, A* var, A* invstd, int64_t B,
-                           int64_t C, int64_t S, double eps, bool training) {
-  const int64_t per_channel = B * S;
+void batch_norm_fwd_kernel(const T* x, T* y, const A* w, const A* b, A* mean, A* var, A* invstd, const BatchNormDims& d,
+                           double eps, bool training) {
+  const int64_t B = d.B, C = d.C, S = d.S, per_channel = B * S;
   if (C == 0 || per_channel == 0) return;
   auto finish = [&](int64_t c) { invstd[c] = A(1) / std::sqrt(var[c] + A(eps)); };
-  if (S == 1) {
-    const int64_t grain = std::max<int64_t>(16, kNormGrain / B);
-    parallel_for(0, C, grain, [&](int64_t c0, int64_t c1) {
-      if (training) batch_norm_cols_stats<T, A>(x, mean, var, B, C, c0, c1);
-      std::vector<A> scale(size_t(c1 - c0)), shift(size_t(c1 - c0));  // y = (x - mean) * scale + shift
-      for (int64_t c = c0; c < c1; ++c) {
-        finish(c);
-        scale[size_t(c - c0)] = invstd[c] * (w ? w[c] : A(1));
-        shift[size_t(c - c0)] = b ? b[c] : A(0);
-      }
-      for (int64_t n = 0; n < B; ++n) {
-        const T* xr = x + n * C;
-        T* yr = y + n * C;
-        int64_t c = c0;
-        if constexpr (norm_vec<T, A>) {
-          using V = Vec<T>;
-          const A *sc = scale.data(), *sh = shift.data();
-          for (; c + V::size <= c1; c += V::size)
-            vfmadd(V::load(xr + c) - V::load(mean + c), V::load(sc + (c - c0)), V::load(sh + (c - c0))).store(yr + c);
-        }
-        for (; c < c1; ++c)
-          yr[c] = cast_value<T>((static_cast<A>(xr[c]) - mean[c]) * scale[size_t(c - c0)] + shift[size_t(c - c0)]);
-      }
-    });
+  if (d.channels_last || S == 1) {  // rows of C
+    if (training) batch_norm_rows_stats<T, A>(x, mean, var, per_channel, C);
+    std::vector<A> scale(static_cast<size_t>(C)), shift(static_cast<size_t>(C));  // y = (x - mean) * scale + shift
+    for (int64_t c = 0; c < C; ++c) {
+      finish(c);
+      scale[size_t(c)] = invstd[c] * (w ? w[c] : A(1));
+      shift[size_t(c)] = b ? b[c] : A(0);
+    }
+    batch_norm_rows_apply<T, A>(x, y, mean, scale.data(), shift.data(), per_channel, C, d.relu);
     return;
   }
   const int64_t grain = std::max<int64_t>(1, kNormGrain / per_channel);
@@ -295,76 +456,40 @@ void batch_norm_fwd_kernel(const T* x, T* y, const A* w, const A* b, A* mean, A*
       finish(c);
       const A scale = invstd[c] * (w ? w[c] : A(1)), shift = b ? b[c] : A(0);
       for (int64_t n = 0; n < B; ++n)
-        norm_row_scale<T, A>(x + (n * C + c) * S, y + (n * C + c) * S, S, mean[c], scale, shift);
+        norm_row_scale<T, A>(x + (n * C + c) * S, y + (n * C + c) * S, S, mean[c], scale, shift, d.relu);
     }
   });
 }
 
-/// Batch norm backward: dy, x, dx [B, C, S]; w [C] or null; mean, invstd [C] from the forward;
-/// dw, db [C]. Any of dx, dw, db may be null (not wanted). Needs B * S > 0.
+/// Batch norm backward: dy, x, dx [B, C, S] laid out as d says (dx in the same layout); y [B, C, S],
+/// the forward's output, read only with d.relu (g = dy * [y > 0]); w [C] or null; mean, invstd [C]
+/// from the forward; dw, db [C]. Any of dx, dw, db may be null (not wanted). Needs B * S > 0.
 template <class T, class A>
-void batch_norm_bwd_kernel(const T* dy, const T* x, const A* w, const A* mean, const A* invstd, T* dx, A* dw, A* db,
-                           int64_t B, int64_t C, int64_t S, bool training) {
-  const int64_t per_channel = B * S;
+void batch_norm_bwd_kernel(const T* dy, const T* x, const T* y, const A* w, const A* mean, const A* invstd, T* dx,
+                           A* dw, A* db, const BatchNormDims& d, bool training) {
+  const int64_t B = d.B, C = d.C, S = d.S, per_channel = B * S;
   if (C == 0 || per_channel == 0) return;
+  const T* mask = d.relu ? y : nullptr;
   const bool need_sums = dw || db || (dx && training);
   const A inv_n = A(1) / A(per_channel);
-  // dx = a * (dy - mdy - (x - mean) * q), from sdy = sum dy and sdx = sum dy * (x - mean):
+  // dx = a * (g - mdy - (x - mean) * q), from sdy = sum g and sdx = sum g * (x - mean):
   // a = w * invstd, mdy = sdy / N, q = invstd^2 * sdx / N (mdy = q = 0 in eval)
   auto coefficients = [&](int64_t c, A sdy, A sdx, A& a, A& mdy, A& q) {
     a = invstd[c] * (w ? w[c] : A(1));
     mdy = training ? sdy * inv_n : A(0);
     q = training ? invstd[c] * invstd[c] * sdx * inv_n : A(0);
   };
-  if (S == 1) {
-    const int64_t grain = std::max<int64_t>(16, kNormGrain / B);
-    parallel_for(0, C, grain, [&](int64_t lo, int64_t hi) {
-      const size_t w_ = size_t(hi - lo);
-      std::vector<A> sdy(w_, A(0)), sdx(w_, A(0)), ka(w_), kmdy(w_), kq(w_);
-      if (need_sums)
-        for (int64_t n = 0; n < B; ++n) {
-          const T *gr = dy + n * C, *xr = x + n * C;
-          int64_t c = lo;
-          if constexpr (norm_vec<T, A>) {
-            using V = Vec<T>;
-            for (; c + V::size <= hi; c += V::size) {
-              const size_t j = size_t(c - lo);
-              const V g = V::load(gr + c), d = V::load(xr + c) - V::load(mean + c);
-              (V::load(sdy.data() + j) + g).store(sdy.data() + j);
-              vfmadd(g, d, V::load(sdx.data() + j)).store(sdx.data() + j);
-            }
-          }
-          for (; c < hi; ++c) {
-            const A g = static_cast<A>(gr[c]);
-            sdy[size_t(c - lo)] += g, sdx[size_t(c - lo)] += g * (static_cast<A>(xr[c]) - mean[c]);
-          }
-        }
-      for (int64_t c = lo; c < hi; ++c) {
-        const size_t j = size_t(c - lo);
-        if (dw) dw[c] = sdx[j] * invstd[c];
-        if (db) db[c] = sdy[j];
-        coefficients(c, sdy[j], sdx[j], ka[j], kmdy[j], kq[j]);
-      }
-      if (!dx) return;
-      for (int64_t n = 0; n < B; ++n) {
-        const T *gr = dy + n * C, *xr = x + n * C;
-        T* dr = dx + n * C;
-        int64_t c = lo;
-        if constexpr (norm_vec<T, A>) {
-          using V = Vec<T>;
-          for (; c + V::size <= hi; c += V::size) {
-            const size_t j = size_t(c - lo);
-            const V t = vfmadd(V::load(mean + c) - V::load(xr + c), V::load(kq.data() + j),
-                               V::load(gr + c) - V::load(kmdy.data() + j));
-            (V::load(ka.data() + j) * t).store(dr + c);
-          }
-        }
-        for (; c < hi; ++c) {
-          const size_t j = size_t(c - lo);
-          dr[c] = cast_value<T>(ka[j] * (static_cast<A>(gr[c]) - kmdy[j] - (static_cast<A>(xr[c]) - mean[c]) * kq[j]));
-        }
-      }
-    });
+  if (d.channels_last || S == 1) {  // rows of C
+    std::vector<double> sdy(size_t(C), 0.0), sdx(size_t(C), 0.0);
+    if (need_sums) batch_norm_rows_grad_sums<T, A>(dy, x, mask, mean, sdy.data(), sdx.data(), per_channel, C);
+    std::vector<A> ka(static_cast<size_t>(C)), kmdy(static_cast<size_t>(C)), kq(static_cast<size_t>(C));
+    for (int64_t c = 0; c < C; ++c) {
+      const size_t j = size_t(c);
+      if (dw) dw[c] = A(sdx[j]) * invstd[c];
+      if (db) db[c] = A(sdy[j]);
+      coefficients(c, A(sdy[j]), A(sdx[j]), ka[j], kmdy[j], kq[j]);
+    }
+    if (dx) batch_norm_rows_dx<T, A>(dy, x, mask, mean, ka.data(), kmdy.data(), kq.data(), dx, per_channel, C);
     return;
   }
   const int64_t grain = std::max<int64_t>(1, kNormGrain / per_channel);
@@ -373,8 +498,9 @@ void batch_norm_bwd_kernel(const T* dy, const T* x, const A* w, const A* mean, c
       double sdy = 0, sdx = 0;
       if (need_sums)
         for (int64_t n = 0; n < B; ++n) {
+          const int64_t off = (n * C + c) * S;
           double s1, s2;
-          norm_row_sums<T, A>(x + (n * C + c) * S, dy + (n * C + c) * S, S, mean[c], true, s1, s2);
+          norm_row_sums<T, A>(x + off, dy + off, S, mean[c], true, s1, s2, mask ? mask + off : nullptr);
           sdy += s1, sdx += s2;
         }
       if (dw) dw[c] = A(sdx) * invstd[c];
@@ -384,7 +510,8 @@ void batch_norm_bwd_kernel(const T* dy, const T* x, const A* w, const A* mean, c
       coefficients(c, A(sdy), A(sdx), a, mdy, q);
       for (int64_t n = 0; n < B; ++n) {
         const int64_t off = (n * C + c) * S;
-        norm_row_dx<T, A>(dy + off, training ? x + off : nullptr, dx + off, S, a, mdy, mean[c], q);
+        norm_row_dx<T, A>(dy + off, training ? x + off : nullptr, dx + off, S, a, mdy, mean[c], q,
+                          mask ? mask + off : nullptr);
       }
     }
   });
@@ -427,9 +554,6 @@ void layer_norm_fwd_kernel(const T* x, T* y, const A* w, const A* b, A* mean, A*
     }
   });
 }
-
-/// Most row blocks the layer norm backward splits M into (each keeps a partial dw, db of N values).
-inline constexpr int64_t kNormMaxBlocks = 64;
 
 /// One row of the layer norm backward: dr = dx of the row (when not null), and the row's
 /// dy * xhat and dy added into pw, pb (when not null).

@@ -8,6 +8,13 @@
 //   variance stat is unbiased (N / (N - 1) var); done in place under NoGrad, not recorded
 //   backward (xhat = (x - mean) * invstd):  dbias = sum dy,  dweight = sum dy * xhat,
 //     training: dx = weight * invstd / N * (N dy - sum dy - xhat sum(dy * xhat));  eval: dx = weight * invstd * dy
+//   layouts: x contiguous ([B][C][S] memory) or channels-last dense (C innermost: x.stride(1) == 1, then the
+//   spatial dims, then B) is read in place and y, dx come back in the same layout; any other x is copied
+//   to contiguous first.
+// batch_norm_relu, the fused y = max(batch_norm(x, ...), 0): the same statistics and running-stat update,
+//   y written in one pass after the statistics. It saves x, y and the [C] statistics, not the
+//   pre-ReLU value: the backward is batch_norm's with dy masked by y > 0 (g = dy [y > 0], which is
+//   relu's mask, as y > 0 exactly where bn(x) > 0), xhat recomputed from x, in one fused kernel.
 // layer_norm, x [..., *normalized_shape], over the last normalized_shape.size() dims of each row:
 //   y = (x - mean) / sqrt(var + eps) * weight + bias         (weight, bias of normalized_shape)
 //   backward (g = dy * weight): dx = invstd * (g - mean(g) - xhat mean(g * xhat)),
@@ -47,71 +54,124 @@ inline void check_norm_param(const Tensor& p, const char* op, const char* what, 
   STRATA_CHECK(is_floating(p.dtype()), op, "got ", what, " of dtype ", p.dtype(), ", expected a floating dtype");
 }
 
-/// [B, C, S] sizes of a batch-norm input.
-inline void batch_norm_sizes(const Shape& s, int64_t& B, int64_t& C, int64_t& S) {
-  B = s[0], C = s[1], S = 1;
-  for (size_t i = 2; i < s.size(); ++i) S *= s[i];
+/// [B, C, S] sizes of a batch-norm input, in the layout `channels_last` says.
+inline cpu::BatchNormDims batch_norm_dims(const Shape& s, bool channels_last, bool relu) {
+  cpu::BatchNormDims d{.B = s[0], .C = s[1], .S = 1, .channels_last = channels_last, .relu = relu};
+  for (size_t i = 2; i < s.size(); ++i) d.S *= s[i];
+  return d;
+}
+
+/// Whether x [B, C, ...] (3 dims or more) is dense with C innermost: x.stride(1) == 1, then the
+/// spatial dims from the last, then B (size-1 dims may have any stride).
+inline bool is_channels_last_dense(const Tensor& x) {
+  if (x.dim() < 3 || x.is_contiguous()) return false;
+  int64_t expect = 1;
+  auto next = [&](int d) {
+    const bool ok = x.size(d) == 1 || x.stride(d) == expect;
+    expect *= x.size(d);
+    return ok;
+  };
+  bool ok = next(1);
+  for (int d = x.dim() - 1; d >= 2; --d) ok = ok && next(d);
+  return ok && next(0);
+}
+
+/// The dims order [B, spatial..., C] of a channels-last tensor of rank n, and its inverse.
+inline std::vector<int64_t> channels_last_order(int n, bool inverse) {
+  std::vector<int64_t> p{0};
+  if (inverse) p.push_back(n - 1);
+  for (int d = inverse ? 1 : 2; d < (inverse ? n - 1 : n); ++d) p.push_back(d);
+  if (!inverse) p.push_back(1);
+  return p;
+}
+
+/// t (no graph) in the layout the kernels read: contiguous, or channels-last dense when `channels_last`
+/// (a copy only where t is not that already).
+inline Tensor norm_in_layout(const Tensor& t, bool channels_last) {
+  if (!channels_last) return contiguous(detach(t));
+  if (is_channels_last_dense(t)) return detach(t);
+  const int n = t.dim();
+  return permute(contiguous(permute(detach(t), channels_last_order(n, false))), channels_last_order(n, true));
+}
+
+/// An uninitialised tensor of `shape` in the layout `channels_last` says.
+inline Tensor norm_empty(const Shape& shape, DType dt, Device dev, bool channels_last) {
+  if (!channels_last) return Tensor::empty(shape, dt, dev);
+  const int n = int(shape.size());
+  Shape s;
+  for (int64_t d : channels_last_order(n, false)) s.push_back(shape[size_t(d)]);
+  return permute(Tensor::empty(s, dt, dev), channels_last_order(n, true));
 }
 
 }  // namespace detail
 
 /// Batch norm forward: (y, mean, var, invstd), the last three [C] in the statistics dtype. training:
 /// batch statistics; else mean = running_mean, var = running_var (copied). weight, bias may be undefined.
+/// relu: y = max(y, 0). y comes in x's layout when x is channels-last dense, else contiguous.
 inline std::vector<Tensor> batch_norm_fwd(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
-                                          const Tensor& weight, const Tensor& bias, bool training, double eps) {
-  int64_t B, C, S;
-  detail::batch_norm_sizes(x.shape(), B, C, S);
+                                          const Tensor& weight, const Tensor& bias, bool training, double eps,
+                                          bool relu = false) {
+  const bool cl = detail::is_channels_last_dense(x);
+  const cpu::BatchNormDims d = detail::batch_norm_dims(x.shape(), cl, relu);
   const DType st = detail::norm_stat_dtype(x);
-  const Tensor xc = contiguous(detach(x)), w = detail::norm_param(weight, st), b = detail::norm_param(bias, st);
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  Tensor mean = training ? Tensor::empty({C}, st, x.device()) : clone(detail::norm_param(running_mean, st));
-  Tensor var = training ? Tensor::empty({C}, st, x.device()) : clone(detail::norm_param(running_var, st));
-  Tensor invstd = Tensor::empty({C}, st, x.device());
-  dispatch_float(x.dtype(), "batch_norm", [&]<class T>(type_tag<T>) {
+  const Tensor xc = detail::norm_in_layout(x, cl), w = detail::norm_param(weight, st), b = detail::norm_param(bias, st);
+  Tensor y = detail::norm_empty(x.shape(), x.dtype(), x.device(), cl);
+  Tensor mean = training ? Tensor::empty({d.C}, st, x.device()) : clone(detail::norm_param(running_mean, st));
+  Tensor var = training ? Tensor::empty({d.C}, st, x.device()) : clone(detail::norm_param(running_var, st));
+  Tensor invstd = Tensor::empty({d.C}, st, x.device());
+  dispatch_float(x.dtype(), relu ? "batch_norm_relu" : "batch_norm", [&]<class T>(type_tag<T>) {
     using A = acc_t<T>;
     cpu::batch_norm_fwd_kernel<T, A>(xc.data_ptr<T>(), y.data_ptr<T>(), detail::ptr_or_null<A>(w),
                                      detail::ptr_or_null<A>(b), mean.data_ptr<A>(), var.data_ptr<A>(),
-                                     invstd.data_ptr<A>(), B, C, S, eps, training);
+                                     invstd.data_ptr<A>(), d, eps, training);
   });
   return {y, mean, var, invstd};
 }
 
 /// Batch norm backward: {dx, dweight, dbias} from the forward's mean and invstd; each only where its
-/// `need` flag is set (else undefined). dweight and dbias come in the statistics dtype.
+/// `need` flag is set (else undefined). dweight and dbias come in the statistics dtype. y: the fused
+/// ReLU's output (dout is masked by y > 0), or undefined for plain batch norm. dx comes in x's layout
+/// when x is channels-last dense (dout and y are brought to it), else contiguous.
 inline std::vector<Tensor> batch_norm_bwd(const Tensor& dout, const Tensor& x, const Tensor& weight, const Tensor& mean,
-                                          const Tensor& invstd, bool training, std::array<bool, 3> need) {
-  STRATA_CHECK(dout.shape() == x.shape(), "batch_norm_backward", "got dout of shape ", dout.shape(),
-               " for x of shape ", x.shape(), ", expected equal shapes");
-  int64_t B, C, S;
-  detail::batch_norm_sizes(x.shape(), B, C, S);
+                                          const Tensor& invstd, bool training, std::array<bool, 3> need,
+                                          const Tensor& y = Tensor()) {
+  const char* name = y.defined() ? "batch_norm_relu_backward" : "batch_norm_backward";
+  STRATA_CHECK(dout.shape() == x.shape(), name, "got dout of shape ", dout.shape(), " for x of shape ", x.shape(),
+               ", expected equal shapes");
+  STRATA_CHECK(!y.defined() || y.shape() == x.shape(), name, "got y of shape ", y.shape(), " for x of shape ",
+               x.shape(), ", expected equal shapes");
+  const bool cl = detail::is_channels_last_dense(x);
+  const cpu::BatchNormDims d = detail::batch_norm_dims(x.shape(), cl, y.defined());
   const DType st = mean.dtype();
-  const Tensor xc = contiguous(x), dc = contiguous(to(detach(dout), x.dtype())), w = detail::norm_param(weight, st);
-  Tensor dx = need[0] ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();
-  Tensor dw = need[1] ? Tensor::empty({C}, st, x.device()) : Tensor();
-  Tensor db = need[2] ? Tensor::empty({C}, st, x.device()) : Tensor();
-  dispatch_float(x.dtype(), "batch_norm_backward", [&]<class T>(type_tag<T>) {
+  const Tensor xc = detail::norm_in_layout(x, cl), dc = detail::norm_in_layout(to(detach(dout), x.dtype()), cl);
+  const Tensor yc = y.defined() ? detail::norm_in_layout(y, cl) : Tensor(), w = detail::norm_param(weight, st);
+  Tensor dx = need[0] ? detail::norm_empty(x.shape(), x.dtype(), x.device(), cl) : Tensor();
+  Tensor dw = need[1] ? Tensor::empty({d.C}, st, x.device()) : Tensor();
+  Tensor db = need[2] ? Tensor::empty({d.C}, st, x.device()) : Tensor();
+  dispatch_float(x.dtype(), name, [&]<class T>(type_tag<T>) {
     using A = acc_t<T>;
-    cpu::batch_norm_bwd_kernel<T, A>(dc.data_ptr<T>(), xc.data_ptr<T>(), detail::ptr_or_null<A>(w), mean.data_ptr<A>(),
-                                     invstd.data_ptr<A>(), detail::ptr_or_null<T>(dx), detail::ptr_or_null<A>(dw),
-                                     detail::ptr_or_null<A>(db), B, C, S, training);
+    cpu::batch_norm_bwd_kernel<T, A>(dc.data_ptr<T>(), xc.data_ptr<T>(), detail::ptr_or_null<T>(yc),
+                                     detail::ptr_or_null<A>(w), mean.data_ptr<A>(), invstd.data_ptr<A>(),
+                                     detail::ptr_or_null<T>(dx), detail::ptr_or_null<A>(dw),
+                                     detail::ptr_or_null<A>(db), d, training);
   });
   return {dx, dw, db};
 }
 
-/// Batch normalization over dim 1 of x [B, C, ...]. training: batch statistics (biased variance),
-/// and running_mean/running_var, when defined, updated in place with the unbiased variance:
-/// running = (1 - momentum) * running + momentum * stat. eval: running statistics. weight and
-/// bias ([C]) may be undefined.
-inline Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
-                         const Tensor& bias, bool training, double momentum = 0.1, double eps = 1e-5) {
-  const char* name = "batch_norm";
+namespace detail {
+
+/// batch_norm (relu = false) and batch_norm_relu: checks, forward, the running-stat update, the node.
+inline Tensor batch_norm_op(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                            const Tensor& weight, const Tensor& bias, bool training, double momentum, double eps,
+                            bool relu) {
+  const char* name = relu ? "batch_norm_relu" : "batch_norm";
   STRATA_CHECK(x.dim() >= 2, name, "got x of shape ", x.shape(), ", expected at least 2 dims [B, C, ...]");
-  detail::check_floating(x, name);
+  check_floating(x, name);
   const Shape c_shape{x.size(1)};
-  detail::check_norm_param(weight, name, "weight", c_shape, x);
-  detail::check_norm_param(bias, name, "bias", c_shape, x);
-  detail::check_norm_param(running_mean, name, "running_mean", c_shape, x);
-  detail::check_norm_param(running_var, name, "running_var", c_shape, x);
+  check_norm_param(weight, name, "weight", c_shape, x);
+  check_norm_param(bias, name, "bias", c_shape, x);
+  check_norm_param(running_mean, name, "running_mean", c_shape, x);
+  check_norm_param(running_var, name, "running_var", c_shape, x);
   STRATA_CHECK(running_mean.defined() == running_var.defined(), name, "got running_mean ",
                running_mean.defined() ? "defined" : "undefined", " and running_var ",
                running_var.defined() ? "defined" : "undefined", ", expected both or neither");
@@ -120,7 +180,7 @@ inline Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tens
   const int64_t n = x.size(1) ? x.numel() / x.size(1) : 0;
   STRATA_CHECK(!training || n > 1, name, "got x of shape ", x.shape(),
                " in training mode, expected more than 1 value per channel");
-  std::vector<Tensor> r = batch_norm_fwd(x, running_mean, running_var, weight, bias, training, eps);
+  std::vector<Tensor> r = batch_norm_fwd(x, running_mean, running_var, weight, bias, training, eps, relu);
   if (training && running_mean.defined()) {  // buffers, not part of the graph
     NoGrad ng;
     const Tensor m64 = to(r[1], DType::f64), v64 = mul(to(r[2], DType::f64), double(n) / double(n - 1));
@@ -128,19 +188,40 @@ inline Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tens
     rm.copy_(add(mul(to(detach(rm), DType::f64), 1.0 - momentum), mul(m64, momentum)));
     rv.copy_(add(mul(to(detach(rv), DType::f64), 1.0 - momentum), mul(v64, momentum)));
   }
-  const Saved xs = x, ws = weight;
+  if (!any_requires_grad({x, weight, bias})) return r[0];
+  // saved: x, the [C] statistics, and with the ReLU its output y (kept anyway as the next op's input)
+  const Saved xs = x, ws = weight, ys = relu ? Saved(r[0]) : Saved();
   const Tensor mean = r[1], invstd = r[3];
   const std::array<bool, 3> need = {x.requires_grad(), weight.defined() && weight.requires_grad(),
                                     bias.defined() && bias.requires_grad()};
   const DType wdt = weight.defined() ? weight.dtype() : x.dtype(), bdt = bias.defined() ? bias.dtype() : x.dtype();
-  return record("batch_norm_backward", r[0], {x, weight, bias},
-                [xs, ws, mean, invstd, training, need, wdt, bdt](const Tensor& dout) {
-                  const Tensor wt = ws.defined() ? ws.get() : Tensor();
-                  std::vector<Tensor> g = batch_norm_bwd(dout, xs, wt, mean, invstd, training, need);
+  return record(relu ? "batch_norm_relu_backward" : "batch_norm_backward", r[0], {x, weight, bias},
+                [xs, ws, ys, mean, invstd, training, need, wdt, bdt](const Tensor& dout) {
+                  const Tensor wt = ws.defined() ? ws.get() : Tensor(), yt = ys.defined() ? ys.get() : Tensor();
+                  std::vector<Tensor> g = batch_norm_bwd(dout, xs, wt, mean, invstd, training, need, yt);
                   if (g[1].defined()) g[1] = to(g[1], wdt);
                   if (g[2].defined()) g[2] = to(g[2], bdt);
                   return g;
                 });
+}
+
+}  // namespace detail
+
+/// Batch normalization over dim 1 of x [B, C, ...]. training: batch statistics (biased variance),
+/// and running_mean/running_var, when defined, updated in place with the unbiased variance:
+/// running = (1 - momentum) * running + momentum * stat. eval: running statistics. weight and
+/// bias ([C]) may be undefined.
+inline Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                         const Tensor& bias, bool training, double momentum = 0.1, double eps = 1e-5) {
+  return detail::batch_norm_op(x, running_mean, running_var, weight, bias, training, momentum, eps, false);
+}
+
+/// relu(batch_norm(x, ...)) as one op: the same values, gradients and running-stat update, one
+/// activation-sized tensor less kept for the backward (see the top of this file).
+inline Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                              const Tensor& weight, const Tensor& bias, bool training, double momentum = 0.1,
+                              double eps = 1e-5) {
+  return detail::batch_norm_op(x, running_mean, running_var, weight, bias, training, momentum, eps, true);
 }
 
 /// Layer norm forward: (y, mean, rstd), mean and rstd [M] (M = rows of N = numel(normalized_shape)).
