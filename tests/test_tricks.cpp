@@ -748,3 +748,55 @@ TEST_CASE("MixedPrecision: float16 is refused, naming what is supported", "[tric
   th::check_throws([] { MixedPrecision mp(DType::f16); }, {"MixedPrecision", "float16", "bfloat16"});
   CHECK(MixedPrecision().dtype == DType::bf16);
 }
+
+// ---------------------------------------------------------------- ChannelsLast (to_channelslast)
+namespace {
+/// Records the strides of what it is given and passes it on.
+struct LayoutProbe : nn::Module {
+  std::vector<Strides> seen;
+  Tensor forward(const Tensor& x) override {
+    seen.push_back(x.strides());
+    return x;
+  }
+  std::string type_name() const override { return "LayoutProbe"; }
+};
+}  // namespace
+
+TEST_CASE("ChannelsLast: 4-D batches reach the model channels-last; predictions and losses as without", "[tricks][channels_last]") {
+  const auto train = random_ds(16, {3, 5, 6}, 3, 11), valid = random_ds(8, {3, 5, 6}, 3, 12);
+  std::vector<std::shared_ptr<LayoutProbe>> probes;
+  std::vector<std::vector<double>> losses, preds;
+  for (bool cl : {false, true}) {
+    auto probe = std::make_shared<LayoutProbe>();
+    manual_seed(5);
+    auto model = std::make_shared<nn::Sequential>(probe, nn::Conv2d({.in = 3, .out = 4, .k = 3, .pad = 1}), nn::ReLU(),
+                                                  nn::AdaptiveAvgPool2d(1), nn::Flatten(), nn::Linear(4, 3));
+    Learner learn(loaders(train, valid, 8), model, nn::CrossEntropyLossFlat());
+    quiet(learn);
+    if (cl) CHECK(&learn.to_channelslast().to_channelslast() == &learn);  // a second call replaces the first
+    CHECK((learn.get_cb<ChannelsLast>() != nullptr) == cl);
+    learn.fit(2, 1e-2);
+    preds.push_back(th::values(learn.get_preds().first));
+    losses.push_back(learn.recorder().losses);
+    probes.push_back(probe);
+  }
+  // [B, C, H, W] = [8, 3, 5, 6]: NCHW strides {90, 30, 6, 1}, channels-last {90, 1, 18, 3}
+  REQUIRE(probes[0]->seen.size() == 7);  // 2 epochs of (2 train + 1 valid batches), then get_preds
+  for (const Strides& s : probes[0]->seen) CHECK(s == Strides{90, 30, 6, 1});
+  for (const Strides& s : probes[1]->seen) CHECK(s == Strides{90, 1, 18, 3});
+  CHECK(losses[1].size() == 4);
+  th::check_close(losses[1], losses[0], 1e-5, 1e-5);
+  th::check_close(preds[1], preds[0], 1e-5, 1e-5);
+}
+
+TEST_CASE("ChannelsLast: inputs that are not 4-D float pass untouched", "[tricks][channels_last]") {
+  auto probe = std::make_shared<LayoutProbe>();
+  Learner learn(th::blob_dls(8, 4, 4, false), std::make_shared<nn::Sequential>(probe, nn::Linear(2, 2)),
+                nn::CrossEntropyLossFlat());
+  quiet(learn);
+  learn.to_channelslast().fit(1, 1e-2);
+  REQUIRE(probe->seen.size() == 3);
+  for (const Strides& s : probe->seen) CHECK(s == Strides{2, 1});
+  learn.remove_cb<ChannelsLast>();
+  CHECK(learn.get_cb<ChannelsLast>() == nullptr);
+}

@@ -23,6 +23,7 @@
 #include "strata/learn/callbacks/mixup.hpp"
 #include "strata/learn/callbacks/gradient_clip.hpp"
 #include "strata/learn/callbacks/mixed_precision.hpp"
+#include "strata/learn/callbacks/channels_last.hpp"
 #include "strata/learn/callbacks/gradient_accumulation.hpp"
 #include "strata/learn/callbacks/bn_freeze.hpp"
 #include "strata/learn/callbacks/terminate_on_nan.hpp"

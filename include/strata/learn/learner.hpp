@@ -304,6 +304,9 @@ class Learner {
   Learner& to_bf16();
   /// Plain float32 again (fastai's to_fp32): removes the MixedPrecision callback. In callbacks/mixed_precision.hpp.
   Learner& to_fp32();
+  /// Channels-last batches (fastai's to_channelslast): adds a ChannelsLast callback (replacing one
+  /// already there), which lays every 4-D float input out as [B, H, W, C]. In callbacks/channels_last.hpp.
+  Learner& to_channelslast();
 
   // ---- evaluation
   /// Active learning: how unsure the model is about each of items [N, ...] (inputs as the model takes
@@ -689,6 +692,9 @@ inline void Callback::operator()(Event e) {
 #endif
 #if __has_include("strata/learn/callbacks/mixed_precision.hpp")
 #include "strata/learn/callbacks/mixed_precision.hpp"  // defines Learner::to_bf16, to_fp32
+#endif
+#if __has_include("strata/learn/callbacks/channels_last.hpp")
+#include "strata/learn/callbacks/channels_last.hpp"  // defines Learner::to_channelslast
 #endif
 #if __has_include("strata/learn/uncertainty.hpp")
 #include "strata/learn/uncertainty.hpp"  // defines Learner::uncertainty
