@@ -9,6 +9,8 @@
 //   example_01_fashion_mnist --lr-find       also runs lr_find first and plots it (lr_find.png)
 //   example_01_fashion_mnist --quick         a few seconds on a subset (CI): asserts the loss falls,
 //                                            accuracy passes 70%, and save/load predicts identically
+//   example_01_fashion_mnist --bf16          bf16 mixed precision (learn.to_bf16())
+//   example_01_fashion_mnist --channels-last channels-last batches (learn.to_channelslast())
 //   options: --epochs N  --lr X  --bs N  --target X  --out DIR
 // Data: Debian's dataset-fashion-mnist, or $STRATA_FASHION_MNIST_DIR.
 #include <cstdio>
@@ -23,7 +25,7 @@ using namespace strata;
 struct Args {
   int epochs = 5, bs = 128;
   double lr = 1e-2, target = 0.925;
-  bool quick = false, find_lr = false;
+  bool quick = false, find_lr = false, bf16 = false, channels_last = false;
   std::string out = ".";
 };
 
@@ -41,6 +43,8 @@ int run(const Args& a) {
   manual_seed(42);
   auto dls = fashion_mnist({.bs = a.bs, .n_train = a.quick ? 6144 : 0, .n_valid = a.quick ? 2000 : 0});
   Learner learn(dls, fashion_resnet(), nn::CrossEntropyLossFlat(), {.metrics = {accuracy()}, .path = a.out});
+  if (a.bf16) learn.to_bf16();
+  if (a.channels_last) learn.to_channelslast();
 
   if (a.find_lr) {
     const LRFindResult r = learn.lr_find(1e-7, 10, 100, true, a.out + "/lr_find.png");
@@ -78,6 +82,8 @@ int run(const Args& a) {
   const Tensor before = learn.get_preds().first;
   const std::string file = learn.save("fashion_mnist_quick");
   Learner other(dls, fashion_resnet(), nn::CrossEntropyLossFlat(), {.metrics = {accuracy()}, .path = a.out});
+  if (a.bf16) other.to_bf16();  // the same precision and layout as learn
+  if (a.channels_last) other.to_channelslast();
   other.load("fashion_mnist_quick");
   const Tensor after = other.get_preds().first;
   STRATA_CHECK((before == after).to(DType::i64).sum().item<int64_t>() == before.numel(), "01_fashion_mnist", "got different predictions after load from ", file);
@@ -94,6 +100,8 @@ int main(int argc, char** argv) {
     auto next = [&] { return i + 1 < argc ? argv[++i] : (std::fprintf(stderr, "%s needs a value\n", argv[i]), "0"); };
     if (!std::strcmp(argv[i], "--quick")) a.quick = true, a.epochs = 1;
     else if (!std::strcmp(argv[i], "--lr-find")) a.find_lr = true;
+    else if (!std::strcmp(argv[i], "--bf16")) a.bf16 = true;
+    else if (!std::strcmp(argv[i], "--channels-last")) a.channels_last = true;
     else if (!std::strcmp(argv[i], "--epochs")) a.epochs = std::atoi(next());
     else if (!std::strcmp(argv[i], "--bs")) a.bs = std::atoi(next());
     else if (!std::strcmp(argv[i], "--lr")) a.lr = std::atof(next());
