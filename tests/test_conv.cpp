@@ -38,6 +38,22 @@ Tensor make_x(const Case& c, DType dt) {
   }
 }
 
+/// v [B][C][HW] -> [B][HW][C] and back.
+std::vector<double> to_nhwc(const std::vector<double>& v, int64_t B, int64_t C, int64_t HW) {
+  std::vector<double> r(v.size());
+  for (int64_t n = 0; n < B; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t k = 0; k < HW; ++k) r[size_t((n * HW + k) * C + c)] = v[size_t((n * C + c) * HW + k)];
+  return r;
+}
+std::vector<double> from_nhwc(const std::vector<double>& v, int64_t B, int64_t C, int64_t HW) {
+  std::vector<double> r(v.size());
+  for (int64_t n = 0; n < B; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t k = 0; k < HW; ++k) r[size_t((n * C + c) * HW + k)] = v[size_t((n * HW + k) * C + c)];
+  return r;
+}
+
 std::vector<double> vals(const std::vector<double>& v) { return v; }
 template <class T>
 std::vector<double> vals(const std::vector<T>& v) { return std::vector<double>(v.begin(), v.end()); }
@@ -90,6 +106,33 @@ void check_case(const Case& c) {
       th::check_close(vals(dx), vals(dx_ref), eps * 8 * n_x, 1e-5, "dx alone " + what);
       cpu::conv2d_bwd_kernel<T>(p, x.data_ptr<T>(), xs, w.data_ptr<T>(), g.data_ptr<T>(), nullptr, dw.data(), nullptr, algo);
       th::check_close(vals(dw), vals(dw_ref), eps * 8 * n_w, 1e-5, "dw alone " + what);
+      // the ReLU epilogue, NCHW and channels-last out; channels-last dout and dx
+      std::vector<double> relu_ref = vals(out_ref);
+      for (double& v : relu_ref) v = std::max(v, 0.0);
+      cpu::conv2d_fwd_kernel<T>(p, x.data_ptr<T>(), xs, w.data_ptr<T>(), bp, o.data(), algo, {.relu = true});
+      th::check_close(vals(o), relu_ref, eps * 8 * n_fwd, 1e-5, "relu out " + what);
+      cpu::conv2d_fwd_kernel<T>(p, x.data_ptr<T>(), xs, w.data_ptr<T>(), bp, o.data(), algo,
+                                {.channels_last = true, .relu = true});
+      th::check_close(from_nhwc(vals(o), c.B, c.Cout, p.OH() * p.OW()), relu_ref, eps * 8 * n_fwd, 1e-5,
+                      "channels-last relu out " + what);
+      const std::vector<double> gl = to_nhwc(th::values(g), c.B, c.Cout, p.OH() * p.OW());
+      const std::vector<T> gh(gl.begin(), gl.end());
+      std::vector<T> db(db_ref.size());
+      cpu::conv2d_bwd_kernel<T>(p, x.data_ptr<T>(), xs, w.data_ptr<T>(), gh.data(), dx.data(), dw.data(), db.data(), algo,
+                                true);
+      th::check_close(from_nhwc(vals(dx), c.B, c.Cin, c.H * c.W), vals(dx_ref), eps * 8 * n_x, 1e-5,
+                      "channels-last dx " + what);
+      th::check_close(vals(dw), vals(dw_ref), eps * 8 * n_w, 1e-5, "channels-last dw " + what);
+      th::check_close(vals(db), vals(db_ref), eps * 8 * n_w, 1e-5, "channels-last db " + what);
+    }
+    if (conv2d_channels_last(x)) {  // the op keeps the layout: channels-last out, dx
+      CHECK(conv2d_channels_last(out));
+      const std::vector<Tensor> gl = conv2d_bwd(g, x, w, p, {}, true);
+      CHECK(conv2d_channels_last(gl[0]));
+      th::check_close(th::values(gl[0]), vals(dx_ref), eps * 8 * n_x, 1e-5, "channels-last op dx " + os.str());
+      th::check_close(th::values(gl[1]), vals(dw_ref), eps * 8 * n_w, 1e-5, "channels-last op dw " + os.str());
+    } else {
+      CHECK(out.is_contiguous());
     }
   }
   set_num_threads(saved);
@@ -127,6 +170,11 @@ TEST_CASE("conv2d fast kernels against the reference loops", "[conv]") {
       {6, 10, 5, 5, 12, 1, 1, {2, 2}, {0, 0}, {1, 1}, 1, 0, true},
       {3, 12, 9, 9, 8, 2, 2, {3, 3}, {0, 0}, {1, 1}, 1, 1, false},
       {2, 8, 4, 5, 8, 3, 3, {1, 1}, {3, 2}, {2, 2}, 1, 0, true},
+      // channels-last x on the direct path: all in place (Cin a multiple of MR, Cout of NR), x's
+      // last image copied (Cin not a multiple of MR), stride 2; a channels-last 1-channel stem
+      {3, 12, 6, 7, 32, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 3, true},
+      {5, 16, 5, 5, 16, 3, 3, {2, 2}, {1, 1}, {1, 1}, 1, 3, true},
+      {2, 1, 12, 11, 8, 3, 3, {2, 2}, {1, 1}, {1, 1}, 1, 3, true},
   };
   for (const Case& c : cases) {
     check_case<float>(c);
@@ -266,4 +314,62 @@ TEST_CASE("conv2d errors name the op, what it got and what it expected", "[conv]
   const cpu::Conv2dParams p = conv2d_params(x, w, Tensor(), {1, 1}, {0, 0}, {1, 1}, 1);
   th::check_throws([&] { conv2d_bwd(th::random({1, 2, 3, 4}), x, w, p, {}); },
                    {"conv2d_backward", "[1, 2, 3, 4]", "[1, 2, 3, 3]"});
+}
+
+TEST_CASE("conv2d_relu fuses the ReLU into the store; with autograd it is relu(conv2d)", "[conv]") {
+  using V = const std::vector<Tensor>&;
+  const Tensor w = th::random({32, 16, 3, 3}), b = th::random({32});
+  for (const Tensor& x : {th::random({3, 16, 6, 5}), th::random({3, 6, 5, 16}).permute({0, 3, 1, 2})}) {
+    Tensor y;
+    {
+      NoGrad ng;
+      y = conv2d_relu(x, w, b, {1, 1}, {1, 1});
+    }
+    const Tensor want = relu(conv2d(x, w, b, {1, 1}, {1, 1}));
+    th::check_close(y, want, 1e-6, 1e-6, "conv2d_relu");
+    CHECK(conv2d_channels_last(y) == conv2d_channels_last(x));
+  }
+  const Tensor xd = th::random({2, 3, 5, 5}), wd = th::random({3, 1, 3, 3}), bd = th::random({3});
+  NoGrad ng;
+  th::check_close(conv2d_relu(xd, wd, bd, {2, 2}, {1, 1}, {1, 1}, 3),  // depthwise, strided
+                  relu(conv2d(xd, wd, bd, {2, 2}, {1, 1}, {1, 1}, 3)), 1e-6);
+  EnableGrad eg;
+  th::gradcheck_ok([](V v) { return conv2d_relu(v[0], v[1], v[2], {1, 1}, {1, 1}); },
+                   {th::random({2, 2, 4, 5}), th::random({3, 2, 3, 3}), th::random({3})});
+}
+
+TEST_CASE("conv2d under Autocast(bf16) multiplies bf16-rounded operands into float32", "[conv]") {
+  auto round = [](const Tensor& t) { return t.detach().to(DType::bf16).to(DType::f32); };
+  for (bool cl : {false, true}) {
+    const Tensor x0 = cl ? th::random({4, 7, 6, 16}).permute({0, 3, 1, 2}) : th::random({4, 16, 7, 6});
+    Tensor x = x0.detach().requires_grad_(), w = th::random({24, 16, 3, 3}).requires_grad_();
+    Tensor b = th::random({24}).requires_grad_();
+    const Tensor g = th::random({4, 24, 7, 6});
+    Tensor y;
+    {
+      Autocast ac(DType::bf16);
+      y = conv2d(x, w, b, {1, 1}, {1, 1});
+    }
+    REQUIRE(y.dtype() == DType::f32);
+    CHECK(conv2d_channels_last(y) == cl);
+    y.backward(g);
+    // the same in float32 on the rounded operands (dout rounded too)
+    Tensor xr = round(x0).requires_grad_(), wr = round(w).requires_grad_(), br = b.detach().requires_grad_();
+    const Tensor want = conv2d(xr, wr, br, {1, 1}, {1, 1});
+    want.backward(round(g));
+    th::check_close(y, want, 1e-5, 1e-5, "autocast out");
+    th::check_close(x.grad(), xr.grad(), 1e-5, 1e-5, "autocast dx");
+    th::check_close(w.grad(), wr.grad(), 1e-4, 1e-5, "autocast dw");
+    th::check_close(b.grad(), br.grad(), 1e-4, 1e-5, "autocast db");
+    CHECK(x.grad().dtype() == DType::f32);
+    // the rounding is visible: without autocast the result differs
+    const double diff = th::values((conv2d(x0, w.detach(), b.detach(), {1, 1}, {1, 1}) - want).abs().max())[0];
+    CHECK(diff > 1e-4);
+  }
+  // outside the guard (and for float64) nothing changes
+  const Tensor x = th::random({2, 8, 5, 5}, DType::f64), w = th::random({8, 8, 3, 3}, DType::f64);
+  Autocast ac(DType::bf16);
+  const Tensor y = conv2d(x, w);
+  Autocast off(DType::bf16, false);
+  th::check_close(y, conv2d(x, w), 0);
 }

@@ -64,6 +64,12 @@ struct Conv2dParams {
 /// Element strides of x's four dims (n, c, h, w).
 using ConvStrides = std::array<int64_t, 4>;
 
+/// How the forward stores out: its layout and an activation fused into the store.
+struct ConvEpilogue {
+  bool channels_last = false;  // out stored [B][OH][OW][Cout] (else contiguous [B][Cout][OH][OW])
+  bool relu = false;           // out = max(conv + b, 0)
+};
+
 /// Columns (batch x output pixels) one im2col + GEMM aims at, and the col buffer's cap in elements.
 inline constexpr int64_t kConvTargetCols = 1024;
 inline constexpr int64_t kConvMaxColElems = int64_t(1) << 19;
@@ -313,7 +319,8 @@ void conv_pad_plane(const Conv2dParams& p, const T* x, const ConvStrides& xs, in
 /// m outputs and each output row, 4 vectors of the row accumulated in registers over the taps
 /// (stride 1; a scalar loop for other strides).
 template <class T>
-void conv_depthwise_fwd(const Conv2dParams& p, const T* x, const ConvStrides& xs, const T* w, const T* b, T* out) {
+void conv_depthwise_fwd(const Conv2dParams& p, const T* x, const ConvStrides& xs, const T* w, const T* b, T* out,
+                        bool relu = false) {
   using V = Vec<T>;
   constexpr int VS = V::size;
   const int64_t OH = p.OH(), OW = p.OW(), C = p.Cin, m = p.Cout / C, kk = p.kH * p.kW, wp = conv_depthwise_wp(p, VS);
@@ -336,7 +343,7 @@ void conv_depthwise_fwd(const Conv2dParams& p, const T* x, const ConvStrides& xs
               T acc = bo;
               for (int64_t i = 0; i < p.kH; ++i)
                 for (int64_t j = 0; j < p.kW; ++j) acc += wo[i * p.kW + j] * r0[i * dh + z * sw + j * dw];
-              orow[z] = acc;
+              orow[z] = relu ? vmax(T(0), acc) : acc;
             }
             continue;
           }
@@ -351,6 +358,7 @@ void conv_depthwise_fwd(const Conv2dParams& p, const T* x, const ConvStrides& xs
               }
 #pragma GCC unroll 4
             for (int k = 0; k < 4; ++k) {
+              if (relu) acc[k] = vmax(V(T(0)), acc[k]);
               const int64_t z = z0 + k * VS;
               if (z + VS <= OW) {
                 acc[k].store(orow + z);
@@ -480,7 +488,7 @@ void conv_depthwise_bwd(const Conv2dParams& p, const T* x, const ConvStrides& xs
 /// NHWC weight layout [taps][round_up(Cin, MR)][round_up(Cout, NR)], summed and transposed at the end.
 template <class T>
 void conv2d_bwd_direct(const Conv2dParams& p, const T* x, const ConvStrides& xs, const T* w, const T* dout, T* dx,
-                       T* dw, double flops) {
+                       T* dw, double flops, bool channels_last) {
   using Cfg = GemmBlocking<T>;
   const int64_t taps = p.kH * p.kW, cinpm = conv_round_up(p.Cin, Cfg::MR), cpad = conv_round_up(p.Cout, Cfg::NR);
   const int64_t ohw = p.OH() * p.OW(), dwn = taps * cinpm * cpad;
@@ -494,7 +502,7 @@ void conv2d_bwd_direct(const Conv2dParams& p, const T* x, const ConvStrides& xs,
       std::fill(dwh.get() + lo * dwn, dwh.get() + hi * dwn, T(0));
     });
   conv_for_chunks(plan, p.B, [&](int64_t group, int64_t n0, int64_t nb) {
-    conv_direct_bwd<T>(p, x, xs, dout, n0, nb, wd.data(), dx, dw ? dwh.get() + group * dwn : nullptr);
+    conv_direct_bwd<T>(p, x, xs, dout, n0, nb, wd.data(), dx, dw ? dwh.get() + group * dwn : nullptr, channels_last);
   });
   if (!dw) return;
   // sum the groups into the first, in group order, split over contiguous ranges of the partial
@@ -543,22 +551,35 @@ inline bool conv2d_is_pointwise(const Conv2dParams& p, const ConvStrides& xs) {
 template <class T>
 void conv2d_fwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,  // x: [B, Cin, H, W]
                        const T* w, const T* b, T* out,                            // w: [Cout, Cin/G, kH, kW]
-                       ConvAlgo algo = ConvAlgo::automatic) {
+                       ConvAlgo algo = ConvAlgo::automatic, ConvEpilogue ep = {}) {
   const int64_t OH = p.OH(), OW = p.OW(), ohw = OH * OW, G = p.groups;
   if (p.B == 0 || p.Cout == 0 || ohw <= 0) return;
   const int64_t cin_g = p.Cin / G, cout_g = p.Cout / G, K = cin_g * p.kH * p.kW;
   const double flops = 2.0 * double(p.B) * double(p.Cout) * double(K) * double(ohw);
   algo = conv2d_choose(p, flops, algo);
-  if (algo == ConvAlgo::depthwise) return detail::conv_depthwise_fwd<T>(p, x, xs, w, b, out);
   if (algo == ConvAlgo::direct) {
+    constexpr int NR = GemmBlocking<T>::NR;
     const std::vector<T> wf = detail::conv_pack_wf(w, p.Cout, p.Cin, p.kH * p.kW);
-    const int64_t per_image = p.H * p.W * p.Cin + ohw * detail::conv_round_up(p.Cout, GemmBlocking<T>::NR);
+    std::vector<T> bias(b ? size_t(detail::conv_round_up(p.Cout, NR)) : 0, T(0));
+    if (b) std::copy(b, b + p.Cout, bias.begin());
+    const int64_t per_image = p.H * p.W * p.Cin + ohw * detail::conv_round_up(p.Cout, NR);
     const detail::ConvPlan plan = detail::conv_plan(p, per_image / ohw + 1, flops);
     detail::conv_for_chunks(plan, p.B, [&](int64_t, int64_t n0, int64_t nb) {
-      detail::conv_direct_fwd<T>(p, x, xs, n0, nb, wf.data(), b, out);
+      detail::conv_direct_fwd<T>(p, x, xs, n0, nb, wf.data(), b ? bias.data() : nullptr, out, ep.channels_last,
+                                 ep.relu);
     });
     return;
   }
+  if (ep.channels_last) {  // the other paths write NCHW: into a buffer, then transposed per image
+    std::unique_ptr<T[]> tmp(new T[size_t(p.B * p.Cout * ohw)]);
+    conv2d_fwd_kernel<T>(p, x, xs, w, b, tmp.get(), algo, {.channels_last = false, .relu = ep.relu});
+    parallel_for(0, p.B, 1, [&](int64_t lo, int64_t hi) {
+      detail::conv_to_nhwc<T>(tmp.get() + lo * p.Cout * ohw, {p.Cout * ohw, ohw, OW, 1}, hi - lo, p.Cout, OH, OW,
+                              out + lo * ohw * p.Cout, p.Cout);
+    });
+    return;
+  }
+  if (algo == ConvAlgo::depthwise) return detail::conv_depthwise_fwd<T>(p, x, xs, w, b, out, ep.relu);
   const bool pointwise = conv2d_is_pointwise(p, xs);
   const detail::ConvPlan plan = detail::conv_plan(p, pointwise ? 0 : K, flops);
   detail::conv_for_chunks(plan, p.B, [&](int64_t, int64_t n0, int64_t nb) {
@@ -583,11 +604,15 @@ void conv2d_fwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,
         for (int64_t o = 0; o < cout_g; ++o)
           std::memcpy(out + ((n0 + n) * p.Cout + g * cout_g + o) * ohw, tmp + o * S + n * ohw, size_t(ohw) * sizeof(T));
     }
-    if (b)
+    if (b || ep.relu)  // the epilogue, on the chunk while it is in cache
       for (int64_t n = n0; n < n0 + nb; ++n)
         for (int64_t o = 0; o < p.Cout; ++o) {
           T* r = out + (n * p.Cout + o) * ohw;
-          for (int64_t k = 0; k < ohw; ++k) r[k] += b[o];
+          const T bo = b ? b[o] : T(0);
+          if (ep.relu)
+            for (int64_t k = 0; k < ohw; ++k) r[k] = vmax(T(0), r[k] + bo);
+          else
+            for (int64_t k = 0; k < ohw; ++k) r[k] += bo;
         }
   });
 }
@@ -596,10 +621,40 @@ void conv2d_fwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,
 /// computed (overwritten) only when its pointer is not null. dout: [B, Cout, OH, OW] contiguous.
 template <class T>
 void conv2d_bwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs, const T* w, const T* dout,
-                       T* dx, T* dw, T* db, ConvAlgo algo = ConvAlgo::automatic) {
+                       T* dx, T* dw, T* db, ConvAlgo algo = ConvAlgo::automatic, bool channels_last = false) {
   const int64_t OH = p.OH(), OW = p.OW(), ohw = OH * OW, G = p.groups;
   const int64_t cin_g = p.Cin / G, cout_g = p.Cout / G, K = cin_g * p.kH * p.kW;
-  if (db)
+  const double flops = 2.0 * double(p.B) * double(p.Cout) * double(K) * double(ohw);
+  if (channels_last && p.B > 0 && ohw > 0) {
+    algo = conv2d_choose(p, flops, algo);
+    if (algo != ConvAlgo::direct) {  // the other paths take NCHW: dout and dx transposed per image
+      std::unique_ptr<T[]> g(new T[size_t(p.B * p.Cout * ohw)]), d(dx ? new T[size_t(p.B * p.Cin * p.H * p.W)] : nullptr);
+      parallel_for(0, p.B, 1, [&](int64_t lo, int64_t hi) {
+        detail::conv_from_nhwc<T>(dout + lo * ohw * p.Cout, p.Cout, hi - lo, p.Cout, ohw, nullptr, g.get() + lo * p.Cout * ohw);
+      });
+      conv2d_bwd_kernel<T>(p, x, xs, w, g.get(), d.get(), dw, db, algo, false);
+      if (dx)
+        parallel_for(0, p.B, 1, [&](int64_t lo, int64_t hi) {
+          const int64_t HW = p.H * p.W;
+          detail::conv_to_nhwc<T>(d.get() + lo * p.Cin * HW, {p.Cin * HW, HW, p.W, 1}, hi - lo, p.Cin, p.H, p.W,
+                                  dx + lo * HW * p.Cin, p.Cin);
+        });
+      return;
+    }
+  }
+  if (db && channels_last)  // per image in T, images summed in double, as below
+    parallel_for(0, p.Cout, std::max<int64_t>(64, (int64_t(1) << 15) / std::max<int64_t>(p.B * ohw, 1)),
+                 [&](int64_t lo, int64_t hi) {
+                   std::vector<double> acc(size_t(hi - lo), 0.0);
+                   std::vector<T> r(size_t(hi - lo));
+                   for (int64_t n = 0; n < p.B; ++n) {
+                     std::fill(r.begin(), r.end(), T(0));
+                     for (int64_t k = 0; k < ohw; ++k) detail::conv_axpy<T>(hi - lo, T(1), dout + (n * ohw + k) * p.Cout + lo, r.data());
+                     for (int64_t o = lo; o < hi; ++o) acc[size_t(o - lo)] += double(r[size_t(o - lo)]);
+                   }
+                   for (int64_t o = lo; o < hi; ++o) db[o] = T(acc[size_t(o - lo)]);
+                 });
+  else if (db)
     parallel_for(0, p.Cout, std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(p.B * ohw, 1)),
                  [&](int64_t lo, int64_t hi) {
                    for (int64_t o = lo; o < hi; ++o) {
@@ -620,10 +675,9 @@ void conv2d_bwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,
   if (dw && (p.B == 0 || ohw <= 0)) std::fill(dw, dw + p.Cout * K, T(0));
   if (dx && (p.B == 0 || ohw <= 0)) std::fill(dx, dx + p.B * p.Cin * p.H * p.W, T(0));
   if ((!dx && !dw) || p.B == 0 || ohw <= 0) return;
-  const double flops = 2.0 * double(p.B) * double(p.Cout) * double(K) * double(ohw);
   algo = conv2d_choose(p, flops, algo);
   if (algo == ConvAlgo::depthwise) return detail::conv_depthwise_bwd<T>(p, x, xs, w, dout, dx, dw);
-  if (algo == ConvAlgo::direct) return detail::conv2d_bwd_direct<T>(p, x, xs, w, dout, dx, dw, flops);
+  if (algo == ConvAlgo::direct) return detail::conv2d_bwd_direct<T>(p, x, xs, w, dout, dx, dw, flops, channels_last);
   const bool pointwise = conv2d_is_pointwise(p, xs);
   const detail::ConvPlan plan = detail::conv_plan(p, pointwise ? 0 : K, flops, dw ? p.Cout * K : 0);
   // dw partials: group 0 accumulates into dw itself, the others into their own buffers

@@ -30,6 +30,7 @@
 #include <array>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <type_traits>
 #include <vector>
@@ -140,11 +141,12 @@ void conv_from_nhwc(const T* xh, int64_t ld, int64_t nb, int64_t C, int64_t HW, 
 
 // ================================================================================ micro-kernels
 
-/// out[r][0, NR) = sum_{t < ntaps} sum_{c < C} a[t][r][c] * w[toff[t] + c NR + (0, NR)] for r < mr.
-/// a: ntaps x MR row pointers (C values each), w + toff[t]: a [C][NR] weight block, out: MR rows.
+/// out[r][0, NR) = bias[0, NR) + sum_{t < ntaps} sum_{c < C} a[t][r][c] * w[toff[t] + c NR + (0, NR)]
+/// for r < mr, then max(., 0) when relu (the epilogue, in the store). a: ntaps x MR row pointers (C
+/// values each), w + toff[t]: a [C][NR] weight block, bias: NR values or null, out: MR rows.
 template <class T>
 void conv_direct_tile(int64_t ntaps, const T* const* a, const T* w, const int64_t* toff, int64_t C,
-                      T* const* out, int mr) {
+                      T* const* out, int mr, const T* bias = nullptr, bool relu = false) {
   using Cfg = GemmBlocking<T>;
   using V = Vec<T>;
   constexpr int MR = Cfg::MR, NV = Cfg::NV, NR = Cfg::NR, VS = Cfg::VS;
@@ -152,7 +154,7 @@ void conv_direct_tile(int64_t ntaps, const T* const* a, const T* w, const int64_
 #pragma GCC unroll 32
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) acc[r][j] = V(T(0));
+    for (int j = 0; j < NV; ++j) acc[r][j] = bias ? V::load(bias + j * VS) : V(T(0));
   for (int64_t t = 0; t < ntaps; ++t, a += MR) {
     const T* ap[MR];
 #pragma GCC unroll 32
@@ -170,9 +172,14 @@ void conv_direct_tile(int64_t ntaps, const T* const* a, const T* w, const int64_
       }
     }
   }
-  for (int r = 0; r < mr; ++r)
+  if (relu)  // vmax(0, v) keeps a NaN, as torch.relu
+    for (int r = 0; r < mr; ++r)
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) acc[r][j].store(out[r] + j * VS);
+      for (int j = 0; j < NV; ++j) vmax(V(T(0)), acc[r][j]).store(out[r] + j * VS);
+  else
+    for (int r = 0; r < mr; ++r)
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[r][j].store(out[r] + j * VS);
 }
 
 /// A run of pixels whose tap reads consecutive input pixels: x (stepping xstep) and dout rows g.
@@ -301,11 +308,13 @@ inline std::vector<std::vector<int64_t>> conv_tap_classes(const std::vector<int6
 /// its tap (i, j) reads src + n src_image + rt[h kH + i] + ct[w kW + j] (conv_tap_table), or
 /// `zero` where either is -1. Pixels are visited grouped by which taps are valid for them (border
 /// rows and columns, stride phases; each group through all nb images), so that the MR pixels of a
-/// tile share their taps and a padding tap is skipped, not multiplied by zeros.
+/// tile share their taps and a padding tap is skipped, not multiplied by zeros. bias (nblocks NR
+/// values, or null) and relu: the tiles' epilogue.
 template <class T>
 void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t kW, const std::vector<int64_t>& rt,
                        const std::vector<int64_t>& ct, const T* src, int64_t src_image, const T* zero, const T* w,
-                       int64_t C, int64_t nblocks, T* out_h, int64_t ld) {
+                       int64_t C, int64_t nblocks, T* out_h, int64_t ld, const T* bias = nullptr,
+                       bool relu = false) {
   using Cfg = GemmBlocking<T>;
   constexpr int MR = Cfg::MR, NR = Cfg::NR;
   constexpr int64_t kTiles = 8;  // tiles per group: their inputs stay in cache across the channel blocks
@@ -379,56 +388,102 @@ void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t k
         T* out[MR];
         for (int r = 0; r < MR; ++r) out[r] = rows[u][r] + ob * NR;
         conv_direct_tile<T>(ntaps[u], a.data() + u * taps * MR, w + ob * block, toff.data() + u * taps, C, out,
-                            int(std::min<int64_t>(MR, count - q0 - u * MR)));
+                            int(std::min<int64_t>(MR, count - q0 - u * MR)), bias ? bias + ob * NR : nullptr, relu);
       }
   }
 }
 
-/// Forward of images [n0, n0 + nb): out (NCHW, contiguous) = conv(x) + bias, wf from conv_pack_wf.
+/// Whether x (strides xs of n, c, h, w) is channels-last inside each image: [H][W][C] dense, so
+/// that a pixel's C channels are one run and the tiles can read x in place.
+inline bool conv_is_nhwc(const std::array<int64_t, 4>& xs, int64_t C, int64_t W) {
+  return xs[1] == 1 && xs[3] == C && xs[2] == W * C;
+}
+
+/// Forward of images [n0, n0 + nb): out = conv(x) + bias (then max(., 0) when relu), wf from
+/// conv_pack_wf, bias_pad: round_up(Cout, NR) values (0 past Cout) or null. x in channels-last is
+/// read in place, any other x is transposed to NHWC first. out is contiguous NCHW, or NHWC
+/// ([B][OH][OW][Cout]) when channels_last: written in place by the tiles when Cout is a multiple of
+/// NR, else through a scratch (the tiles store NR channels at a time).
 template <class T, class P>
 void conv_direct_fwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, int64_t n0, int64_t nb, const T* wf,
-                     const T* bias, T* out) {
+                     const T* bias_pad, T* out, bool channels_last = false, bool relu = false) {
   constexpr int NR = GemmBlocking<T>::NR;
   const int64_t OH = p.OH(), OW = p.OW(), ohw = OH * OW, C = p.Cin, cpad = conv_round_up(p.Cout, NR);
-  T* xh = conv_scratch<T>(0, nb * p.H * p.W * C + C);
-  T* oh = conv_scratch<T>(1, nb * ohw * cpad);
-  conv_to_nhwc(x + n0 * xs[0], xs, nb, C, p.H, p.W, xh, C);
-  T* zero = xh + nb * p.H * p.W * C;
+  const T* src = x + n0 * xs[0];
+  int64_t src_image = xs[0];
+  if (!conv_is_nhwc(xs, C, p.W)) {
+    T* xh = conv_scratch<T>(0, nb * p.H * p.W * C);
+    conv_to_nhwc(x + n0 * xs[0], xs, nb, C, p.H, p.W, xh, C);
+    src = xh, src_image = p.H * p.W * C;
+  }
+  T* zero = conv_scratch<T>(3, C);
   std::fill(zero, zero + C, T(0));
   const std::vector<int64_t> rt = conv_tap_table(OH, p.kH, p.H, p.stride[0], p.padding[0], p.dilation[0], p.W * C, false);
   const std::vector<int64_t> ct = conv_tap_table(OW, p.kW, p.W, p.stride[1], p.padding[1], p.dilation[1], C, false);
-  conv_direct_sweep<T>(nb, OH, OW, p.kH, p.kW, rt, ct, xh, p.H * p.W * C, zero, wf, C, cpad / NR, oh, cpad);
-  conv_from_nhwc(oh, cpad, nb, p.Cout, ohw, bias, out + n0 * p.Cout * ohw);
+  if (channels_last && cpad == p.Cout) {  // the tiles store straight into out
+    conv_direct_sweep<T>(nb, OH, OW, p.kH, p.kW, rt, ct, src, src_image, zero, wf, C, cpad / NR,
+                         out + n0 * ohw * p.Cout, p.Cout, bias_pad, relu);
+    return;
+  }
+  T* oh = conv_scratch<T>(1, nb * ohw * cpad);
+  conv_direct_sweep<T>(nb, OH, OW, p.kH, p.kW, rt, ct, src, src_image, zero, wf, C, cpad / NR, oh, cpad, bias_pad, relu);
+  if (channels_last)
+    for (int64_t s = 0; s < nb * ohw; ++s) std::memcpy(out + (n0 * ohw + s) * p.Cout, oh + s * cpad, size_t(p.Cout) * sizeof(T));
+  else
+    conv_from_nhwc(oh, cpad, nb, p.Cout, ohw, static_cast<const T*>(nullptr), out + n0 * p.Cout * ohw);
 }
 
-/// Backward of images [n0, n0 + nb): dx (NCHW, contiguous; null: skip) from wd (conv_pack_wd), and
-/// dwh[t][c][o] += (c < round_up(Cin, MR), o < round_up(Cout, NR); null: skip).
+/// Backward of images [n0, n0 + nb): dx (null: skip) from wd (conv_pack_wd), and dwh[t][c][o] +=
+/// (c < round_up(Cin, MR), o < round_up(Cout, NR); null: skip). dout and dx are contiguous NCHW,
+/// or NHWC when channels_last (read and written in place when the channels are a multiple of NR).
 template <class T, class P>
 void conv_direct_bwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, const T* dout, int64_t n0, int64_t nb,
-                     const T* wd, T* dx, T* dwh) {
+                     const T* wd, T* dx, T* dwh, bool channels_last = false) {
   using Cfg = GemmBlocking<T>;
   constexpr int MR = Cfg::MR, NR = Cfg::NR;
   const int64_t OH = p.OH(), OW = p.OW(), ohw = OH * OW, S = nb * ohw, HW = p.H * p.W;
   const int64_t Cin = p.Cin, Cout = p.Cout, cpad = conv_round_up(Cout, NR);
-  // dout_h[s][o], zero-padded to cpad channels, and a zero row after it
-  T* gh = conv_scratch<T>(1, (S + 1) * cpad);
-  std::fill(gh, gh + (S + 1) * cpad, T(0));
-  conv_to_nhwc(dout + n0 * Cout * ohw, {Cout * ohw, ohw, OW, 1}, nb, Cout, OH, OW, gh, cpad);
-  const T* gzero = gh + S * cpad;
+  // dout_h[s][o], zero-padded to cpad channels; gzero: a zero row for the padding taps
+  T* gzero = conv_scratch<T>(3, cpad);
+  std::fill(gzero, gzero + cpad, T(0));
+  const T* gh = dout + n0 * Cout * ohw;
+  if (!channels_last || cpad != Cout) {
+    T* g = conv_scratch<T>(1, S * cpad);
+    if (cpad != Cout) std::fill(g, g + S * cpad, T(0));
+    if (channels_last)
+      for (int64_t s = 0; s < S; ++s) std::memcpy(g + s * cpad, gh + s * Cout, size_t(Cout) * sizeof(T));
+    else
+      conv_to_nhwc(gh, {Cout * ohw, ohw, OW, 1}, nb, Cout, OH, OW, g, cpad);
+    gh = g;
+  }
   if (dx) {
     const int64_t cinpad = conv_round_up(Cin, NR), sh = p.stride[0], sw = p.stride[1];
-    T* dxh = conv_scratch<T>(2, nb * HW * cinpad);
+    const bool in_place = channels_last && cinpad == Cin;
+    T* dxh = in_place ? dx + n0 * HW * Cin : conv_scratch<T>(2, nb * HW * cinpad);
     const std::vector<int64_t> rt = conv_tap_table(p.H, p.kH, OH, sh, p.padding[0], p.dilation[0], OW * cpad, true);
     const std::vector<int64_t> ct = conv_tap_table(p.W, p.kW, OW, sw, p.padding[1], p.dilation[1], cpad, true);
     conv_direct_sweep<T>(nb, p.H, p.W, p.kH, p.kW, rt, ct, gh, ohw * cpad, gzero, wd, Cout, cinpad / NR, dxh, cinpad);
-    conv_from_nhwc<T>(dxh, cinpad, nb, Cin, HW, nullptr, dx + n0 * Cin * HW);
+    if (channels_last && !in_place)
+      for (int64_t q = 0; q < nb * HW; ++q) std::memcpy(dx + (n0 * HW + q) * Cin, dxh + q * cinpad, size_t(Cin) * sizeof(T));
+    else if (!channels_last)
+      conv_from_nhwc<T>(dxh, cinpad, nb, Cin, HW, nullptr, dx + n0 * Cin * HW);
   }
   if (dwh) {
     const int64_t cinpm = conv_round_up(Cin, MR);
-    // x_h with MR values of slack and a zero row (Cin + MR long) after it: tiles read MR channels
-    T* xh = conv_scratch<T>(0, nb * HW * Cin + Cin + MR);
-    conv_to_nhwc(x + n0 * xs[0], xs, nb, Cin, p.H, p.W, xh, Cin);
-    std::fill(xh + nb * HW * Cin, xh + nb * HW * Cin + Cin + MR, T(0));
+    // x_h: x itself when channels-last and the tiles' reads past the last pixel's channels (up to
+    // MR - 1 values: tiles read MR channels) stay inside x (the next image follows); else a copy
+    // with MR values of slack after it
+    const T* xh = x + n0 * xs[0];
+    int64_t ximg = xs[0];
+    if (!conv_is_nhwc(xs, Cin, p.W) || (cinpm != Cin && (n0 + nb == p.B || xs[0] != HW * Cin))) {
+      T* xc = conv_scratch<T>(0, nb * HW * Cin + MR);
+      if (conv_is_nhwc(xs, Cin, p.W))
+        for (int64_t n = 0; n < nb; ++n) std::memcpy(xc + n * HW * Cin, xh + n * xs[0], size_t(HW * Cin) * sizeof(T));
+      else
+        conv_to_nhwc(xh, xs, nb, Cin, p.H, p.W, xc, Cin);
+      std::fill(xc + nb * HW * Cin, xc + nb * HW * Cin + MR, T(0));
+      xh = xc, ximg = HW * Cin;
+    }
     // output rows in blocks of about kPixels pixels, so that the x rows and dout rows one tap's
     // tiles read (an MR-channel slice of x, NR-channel blocks of dout: 4 KiB each) stay in L1 across
     // the tiles (256 pixels, L2-resident, measured ~15% slower); per tap, each output row's pixels
@@ -447,7 +502,7 @@ void conv_direct_bwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, c
             const int64_t n = r / OH, ih = r % OH * p.stride[0] - p.padding[0] + i * p.dilation[0];
             if (ih < 0 || ih >= p.H) continue;
             const int64_t iw = zlo * p.stride[1] - p.padding[1] + j * p.dilation[1];
-            runs[size_t(nruns++)] = {xh + ((n * p.H + ih) * p.W + iw) * Cin, gh + (r * OW + zlo) * cpad, zhi - zlo};
+            runs[size_t(nruns++)] = {xh + n * ximg + (ih * p.W + iw) * Cin, gh + (r * OW + zlo) * cpad, zhi - zlo};
           }
           T* dt = dwh + (i * p.kW + j) * cinpm * cpad;
           for (int64_t c0 = 0; c0 < cinpm; c0 += MR)
