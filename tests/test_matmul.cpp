@@ -1,4 +1,5 @@
-// Tests for kernels/cpu/gemm.hpp (gemm vs gemm_ref) and tensor/matmul.hpp (matmul, mm, bmm, dot, linear).
+// Tests for kernels/cpu/gemm.hpp (gemm vs gemm_ref), kernels/cpu/gemm_bf16.hpp (gemm_bf16 vs
+// gemm_bf16_ref) and tensor/matmul.hpp (matmul, mm, bmm, dot, linear; under Autocast too).
 #include <catch2/catch.hpp>
 
 #include <limits>
@@ -6,6 +7,7 @@
 
 #include "helpers.hpp"
 #include "kernels/cpu/gemm.hpp"
+#include "kernels/cpu/gemm_bf16.hpp"
 
 using namespace strata;
 
@@ -96,6 +98,59 @@ TEST_CASE("gemm with zero sizes and alpha == 0", "[matmul][gemm]") {
   cpu::gemm<float>(2, 2, 3, 0.f, A.data(), 3, 1, B.data(), 2, 1, 1.f, C4.data(), 2, 1);
   th::check_close(std::vector<double>(C4.begin(), C4.end()), {1, 2, 3, 4}, 0, 0, "alpha=0");
   check_gemm<double>(4, 5, 1, false, false, false, 1.0, 0.0, g);
+}
+
+// ---------------------------------------------------------------- gemm_bf16 vs gemm_bf16_ref
+
+namespace {
+
+/// One gemm_bf16 case, laid out like check_gemm: bf16 A and B (row-major or transposed, padded
+/// leading dims), float C starting as random values or NaN (beta == 0 must not read it).
+void check_gemm_bf16(int64_t M, int64_t N, int64_t K, bool ta, bool tb, bool tc, float alpha, float beta,
+                     std::mt19937& g) {
+  std::uniform_real_distribution<float> d(-1, 1);
+  const int64_t pad = 3;
+  const int64_t lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = (tc ? M : N) + pad;
+  std::vector<bf16> A(size_t((ta ? K : M) * lda + 1)), B(size_t((tb ? N : K) * ldb + 1));
+  std::vector<float> C(size_t((tc ? N : M) * ldc + 1));
+  for (bf16& x : A) x = bf16(d(g));
+  for (bf16& x : B) x = bf16(d(g));
+  for (float& x : C) x = beta == 0.f ? std::numeric_limits<float>::quiet_NaN() : d(g);
+  std::vector<float> R = C;
+  const int64_t a_rs = ta ? 1 : lda, a_cs = ta ? lda : 1, b_rs = tb ? 1 : ldb, b_cs = tb ? ldb : 1;
+  const int64_t c_rs = tc ? 1 : ldc, c_cs = tc ? ldc : 1;
+  cpu::gemm_bf16(M, N, K, alpha, A.data(), a_rs, a_cs, B.data(), b_rs, b_cs, beta, C.data(), c_rs, c_cs);
+  cpu::gemm_bf16_ref(M, N, K, alpha, A.data(), a_rs, a_cs, B.data(), b_rs, b_cs, beta, R.data(), c_rs, c_cs);
+  std::ostringstream what;
+  what << "gemm_bf16 M=" << M << " N=" << N << " K=" << K << " ta=" << ta << " tb=" << tb << " tc=" << tc
+       << " alpha=" << alpha << " beta=" << beta;
+  // the products of bf16 values are exact in float; only the float sums round (<= K ulps each)
+  th::check_close(std::vector<double>(C.begin(), C.end()), std::vector<double>(R.begin(), R.end()),
+                  2e-6 * double(K + 1), 1e-5, what.str());
+}
+
+}  // namespace
+
+TEST_CASE("gemm_bf16 matches gemm_bf16_ref on edge sizes, layouts, alpha and beta", "[matmul][gemm]") {
+  std::mt19937 g(11);
+  const int64_t sizes[] = {1, 2, 7, 17, 65, 129};
+  for (int64_t M : sizes)
+    for (int64_t N : sizes) {
+      const unsigned r = g();
+      const int64_t K = (r >> 8) % 3 == 0 ? 1 : ((r >> 8) % 3 == 1 ? 17 : 300);  // odd K, and K > KC
+      const float beta = (r >> 4) % 3 == 0 ? 0.f : ((r >> 4) % 3 == 1 ? 1.f : -0.5f);
+      check_gemm_bf16(M, N, K, r & 1, r & 2, r & 4, r & 8 ? 1.f : 1.5f, beta, g);
+    }
+  for (int l = 0; l < 8; ++l) check_gemm_bf16(31, 45, 29, l & 1, l & 2, l & 4, 0.75f, 0.f, g);
+  check_gemm_bf16(203, 150, 130, false, false, false, 1.f, 0.f, g);  // big enough for the threads
+  check_gemm_bf16(20, 700, 90, true, false, false, 1.f, 0.5f, g);    // few rows: threads split columns
+  // K == 0 and alpha == 0: C = beta * C, A and B not read
+  std::vector<float> C = {1, 2, 3, 4};
+  cpu::gemm_bf16(2, 2, 0, 1.f, nullptr, 0, 1, nullptr, 2, 1, 2.f, C.data(), 2, 1);
+  th::check_close(std::vector<double>(C.begin(), C.end()), {2, 4, 6, 8}, 0, 0, "gemm_bf16 K=0");
+  std::vector<bf16> nan_ab(6, bf16(std::numeric_limits<float>::quiet_NaN()));
+  cpu::gemm_bf16(2, 2, 3, 0.f, nan_ab.data(), 3, 1, nan_ab.data(), 2, 1, 1.f, C.data(), 2, 1);
+  th::check_close(std::vector<double>(C.begin(), C.end()), {2, 4, 6, 8}, 0, 0, "gemm_bf16 alpha=0");
 }
 
 // ---------------------------------------------------------------- matmul vs a reference loop
@@ -254,6 +309,92 @@ TEST_CASE("matmul gradients", "[matmul][grad]") {
   sum(matmul(g3, w)).backward();  // batch @ matrix with K == 0 (the folded dB path)
   CHECK(g3.grad().shape() == Shape{2, 3, 0});
   CHECK(w.grad().shape() == Shape{0, 4});
+}
+
+// ---------------------------------------------------------------- autocast (bf16 operands, f32 result)
+
+namespace {
+/// x rounded to bf16 and widened back: the operand an autocast matmul multiplies.
+Tensor bf16_round(const Tensor& x) { return to(to(detach(x), DType::bf16), DType::f32); }
+}  // namespace
+
+TEST_CASE("matmul and linear under Autocast(bf16) multiply bf16-rounded operands into float32", "[matmul][autocast]") {
+  const std::vector<std::pair<Shape, Shape>> shapes = {
+      {{7, 33}, {33, 20}}, {{2, 5, 9}, {9, 6}}, {{2, 1, 3, 4}, {3, 4, 5}}, {{9}, {9, 4}}, {{40, 70}, {70, 90}}};
+  for (const auto& [sa, sb] : shapes) {
+    const Tensor a = th::random(sa, DType::f32, true), b = th::random(sb, DType::f32, true);
+    const Tensor plain = matmul(a, b);
+    Tensor out;
+    {
+      Autocast ac(DType::bf16);
+      out = matmul(a, b);
+    }
+    INFO("autocast matmul " << sa << " @ " << sb);
+    CHECK(out.dtype() == DType::f32);
+    // the product of the rounded operands (exact in float), summed in float: tight
+    th::check_close(out, matmul(bf16_round(a), bf16_round(b)), 1e-5, 1e-5, "autocast == rounded operands");
+    // and only bf16 rounding away from the float32 product (inputs in [-2, 2]: 2 * 2^-8 * 4 * K)
+    const double K = double(sa.back());
+    th::check_close(out, plain, 8 * K / 256, 0, "autocast ~ float32");
+    CHECK(th::values(out) != th::values(plain));  // it did round
+  }
+  // linear: x @ w^T + b on rounded x and w (the bias is added in float32)
+  const Tensor x = th::random({4, 6}), w = th::random({3, 6}), bias = th::random({3});
+  Tensor lo;
+  {
+    Autocast ac(DType::bf16);
+    lo = linear(x, w, bias);
+  }
+  th::check_close(lo, add(matmul(bf16_round(x), bf16_round(w).t()), bias), 1e-5, 1e-5, "autocast linear");
+  // outside the guard, and with a disabled guard inside it, nothing changes
+  const Tensor a = th::random({5, 7}), b = th::random({7, 3});
+  const Tensor before = matmul(a, b);
+  {
+    Autocast ac(DType::bf16);
+    Autocast off(DType::bf16, false);
+    th::check_close(matmul(a, b), before, 0, 0, "disabled autocast");
+  }
+  th::check_close(matmul(a, b), before, 0, 0, "after autocast");
+  // float64 operands are not autocast
+  const Tensor a64 = th::random({3, 4}, DType::f64), b64 = th::random({4, 2}, DType::f64);
+  Autocast ac(DType::bf16);
+  const Tensor o64 = matmul(a64, b64);
+  CHECK(o64.dtype() == DType::f64);
+}
+
+TEST_CASE("autocast matmul gradients: bf16(dout) times the bf16 operands, float32 to the float32 inputs", "[matmul][autocast][grad]") {
+  for (const auto& [sa, sb] : std::vector<std::pair<Shape, Shape>>{{{6, 10}, {10, 7}}, {{2, 3, 10}, {10, 4}},
+                                                                   {{2, 3, 5}, {2, 5, 4}}}) {
+    Tensor a = th::random(sa).requires_grad_(), b = th::random(sb).requires_grad_();
+    Shape out_shape(sa.begin(), sa.end() - 1);
+    out_shape.push_back(sb.back());
+    const Tensor wout = th::random(out_shape);  // d loss / d out: not bf16-representable
+    {
+      Autocast ac(DType::bf16);
+      sum(mul(matmul(a, b), wout)).backward();
+    }
+    INFO("autocast grads " << sa << " @ " << sb);
+    REQUIRE(a.grad().defined());
+    REQUIRE(b.grad().defined());
+    CHECK(a.grad().dtype() == DType::f32);
+    CHECK(b.grad().dtype() == DType::f32);
+    // dA = bf16(dout) @ bf16(B)^T, dB = bf16(A)^T @ bf16(dout), summed over broadcast batch dims
+    const Tensor d16 = bf16_round(wout);
+    th::check_close(a.grad(), sum_to(matmul(d16, bf16_round(b).transpose(-1, -2)), sa), 1e-5, 1e-5, "dA");
+    th::check_close(b.grad(), sum_to(matmul(bf16_round(a).transpose(-1, -2), d16), sb), 1e-5, 1e-5, "dB");
+  }
+  // linear: weight and bias get float32 gradients; only the input that needs one gets one
+  Tensor x = th::random({4, 6}), w = th::random({3, 6}).requires_grad_(), bias = th::random({3}).requires_grad_();
+  {
+    Autocast ac(DType::bf16);
+    sum(linear(x, w, bias)).backward();
+  }
+  CHECK(!x.grad().defined());
+  REQUIRE(w.grad().defined());
+  CHECK(w.grad().dtype() == DType::f32);
+  // d/dw sum(x w^T) = ones^T @ bf16(x): column sums of the rounded x (exact in bf16 * 1)
+  th::check_close(w.grad(), matmul(ones({3, 4}), bf16_round(x)), 1e-5, 1e-5, "linear dW");
+  th::check_close(bias.grad(), full({3}, 4.0), 0, 0, "linear db");
 }
 
 TEST_CASE("matmul errors name the op and the shapes", "[matmul]") {

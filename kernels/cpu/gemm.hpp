@@ -53,6 +53,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <new>
+#include <thread>
 #include <type_traits>
 
 #include "kernels/cpu/simd.hpp"
@@ -91,8 +92,9 @@ struct GemmBlocking {
   static constexpr int NV = VS == 1 ? 4 : 2;               // vectors per micro-tile row
   static constexpr int MR = VS == 1 ? 4 : (wide ? 14 : 6);
   static constexpr int NR = NV * VS;
-  static constexpr int64_t KC = wide ? 192 : 256;
-  static constexpr int64_t MC = MR * (sizeof(T) == 4 ? 24 : 12);  // 144 / 72 (AVX2), 336 / 168 (AVX-512)
+  // AVX2 / scalar: KC 384, MC 192 (f32) / 96 (f64), measured on Zen 3 (bench/kernels/gemm.cpp)
+  static constexpr int64_t KC = wide ? 192 : 384;
+  static constexpr int64_t MC = MR * (sizeof(T) == 4 ? (wide ? 24 : 32) : (wide ? 12 : 16));
   static constexpr int64_t NC = 4080 / NR * NR;
   static_assert(VS == 1 || MR * NV + NV + 1 <= (wide ? 32 : 16), "micro-tile must fit the vector registers");
 };
@@ -107,7 +109,8 @@ inline V gemm_madd(std::type_identity_t<V> a, std::type_identity_t<V> b, std::ty
   else return vfmadd(a, b, c);
 }
 
-/// A per-thread, 64-byte aligned scratch buffer that only grows (slot 0: A block, 1: B block).
+/// A per-thread, 64-byte aligned scratch buffer that only grows, so repeated calls (the same
+/// shapes every training step) reuse it. Slot 0: packed A, 1: packed B (or gemv's x).
 template <class T>
 T* gemm_scratch(int slot, int64_t n) {
   struct Buf {
@@ -132,42 +135,55 @@ T* gemm_scratch(int slot, int64_t n) {
 // ================================================================================ packing
 
 /// Packs A[mc, kc] into ceil(mc/MR) panels, each kc columns of MR values (zero rows pad the last).
+/// S is the stored element type (T, or a 16-bit float widened here: see gemm_bf16.hpp).
 /// out: [ceil(mc/MR)][kc][MR]
-template <class T, int MR>
-void gemm_pack_a(int64_t mc, int64_t kc, const T* A, int64_t a_rs, int64_t a_cs, T* out) {
+template <class T, int MR, class S>
+void gemm_pack_a(int64_t mc, int64_t kc, const S* A, int64_t a_rs, int64_t a_cs, T* __restrict out) {
   for (int64_t i0 = 0; i0 < mc; i0 += MR) {
     const int mr = int(std::min<int64_t>(MR, mc - i0));
-    const T* a = A + i0 * a_rs;
+    const S* a = A + i0 * a_rs;
     if (mr == MR && a_rs == 1) {  // column-major A: MR contiguous values per k
       for (int64_t p = 0; p < kc; ++p, out += MR)
-        for (int i = 0; i < MR; ++i) out[i] = a[p * a_cs + i];
+        for (int i = 0; i < MR; ++i) out[i] = T(a[p * a_cs + i]);
+    } else if (mr == MR && a_cs == 1) {  // row-major A: MR rows read side by side
+      for (int64_t p = 0; p < kc; ++p, out += MR)
+        for (int i = 0; i < MR; ++i) out[i] = T(a[i * a_rs + p]);
     } else if (mr == MR) {
       for (int64_t p = 0; p < kc; ++p, out += MR)
-        for (int i = 0; i < MR; ++i) out[i] = a[i * a_rs + p * a_cs];
+        for (int i = 0; i < MR; ++i) out[i] = T(a[i * a_rs + p * a_cs]);
     } else {
       for (int64_t p = 0; p < kc; ++p, out += MR)
-        for (int i = 0; i < MR; ++i) out[i] = i < mr ? a[i * a_rs + p * a_cs] : T(0);
+        for (int i = 0; i < MR; ++i) out[i] = i < mr ? T(a[i * a_rs + p * a_cs]) : T(0);
     }
   }
 }
 
 /// Packs B[kc, nc] into ceil(nc/NR) panels, each kc rows of NR values (zero columns pad the last).
 /// out: [ceil(nc/NR)][kc][NR]
-template <class T, int NR>
-void gemm_pack_b(int64_t kc, int64_t nc, const T* B, int64_t b_rs, int64_t b_cs, T* out) {
-  for (int64_t j0 = 0; j0 < nc; j0 += NR) {
-    const int nr = int(std::min<int64_t>(NR, nc - j0));
-    const T* b = B + j0 * b_cs;
-    if (nr == NR && b_cs == 1) {  // row-major B: NR contiguous values per k
-      for (int64_t p = 0; p < kc; ++p, out += NR)
-        for (int j = 0; j < NR; ++j) out[j] = b[p * b_rs + j];
-    } else if (nr == NR) {
-      for (int64_t p = 0; p < kc; ++p, out += NR)
-        for (int j = 0; j < NR; ++j) out[j] = b[p * b_rs + j * b_cs];
-    } else {
-      for (int64_t p = 0; p < kc; ++p, out += NR)
-        for (int j = 0; j < NR; ++j) out[j] = j < nr ? b[p * b_rs + j * b_cs] : T(0);
+template <class T, int NR, class S>
+void gemm_pack_b(int64_t kc, int64_t nc, const S* B, int64_t b_rs, int64_t b_cs, T* __restrict out) {
+  const int64_t full = nc / NR;  // whole panels
+  if (b_cs == 1) {
+    // row-major B: walk each row once, left to right, dealing NR-wide pieces to the panels (a
+    // panel-by-panel walk would stride down the rows and defeat the hardware prefetcher)
+    for (int64_t p = 0; p < kc; ++p) {
+      const S* row = B + p * b_rs;
+      for (int64_t q = 0; q < full; ++q)
+        for (int j = 0; j < NR; ++j) out[(q * kc + p) * NR + j] = T(row[q * NR + j]);
     }
+  } else {
+    for (int64_t q = 0; q < full; ++q) {
+      const S* b = B + q * NR * b_cs;
+      T* o = out + q * kc * NR;
+      for (int64_t p = 0; p < kc; ++p, o += NR)
+        for (int j = 0; j < NR; ++j) o[j] = T(b[p * b_rs + j * b_cs]);
+    }
+  }
+  if (const int nr = int(nc - full * NR); nr > 0) {  // the last, partial panel
+    const S* b = B + full * NR * b_cs;
+    T* o = out + full * kc * NR;
+    for (int64_t p = 0; p < kc; ++p, o += NR)
+      for (int j = 0; j < NR; ++j) o[j] = j < nr ? T(b[p * b_rs + j * b_cs]) : T(0);
   }
 }
 
@@ -181,19 +197,26 @@ void gemm_micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b,
   using Cfg = GemmBlocking<T>;
   using V = Vec<T>;
   constexpr int MR = Cfg::MR, NV = Cfg::NV, NR = Cfg::NR, VS = Cfg::VS;
+  // the C tile is read or written only after the loop: start fetching its lines now (rows of a
+  // large power-of-two stride all miss, and the loop hides the wait)
+  if (c_cs == 1)
+    for (int i = 0; i < mr; ++i) {
+      __builtin_prefetch(C + i * c_rs, 1);
+      __builtin_prefetch(C + i * c_rs + NR - 1, 1);
+    }
   V acc[MR][NV];
 #pragma GCC unroll 32
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) acc[i][j] = V(T(0));
 
-  for (int64_t p = 0; p < kc; ++p, a += MR, b += NR) {
+  for (int64_t p = 0; p < kc; ++p) {
     V bv[NV];
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) bv[j] = V::load(b + j * VS);
+    for (int j = 0; j < NV; ++j) bv[j] = V::load(b + p * NR + j * VS);
 #pragma GCC unroll 32
     for (int i = 0; i < MR; ++i) {
-      const V ai(a[i]);
+      const V ai(a[p * MR + i]);
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) acc[i][j] = gemm_madd<V>(ai, bv[j], acc[i][j]);
     }
@@ -231,40 +254,113 @@ void gemm_micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b,
 
 // ================================================================================ blocked driver
 
-/// One thread's gemm: the five loops of the file comment. Assumes M, N, K > 0.
-template <class T>
-void gemm_serial(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs,
-                 const T* B, int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs) {
+/// A barrier for the few threads of one gemm (all running at once in one pool region): the last
+/// to arrive opens the next phase; the others spin briefly, then yield (the machine may be shared).
+class GemmBarrier {
+ public:
+  explicit GemmBarrier(int n) : n_(n) {}
+  void wait() {
+    const int phase = phase_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+      arrived_.store(0, std::memory_order_relaxed);
+      phase_.store(phase + 1, std::memory_order_release);
+      return;
+    }
+    for (int spins = 0; phase_.load(std::memory_order_acquire) == phase; ++spins) {
+      if (spins < 4000) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  }
+
+ private:
+  std::atomic<int> arrived_{0}, phase_{0};
+  const int n_;
+};
+
+/// The five loops of the file comment, run by `threads` threads at once (thread `t` of them), or by
+/// one (threads == 1, barrier unused). The threads share one packed B block (each packs a share of
+/// its panels; a barrier before and after use), and split either the rows of C (each packs its own
+/// A blocks: split_m) or the B panels (each packs the A blocks it needs). pa: this thread's A block
+/// [MC * KC]; pb: the shared B block [NC * KC]. A and B elements are converted to T while packing.
+/// Assumes M, N, K > 0.
+template <class T, class SA, class SB>
+void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t a_rs, int64_t a_cs,
+                  const SB* B, int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs,
+                  T* pa, T* pb, int t, int threads, bool split_m, GemmBarrier* barrier) {
+  using Cfg = GemmBlocking<T>;
+  constexpr int MR = Cfg::MR, NR = Cfg::NR;
+  // this thread's rows of C: a balanced share of whole MR tiles when splitting rows
+  const int64_t m_tiles = (M + MR - 1) / MR;
+  const int64_t m_lo = split_m ? std::min(M, m_tiles * t / threads * MR) : 0;
+  const int64_t m_hi = split_m ? std::min(M, m_tiles * (t + 1) / threads * MR) : M;
+
+  for (int64_t jc = 0; jc < N; jc += Cfg::NC) {
+    const int64_t nc = std::min<int64_t>(Cfg::NC, N - jc);
+    const int64_t panels = (nc + NR - 1) / NR;
+    // this thread's share of the B panels to pack, and (split_m false) to multiply
+    const int64_t q_lo = panels * t / threads, q_hi = panels * (t + 1) / threads;
+    const int64_t j_lo = split_m ? 0 : q_lo * NR, j_hi = split_m ? nc : std::min(nc, q_hi * NR);
+    for (int64_t pc = 0; pc < K; pc += Cfg::KC) {
+      const int64_t kc = std::min<int64_t>(Cfg::KC, K - pc);
+      const T beta_p = pc == 0 ? beta : T(1);  // later K blocks accumulate onto the first
+      if (q_lo < q_hi)
+        gemm_pack_b<T, NR>(kc, std::min(nc, q_hi * NR) - q_lo * NR, B + pc * b_rs + (jc + q_lo * NR) * b_cs, b_rs,
+                           b_cs, pb + q_lo * NR * kc);
+      if (threads > 1) barrier->wait();  // the whole B block is packed
+      for (int64_t ic = m_lo; ic < m_hi; ic += Cfg::MC) {
+        const int64_t mc = std::min<int64_t>(Cfg::MC, m_hi - ic);
+        gemm_pack_a<T, MR>(mc, kc, A + ic * a_rs + pc * a_cs, a_rs, a_cs, pa);
+        for (int64_t jr = j_lo; jr < j_hi; jr += NR) {
+          const int nr = int(std::min<int64_t>(NR, nc - jr));
+          const T* b = pb + jr * kc;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int mr = int(std::min<int64_t>(MR, mc - ir));
+            gemm_micro_kernel<T>(kc, pa + ir * kc, b, alpha, beta_p, C + (ic + ir) * c_rs + (jc + jr) * c_cs, c_rs,
+                                 c_cs, mr, nr);
+          }
+        }
+      }
+      if (threads > 1) barrier->wait();  // everyone is done with this B block
+    }
+  }
+}
+
+/// gemm on `threads` threads (1: on the caller), A and B of element types SA, SB converted to T when
+/// packed. Buffers: the caller's scratch, grown as needed and kept for the next call.
+template <class T, class SA, class SB>
+void gemm_driver(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t a_rs, int64_t a_cs,
+                 const SB* B, int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs, int threads) {
   using Cfg = GemmBlocking<T>;
   constexpr int MR = Cfg::MR, NR = Cfg::NR;
   const int64_t kc_max = std::min<int64_t>(Cfg::KC, K);
   const int64_t mc_max = std::min<int64_t>(Cfg::MC, (M + MR - 1) / MR * MR);
   const int64_t nc_max = std::min<int64_t>(Cfg::NC, (N + NR - 1) / NR * NR);
-  T* pa = gemm_scratch<T>(0, mc_max * kc_max);
+  const int64_t a_block = (mc_max * kc_max + 15) / 16 * 16;  // 64-byte aligned per thread
+  T* pa = gemm_scratch<T>(0, a_block * threads);
   T* pb = gemm_scratch<T>(1, nc_max * kc_max);
-
-  for (int64_t jc = 0; jc < N; jc += Cfg::NC) {
-    const int64_t nc = std::min<int64_t>(Cfg::NC, N - jc);
-    for (int64_t pc = 0; pc < K; pc += Cfg::KC) {
-      const int64_t kc = std::min<int64_t>(Cfg::KC, K - pc);
-      const T beta_p = pc == 0 ? beta : T(1);  // later K blocks accumulate onto the first
-      gemm_pack_b<T, NR>(kc, nc, B + pc * b_rs + jc * b_cs, b_rs, b_cs, pb);
-      for (int64_t ic = 0; ic < M; ic += Cfg::MC) {
-        const int64_t mc = std::min<int64_t>(Cfg::MC, M - ic);
-        gemm_pack_a<T, MR>(mc, kc, A + ic * a_rs + pc * a_cs, a_rs, a_cs, pa);
-        for (int64_t jr = 0; jr < nc; jr += NR) {
-          const int nr = int(std::min<int64_t>(NR, nc - jr));
-          const T* b = pb + jr * kc;
-          for (int64_t ir = 0; ir < mc; ir += MR) {
-            const int mr = int(std::min<int64_t>(MR, mc - ir));
-            gemm_micro_kernel<T>(kc, pa + ir * kc, b, alpha, beta_p,
-                                 C + (ic + ir) * c_rs + (jc + jr) * c_cs, c_rs, c_cs, mr, nr);
-          }
-        }
-      }
-    }
-  }
+  if (threads <= 1)
+    return gemm_blocked(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs, c_cs, pa, pb, 0, 1, true,
+                        nullptr);
+  // split the rows of C unless they share out worse than the B panels (a few rows, many columns):
+  // efficiency = tiles / (threads * the most tiles one thread gets)
+  auto balance = [&](int64_t tiles) { return double(tiles) / double(threads * ((tiles + threads - 1) / threads)); };
+  const int64_t n_tiles = (std::min<int64_t>(N, Cfg::NC) + NR - 1) / NR;
+  const bool split_m = balance((M + MR - 1) / MR) + 0.02 >= balance(n_tiles);
+  GemmBarrier barrier(threads);
+  thread_pool().run(threads, [&](int t) {
+    gemm_blocked(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs, c_cs, pa + t * a_block, pb, t,
+                 threads, split_m, &barrier);
+  });
 }
+
+}  // namespace detail
+
+namespace detail {
 
 // ================================================================================ gemv
 
@@ -371,32 +467,9 @@ void gemm(int64_t M, int64_t N, int64_t K, T alpha,
   if (c_cs != 1 && c_rs == 1 && M > 1)
     return gemm(N, M, K, alpha, B, b_cs, b_rs, A, a_cs, a_rs, beta, C, c_cs, c_rs);
 
-  using Cfg = GemmBlocking<T>;
   const int threads = strata::detail::in_parallel_region ? 1 : num_threads();
-  if (threads <= 1 || double(M) * double(N) * double(K) < double(1 << 20))
-    return detail::gemm_serial(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs, c_cs);
-
-  // Split the larger of M, N into chunks of whole tiles, about 4 per thread, handed out by an
-  // atomic counter: a thread slowed by another process (shared machines) just takes fewer chunks.
-  // Each element of C is still computed by exactly one chunk in the same order: deterministic.
-  // A chunk is at least 8 tiles wide, so re-packing the other operand per chunk stays < ~1%.
-  const bool split_n = N >= M;
-  const int64_t R = split_n ? Cfg::NR : Cfg::MR, extent = split_n ? N : M;
-  const int64_t tiles = (extent + R - 1) / R;
-  const int64_t per = std::max<int64_t>(8, (tiles + 4 * threads - 1) / (4 * threads));  // tiles per chunk
-  const int64_t chunks = (tiles + per - 1) / per;
-  std::atomic<int64_t> next{0};
-  parallel_for(0, std::min<int64_t>(threads, chunks), 1, [&](int64_t, int64_t) {
-    for (int64_t c = next++; c < chunks; c = next++) {
-      const int64_t lo = c * per * R, hi = std::min(extent, (c + 1) * per * R);
-      if (split_n)
-        detail::gemm_serial(M, hi - lo, K, alpha, A, a_rs, a_cs, B + lo * b_cs, b_rs, b_cs, beta,
-                            C + lo * c_cs, c_rs, c_cs);
-      else
-        detail::gemm_serial(hi - lo, N, K, alpha, A + lo * a_rs, a_rs, a_cs, B, b_rs, b_cs, beta,
-                            C + lo * c_rs, c_rs, c_cs);
-    }
-  });
+  const bool big = double(M) * double(N) * double(K) >= double(1 << 20);
+  detail::gemm_driver<T>(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs, c_cs, big ? threads : 1);
 }
 
 }  // namespace strata::cpu

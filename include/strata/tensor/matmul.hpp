@@ -11,14 +11,22 @@
 //   the reference loop with int64 sums (wrapping to the dtype like PyTorch); bool is rejected.
 // Gradients (per batch matrix): dA = dout @ B^T, dB = A^T @ dout, each summed over the batch dims
 //   its input was broadcast along (sum_to). The 1-D promotions are views, so they need no extra rule.
+// Autocast (strata/tensor/autocast.hpp): inside `Autocast ac(DType::bf16)`, float32 operands are
+//   rounded to bfloat16 (as x.to(bf16) would, gradient passing straight through) and multiplied by
+//   cpu::gemm_bf16 with float32 accumulation into a float32 result; the backward rounds dout to bf16
+//   too, so dA = bf16(dout) @ bf16(B)^T and dB = bf16(A)^T @ bf16(dout) also run on gemm_bf16, and the
+//   float32 inputs get float32 gradients. Like torch.autocast("cpu", dtype=torch.bfloat16), except
+//   that the product is returned (and its gradients kept) in float32 rather than rounded to bf16.
 // Reference: torch.matmul / torch.nn.functional.linear documentation; PyTorch's at::matmul, which
 //   also folds the batch into M when b is a plain matrix ([B, T, K] @ [K, N] is one gemm).
 #pragma once
 
 #include <vector>
 
+#include "strata/tensor/autocast.hpp"
 #include "strata/tensor/reduce.hpp"
 #include "kernels/cpu/gemm.hpp"
+#include "kernels/cpu/gemm_bf16.hpp"
 
 namespace strata {
 
@@ -50,13 +58,15 @@ inline Shape matmul_batch_shape(const Shape& a, const Shape& b, const char* op) 
 
 /// out[batch..., M, N] = a[..., M, K] @ b[..., K, N] for a, b with >= 2 dims (sizes checked by the
 /// caller); batch dims broadcast; result in the promoted dtype, contiguous.
-inline Tensor matmul_fwd(const Tensor& a_in, const Tensor& b_in) {
+/// bf16_to_f32: a and b are taken as bfloat16 (rounded if they are not) and multiplied by
+/// cpu::gemm_bf16 into a float32 result (the autocast product).
+inline Tensor matmul_fwd(const Tensor& a_in, const Tensor& b_in, bool bf16_to_f32 = false) {
   STRATA_CHECK(a_in.device() == b_in.device(), "matmul", "got devices ", a_in.device(), " and ",
                b_in.device(), ", expected the same device");
-  const DType t = promote_types(a_in.dtype(), b_in.dtype());
+  const DType t = bf16_to_f32 ? DType::bf16 : promote_types(a_in.dtype(), b_in.dtype());
   STRATA_CHECK(t != DType::b8, "matmul", "got dtypes ", a_in.dtype(), " and ", b_in.dtype(),
                ", expected numeric dtypes (not bool)");
-  if (t == DType::f16 || t == DType::bf16)  // no 16-bit kernel yet: multiply in float32, round once
+  if (t == DType::f16 || (t == DType::bf16 && !bf16_to_f32))  // multiply in float32, round once
     return to(matmul_fwd(to(detach(a_in), DType::f32), to(detach(b_in), DType::f32)), t);
 
   const Tensor a = detail::unit_stride_matrices(to(detach(a_in), t));
@@ -66,7 +76,7 @@ inline Tensor matmul_fwd(const Tensor& a_in, const Tensor& b_in) {
   Shape out_shape = batch;
   out_shape.push_back(M);
   out_shape.push_back(N);
-  Tensor out = Tensor::empty(out_shape, t, a.device());
+  Tensor out = Tensor::empty(out_shape, bf16_to_f32 ? DType::f32 : t, a.device());
   if (out.numel() == 0) return out;
 
   // strides of a and b viewed as [batch..., M, K] / [batch..., K, N] (0 along broadcast dims)
@@ -117,17 +127,20 @@ inline Tensor matmul_fwd(const Tensor& a_in, const Tensor& b_in) {
   }
 
   dispatch_numeric(t, "matmul", [&]<class T>(type_tag<T>) {
-    if constexpr (std::is_same_v<T, f16> || std::is_same_v<T, bf16>) {
+    if constexpr (std::is_same_v<T, f16>) {
       return;  // converted above
     } else {
+      using O = std::conditional_t<std::is_same_v<T, bf16>, float, T>;  // bf16 only with bf16_to_f32
       const T* pa = a.data_ptr<T>();
       const T* pb = b.data_ptr<T>();
-      T* po = out.data_ptr<T>();
+      O* po = out.data_ptr<O>();
       auto one = [&](int64_t i) {
         const T* ai = pa + a_off[size_t(i)];
         const T* bi = pb + b_off[size_t(i)];
-        T* ci = po + i * M * N;
-        if constexpr (std::is_floating_point_v<T>)
+        O* ci = po + i * M * N;
+        if constexpr (std::is_same_v<T, bf16>)
+          cpu::gemm_bf16(m_all, N, K, 1.f, ai, a_rs, a_cs, bi, b_rs, b_cs, 0.f, ci, N, 1);
+        else if constexpr (std::is_floating_point_v<T>)
           cpu::gemm<T>(m_all, N, K, T(1), ai, a_rs, a_cs, bi, b_rs, b_cs, T(0), ci, N, 1);
         else
           cpu::gemm_ref<T>(m_all, N, K, T(1), ai, a_rs, a_cs, bi, b_rs, b_cs, T(0), ci, N, 1);
@@ -150,18 +163,21 @@ inline Tensor matmul_fwd(const Tensor& a_in, const Tensor& b_in) {
 
 /// Gradients of out = a @ b (a, b with >= 2 dims) for the inputs that need one.
 /// ad / bd: the inputs' values (undefined where not needed); ai / bi: what the inputs were.
-inline std::vector<Tensor> matmul_bwd(const Tensor& dout, const Tensor& ad, const Tensor& bd,
-                                      const InputInfo& ai, const InputInfo& bi) {
+/// bf16: the autocast product (ad, bd already bf16): dout is rounded to bf16 and both products run
+/// on gemm_bf16; the gradients come back in the inputs' dtypes (float32).
+inline std::vector<Tensor> matmul_bwd(const Tensor& dout_in, const Tensor& ad, const Tensor& bd,
+                                      const InputInfo& ai, const InputInfo& bi, bool bf16 = false) {
+  const Tensor dout = bf16 ? to(dout_in, DType::bf16) : dout_in;
   Tensor da, db;
   if (ai.requires_grad)  // dA = dout @ B^T, summed over a's broadcast batch dims
-    da = detail::grad_for(matmul_fwd(dout, detail::matrix_transpose(bd)), ai);
+    da = detail::grad_for(matmul_fwd(dout, detail::matrix_transpose(bd), bf16), ai);
   if (bi.requires_grad) {
     if (bi.shape.size() == 2 && ad.dim() > 2) {  // b shared by every batch: one gemm over all rows
       const int64_t rows = numel(Shape(ad.shape().begin(), ad.shape().end() - 1));  // batch * M
       const Tensor a_rows = reshape(ad, {rows, ad.size(-1)}), dout_rows = reshape(dout, {rows, dout.size(-1)});
-      db = detail::grad_for(matmul_fwd(detail::matrix_transpose(a_rows), dout_rows), bi);
+      db = detail::grad_for(matmul_fwd(detail::matrix_transpose(a_rows), dout_rows, bf16), bi);
     } else {  // dB = A^T @ dout, summed over b's broadcast batch dims
-      db = detail::grad_for(matmul_fwd(detail::matrix_transpose(ad), dout), bi);
+      db = detail::grad_for(matmul_fwd(detail::matrix_transpose(ad), dout, bf16), bi);
     }
   }
   return {da, db};
@@ -172,6 +188,17 @@ inline std::vector<Tensor> matmul_bwd(const Tensor& dout, const Tensor& ad, cons
 namespace detail {
 /// a @ b for a, b with >= 2 dims (inner sizes already checked), recorded for autograd.
 inline Tensor matmul_nd(const Tensor& a, const Tensor& b) {
+  // autocast: float32 operands rounded to bf16 once here; the rounded copies are what the backward
+  // reads (they are new tensors, never modified, so they are saved without a version check)
+  if (autocast_dtype() == DType::bf16 && a.dtype() == DType::f32 && b.dtype() == DType::f32) {
+    const Tensor a16 = to(detach(a), DType::bf16), b16 = to(detach(b), DType::bf16);
+    Tensor out = matmul_fwd(a16, b16, true);
+    if (!any_requires_grad({a, b})) return out;
+    const Tensor ad = b.requires_grad() ? a16 : Tensor(), bd = a.requires_grad() ? b16 : Tensor();
+    return record("matmul_bf16_backward", out, {a, b}, [ad, bd, ai = info(a), bi = info(b)](const Tensor& dout) {
+      return matmul_bwd(dout, ad, bd, ai, bi, true);
+    });
+  }
   Tensor out = matmul_fwd(a, b);
   if (!any_requires_grad({a, b})) return out;
   // keep only what the backward reads: b for dA, a for dB
