@@ -1,15 +1,34 @@
-// The gemm lab: C[M,N] = A[M,K] @ B[K,N], f32, square sizes, row-major operands.
+// The gemm lab: C[M,N] = A[M,K] @ B[K,N], f32, square sizes, row-major operands; and gemm_bf16.
 //
 // Ladder (GFLOP/s on the dev machine: AMD EPYC Zen 3, 2 cores, AVX2+FMA; a pure-FMA loop reaches
 // ~101 GFLOP/s per core, ~200 on both, at the clock it runs; the VM is shared, so 2-thread numbers
-// drop to the 1-thread ones whenever another process holds the second core: read ratios):
+// drop to the 1-thread ones whenever another process holds the second core: read ratios).
+// "x OpenBLAS" = our GFLOP/s / cblas_sgemm's, same process, alternating, medians, 1 thread timed by
+// process CPU time (bench/e2e/gemm_vs_openblas.cpp --clock cpu), n = 1024 and 2048:
 //   v0 ref       plain i-j-k triple loop, sums in double (cpu::gemm_ref)           ~1.4
 //   v1 ikj       i-k-j loop order: the inner loop is a contiguous axpy the compiler
 //                vectorizes; no blocking, so B streams from cache/memory every row    ~22-25
-//   v2 packed    shipped cpu::gemm, 1 thread: BLIS-style blocking, packed panels,
-//                6x16 register tile of FMAs (kernels/cpu/gemm.hpp)                    ~80-88 (256-1024)
-//   v3 packed/2  shipped cpu::gemm on 2 threads (column chunks, dynamic)             ~120-165 (512, 1024)
+//   v2 packed    BLIS-style blocking, packed panels, 6x16 register tile of FMAs,
+//                KC 256 / MC 144, B packed panel by panel, threads on dynamic column
+//                chunks each packing all of A again                                 0.68-0.76x OpenBLAS
+//   v3a unroll4  v2 with the k loop unrolled by 4: GCC 12 spills an accumulator       ~0.70-0.77x (dropped)
+//   v3 pack/pf   v2 + row-major B packed row by row (pack_b 7.4% of the time -> <1%:
+//                the panel-by-panel walk strided 4 KiB per row, no prefetch) + the C
+//                tile prefetched before the k loop                                    0.87-0.89x
+//   v3b pf A     v3 + prefetch of the A panel 512 B ahead in the k loop               0.70x (dropped)
+//   v4 blocks    v3 with KC 384 / MC 192 (B micro-panel 24 KiB of the 32 KiB L1, A block
+//                288 KiB of the 512 KiB L2); of KC/MC in {256,320,384}x{96..480}, in one
+//                binary alternating: 256/144 0.88, 256/240 0.86-0.97, 384/96 0.89-0.93,
+//                384/144 0.93-0.96, 384/192 0.98-0.985 (shipped)                      0.88-0.98x
+//   v5 threads   shared packed B block (packed in pieces by both threads, spin barrier),
+//                product in row chunks from a counter (about 4 per thread); column
+//                pieces when M has few tiles (conv shapes: 64 x 50176 x 288 went
+//                0.45x -> 0.69x at 2 threads, 0.36x -> 0.75x at 1)                   2 threads: 0.93-1.05x
+//                (on a machine at load 10: wall-clock 2-thread numbers are only indicative)
+//   bf16         gemm_bf16 on AVX2: operands widened to float while packing, then the
+//                same driver: the f32 speed (0.86-0.97x OpenBLAS sgemm on the same values)
 // Every version is checked against gemm_ref before anything is timed.
+// With -DSTRATA_BENCH_OPENBLAS=1 (bench/CMakeLists.txt links OpenBLAS) cblas_sgemm runs alongside.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
@@ -19,7 +38,13 @@
 #include <vector>
 
 #include "kernels/cpu/gemm.hpp"
+#include "kernels/cpu/gemm_bf16.hpp"
 #include "strata/core/parallel.hpp"
+
+#if defined(STRATA_BENCH_OPENBLAS) && STRATA_BENCH_OPENBLAS
+#include <cblas.h>
+extern "C" void openblas_set_num_threads(int);
+#endif
 
 namespace {
 
@@ -39,9 +64,26 @@ void gemm_ikj(int64_t M, int64_t N, int64_t K, const float* A, const float* B, f
 void gemm_v0(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C) {
   gemm_ref<float>(M, N, K, 1.f, A, K, 1, B, N, 1, 0.f, C, N, 1);
 }
-void gemm_v2(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C) {
+void gemm_shipped(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C) {
   gemm<float>(M, N, K, 1.f, A, K, 1, B, N, 1, 0.f, C, N, 1);
 }
+// gemm_bf16 on bf16 copies of A and B made once per thread and size (the conversion is not timed)
+void gemm_bf16_shipped(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C) {
+  thread_local std::vector<strata::bf16> a16, b16;
+  thread_local const float* seen = nullptr;
+  if (seen != A || a16.size() != size_t(M * K)) {
+    a16.assign(A, A + M * K);
+    b16.assign(B, B + K * N);
+    seen = A;
+  }
+  strata::cpu::gemm_bf16(M, N, K, 1.f, a16.data(), K, 1, b16.data(), N, 1, 0.f, C, N, 1);
+}
+#if defined(STRATA_BENCH_OPENBLAS) && STRATA_BENCH_OPENBLAS
+void gemm_openblas(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(M), int(N), int(K), 1.f, A, int(K), B, int(N), 0.f, C,
+              int(N));
+}
+#endif
 
 struct Problem {
   int64_t M, N, K;
@@ -68,8 +110,24 @@ void check(const char* name, Fn fn) {
   if (!(err < 1e-3)) std::abort();
 }
 
+/// gemm_bf16 against gemm_bf16_ref (the float-input reference would differ by the bf16 rounding).
+void check_bf16() {
+  Problem p(131, 67, 259);
+  const std::vector<strata::bf16> a(p.A.begin(), p.A.end()), b(p.B.begin(), p.B.end());
+  std::vector<float> want(p.C.size());
+  strata::cpu::gemm_bf16_ref(p.M, p.N, p.K, 1.f, a.data(), p.K, 1, b.data(), p.N, 1, 0.f, want.data(), p.N, 1);
+  strata::cpu::gemm_bf16(p.M, p.N, p.K, 1.f, a.data(), p.K, 1, b.data(), p.N, 1, 0.f, p.C.data(), p.N, 1);
+  double err = 0;
+  for (size_t i = 0; i < want.size(); ++i) err = std::max(err, double(std::abs(p.C[i] - want[i])));
+  std::printf("check %-8s max |err| = %.2e\n", "bf16", err);
+  if (!(err < 1e-3)) std::abort();
+}
+
 void run(benchmark::State& state, Fn fn, int threads) {
   strata::set_num_threads(threads);
+#if defined(STRATA_BENCH_OPENBLAS) && STRATA_BENCH_OPENBLAS
+  openblas_set_num_threads(threads);
+#endif
   const int64_t n = state.range(0);
   Problem p(n, n, n);
   for (auto _ : state) {
@@ -84,20 +142,36 @@ void run(benchmark::State& state, Fn fn, int threads) {
 
 void BM_v0_ref(benchmark::State& s) { run(s, gemm_v0, 1); }
 void BM_v1_ikj(benchmark::State& s) { run(s, gemm_ikj, 1); }
-void BM_v2_packed(benchmark::State& s) { run(s, gemm_v2, 1); }
-void BM_v3_packed_2threads(benchmark::State& s) { run(s, gemm_v2, 2); }
+void BM_shipped(benchmark::State& s) { run(s, gemm_shipped, 1); }
+void BM_shipped_2threads(benchmark::State& s) { run(s, gemm_shipped, 2); }
+void BM_bf16(benchmark::State& s) { run(s, gemm_bf16_shipped, 1); }
+void BM_bf16_2threads(benchmark::State& s) { run(s, gemm_bf16_shipped, 2); }
+#if defined(STRATA_BENCH_OPENBLAS) && STRATA_BENCH_OPENBLAS
+void BM_openblas(benchmark::State& s) { run(s, gemm_openblas, 1); }
+void BM_openblas_2threads(benchmark::State& s) { run(s, gemm_openblas, 2); }
+#endif
 
 }  // namespace
 
 BENCHMARK(BM_v0_ref)->Arg(128)->Arg(256)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_v1_ikj)->Arg(128)->Arg(256)->Arg(512)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_v2_packed)->Arg(128)->Arg(256)->Arg(512)->Arg(1024)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_v3_packed_2threads)->Arg(256)->Arg(512)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_shipped)->Arg(128)->Arg(256)->Arg(512)->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_shipped_2threads)->Arg(256)->Arg(512)->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_bf16)->Arg(256)->Arg(1024)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_bf16_2threads)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
+#if defined(STRATA_BENCH_OPENBLAS) && STRATA_BENCH_OPENBLAS
+BENCHMARK(BM_openblas)->Arg(128)->Arg(256)->Arg(512)->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_openblas_2threads)->Arg(256)->Arg(512)->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+#endif
 
 int main(int argc, char** argv) {
   check("v0 ref", gemm_v0);
   check("v1 ikj", gemm_ikj);
-  check("v2 packed", gemm_v2);
+  check("shipped", gemm_shipped);
+  check_bf16();
+#if defined(STRATA_BENCH_OPENBLAS) && STRATA_BENCH_OPENBLAS
+  check("openblas", gemm_openblas);
+#endif
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -21,37 +21,48 @@
 //             C[MR x NR] (+)= A panel @ B panel      (micro-kernel: MR*NR/Vec accumulators)
 //
 // Packing copies each block once into the exact order the micro-kernel reads it (unit stride,
-// one vector load of B and MR broadcasts of A per k), whatever the operands' strides were. Edge
-// panels are zero-padded to MR / NR, so the micro-kernel always runs a full tile; the partial tile
-// (and a C without unit column stride) is written through a small buffer, element by element.
+// one vector load of B and MR broadcasts of A per k), whatever the operands' strides were, and
+// converts the element type on the way (gemm_bf16.hpp packs bf16 operands into float panels and
+// reuses everything below). A row-major B is packed row by row (each row read once, left to right:
+// a panel-by-panel walk strides down the rows and defeats the hardware prefetcher). Edge panels are
+// zero-padded to MR / NR, so the micro-kernel always runs a full tile; the partial tile (and a C
+// without unit column stride) is written through a small buffer, element by element. The
+// micro-kernel prefetches its C tile before the k loop (rows a power-of-two stride apart all miss).
 // A C with unit row stride and non-unit column stride (column-major) is handled by computing
-// C^T = B^T A^T instead, so the fast store path applies.
+// C^T = B^T A^T instead, so the fast store path applies. Packing buffers are per-thread scratch that
+// only grows: the same shapes every training step reuse them.
 //
-// Threads: when M*N*K >= 2^20 the larger of M and N is cut into chunks of whole MR / NR tiles
-// (about 4 per thread, handed out dynamically) and each thread runs the serial algorithm on its
-// chunks with its own packing buffers.
+// Threads: when M*N*K >= 2^20 all threads run the loop nest together (one pool region). They share
+// one packed B block (L3 holds it once, not once per thread): the threads pack its panels in pieces
+// handed out by a counter, meet at a barrier, then take pieces of the product (chunks of whole
+// MR-row tiles of C, each thread packing the A rows of its chunk; about 4 chunks per thread) from a
+// second counter, and meet again before B is repacked. A thread slowed by another process (shared
+// machines) just takes fewer pieces. With few rows and many columns (convolution shapes) the pieces
+// are groups of B panels instead. Each element of C is computed by one piece, in the same order
+// whichever thread runs it: results do not depend on the thread count or on scheduling.
 // Called from inside a parallel region (e.g. one gemm per batch matrix), it runs single-threaded.
 //
 // Register tiles (MR x NR), from the vector width in kernels/cpu/simd.hpp:
 //   AVX2+FMA (16 ymm):   f32 6 x 16, f64 6 x 8   : 12 accumulators + 2 B vectors + 1 broadcast = 15
 //   AVX-512  (32 zmm):   f32 14 x 32, f64 14 x 16: 28 accumulators + 2 B vectors + 1 broadcast = 31
 //   scalar:              4 x 4 (compilers keep 16 scalars in registers)
-// Block sizes, for a Zen 4 class core (32 KiB L1d, 1 MiB L2, L3 shared; Zen 3 has 512 KiB L2,
-// which the same choices still fit):
+// (The k loop is left rolled: unrolling it by 4 made GCC 12 spill an accumulator, -20%.)
+// Block sizes, measured on the development machine's Zen 3 cores (32 KiB L1d, 512 KiB L2, shared
+// L3) against OpenBLAS in bench/kernels/gemm.cpp and bench/e2e/gemm_vs_openblas.cpp:
 //   KC: the B micro-panel KC x NR must stay in L1 while the A panels stream past it:
-//       KC * NR * sizeof(T) = 256 * 16 * 4 = 16 KiB (f32 AVX2), 256 * 8 * 8 = 16 KiB (f64 AVX2),
-//       192 * 32 * 4 = 24 KiB (f32 AVX-512): about half of L1, leaving room for A and C lines.
-//   MC: the packed A block MC x KC stays in L2: 144 * 256 * 4 = 144 KiB (f32), 72 * 256 * 8 =
-//       144 KiB (f64): well under half of L2, so B panels and C tiles do not evict it.
-//   NC: the packed B block KC x NC sits in L3: 256 * 4080 * 4 = 4 MiB; NC is a multiple of NR.
-// These are starting points (BLIS's Zen configuration uses the same); bench/kernels/gemm.cpp
-// measures them.
+//       384 * 16 * 4 = 24 KiB (f32 AVX2), 384 * 8 * 8 = 24 KiB (f64 AVX2), 192 * 32 * 4 = 24 KiB
+//       (f32 AVX-512): three quarters of L1; a larger KC also reads and writes C fewer times.
+//   MC: the packed A block MC x KC stays in L2: 192 * 384 * 4 = 288 KiB (f32), 96 * 384 * 8 =
+//       288 KiB (f64): over half of a 512 KiB L2 (KC 256 / MC 144, a third of it, was ~8% slower).
+//   NC: the packed B block KC x NC sits in L3: 384 * 4080 * 4 = 6 MiB; NC is a multiple of NR.
+// The AVX-512 sizes are BLIS-style starting points, not measured (no AVX-512 machine here).
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <new>
 #include <thread>
 #include <type_traits>
@@ -282,50 +293,76 @@ class GemmBarrier {
   const int n_;
 };
 
-/// The five loops of the file comment, run by `threads` threads at once (thread `t` of them), or by
-/// one (threads == 1, barrier unused). The threads share one packed B block (each packs a share of
-/// its panels; a barrier before and after use), and split either the rows of C (each packs its own
-/// A blocks: split_m) or the B panels (each packs the A blocks it needs). pa: this thread's A block
-/// [MC * KC]; pb: the shared B block [NC * KC]. A and B elements are converted to T while packing.
+/// How the threads of one gemm share the work: per (jc, pc) block, a counter handing out pieces of
+/// the B packing and one handing out pieces of the product (whole row chunks of C, or whole B
+/// panel groups when split_m is false), so a thread slowed by another process just takes fewer.
+struct GemmShare {
+  int threads = 1;
+  bool split_m = true;
+  int64_t rows = 0;                      // rows of C per piece (split_m), a multiple of MR
+  int64_t panels = 0;                    // B panels per piece (packing, and the product when !split_m)
+  std::atomic<int64_t>* counters = nullptr;  // 2 per (jc, pc) block, zeroed
+  GemmBarrier* barrier = nullptr;
+};
+
+/// The five loops of the file comment, run by every thread of `sh` at once (or by one: threads == 1).
+/// The threads share one packed B block [NC * KC] (pb), packed piece by piece by whoever claims the
+/// piece; a barrier; then each claims pieces of the product, packing the A rows it needs into its
+/// own pa [MC * KC]; a barrier before B is repacked. A and B are converted to T while packing.
 /// Assumes M, N, K > 0.
 template <class T, class SA, class SB>
 void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t a_rs, int64_t a_cs,
                   const SB* B, int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs,
-                  T* pa, T* pb, int t, int threads, bool split_m, GemmBarrier* barrier) {
+                  T* pa, T* pb, const GemmShare& sh) {
   using Cfg = GemmBlocking<T>;
   constexpr int MR = Cfg::MR, NR = Cfg::NR;
-  // this thread's rows of C: a balanced share of whole MR tiles when splitting rows
-  const int64_t m_tiles = (M + MR - 1) / MR;
-  const int64_t m_lo = split_m ? std::min(M, m_tiles * t / threads * MR) : 0;
-  const int64_t m_hi = split_m ? std::min(M, m_tiles * (t + 1) / threads * MR) : M;
-
+  const bool serial = sh.threads <= 1;
+  // rows [m_lo, m_hi) x B panels [q_lo, q_hi) of the current (jc, pc) block: C (+)= A @ B
+  auto product = [&](int64_t m_lo, int64_t m_hi, int64_t q_lo, int64_t q_hi, int64_t jc, int64_t nc, int64_t pc,
+                     int64_t kc) {
+    const T beta_p = pc == 0 ? beta : T(1);  // later K blocks accumulate onto the first
+    for (int64_t ic = m_lo; ic < m_hi; ic += Cfg::MC) {
+      const int64_t mc = std::min<int64_t>(Cfg::MC, m_hi - ic);
+      gemm_pack_a<T, MR>(mc, kc, A + ic * a_rs + pc * a_cs, a_rs, a_cs, pa);
+      for (int64_t jr = q_lo * NR; jr < std::min(nc, q_hi * NR); jr += NR) {
+        const int nr = int(std::min<int64_t>(NR, nc - jr));
+        const T* b = pb + jr * kc;
+        for (int64_t ir = 0; ir < mc; ir += MR) {
+          const int mr = int(std::min<int64_t>(MR, mc - ir));
+          gemm_micro_kernel<T>(kc, pa + ir * kc, b, alpha, beta_p, C + (ic + ir) * c_rs + (jc + jr) * c_cs, c_rs,
+                               c_cs, mr, nr);
+        }
+      }
+    }
+  };
+  int64_t block = 0;
   for (int64_t jc = 0; jc < N; jc += Cfg::NC) {
     const int64_t nc = std::min<int64_t>(Cfg::NC, N - jc);
     const int64_t panels = (nc + NR - 1) / NR;
-    // this thread's share of the B panels to pack, and (split_m false) to multiply
-    const int64_t q_lo = panels * t / threads, q_hi = panels * (t + 1) / threads;
-    const int64_t j_lo = split_m ? 0 : q_lo * NR, j_hi = split_m ? nc : std::min(nc, q_hi * NR);
-    for (int64_t pc = 0; pc < K; pc += Cfg::KC) {
+    for (int64_t pc = 0; pc < K; pc += Cfg::KC, ++block) {
       const int64_t kc = std::min<int64_t>(Cfg::KC, K - pc);
-      const T beta_p = pc == 0 ? beta : T(1);  // later K blocks accumulate onto the first
-      if (q_lo < q_hi)
+      auto pack = [&](int64_t q_lo, int64_t q_hi) {  // B panels [q_lo, q_hi) of this block
         gemm_pack_b<T, NR>(kc, std::min(nc, q_hi * NR) - q_lo * NR, B + pc * b_rs + (jc + q_lo * NR) * b_cs, b_rs,
                            b_cs, pb + q_lo * NR * kc);
-      if (threads > 1) barrier->wait();  // the whole B block is packed
-      for (int64_t ic = m_lo; ic < m_hi; ic += Cfg::MC) {
-        const int64_t mc = std::min<int64_t>(Cfg::MC, m_hi - ic);
-        gemm_pack_a<T, MR>(mc, kc, A + ic * a_rs + pc * a_cs, a_rs, a_cs, pa);
-        for (int64_t jr = j_lo; jr < j_hi; jr += NR) {
-          const int nr = int(std::min<int64_t>(NR, nc - jr));
-          const T* b = pb + jr * kc;
-          for (int64_t ir = 0; ir < mc; ir += MR) {
-            const int mr = int(std::min<int64_t>(MR, mc - ir));
-            gemm_micro_kernel<T>(kc, pa + ir * kc, b, alpha, beta_p, C + (ic + ir) * c_rs + (jc + jr) * c_cs, c_rs,
-                                 c_cs, mr, nr);
-          }
-        }
+      };
+      if (serial) {
+        pack(0, panels);
+        product(0, M, 0, panels, jc, nc, pc, kc);
+        continue;
       }
-      if (threads > 1) barrier->wait();  // everyone is done with this B block
+      std::atomic<int64_t>& packed = sh.counters[2 * block];
+      for (int64_t q = packed.fetch_add(sh.panels) ; q < panels; q = packed.fetch_add(sh.panels))
+        pack(q, std::min(panels, q + sh.panels));
+      sh.barrier->wait();  // the whole B block is packed
+      std::atomic<int64_t>& done = sh.counters[2 * block + 1];
+      if (sh.split_m) {
+        for (int64_t m = done.fetch_add(sh.rows); m < M; m = done.fetch_add(sh.rows))
+          product(m, std::min(M, m + sh.rows), 0, panels, jc, nc, pc, kc);
+      } else {
+        for (int64_t q = done.fetch_add(sh.panels); q < panels; q = done.fetch_add(sh.panels))
+          product(0, M, q, std::min(panels, q + sh.panels), jc, nc, pc, kc);
+      }
+      sh.barrier->wait();  // everyone is done with this B block
     }
   }
 }
@@ -343,18 +380,22 @@ void gemm_driver(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t 
   const int64_t a_block = (mc_max * kc_max + 15) / 16 * 16;  // 64-byte aligned per thread
   T* pa = gemm_scratch<T>(0, a_block * threads);
   T* pb = gemm_scratch<T>(1, nc_max * kc_max);
-  if (threads <= 1)
-    return gemm_blocked(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs, c_cs, pa, pb, 0, 1, true,
-                        nullptr);
-  // split the rows of C unless they share out worse than the B panels (a few rows, many columns):
-  // efficiency = tiles / (threads * the most tiles one thread gets)
-  auto balance = [&](int64_t tiles) { return double(tiles) / double(threads * ((tiles + threads - 1) / threads)); };
-  const int64_t n_tiles = (std::min<int64_t>(N, Cfg::NC) + NR - 1) / NR;
-  const bool split_m = balance((M + MR - 1) / MR) + 0.02 >= balance(n_tiles);
+  GemmShare sh{.threads = threads};
+  if (threads <= 1) return gemm_blocked(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs, c_cs, pa, pb, sh);
+  // pieces: about 4 per thread, so the last ones even out a thread that fell behind. Split the rows
+  // of C unless there are too few of them (a few rows, many columns: convolution shapes).
+  const int64_t m_tiles = (M + MR - 1) / MR, n_panels = nc_max / NR;
+  sh.split_m = m_tiles >= 4 * int64_t(threads) || m_tiles >= n_panels;
+  sh.rows = std::max<int64_t>(2, (m_tiles + 4 * threads - 1) / (4 * threads)) * MR;
+  sh.panels = std::max<int64_t>(4, (n_panels + 4 * threads - 1) / (4 * threads));
+  const int64_t blocks = ((N + Cfg::NC - 1) / Cfg::NC) * ((K + Cfg::KC - 1) / Cfg::KC);
+  std::unique_ptr<std::atomic<int64_t>[]> counters(new std::atomic<int64_t>[size_t(2 * blocks)]);
+  for (int64_t i = 0; i < 2 * blocks; ++i) counters[size_t(i)].store(0, std::memory_order_relaxed);
   GemmBarrier barrier(threads);
+  sh.counters = counters.get();
+  sh.barrier = &barrier;
   thread_pool().run(threads, [&](int t) {
-    gemm_blocked(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs, c_cs, pa + t * a_block, pb, t,
-                 threads, split_m, &barrier);
+    gemm_blocked(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs, c_cs, pa + t * a_block, pb, sh);
   });
 }
 
