@@ -9,6 +9,9 @@
 
 #include "golden/poolnorm.hpp"
 #include "helpers.hpp"
+#include "strata/nn/conv.hpp"
+#include "strata/nn/linear.hpp"
+#include "strata/tensor/autocast.hpp"
 #include "strata/tensor/dropout.hpp"
 #include "strata/tensor/norm.hpp"
 
@@ -564,4 +567,150 @@ TEST_CASE("batch_norm_relu gradcheck in float64", "[norm][grad]") {
                    {channels_last_random({2, 3, 2, 2}, DType::f64), th::random({3}), th::random({3})});
   th::gradcheck_ok([](V v) { return batch_norm_relu(v[0], Tensor(), Tensor(), Tensor(), Tensor(), true); },
                    {th::random({6, 3}, DType::f64)});
+}
+
+// ---------------------------------------------------------------- fusion in Sequential (nn/fusion.hpp)
+
+namespace {
+
+/// Random batch-norm statistics and affine parameters, so that folding them is really tested.
+void randomize_bn(nn::Module& model) {
+  NoGrad ng;
+  for (auto& [name, m] : model.named_modules())
+    if (auto* bn = dynamic_cast<nn::BatchNormBase*>(m)) {
+      const int64_t C = bn->num_features;
+      if (bn->running_mean.defined()) bn->running_mean.copy_(th::random({C}));
+      if (bn->running_var.defined()) bn->running_var.copy_(th::random({C}, DType::f32, false, 0.5, 2));
+      if (bn->weight.defined()) bn->weight.copy_(th::random({C}, DType::f32, false, 0.5, 1.5));
+      if (bn->bias.defined()) bn->bias.copy_(th::random({C}, DType::f32, false, -0.5, 0.5));
+    }
+}
+
+struct FusionRun {
+  Tensor y, dx;
+  nn::NamedTensors grads, state;
+  std::string node;  // the output's grad_fn, and the one below it
+};
+
+/// model(x) (fused or not), then backward of sum(y * g): outputs, gradients, state after.
+FusionRun run_model(nn::Module& model, const Tensor& x0, const Tensor& g, bool fused) {
+  nn::set_fusion(fused);
+  FusionRun r;
+  Tensor x = leaf(x0);
+  try {
+    r.y = model(x);
+  } catch (...) {
+    nn::set_fusion(true);
+    throw;
+  }
+  nn::set_fusion(true);
+  if (r.y.grad_fn()) {
+    r.node = r.y.grad_fn()->name;
+    if (!r.y.grad_fn()->next.empty() && r.y.grad_fn()->next[0].fn) r.node += " < " + r.y.grad_fn()->next[0].fn->name;
+  }
+  mul(r.y, g).sum().backward();
+  r.dx = x.grad();
+  for (auto& [n, p] : model.named_parameters()) r.grads.emplace_back(n, p.grad().defined() ? clone(p.grad()) : Tensor());
+  for (auto& [n, t] : model.state_dict()) r.state.emplace_back(n, clone(t));
+  return r;
+}
+
+/// Runs two copies of make()'s model, fused and not, in train or eval, and compares everything.
+/// Returns the fused run's node names.
+std::string check_fusion(const std::function<nn::ModulePtr()>& make, const Tensor& x0, bool training) {
+  nn::ModulePtr a = make(), b = make();
+  randomize_bn(*a);
+  b->load_state_dict(a->state_dict());
+  a->train(training), b->train(training);
+  Tensor y0 = (*b)(x0.detach());
+  const Tensor g = th::random(y0.shape());
+  b->load_state_dict(a->state_dict());  // undo that forward's running-stat update
+  const FusionRun f = run_model(*a, x0, g, true), u = run_model(*b, x0, g, false);
+  th::check_close(f.y, u.y, 1e-5, 1e-5, "y");
+  th::check_close(f.dx, u.dx, 1e-5, 1e-4, "dx");
+  REQUIRE(f.grads.size() == u.grads.size());
+  for (size_t i = 0; i < f.grads.size(); ++i) {
+    REQUIRE(f.grads[i].second.defined() == u.grads[i].second.defined());
+    if (f.grads[i].second.defined()) th::check_close(f.grads[i].second, u.grads[i].second, 1e-4, 1e-4, f.grads[i].first);
+  }
+  for (size_t i = 0; i < f.state.size(); ++i) th::check_close(f.state[i].second, u.state[i].second, 1e-6, 1e-6, f.state[i].first);
+  CHECK(u.node.find("batch_norm_relu") == std::string::npos);  // the unfused run really is unfused
+  return f.node;
+}
+
+nn::ModulePtr conv_bn_relu() {
+  return std::make_shared<nn::Sequential>(nn::Conv2d({.in = 3, .out = 8, .k = 3, .pad = 1, .bias = false}),
+                                          nn::BatchNorm2d(8), nn::ReLU());
+}
+
+}  // namespace
+
+TEST_CASE("Sequential fuses Conv2d, BatchNorm2d, ReLU with the unfused outputs, gradients and running stats",
+          "[norm][fusion]") {
+  for (bool cl : {false, true}) {
+    INFO((cl ? "channels-last" : "contiguous") << " input");
+    const Tensor x = cl ? channels_last_random({2, 3, 7, 6}, DType::f32) : th::random({2, 3, 7, 6});
+    CHECK(check_fusion(conv_bn_relu, x, true) == "batch_norm_relu_backward < conv2d_backward");
+    CHECK(check_fusion(conv_bn_relu, x, false) == "relu_backward < conv2d_backward");  // BN folded into the conv
+    // fastai's ConvLayer: a Sequential subclass; without an activation, conv + BN alone fold in eval
+    auto conv_layer = [] { return std::make_shared<nn::ConvLayer>(nn::ConvLayerOptions{.in = 3, .out = 5}); };
+    CHECK(check_fusion(conv_layer, x, true) == "batch_norm_relu_backward < conv2d_backward");
+    CHECK(check_fusion(conv_layer, x, false) == "relu_backward < conv2d_backward");
+    auto no_act = [] {
+      return std::make_shared<nn::ConvLayer>(nn::ConvLayerOptions{.in = 3, .out = 5, .bias = 1, .act_cls = {}});
+    };
+    CHECK(check_fusion(no_act, x, false) == "conv2d_backward");  // x is a leaf: nothing below
+    CHECK(check_fusion(no_act, x, true) == "batch_norm_backward < conv2d_backward");
+  }
+  // BatchNorm1d + ReLU in a head
+  auto head = [] { return std::make_shared<nn::Sequential>(nn::Linear(6, 4), nn::BatchNorm1d(4), nn::ReLU()); };
+  CHECK(check_fusion(head, th::random({5, 6}), true) == "batch_norm_relu_backward < add_backward");
+  CHECK(check_fusion(head, th::random({5, 6}), false) == "batch_norm_relu_backward < add_backward");
+}
+
+TEST_CASE("Sequential does not fuse hooked layers, subclasses, batch norms without running stats, or under autocast",
+          "[norm][fusion]") {
+  const Tensor x = th::random({2, 3, 5, 5});
+  // a forward hook on the batch norm sees its own output (negative values: before the ReLU)
+  for (bool training : {true, false}) {
+    int calls = 0;
+    double min_seen = 0;
+    auto hooked = [&] {
+      auto s = conv_bn_relu();
+      (*std::static_pointer_cast<nn::Sequential>(s))[1].register_forward_hook(
+          [&](nn::Module&, const Tensor&, Tensor& out) { ++calls, min_seen = std::min(min_seen, out.min().item<double>()); });
+      return s;
+    };
+    const std::string node = check_fusion(hooked, x, training);
+    CHECK(node == "relu_backward < batch_norm_backward");
+    CHECK(calls == 3);  // the shape run, fused, unfused
+    CHECK(min_seen < 0);
+  }
+  // a pre-hook on the ReLU
+  auto pre_hooked = [] {
+    auto s = conv_bn_relu();
+    (*std::static_pointer_cast<nn::Sequential>(s))[2].register_forward_pre_hook([](nn::Module&, Tensor&) {});
+    return s;
+  };
+  CHECK(check_fusion(pre_hooked, x, true) == "relu_backward < batch_norm_backward");
+  CHECK(check_fusion(pre_hooked, x, false) == "relu_backward < conv2d_backward");  // conv + BN still fold
+  // a subclass of ReLU may change forward: not fused
+  struct MyReLU : nn::ReLU {};
+  auto sub = [] {
+    return std::make_shared<nn::Sequential>(nn::Conv2d({.in = 3, .out = 4, .k = 1}), nn::BatchNorm2d(4), MyReLU());
+  };
+  CHECK(check_fusion(sub, x, true) == "relu_backward < batch_norm_backward");
+  CHECK(check_fusion(sub, x, false) == "relu_backward < conv2d_backward");  // conv + BN still fold
+  // without running stats eval uses the batch's statistics: no fold, but BN + ReLU fuse
+  auto no_stats = [] {
+    return std::make_shared<nn::Sequential>(nn::Conv2d({.in = 3, .out = 4, .k = 1}),
+                                            nn::BatchNorm2d(4, {.track_running_stats = false}), nn::ReLU());
+  };
+  CHECK(check_fusion(no_stats, x, false) == "batch_norm_relu_backward < conv2d_backward");
+  // under autocast the conv runs in bf16: no fold
+  {
+    Autocast ac(DType::bf16);
+    CHECK(check_fusion(conv_bn_relu, x, false) == "batch_norm_relu_backward < conv2d_backward");
+  }
+  CHECK(nn::fusion_enabled());
 }

@@ -132,3 +132,6 @@ class ConvLayer : public Sequential {
 };
 
 }  // namespace strata::nn
+
+// Sequential fuses Conv2d, BatchNorm2d and ReLU (nn/fusion.hpp), which needs all three defined: here, after them.
+#include "strata/nn/fusion.hpp"

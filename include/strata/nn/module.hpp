@@ -106,6 +106,8 @@ class Module : public std::enable_shared_from_this<Module> {
 
   HookHandle register_forward_hook(ForwardHook hook) { return add_hook(hooks_, std::move(hook)); }
   HookHandle register_forward_pre_hook(ForwardPreHook hook) { return add_hook(pre_hooks_, std::move(hook)); }
+  /// Whether any forward hook or pre-hook is registered (Sequential never fuses such a module away).
+  bool has_forward_hooks() const { return (pre_hooks_ && !pre_hooks_->empty()) || (hooks_ && !hooks_->empty()); }
 
   // ---- training mode
   bool training = true;
@@ -295,7 +297,15 @@ ModulePtr to_module_ptr(M&& m) {
 }
 }  // namespace detail
 
-/// Runs its children in order; they are named "0", "1", ... as in PyTorch.
+class Sequential;
+namespace detail {
+/// Runs a Sequential's layers, fusing adjacent ones where that gives the same result (set by
+/// nn/fusion.hpp, which nn/conv.hpp includes; while null, the layers run one by one).
+inline Tensor (*sequential_forward)(Sequential& seq, const Tensor& x) = nullptr;
+}  // namespace detail
+
+/// Runs its children in order; they are named "0", "1", ... as in PyTorch. Adjacent Conv2d,
+/// BatchNorm2d, ReLU run fused where nn/fusion.hpp says (nn::set_fusion(false) turns that off).
 class Sequential : public Module {
  public:
   std::vector<ModulePtr> layers;
@@ -321,6 +331,7 @@ class Sequential : public Module {
   }
 
   Tensor forward(const Tensor& x) override {
+    if (detail::sequential_forward) return detail::sequential_forward(*this, x);
     Tensor out = x;
     for (auto& l : layers) out = (*l)(out);
     return out;

@@ -57,21 +57,10 @@ class BatchNormBase : public Module {
     num_batches_tracked.zero_();
   }
 
-  Tensor forward(const Tensor& x) override {
-    check_input(x);
-    const bool counting = training && options.track_running_stats;
-    const double factor = !counting       ? 0.0
-                          : options.momentum ? *options.momentum
-                                             : 1.0 / double(num_batches_tracked.item<int64_t>() + 1);
-    // without running stats (undefined then), eval normalizes with the batch's own statistics, as PyTorch does
-    Tensor y = batch_norm(x, running_mean, running_var, weight, bias, training || !options.track_running_stats, factor,
-                          options.eps);
-    if (counting) {  // after the op: a refused batch is not counted
-      NoGrad ng;
-      num_batches_tracked.add_(1.0);
-    }
-    return y;
-  }
+  Tensor forward(const Tensor& x) override { return run(x, false); }
+  /// relu(forward(x)) as one op (batch_norm_relu): what Sequential runs for a BatchNorm then a ReLU
+  /// (nn/fusion.hpp). The same values, gradients, running statistics and num_batches_tracked.
+  Tensor forward_relu(const Tensor& x) { return run(x, true); }
   void visit(Visitor& v) override {
     v.param("weight", weight);
     v.param("bias", bias);
@@ -91,6 +80,24 @@ class BatchNormBase : public Module {
   void check_channels(const Tensor& x) const {
     STRATA_CHECK(x.size(1) == num_features, type_name(), "got input of shape ", x.shape(), ", expected ", num_features,
                  " channels at dim 1");
+  }
+
+ private:
+  Tensor run(const Tensor& x, bool relu) {
+    check_input(x);
+    const bool counting = training && options.track_running_stats;
+    const double factor = !counting       ? 0.0
+                          : options.momentum ? *options.momentum
+                                             : 1.0 / double(num_batches_tracked.item<int64_t>() + 1);
+    // without running stats (undefined then), eval normalizes with the batch's own statistics, as PyTorch does
+    const bool batch_stats = training || !options.track_running_stats;
+    Tensor y = relu ? batch_norm_relu(x, running_mean, running_var, weight, bias, batch_stats, factor, options.eps)
+                    : batch_norm(x, running_mean, running_var, weight, bias, batch_stats, factor, options.eps);
+    if (counting) {  // after the op: a refused batch is not counted
+      NoGrad ng;
+      num_batches_tracked.add_(1.0);
+    }
+    return y;
   }
 };
 
