@@ -1,0 +1,138 @@
+// The batch norm lab: BatchNorm2d as the flagship CNN runs it, through the public op API
+// (strata::batch_norm with autograd), f32, in GB/s.
+//
+// Shapes: the flagship-sized CNN's batch-norm inputs at batch 256, [256, 32, 28, 28] (25.7 MB) and
+// [256, 64, 14, 14] (12.8 MB). Cases:
+//   train_fwd_bwd  y = batch_norm(x, running stats, weight, bias, training), then y.backward(dy):
+//                  batch statistics, the running-stat update, dx, dweight, dbias
+//   train_fwd      the training forward alone (statistics + normalize + running stats), no graph
+//   eval_fwd       y = batch_norm(x, running stats, ...) in eval mode (one pass, NoGrad)
+// Bytes are nominal, the least traffic each case needs: forward reads x and writes y (2 tensors);
+// backward reads dy and x and writes dx (3 more). A kernel that reads x twice (statistics, then
+// normalize) shows as a lower GB/s. Arg(0) = which shape (0, 1), Arg(1) = threads (1, 2).
+// The dev machine (AMD EPYC Zen 3, 2 cores) is shared: read ratios between rows and against the
+// elementwise lab's stream rates. Forward and backward are checked against plain double loops on a
+// small odd shape before anything is timed.
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include <strata/strata.hpp>
+
+namespace {
+
+using namespace strata;
+
+double max_err(const Tensor& got, const std::vector<double>& want) {
+  const Tensor g = got.contiguous();
+  double e = 0;
+  for (int64_t i = 0; i < g.numel(); ++i)
+    e = std::max(e, std::abs(double(g.data_ptr<float>()[i]) - want[size_t(i)]) / (1 + std::abs(want[size_t(i)])));
+  return e;
+}
+
+/// Training forward and backward on [3, 5, 4, 3] against double loops; aborts when wrong.
+void check() {
+  manual_seed(1);
+  const int64_t B = 3, C = 5, S = 4 * 3;
+  Tensor x = randn({B, C, 4, 3}).requires_grad_(), w = randn({C}).requires_grad_(), b = randn({C}).requires_grad_();
+  Tensor rm = zeros({C}), rv = ones({C});
+  const Tensor dy = randn({B, C, 4, 3});
+  Tensor y = batch_norm(x, rm, rv, w, b, true);
+  y.backward(dy);
+  const float *px = x.data_ptr<float>(), *pw = w.data_ptr<float>(), *pb = b.data_ptr<float>(), *pd = dy.data_ptr<float>();
+  std::vector<double> want_y(size_t(B * C * S)), want_dx(want_y.size());
+  std::vector<double> want_dw(static_cast<size_t>(C)), want_db(static_cast<size_t>(C));
+  const double N = double(B * S), eps = 1e-5;
+  for (int64_t c = 0; c < C; ++c) {
+    auto at = [&](const float* p, int64_t n, int64_t s) { return double(p[(n * C + c) * S + s]); };
+    double mean = 0, var = 0, sdy = 0, sdyx = 0;
+    for (int64_t n = 0; n < B; ++n)
+      for (int64_t s = 0; s < S; ++s) mean += at(px, n, s) / N;
+    for (int64_t n = 0; n < B; ++n)
+      for (int64_t s = 0; s < S; ++s) var += (at(px, n, s) - mean) * (at(px, n, s) - mean) / N;
+    const double invstd = 1 / std::sqrt(var + eps);
+    for (int64_t n = 0; n < B; ++n)
+      for (int64_t s = 0; s < S; ++s) {
+        const double xhat = (at(px, n, s) - mean) * invstd;
+        want_y[size_t((n * C + c) * S + s)] = xhat * pw[c] + pb[c];
+        sdy += at(pd, n, s), sdyx += at(pd, n, s) * xhat;
+      }
+    want_db[size_t(c)] = sdy, want_dw[size_t(c)] = sdyx;
+    for (int64_t n = 0; n < B; ++n)
+      for (int64_t s = 0; s < S; ++s) {
+        const double xhat = (at(px, n, s) - mean) * invstd;
+        want_dx[size_t((n * C + c) * S + s)] = pw[c] * invstd / N * (N * at(pd, n, s) - sdy - xhat * sdyx);
+      }
+  }
+  const double e[] = {max_err(y, want_y), max_err(x.grad(), want_dx), max_err(w.grad(), want_dw),
+                      max_err(b.grad(), want_db)};
+  std::printf("check batch_norm train: max rel err y %.2e dx %.2e dweight %.2e dbias %.2e\n", e[0], e[1], e[2], e[3]);
+  for (double v : e)
+    if (!(v < 1e-4)) std::abort();
+}
+
+const Shape kShapes[] = {{256, 32, 28, 28}, {256, 64, 14, 14}};
+
+struct Problem {
+  Tensor x, w, b, rm, rv, dy;
+  explicit Problem(const Shape& s) {
+    manual_seed(0);
+    const int64_t C = s[1];
+    x = randn(s), w = rand({C}), b = randn({C}), rm = zeros({C}), rv = ones({C}), dy = randn(s);
+  }
+  double bytes(int tensors) const { return double(tensors) * 4.0 * double(x.numel()); }
+};
+
+template <class F>
+void run(benchmark::State& state, F&& step, int tensors) {
+  Problem p(kShapes[state.range(0)]);
+  set_num_threads(int(state.range(1)));
+  for (auto _ : state) {
+    step(p);
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(int64_t(p.bytes(tensors) * double(state.iterations())));
+  set_num_threads(strata::detail::default_num_threads());
+}
+
+void BM_train_fwd_bwd(benchmark::State& s) {
+  run(s, [](Problem& p) {
+    Tensor x = p.x.detach().requires_grad_(), w = p.w.detach().requires_grad_(), b = p.b.detach().requires_grad_();
+    Tensor y = batch_norm(x, p.rm, p.rv, w, b, true);
+    y.backward(p.dy);
+    benchmark::DoNotOptimize(x.grad().data_ptr<float>());
+  }, 5);
+}
+void BM_train_fwd(benchmark::State& s) {
+  run(s, [](Problem& p) {
+    NoGrad ng;
+    Tensor y = batch_norm(p.x, p.rm, p.rv, p.w, p.b, true);
+    benchmark::DoNotOptimize(y.data_ptr<float>());
+  }, 2);
+}
+void BM_eval_fwd(benchmark::State& s) {
+  run(s, [](Problem& p) {
+    NoGrad ng;
+    Tensor y = batch_norm(p.x, p.rm, p.rv, p.w, p.b, false);
+    benchmark::DoNotOptimize(y.data_ptr<float>());
+  }, 2);
+}
+
+}  // namespace
+
+BENCHMARK(BM_train_fwd_bwd)->ArgsProduct({{0, 1}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_train_fwd)->ArgsProduct({{0, 1}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_eval_fwd)->ArgsProduct({{0, 1}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
+
+int main(int argc, char** argv) {
+  check();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
