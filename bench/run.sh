@@ -16,7 +16,7 @@
 # Cases (batch 256, 2 threads, AdamW; bench/e2e/train.cpp and train.py, bench/README.md):
 #   cnn, resnet9, fashion_resnet: train img/s, eval img/s, peak RSS MB of the process (train + eval)
 #   cnn --bf16: strata's Autocast(bf16) against PyTorch fp32 and against PyTorch's bf16 autocast
-#   cnn --channels-last: when strata's e2e accepts it (MemoryFormat in tensor/)
+#   cnn --channels-last: NHWC batches on both sides (skipped if strata's e2e refuses the flag)
 #   GEMM n = 1024, 2048 x 1, 2 threads: GFLOP/s against OpenBLAS cblas_sgemm (bench_gemm_vs_openblas,
 #   when bench/e2e/gemm_vs_openblas.cpp exists and builds; its own alternating medians, then the median
 #   over rounds)
@@ -93,7 +93,7 @@ run() {
   fi
 }
 
-# channels-last: only when strata's e2e accepts it (it refuses while tensor/ has no MemoryFormat)
+# channels-last: only when strata's e2e accepts the flag
 channels_last=0
 if "$e2e" --model cnn --channels-last --eval-only --warmup 0 --batches 1 >/dev/null 2>&1; then channels_last=1; fi
 
@@ -200,7 +200,7 @@ if any(k[0] == "cnn_channels_last" for k in vals):
     row("cnn channels-last eval img/s", med("cnn_channels_last", "strata", "eval_ips"),
         med("cnn_channels_last", "pytorch", "eval_ips"))
 else:
-    out.append("| cnn channels-last | n/a (strata has no MemoryFormat yet) | - | - |")
+    out.append("| cnn channels-last | n/a (bench_e2e_train refused --channels-last) | - | - |")
 gemm_cases = sorted({k[0] for k in vals if k[0].startswith("gemm")},
                     key=lambda c: (c.split()[0], int(c.split()[1][2:]), c.split()[2]))
 for c in gemm_cases:
