@@ -436,3 +436,75 @@ TEST_CASE("copy_ across dtypes rounds like cast_value, into strided targets", "[
   h.copy_(th::make({65504, 70000, 1e-8}, {3}, DType::f64));  // through float: max, overflow to inf, underflow to 0
   CHECK(th::values(h) == std::vector<double>{65504, INFINITY, 0});
 }
+
+TEST_CASE("elementwise outputs keep a dense input's layout; anything else is contiguous", "[elementwise][layout]") {
+  const auto cl = MemoryFormat::channels_last;
+  auto add_ref = [](double a, double b) { return a + b; };
+  auto mul_ref = [](double a, double b) { return a * b; };
+  for (DType dt : {DType::f32, DType::f64, DType::bf16}) {
+    const Tensor x = random({2, 5, 3, 17}, dt).contiguous(cl), y = random({2, 5, 3, 17}, dt);
+    const Tensor bias = random({5, 1, 1}, dt), row = random({17}, dt);
+    // channels-last first input: the result is channels-last, whatever the other input is
+    for (const Tensor& out : {add(x, y), add(x, bias), mul(x, row), add(x, x), sub(x, 1.0), relu(x), exp(x),
+                              where(gt(x, 0.0), x, y), x.to(DType::f64), dropout(x, 0.5, true)})
+      CHECK(out.is_contiguous(cl));
+    th::check_close(add(x, y), ref_binary(x, y, add_ref, dt), th::tol(dt), th::tol(dt), "cl + contiguous");
+    th::check_close(add(x, bias), ref_binary(x, bias, add_ref, dt), th::tol(dt), th::tol(dt), "cl + bias");
+    th::check_close(mul(x, row), ref_binary(x, row, mul_ref, dt), th::tol(dt), th::tol(dt), "cl * row");
+    th::check_close(add(y, x), ref_binary(y, x, add_ref, dt), th::tol(dt), th::tol(dt), "contiguous + cl");
+    th::check_close(add(bias, x), ref_binary(bias, x, add_ref, dt), th::tol(dt), th::tol(dt), "bias + cl");
+    th::check_close(relu(x), ref_unary(x, [](double v) { return v > 0 ? v : 0.0; }), th::tol(dt), th::tol(dt), "relu cl");
+    // the first full-shape input decides: contiguous x first gives contiguous, a broadcast first defers
+    CHECK(add(y, x).is_contiguous());
+    CHECK(add(bias, x).is_contiguous(cl));
+    CHECK(add(bias, y).is_contiguous());
+  }
+  // a transposed matrix is dense too: its transpose layout is kept (PyTorch does the same)
+  const Tensor m = random({6, 9}).t();
+  const Tensor e = exp(m);
+  CHECK(e.strides() == m.strides());
+  th::check_close(e, ref_unary(m, [](double v) { return std::exp(v); }), 1e-5, 1e-5, "exp of a transpose");
+  // not dense (a slice, an expanded view): contiguous results, unchanged from before
+  const Tensor s = random({4, 10}).slice(1, 0, 10, 2);
+  CHECK(neg(s).is_contiguous());
+  CHECK(add(random({4, 1}).expand({4, 6}), 1.0).is_contiguous());
+  CHECK(add(random({3, 4}, DType::f32, true), 1.0).is_contiguous());  // th::random's strided views
+  // views of channels-last results still work (reshape copies when it must)
+  const Tensor r = relu(random({2, 4, 3, 3}).contiguous(cl));
+  CHECK(r.reshape({2, -1}).shape() == Shape{2, 36});
+  th::check_close(r.reshape({2, -1}), r.contiguous().view({2, 36}), 0, 0, "flatten of channels-last");
+  CHECK(r.flatten(1).shape() == Shape{2, 36});
+  // in-place ops write through the layout they find
+  Tensor w = random({2, 4, 3, 3}).contiguous(cl);
+  const Tensor w0 = w.clone();
+  w.add_(random({4, 1, 1}).fill_(1.0));
+  CHECK(w.is_contiguous(cl));
+  th::check_close(w, add(w0, 1.0), 1e-6, 1e-6, "add_ into channels-last");
+}
+
+TEST_CASE("relu backward from the output at full speed keeps the layout; gradcheck", "[elementwise][layout][grad]") {
+  const auto cl = MemoryFormat::channels_last;
+  for (DType dt : {DType::f32, DType::f64}) {
+    // 37 elements per row: vector body and scalar tail; zeros and NaN mixed in
+    Tensor x = random({2, 3, 5, 37}, dt).contiguous(cl);
+    {
+      NoGrad ng;
+      x.narrow(3, 0, 3).fill_(0.0);
+      x.narrow(3, 3, 1).fill_(NAN);
+    }
+    x.requires_grad_();
+    const Tensor y = relu(x);
+    CHECK(y.is_contiguous(cl));
+    const Tensor g = random(y.shape(), dt).contiguous(cl);
+    y.backward(g);
+    const Tensor dx = x.grad();
+    std::vector<double> want = th::values(g), xv = th::values(x.detach());
+    for (size_t i = 0; i < want.size(); ++i) want[i] = xv[i] > 0 ? want[i] : 0.0;  // NaN x: no gradient
+    th::check_close(th::values(dx), want, 0, 0, "relu backward");
+    CHECK(unary_bwd<ops::ReluBwd>("relu_backward", g, y.detach()).is_contiguous(cl));
+  }
+  th::gradcheck_ok([](const std::vector<Tensor>& v) { return relu(v[0]); },
+                   {random({2, 3, 4, 5}, DType::f64).contiguous(cl)});
+  th::gradcheck_ok([](const std::vector<Tensor>& v) { return add(relu(v[0]), v[1]); },
+                   {random({2, 3, 4, 5}, DType::f64).contiguous(cl), random({3, 1, 1}, DType::f64)});
+}

@@ -56,7 +56,7 @@ Tensor binary_fwd(const char* name, const Tensor& a, const Tensor& b, DType comp
                ", expected the same device");
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
   const Tensor ac = to(detach(a), compute), bc = to(detach(b), compute);
-  Tensor out = Tensor::empty(shape, result, a.device());
+  Tensor out = detail::empty_output(shape, result, a.device(), {&ac, &bc});
   auto L = make_loop<3>({&out, &ac, &bc}, name);
   dispatch_numeric(compute, name, [&]<class T>(type_tag<T>) {
     if constexpr (std::is_same_v<std::invoke_result_t<Op, compute_t<T>, compute_t<T>>, bool>) {
@@ -224,7 +224,7 @@ inline Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   const Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
   const DType t = result_type(a, b);
   const Tensor ac = to(detach(a), t), bc = to(detach(b), t);
-  Tensor out = Tensor::empty(shape, t, a.device());
+  Tensor out = detail::empty_output(shape, t, a.device(), {&cond, &ac, &bc});
   auto L = make_loop<4>({&out, &cond, &ac, &bc}, "where");
   dispatch_all(t, "where", [&]<class T>(type_tag<T>) {
     cpu::where_kernel<T>(L, out.data_ptr<T>(), cond.data_ptr<bool>(), ac.data_ptr<T>(), bc.data_ptr<T>());

@@ -64,8 +64,9 @@ inline Tensor& fill_(Tensor& t, double value) {
 inline Tensor detach(const Tensor& t) { return t.as_strided_(t.shape(), t.strides(), t.offset()); }
 
 namespace detail {
-inline Tensor copy_as(const Tensor& x, DType dtype) {
-  Tensor out = Tensor::empty(x.shape(), dtype, x.device());
+/// A copy of x in `dtype`: contiguous, or with x's strides when `keep_layout` and x is dense.
+inline Tensor copy_as(const Tensor& x, DType dtype, bool keep_layout = false) {
+  Tensor out = keep_layout ? empty_output(x.shape(), dtype, x.device(), {&x}) : Tensor::empty(x.shape(), dtype, x.device());
   copy_(out, x);
   return out;
 }
@@ -95,14 +96,15 @@ inline Tensor contiguous(const Tensor& x, MemoryFormat format) {
   return record("contiguous_backward", out, {x}, [](const Tensor& dout) { return std::vector{dout}; });
 }
 
-/// x converted to `dtype` (x itself when it already has it).
+/// x converted to `dtype` (x itself when it already has it); a dense x keeps its layout
+/// (channels-last stays channels-last), anything else gives a contiguous result.
 inline Tensor to(const Tensor& x, DType dtype) {
   if (x.dtype() == dtype) return x;
-  Tensor out = detail::copy_as(x, dtype);
+  Tensor out = detail::copy_as(x, dtype, true);
   if (!is_floating(dtype)) return out;  // integer results carry no gradient
   const DType in = x.dtype();
   return record("to_backward", out, {x},
-                [in](const Tensor& dout) { return std::vector{detail::copy_as(dout, in)}; });
+                [in](const Tensor& dout) { return std::vector{detail::copy_as(dout, in, true)}; });
 }
 
 }  // namespace strata

@@ -1,7 +1,16 @@
-// Glue from Tensors to the elementwise kernels: broadcast strides and the coalesced loop.
+// Glue from Tensors to the elementwise kernels: broadcast strides, the output layout and the
+// coalesced loop.
+//
+// Layout rule (PyTorch's TensorIterator, simplified): a new output takes the strides of the first
+// input that has the output's full shape when that input is non-overlapping and dense (a
+// channels-last or otherwise permuted tensor), else it is contiguous. So relu(x), x + bias,
+// dropout(x) of a channels-last x stay channels-last, and every op on contiguous inputs gives
+// contiguous outputs exactly as before. The loop visits dims in the memory order of the operands
+// (sorted by the output's strides, then the inputs'), so a dense permuted tensor is one flat row.
 #pragma once
 
 #include <array>
+#include <initializer_list>
 
 #include "strata/tensor/detail/tensor_class.hpp"
 #include "kernels/cpu/elementwise.hpp"
@@ -23,18 +32,76 @@ inline Strides broadcast_strides(const Tensor& t, const Shape& shape, std::strin
   return st;
 }
 
-/// The kernel loop for `out` and its inputs (broadcast to out's shape).
+/// Whether t's elements fill a block of memory exactly once in some order of its dims (a
+/// permutation of a contiguous layout, like channels-last); size-1 dims are ignored.
+inline bool is_non_overlapping_and_dense(const Tensor& t) {
+  if (t.numel() <= 1) return true;
+  std::array<int, cpu::kMaxDims> order{};
+  int n = 0;
+  for (int d = 0; d < t.dim() && n < cpu::kMaxDims; ++d)
+    if (t.shape()[d] != 1) order[n++] = d;
+  if (n == 0) return true;
+  std::sort(order.begin(), order.begin() + n, [&](int a, int b) { return t.strides()[a] < t.strides()[b]; });
+  int64_t expect = 1;
+  for (int i = 0; i < n; ++i) {
+    if (t.strides()[order[i]] != expect) return false;
+    expect *= t.shape()[order[i]];
+  }
+  return true;
+}
+
+namespace detail {
+/// A new output of `shape` for an elementwise op over `inputs`, laid out by the rule in the file
+/// comment (the first full-shape input decides).
+inline Tensor empty_output(const Shape& shape, DType dtype, Device device,
+                           std::initializer_list<const Tensor*> inputs) {
+  for (const Tensor* t : inputs) {
+    if (t->shape() != shape) continue;
+    if (!t->is_contiguous() && is_non_overlapping_and_dense(*t))
+      return Tensor::empty_strided(shape, t->strides(), dtype, device);
+    break;
+  }
+  return Tensor::empty(shape, dtype, device);
+}
+}  // namespace detail
+
+/// The kernel loop for `out` and its inputs (broadcast to out's shape), dims in memory order.
 template <int N>
 cpu::StridedLoop<N> make_loop(const std::array<const Tensor*, N>& ts, std::string_view op) {
   const Shape& shape = ts[0]->shape();
+  const int nd = int(shape.size());
   std::array<Strides, N> st;
-  std::array<const int64_t*, N> ptrs;
   for (int k = 0; k < N; ++k) {
     st[k] = k == 0 ? ts[0]->strides() : broadcast_strides(*ts[k], shape, op);
     for (auto& s : st[k]) s *= ts[k]->element_size();
-    ptrs[k] = st[k].data();
   }
-  return cpu::make_loop<N>(int(shape.size()), shape.data(), ptrs);
+  // dims outermost first in memory order: insertion sort (stable) where dim a goes inside dim b
+  // when the first operand with both strides nonzero and different has stride(a) < stride(b)
+  // (PyTorch's reorder_dimensions); size-1 dims are left out, they move no pointer
+  std::vector<int> perm;
+  perm.reserve(size_t(nd));
+  for (int d = 0; d < nd; ++d)
+    if (shape[d] != 1) perm.push_back(d);
+  auto inner_of = [&](int a, int b) {  // true when dim a should be iterated inside dim b
+    for (int k = 0; k < N; ++k) {
+      const int64_t sa = st[k][a], sb = st[k][b];
+      if (sa == 0 || sb == 0 || sa == sb) continue;
+      return sa < sb;
+    }
+    return false;
+  };
+  for (size_t i = 1; i < perm.size(); ++i)
+    for (size_t j = i; j > 0 && inner_of(perm[j - 1], perm[j]); --j) std::swap(perm[j - 1], perm[j]);
+  Shape ps(perm.size());
+  std::array<Strides, N> pst;
+  std::array<const int64_t*, N> ptrs;
+  for (size_t i = 0; i < perm.size(); ++i) ps[i] = shape[perm[i]];
+  for (int k = 0; k < N; ++k) {
+    pst[k].resize(perm.size());
+    for (size_t i = 0; i < perm.size(); ++i) pst[k][i] = st[k][perm[i]];
+    ptrs[k] = pst[k].data();
+  }
+  return cpu::make_loop<N>(int(ps.size()), ps.data(), ptrs);
 }
 
 }  // namespace strata

@@ -4,7 +4,7 @@
 // Math (x input, y output, dout the incoming gradient):
 //   exp: dy = dout*y     log: dout/x         sqrt: dout/(2y)     rsqrt: -dout*y^3/2
 //   sin: dout*cos x      cos: -dout*sin x    tanh: dout*(1-y^2)  sigmoid: dout*y*(1-y)
-//   relu: dout*[x>0]     gelu (exact, erf): dout*(Phi(x) + x*phi(x))
+//   relu: dout*[y>0]     gelu (exact, erf): dout*(Phi(x) + x*phi(x))
 //   silu: y = x*s(x), dy = dout*s*(1 + x*(1-s))   softplus (beta 1, threshold 20): dout*s(x)
 //   clamp: dout*[lo <= x <= hi]   abs: dout*sign(x)
 // Integer inputs to floating functions are promoted to float32 (as torch.exp(int_tensor) is).
@@ -76,7 +76,13 @@ struct ClampBwd {  // the gradient passes where lo <= x <= hi (NaN x passes noth
   static constexpr bool vectorized = false;
   template <class V> V operator()(V g, V x) const { return x >= V(lo) && x <= V(hi) ? g : V(0); }
 };
-struct ReluBwd { static constexpr bool vectorized = false; template <class V> V operator()(V g, V x) const { return x > V(0) ? g : V(0); } };
+struct ReluBwd {  // from the output y: y > 0 exactly where x > 0 (NaN x gives NaN y: no gradient either way)
+  static constexpr bool vectorized = true;
+  template <class V> V operator()(V g, V y) const {
+    if constexpr (std::is_arithmetic_v<V>) return y > V(0) ? g : V(0);
+    else return select_lt(V(0), y, g, V(0));  // a friend of Vec, found by ADL
+  }
+};
 struct SigmoidBwd { static constexpr bool vectorized = true; template <class V> V operator()(V g, V y) const { return g * y * (V(1) - y); } };
 struct TanhBwd { static constexpr bool vectorized = true; template <class V> V operator()(V g, V y) const { return g * (V(1) - y * y); } };
 struct SiluBwd {
@@ -101,7 +107,7 @@ template <class Op, bool keep_int = false>
 Tensor unary_fwd(const char* name, const Tensor& x, Op op = {}) {
   const DType t = is_floating(x.dtype()) || keep_int ? x.dtype() : DType::f32;
   const Tensor xc = to(detach(x), t);
-  Tensor out = Tensor::empty(x.shape(), t, x.device());
+  Tensor out = detail::empty_output(x.shape(), t, x.device(), {&xc});
   auto L = make_loop<2>({&out, &xc}, name);
   auto run = [&]<class T>(type_tag<T>) { cpu::unary_kernel<T, T>(L, out.data_ptr<T>(), xc.data_ptr<T>(), op); };
   if constexpr (keep_int) dispatch_numeric(t, name, run);
@@ -140,7 +146,7 @@ STRATA_UNARY(sin, Sin, false, xd, mul(dout, cos(xd)))
 STRATA_UNARY(cos, Cos, false, xd, neg(mul(dout, sin(xd))))
 STRATA_UNARY(tanh, Tanh, false, yd, unary_bwd<ops::TanhBwd>("tanh_backward", dout, yd))
 STRATA_UNARY(sigmoid, Sigmoid, false, yd, unary_bwd<ops::SigmoidBwd>("sigmoid_backward", dout, yd))
-STRATA_UNARY(relu, Relu, true, xd, unary_bwd<ops::ReluBwd>("relu_backward", dout, xd))
+STRATA_UNARY(relu, Relu, true, yd, unary_bwd<ops::ReluBwd>("relu_backward", dout, yd))
 STRATA_UNARY(gelu, Gelu, false, xd, unary_bwd<ops::GeluBwd>("gelu_backward", dout, xd))
 STRATA_UNARY(silu, Silu, false, xd, unary_bwd<ops::SiluBwd>("silu_backward", dout, xd))
 STRATA_UNARY(softplus, Softplus, false, xd, mul(dout, sigmoid(xd)))
