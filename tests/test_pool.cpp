@@ -341,3 +341,116 @@ TEST_CASE("pools keep the batch-free [C, H, W] layout and empty batches", "[pool
   CHECK(max_pool2d(zeros({0, 3, 4, 4}), {2, 2}).shape() == Shape{0, 3, 2, 2});
   CHECK(adaptive_avg_pool2d(zeros({0, 3, 4, 4}), {3, 3}).shape() == Shape{0, 3, 3, 3});
 }
+
+TEST_CASE("channels-last pools match the reference loop and stay channels-last", "[pool][layout]") {
+  const auto cl = MemoryFormat::channels_last;
+  // C = 3 (all tail), 17 (two f32 vectors + tail, four f64 vectors + tail), 8 (exact vectors)
+  const std::vector<Shape> shapes = {{2, 3, 7, 9}, {2, 17, 6, 5}, {1, 8, 8, 8}};
+  for (DType dt : {DType::f32, DType::f64, DType::bf16})
+    for (const Shape& s : shapes)
+      for (const Pool& q : kPools) {
+        const Tensor x = th::random(s, dt).contiguous(cl);
+        const std::string what = describe(s, q, dt, false) + " channels_last";
+        auto [y, idx] = max_pool2d_with_indices(x, q.k, q.s, q.p, q.d, q.ceil);
+        const Ref rm = ref_pool(x, q, true);
+        REQUIRE(y.shape() == rm.shape);
+        CHECK(y.is_contiguous(cl));
+        CHECK(idx.is_contiguous(cl));
+        th::check_close(th::values(y), rm.y, 0, 0, "max " + what);
+        CHECK(th::values(idx) == std::vector<double>(rm.idx.begin(), rm.idx.end()));
+        if (q.d[0] != 1 || q.d[1] != 1) continue;
+        const Tensor a = avg_pool2d(x, q.k, q.s, q.p, q.ceil, q.cip);
+        CHECK(a.is_contiguous(cl));
+        th::check_close(th::values(a), ref_pool(x, q, false).y, th::tol(dt), th::tol(dt), "avg " + what);
+      }
+  for (DType dt : {DType::f32, DType::f64})
+    for (P2 os : {P2{3, 4}, P2{1, 1}, P2{7, 2}}) {
+      const Tensor x = th::random({2, 11, 7, 9}, dt).contiguous(cl);
+      const Tensor a = adaptive_avg_pool2d(x, os);
+      CHECK(a.is_contiguous(cl));
+      th::check_close(th::values(a), ref_adaptive(x, os, false).y, th::tol(dt), th::tol(dt), "adaptive avg channels_last");
+      auto [m, idx] = adaptive_max_pool2d_with_indices(x, os);
+      const Ref rm = ref_adaptive(x, os, true);
+      th::check_close(th::values(m), rm.y, 0, 0, "adaptive max channels_last");
+      CHECK(th::values(idx) == std::vector<double>(rm.idx.begin(), rm.idx.end()));
+    }
+  // large enough for parallel_for to split the rows; matches the plain layout exactly
+  const Tensor big = th::random({4, 16, 32, 32});
+  th::check_close(max_pool2d(big.contiguous(cl), {2, 2}), max_pool2d(big, {2, 2}), 0, 0, "2x2 big");
+  th::check_close(avg_pool2d(big.contiguous(cl), {3, 3}, {2, 2}, {1, 1}), avg_pool2d(big, {3, 3}, {2, 2}, {1, 1}), 1e-6,
+                  1e-6, "avg big");
+  // ties, NaN and -inf in every lane and in the tail (C = 11): as in the plain layout
+  const Tensor t = th::make({3, 3, NAN, 1, 2, NAN, 5, 0, -INFINITY, -INFINITY, 0, 1}, {1, 1, 3, 4});
+  const Tensor tc = t.expand({1, 11, 3, 4}).contiguous(cl);
+  auto [ty, tidx] = max_pool2d_with_indices(tc, {1, 2}, {1, 2});
+  th::check_close(ty, max_pool2d(t, {1, 2}, {1, 2}).expand({1, 11, 3, 2}), 0, 0, "NaN channels_last");
+  CHECK(th::values(tidx) == th::values(max_pool2d_with_indices(t, {1, 2}, {1, 2}).second.expand({1, 11, 3, 2})));
+  CHECK(th::values(adaptive_max_pool2d_with_indices(tc, {1, 1}).second) == std::vector<double>(11, 5.0));
+}
+
+TEST_CASE("channels-last pool backward matches the reference and stays channels-last", "[pool][layout][grad]") {
+  const auto cl = MemoryFormat::channels_last;
+  for (DType dt : {DType::f32, DType::f64})
+    for (const Pool& q : kPools) {
+      const Shape s{2, 10, 7, 6};
+      const Tensor x = th::random(s, dt).contiguous(cl).requires_grad_();
+      const Tensor y = max_pool2d(x, q.k, q.s, q.p, q.d, q.ceil);
+      const Tensor g = th::random(y.shape(), dt, true);  // a non-contiguous dout is converted
+      y.backward(g);  // (the engine stores a leaf's grad as a contiguous clone: check dx itself below)
+      CHECK(max_pool2d_bwd(g, max_pool2d_with_indices(x, q.k, q.s, q.p, q.d, q.ceil).second, s, dt).is_contiguous(cl));
+      th::check_close(th::values(x.grad()), ref_max_bwd(x, ref_pool(x.detach(), q, true), g), th::tol(dt), th::tol(dt),
+                      "max bwd channels_last " + describe(s, q, dt, false));
+      if (q.d[0] != 1 || q.d[1 ] != 1) continue;
+      const Tensor xa = th::random({1, 9, 5, 6}, dt).contiguous(cl).requires_grad_();
+      const Tensor ya = avg_pool2d(xa, q.k, q.s, q.p, q.ceil, q.cip);
+      const Tensor ga = th::random(ya.shape(), dt).contiguous(cl);
+      ya.backward(ga);
+      CHECK(avg_pool2d_bwd(ga, detail::pool_plan(xa, "avg_pool2d", q.k, q.s, q.p, {1, 1}, q.ceil, q.cip), dt).is_contiguous(cl));
+      const auto want = ref_linear_bwd(xa.detach(), ga, [&](const Tensor& e) { return ref_pool(e, q, false); });
+      th::check_close(th::values(xa.grad()), want, th::tol(dt) * 4, th::tol(dt), "avg bwd channels_last " + describe({1, 9, 5, 6}, q, dt, false));
+    }
+  // bf16 runs the scalar channel loop and accumulates in float
+  const Tensor xb = th::random({1, 9, 5, 6}, DType::bf16).contiguous(cl).requires_grad_();
+  const Tensor yb = avg_pool2d(xb, {3, 3}, {2, 2}, {1, 1});
+  yb.backward(ones_like(yb));
+  const Tensor xf = xb.detach().to(DType::f32).requires_grad_();
+  avg_pool2d(xf, {3, 3}, {2, 2}, {1, 1}).sum().backward();
+  th::check_close(xb.grad(), xf.grad(), 1e-2, 1e-2, "avg bwd bf16 channels_last");
+}
+
+TEST_CASE("channels-last pool gradcheck in float64", "[pool][layout][grad]") {
+  using V = const std::vector<Tensor>&;
+  const auto cl = MemoryFormat::channels_last;
+  auto x = [&](Shape s) { return th::random(s, DType::f64).contiguous(cl); };
+  th::gradcheck_ok([](V v) { return max_pool2d(v[0], {2, 2}); }, {x({2, 5, 4, 5})});
+  th::gradcheck_ok([](V v) { return max_pool2d(v[0], {3, 3}, {2, 1}, {1, 1}, {1, 2}, true); }, {x({1, 6, 6, 7})});
+  th::gradcheck_ok([](V v) { return avg_pool2d(v[0], {3, 2}, {2, 2}, {1, 1}, true, false); }, {x({2, 5, 5, 6})});
+  th::gradcheck_ok([](V v) { return adaptive_avg_pool2d(v[0], {3, 2}); }, {x({2, 5, 5, 7})});
+  th::gradcheck_ok([](V v) { return adaptive_max_pool2d(v[0], {2, 3}); }, {x({2, 5, 5, 7})});
+}
+
+TEST_CASE("the 2x2 stride-2 max pool fast path: ties, NaN, tails, values without indices", "[pool]") {
+  // OW = 18 (two 8-wide vectors and a tail), odd W and H; values on a coarse grid make many ties
+  for (DType dt : {DType::f32, DType::f64})
+    for (bool nc : {false, true}) {
+      Tensor x = mul(th::random({2, 3, 7, 37}, DType::f64, nc), 2.0).to(DType::i64).to(dt);
+      if (!nc) {
+        NoGrad ng;
+        x.narrow(3, 5, 1).fill_(NAN);  // a NaN column: every window over it is NaN
+        x.select(2, 2).narrow(2, 20, 2).fill_(NAN);
+        x.select(2, 4).narrow(2, 30, 3).fill_(-INFINITY);
+      }
+      const Pool q{{2, 2}, {2, 2}, {0, 0}};
+      auto [y, idx] = max_pool2d_with_indices(x, q.k, q.s, q.p);
+      const Ref r = ref_pool(x, q, true);
+      th::check_close(th::values(y), r.y, 0, 0, "2x2 " + describe(x.shape(), q, dt, nc));
+      CHECK(th::values(idx) == std::vector<double>(r.idx.begin(), r.idx.end()));
+      NoGrad ng;  // inference: the values alone, same as with indices
+      th::check_close(max_pool2d(x, {2, 2}), y, 0, 0, "2x2 without indices");
+      th::check_close(max_pool2d(x.contiguous(MemoryFormat::channels_last), {2, 2}), y, 0, 0, "2x2 cl without indices");
+      th::check_close(max_pool2d(x, {3, 3}, {2, 2}, {1, 1}), max_pool2d_with_indices(x, {3, 3}, {2, 2}, {1, 1}).first, 0, 0,
+                      "3x3 without indices");
+      th::check_close(adaptive_max_pool2d(x, {2, 5}), adaptive_max_pool2d_with_indices(x, {2, 5}).first, 0, 0,
+                      "adaptive without indices");
+    }
+}

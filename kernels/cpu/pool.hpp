@@ -180,18 +180,95 @@ void for_each_pool_row(const Pool2dGeom& g, int64_t work_per_row, F&& f) {
   });
 }
 
-/// Max pool forward, x [planes, H, W] -> y, idx [planes, OH, OW]. Parallel over output rows; the
-/// window loops carry no bounds checks (the window tables are already clipped).
+/// Whether g is the plain 2x2 stride-2 pool (no padding, no dilation, no ceil overhang): output
+/// (oh, ow) reads rows 2 oh, 2 oh + 1 and columns 2 ow, 2 ow + 1.
+inline bool is_pool_2x2(const Pool2dGeom& g) {
+  if (g.dh != 1 || g.dw != 1) return false;
+  for (int64_t o = 0; o < g.OH; ++o)
+    if (g.rows[o].lo != 2 * o || g.rows[o].hi != 2 * o + 2) return false;
+  for (int64_t o = 0; o < g.OW; ++o)
+    if (g.cols[o].lo != 2 * o || g.cols[o].hi != 2 * o + 2) return false;
+  return true;
+}
+
+namespace detail {
+/// One output row of the 2x2 stride-2 max pool: r0, r1 the two input rows (of a plane of width W,
+/// r0 at row 2 oh), y and idx (nullable) the output row. Same ties/NaN rule as the reference.
+/// AVX2 floats: 8 outputs at a time, the even and odd columns split by shuffles (the four taps
+/// become four vectors), the argmax kept as the tap number and turned into int64 positions with
+/// integer vector ops. Everything else (f64, 16-bit, the row's tail) is the scalar loop.
+template <class T>
+inline void max_pool2d_2x2_row(const T* r0, const T* r1, T* y, int64_t* idx, int64_t oh, int64_t W, int64_t OW) {
+  using A = acc_t<T>;
+  int64_t ow = 0;
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    using V = Vec<float>;
+    auto even = [](__m256 lo, __m256 hi) {  // lo0 lo2 lo4 lo6 hi0 hi2 hi4 hi6
+      return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xD8));
+    };
+    auto odd = [](__m256 lo, __m256 hi) {
+      return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD)), 0xD8));
+    };
+    const __m256i one = _mm256_set1_epi32(1), w32 = _mm256_set1_epi32(int32_t(W));
+    const __m256i lane_lo = _mm256_setr_epi64x(0, 2, 4, 6), lane_hi = _mm256_setr_epi64x(8, 10, 12, 14);
+    for (; ow + V::size <= OW; ow += V::size) {
+      const __m256 a0 = _mm256_loadu_ps(r0 + 2 * ow), a1 = _mm256_loadu_ps(r0 + 2 * ow + 8);
+      const __m256 b0 = _mm256_loadu_ps(r1 + 2 * ow), b1 = _mm256_loadu_ps(r1 + 2 * ow + 8);
+      const V taps[4] = {V(even(a0, a1)), V(odd(a0, a1)), V(even(b0, b1)), V(odd(b0, b1))};
+      V m(-std::numeric_limits<float>::infinity()), tap(0.0f);
+      for (int k = 0; k < 4; ++k) {  // the same steps as detail::max_window
+        const V v = taps[k], kv = V(float(k));
+        const V gt_m = select_lt(m, v, v, m), gt_k = select_lt(m, v, kv, tap);
+        m = select_nan(v, v, gt_m);
+        tap = select_nan(v, kv, gt_k);
+      }
+      m.store(y + ow);
+      if (!idx) continue;
+      // position = (2 oh + k / 2) W + 2 ow + k % 2
+      const __m256i k = _mm256_cvttps_epi32(tap.v);
+      const __m256i off = _mm256_add_epi32(_mm256_and_si256(k, one), _mm256_mullo_epi32(_mm256_srli_epi32(k, 1), w32));
+      const __m256i base = _mm256_set1_epi64x(2 * oh * W + 2 * ow);
+      const __m256i lo = _mm256_add_epi64(_mm256_add_epi64(base, lane_lo), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(off)));
+      const __m256i hi = _mm256_add_epi64(_mm256_add_epi64(base, lane_hi), _mm256_cvtepi32_epi64(_mm256_extracti128_si256(off, 1)));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + ow), lo);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + ow + 4), hi);
+    }
+  }
+#endif
+  for (; ow < OW; ++ow) {
+    const A v[4] = {A(r0[2 * ow]), A(r0[2 * ow + 1]), A(r1[2 * ow]), A(r1[2 * ow + 1])};
+    A m = v[0];
+    int k = 0;
+    for (int j = 1; j < 4; ++j)
+      if (v[j] > m || v[j] != v[j]) m = v[j], k = j;
+    y[ow] = cast_value<T>(m);
+    if (idx) idx[ow] = (2 * oh + k / 2) * W + 2 * ow + k % 2;
+  }
+}
+}  // namespace detail
+
+/// Max pool forward, x [planes, H, W] -> y, idx [planes, OH, OW] (idx may be null: no indices,
+/// for inference). Parallel over output rows; the window loops carry no bounds checks (the
+/// window tables are already clipped); the 2x2 stride-2 pool has its own vector loop.
 template <class T>
 void max_pool2d_fwd_kernel(const T* x, T* y, int64_t* idx, const Pool2dGeom& g) {
   using A = acc_t<T>;
   if (g.planes * g.OH * g.OW == 0) return;
+  if (is_pool_2x2(g)) {
+    for_each_pool_row(g, g.OW * 4, [&](int64_t p, int64_t oh) {
+      const T* r0 = x + p * g.H * g.W + 2 * oh * g.W;
+      const int64_t o = (p * g.OH + oh) * g.OW;
+      detail::max_pool2d_2x2_row<T>(r0, r0 + g.W, y + o, idx ? idx + o : nullptr, oh, g.W, g.OW);
+    });
+    return;
+  }
   const int64_t taps =
       (g.rows[0].hi - g.rows[0].lo + g.dh - 1) / g.dh * ((g.cols[0].hi - g.cols[0].lo + g.dw - 1) / g.dw);
   for_each_pool_row(g, g.OW * std::max<int64_t>(taps, 1), [&](int64_t p, int64_t oh) {
     const T* xp = x + p * g.H * g.W;
     T* yr = y + (p * g.OH + oh) * g.OW;
-    int64_t* ir = idx + (p * g.OH + oh) * g.OW;
+    int64_t* ir = idx ? idx + (p * g.OH + oh) * g.OW : nullptr;
     const PoolWindow r = g.rows[oh];
     for (int64_t ow = 0; ow < g.OW; ++ow) {
       const PoolWindow c = g.cols[ow];
@@ -215,7 +292,7 @@ void max_pool2d_fwd_kernel(const T* x, T* y, int64_t* idx, const Pool2dGeom& g) 
             if (v != v) m = v, at = ih * g.W + iw;
           }
       yr[ow] = cast_value<T>(m);
-      ir[ow] = at;
+      if (ir) ir[ow] = at;
     }
   });
 }
@@ -293,6 +370,194 @@ void avg_pool2d_bwd_kernel(const T* dy, T* dx, const Pool2dGeom& g) {
       }
       if constexpr (!std::is_same_v<T, A>)
         for (int64_t i = 0; i < in_plane; ++i) dx[p * in_plane + i] = cast_value<T>(acc[i]);
+    }
+  });
+}
+
+// ---------------------------------------------------------------- channels-last kernels
+// x [B, H, W, C] -> y [B, OH, OW, C] (a channels-last [B, C, H, W] tensor's memory), the same
+// windows (Pool2dGeom with planes = B) and the same indices ih * W + iw as the kernels above, so
+// they are checked against the same `_ref` loops through a layout change. Each output pixel reads
+// its taps as C-long contiguous runs: the channel loop is the vector loop (PyTorch's
+// cpu_max_pool_channels_last idea). The argmax is kept per lane as the tap number (a small whole
+// number, exact in T) with blends, then turned into ih * W + iw once per pixel.
+
+namespace detail {
+/// Max over one window for channels c0 .. c0 + V::size (or one channel when V is a scalar):
+/// m, tap (the window's tap number of the max; the first on ties, the last NaN wins).
+template <class T, class V, class LoadF>
+inline void max_window(const PoolWindow& r, const PoolWindow& c, int64_t dh, int64_t dw, LoadF load, V& m,
+                       V& tap) {
+  int64_t k = 0;
+  for (int64_t ih = r.lo; ih < r.hi; ih += dh)
+    for (int64_t iw = c.lo; iw < c.hi; iw += dw, ++k) {
+      const V v = load(ih, iw);
+      const V kv(static_cast<T>(k));
+      const V gt_m = select_lt(m, v, v, m);    // v > m ? v : m (false when either is NaN)
+      const V gt_k = select_lt(m, v, kv, tap);
+      m = select_nan(v, v, gt_m);              // a NaN tap always wins: the last NaN stays
+      tap = select_nan(v, kv, gt_k);
+    }
+}
+/// The same for one element in the accumulation type A.
+template <class A, class LoadF>
+inline void max_window_scalar(const PoolWindow& r, const PoolWindow& c, int64_t dh, int64_t dw, LoadF load, A& m,
+                              int64_t& tap) {
+  int64_t k = 0;
+  for (int64_t ih = r.lo; ih < r.hi; ih += dh)
+    for (int64_t iw = c.lo; iw < c.hi; iw += dw, ++k) {
+      const A v = load(ih, iw);
+      if (v > m || v != v) m = v, tap = k;
+    }
+}
+}  // namespace detail
+
+/// Max pool forward, channels-last: x [B, H, W, C] -> y, idx [B, OH, OW, C] (idx may be null).
+/// Parallel over output rows (b, oh); vectorized over C for float/double.
+template <class T>
+void max_pool2d_fwd_nhwc_kernel(const T* x, T* y, int64_t* idx, int64_t C, const Pool2dGeom& g) {
+  using A = acc_t<T>;
+  if (g.planes * g.OH * g.OW * C == 0) return;
+  const int64_t taps =
+      (g.rows[0].hi - g.rows[0].lo + g.dh - 1) / g.dh * ((g.cols[0].hi - g.cols[0].lo + g.dw - 1) / g.dw);
+  for_each_pool_row(g, g.OW * C * std::max<int64_t>(taps, 1), [&](int64_t b, int64_t oh) {
+    const T* xb = x + b * g.H * g.W * C;
+    T* yr = y + (b * g.OH + oh) * g.OW * C;
+    int64_t* ir = idx ? idx + (b * g.OH + oh) * g.OW * C : nullptr;
+    const PoolWindow r = g.rows[oh];
+    for (int64_t ow = 0; ow < g.OW; ++ow) {
+      const PoolWindow cw = g.cols[ow];
+      T* yp = yr + ow * C;
+      int64_t* ip = ir ? ir + ow * C : nullptr;
+      if (r.hi <= r.lo || cw.hi <= cw.lo) {  // all padding (cannot happen with padding <= k / 2)
+        for (int64_t c = 0; c < C; ++c) {
+          yp[c] = cast_value<T>(-std::numeric_limits<A>::infinity());
+          if (ip) ip[c] = -1;
+        }
+        continue;
+      }
+      const int64_t ncols = (cw.hi - cw.lo + g.dw - 1) / g.dw;
+      auto position = [&](int64_t k) { return (r.lo + k / ncols * g.dh) * g.W + cw.lo + k % ncols * g.dw; };
+      int64_t c = 0;
+      if constexpr (has_vec<T>) {
+        using V = Vec<T>;
+        T taps_at[V::size];
+        for (; c + V::size <= C; c += V::size) {
+          V m(-std::numeric_limits<T>::infinity()), tap(T(0));
+          detail::max_window<T, V>(r, cw, g.dh, g.dw, [&](int64_t ih, int64_t iw) { return V::load(xb + (ih * g.W + iw) * C + c); },
+                                m, tap);
+          m.store(yp + c);
+          if (!ip) continue;
+          tap.store(taps_at);
+          for (int l = 0; l < V::size; ++l) ip[c + l] = position(int64_t(taps_at[l]));
+        }
+      }
+      for (; c < C; ++c) {
+        A m = -std::numeric_limits<A>::infinity();
+        int64_t tap = 0;
+        detail::max_window_scalar<A>(r, cw, g.dh, g.dw,
+                                     [&](int64_t ih, int64_t iw) { return static_cast<A>(xb[(ih * g.W + iw) * C + c]); },
+                                     m, tap);
+        yp[c] = cast_value<T>(m);
+        if (ip) ip[c] = position(tap);
+      }
+    }
+  });
+}
+
+/// Max pool backward, channels-last: dx [B, H, W, C] = 0, dx[b, idx, c] += dy[b, o, c]. Parallel
+/// over images (the windows of one image may overlap).
+template <class T>
+void max_pool2d_bwd_nhwc_kernel(const T* dy, const int64_t* idx, T* dx, int64_t B, int64_t C, int64_t in_plane,
+                                int64_t out_plane) {
+  using A = acc_t<T>;
+  const int64_t grain = std::max<int64_t>(1, kPoolGrain / std::max<int64_t>(1, (in_plane + out_plane) * C));
+  parallel_for(0, B, grain, [&](int64_t lo, int64_t hi) {
+    for (int64_t b = lo; b < hi; ++b) {
+      T* dxb = dx + b * in_plane * C;
+      const T* dyb = dy + b * out_plane * C;
+      const int64_t* ib = idx + b * out_plane * C;
+      std::fill(dxb, dxb + in_plane * C, T(0));
+      for (int64_t o = 0; o < out_plane; ++o)
+        for (int64_t c = 0; c < C; ++c) {
+          const int64_t at = ib[o * C + c];
+          if (at >= 0) dxb[at * C + c] = cast_value<T>(A(dxb[at * C + c]) + A(dyb[o * C + c]));
+        }
+    }
+  });
+}
+
+/// Average pool forward, channels-last: x [B, H, W, C] -> y [B, OH, OW, C]. Each pixel sums its
+/// taps into a C-long accumulator (float for f16/bf16), vectorized over C.
+template <class T>
+void avg_pool2d_fwd_nhwc_kernel(const T* x, T* y, int64_t C, const Pool2dGeom& g) {
+  using A = acc_t<T>;
+  if (g.planes * g.OH * g.OW * C == 0) return;
+  const int64_t taps = (g.rows[0].hi - g.rows[0].lo) * (g.cols[0].hi - g.cols[0].lo);
+  const int64_t grain = std::max<int64_t>(1, kPoolGrain / std::max<int64_t>(1, g.OW * C * std::max<int64_t>(taps, 1)));
+  parallel_for(0, g.planes * g.OH, grain, [&](int64_t lo, int64_t hi) {
+    std::vector<A> acc(static_cast<size_t>(C));
+    for (int64_t row = lo; row < hi; ++row) {
+      const int64_t b = row / g.OH, oh = row % g.OH;
+      const T* xb = x + b * g.H * g.W * C;
+      const PoolWindow r = g.rows[oh];
+      for (int64_t ow = 0; ow < g.OW; ++ow) {
+        const PoolWindow cw = g.cols[ow];
+        T* yp = y + ((b * g.OH + oh) * g.OW + ow) * C;
+        const bool empty = r.hi <= r.lo || cw.hi <= cw.lo;
+        const A count = A(r.count * cw.count);
+        std::fill(acc.begin(), acc.end(), A(0));
+        for (int64_t ih = r.lo; ih < r.hi; ++ih)
+          for (int64_t iw = cw.lo; iw < cw.hi; ++iw) {
+            const T* xp = xb + (ih * g.W + iw) * C;
+            int64_t c = 0;
+            if constexpr (has_vec<T>) {
+              using V = Vec<T>;
+              for (; c + V::size <= C; c += V::size) (V::load(acc.data() + c) + V::load(xp + c)).store(acc.data() + c);
+            }
+            for (; c < C; ++c) acc[size_t(c)] += static_cast<A>(xp[c]);
+          }
+        for (int64_t c = 0; c < C; ++c) yp[c] = cast_value<T>(empty ? A(0) : acc[size_t(c)] / count);
+      }
+    }
+  });
+}
+
+/// Average pool backward, channels-last: dy [B, OH, OW, C] -> dx [B, H, W, C]. Parallel over
+/// images; each image accumulates in A (float for f16/bf16), then is written once.
+template <class T>
+void avg_pool2d_bwd_nhwc_kernel(const T* dy, T* dx, int64_t C, const Pool2dGeom& g) {
+  using A = acc_t<T>;
+  const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
+  const int64_t grain = std::max<int64_t>(1, kPoolGrain / std::max<int64_t>(1, (in_plane + out_plane) * C));
+  parallel_for(0, g.planes, grain, [&](int64_t lo, int64_t hi) {
+    std::vector<A> buf, share(static_cast<size_t>(C));
+    if constexpr (!std::is_same_v<T, A>) buf.resize(size_t(in_plane * C));
+    for (int64_t b = lo; b < hi; ++b) {
+      A* acc;
+      if constexpr (std::is_same_v<T, A>) acc = dx + b * in_plane * C;
+      else acc = buf.data();
+      std::fill(acc, acc + in_plane * C, A(0));
+      for (int64_t oh = 0; oh < g.OH; ++oh) {
+        const PoolWindow r = g.rows[oh];
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          const PoolWindow cw = g.cols[ow];
+          const T* dyp = dy + (b * out_plane + oh * g.OW + ow) * C;
+          for (int64_t c = 0; c < C; ++c) share[size_t(c)] = A(dyp[c]) / A(r.count * cw.count);
+          for (int64_t ih = r.lo; ih < r.hi; ++ih)
+            for (int64_t iw = cw.lo; iw < cw.hi; ++iw) {
+              A* ap = acc + (ih * g.W + iw) * C;
+              int64_t c = 0;
+              if constexpr (has_vec<A>) {
+                using V = Vec<A>;
+                for (; c + V::size <= C; c += V::size) (V::load(ap + c) + V::load(share.data() + c)).store(ap + c);
+              }
+              for (; c < C; ++c) ap[c] += share[size_t(c)];
+            }
+        }
+      }
+      if constexpr (!std::is_same_v<T, A>)
+        for (int64_t i = 0; i < in_plane * C; ++i) dx[b * in_plane * C + i] = cast_value<T>(acc[i]);
     }
   });
 }

@@ -9,8 +9,9 @@
 //   max:  y = max over the window, gradient to its argmax (the first on ties, NaN wins)
 //   avg:  y = mean over the window, gradient dout / count to every tap
 // Stride {0, 0} means stride = kernel. Padding at most half the kernel, as PyTorch requires. Any
-// strides (a strided input is made contiguous first), floating dtypes (f16/bf16 accumulate in
-// float). Max pools keep the int64 argmax indices (position ih * W + iw in the plane) for backward;
+// strides, floating dtypes (f16/bf16 accumulate in float). Layout: a channels-last x (4-D, dense
+// as [B, H, W, C]) runs the channels-last kernels and gives a channels-last y (and dx); anything
+// else is made contiguous first and gives contiguous results. Max pools keep the int64 argmax indices (position ih * W + iw in the plane) for backward;
 // *_with_indices returns them. Kernels and reference loops: kernels/cpu/pool.hpp.
 #pragma once
 
@@ -30,12 +31,22 @@ struct PoolPlan {
   Shape in, out;                          // x's shape and y's (leading dims kept)
   std::vector<cpu::PoolWindow> rows, cols;
   int64_t dh = 1, dw = 1;                 // dilation
+  bool channels_last = false;             // x is [B, C, H, W] stored as [B, H, W, C]
+  /// The kernels' geometry: planes = B * C (or C), or B for the channels-last kernels.
   cpu::Pool2dGeom geom() const {
     const int64_t H = in[in.size() - 2], W = in.back();
-    return {.planes = H * W != 0 ? numel(in) / (H * W) : 0, .H = H, .W = W, .OH = out[out.size() - 2],
+    const int64_t planes = H * W != 0 ? numel(in) / (H * W) : 0;
+    return {.planes = channels_last ? in[0] : planes, .H = H, .W = W, .OH = out[out.size() - 2],
             .OW = out.back(), .dh = dh, .dw = dw, .rows = rows.data(), .cols = cols.data()};
   }
+  int64_t C() const { return in[in.size() - 3]; }
 };
+
+/// Whether x runs the channels-last kernels: 4-D and dense as [B, H, W, C] (a tensor that is also
+/// contiguous, C == 1 or H == W == 1, takes the plain path: the memory is the same).
+inline bool pool_channels_last(const Tensor& x) {
+  return x.dim() == 4 && !x.is_contiguous() && x.is_contiguous(MemoryFormat::channels_last);
+}
 
 /// Checks the rank (3 or 4), dtype and non-empty H, W of a pool input.
 inline void check_pool_input(const Tensor& x, const char* name) {
@@ -62,6 +73,7 @@ inline PoolPlan pool_plan(const Tensor& x, const char* name, std::array<int64_t,
   PoolPlan plan;
   plan.in = x.shape();
   plan.out = x.shape();
+  plan.channels_last = pool_channels_last(x);
   const int64_t H = x.size(-2), W = x.size(-1);
   const int64_t OH = cpu::pool_output_size(H, k[0], s[0], p[0], d[0], ceil_mode);
   const int64_t OW = cpu::pool_output_size(W, k[1], s[1], p[1], d[1], ceil_mode);
@@ -84,6 +96,7 @@ inline PoolPlan adaptive_plan(const Tensor& x, const char* name, std::array<int6
   PoolPlan plan;
   plan.in = x.shape();
   plan.out = x.shape();
+  plan.channels_last = pool_channels_last(x);
   plan.out[plan.out.size() - 2] = out_size[0];
   plan.out.back() = out_size[1];
   plan.rows = cpu::adaptive_windows(x.size(-2), out_size[0]);
@@ -94,39 +107,54 @@ inline PoolPlan adaptive_plan(const Tensor& x, const char* name, std::array<int6
 }  // namespace detail
 
 /// Max pool of x by `plan`: (y, int64 argmax indices into each H * W plane); no autograd.
-inline std::pair<Tensor, Tensor> max_pool2d_fwd(const Tensor& x, const detail::PoolPlan& plan) {
-  const Tensor xc = contiguous(detach(x));
-  Tensor y = Tensor::empty(plan.out, x.dtype(), x.device());
-  Tensor idx = Tensor::empty(plan.out, DType::i64, x.device());
+/// Channels-last plans give channels-last y and idx. Without `with_indices` idx is undefined (and
+/// never computed: inference needs no argmax).
+inline std::pair<Tensor, Tensor> max_pool2d_fwd(const Tensor& x, const detail::PoolPlan& plan,
+                                                bool with_indices = true) {
+  const auto format = plan.channels_last ? MemoryFormat::channels_last : MemoryFormat::contiguous;
+  const Tensor xc = contiguous(detach(x), format);
+  Tensor y = Tensor::empty(plan.out, x.dtype(), x.device(), format);
+  Tensor idx = with_indices ? Tensor::empty(plan.out, DType::i64, x.device(), format) : Tensor();
+  int64_t* ip = with_indices ? idx.data_ptr<int64_t>() : nullptr;
   const cpu::Pool2dGeom g = plan.geom();
   dispatch_float(x.dtype(), "max_pool2d", [&]<class T>(type_tag<T>) {
-    cpu::max_pool2d_fwd_kernel<T>(xc.data_ptr<T>(), y.data_ptr<T>(), idx.data_ptr<int64_t>(), g);
+    if (plan.channels_last) cpu::max_pool2d_fwd_nhwc_kernel<T>(xc.data_ptr<T>(), y.data_ptr<T>(), ip, plan.C(), g);
+    else cpu::max_pool2d_fwd_kernel<T>(xc.data_ptr<T>(), y.data_ptr<T>(), ip, g);
   });
   return {y, idx};
 }
 
-/// dx of shape x_shape: dout sent to the argmax positions `idx` (max and adaptive max pools).
+/// dx of shape x_shape: dout sent to the argmax positions `idx` (max and adaptive max pools);
+/// channels-last when idx is (the forward's input was).
 inline Tensor max_pool2d_bwd(const Tensor& dout, const Tensor& idx, const Shape& x_shape, DType dtype) {
   STRATA_CHECK(dout.shape() == idx.shape(), "max_pool2d_backward", "got dout of shape ", dout.shape(),
                " for an output of shape ", idx.shape(), ", expected equal shapes");
-  const Tensor dc = contiguous(to(detach(dout), dtype)), ic = contiguous(idx);
-  Tensor dx = Tensor::empty(x_shape, dtype, dout.device());
+  const bool cl = detail::pool_channels_last(idx);
+  const auto format = cl ? MemoryFormat::channels_last : MemoryFormat::contiguous;
+  const Tensor dc = contiguous(to(detach(dout), dtype), format), ic = contiguous(idx, format);
+  Tensor dx = Tensor::empty(x_shape, dtype, dout.device(), format);
   const int64_t in_plane = x_shape[x_shape.size() - 2] * x_shape.back(), out_plane = idx.size(-2) * idx.size(-1);
   const int64_t planes = in_plane ? numel(x_shape) / in_plane : 0;
   dispatch_float(dtype, "max_pool2d_backward", [&]<class T>(type_tag<T>) {
-    cpu::max_pool2d_bwd_kernel<T>(dc.data_ptr<T>(), ic.data_ptr<int64_t>(), dx.data_ptr<T>(), planes, in_plane,
-                                  out_plane);
+    if (cl)
+      cpu::max_pool2d_bwd_nhwc_kernel<T>(dc.data_ptr<T>(), ic.data_ptr<int64_t>(), dx.data_ptr<T>(), x_shape[0],
+                                         x_shape[1], in_plane, out_plane);
+    else
+      cpu::max_pool2d_bwd_kernel<T>(dc.data_ptr<T>(), ic.data_ptr<int64_t>(), dx.data_ptr<T>(), planes, in_plane,
+                                    out_plane);
   });
   return dx;
 }
 
 /// Average pool of x by `plan`; no autograd.
 inline Tensor avg_pool2d_fwd(const Tensor& x, const detail::PoolPlan& plan) {
-  const Tensor xc = contiguous(detach(x));
-  Tensor y = Tensor::empty(plan.out, x.dtype(), x.device());
+  const auto format = plan.channels_last ? MemoryFormat::channels_last : MemoryFormat::contiguous;
+  const Tensor xc = contiguous(detach(x), format);
+  Tensor y = Tensor::empty(plan.out, x.dtype(), x.device(), format);
   const cpu::Pool2dGeom g = plan.geom();
   dispatch_float(x.dtype(), "avg_pool2d", [&]<class T>(type_tag<T>) {
-    cpu::avg_pool2d_fwd_kernel<T>(xc.data_ptr<T>(), y.data_ptr<T>(), g);
+    if (plan.channels_last) cpu::avg_pool2d_fwd_nhwc_kernel<T>(xc.data_ptr<T>(), y.data_ptr<T>(), plan.C(), g);
+    else cpu::avg_pool2d_fwd_kernel<T>(xc.data_ptr<T>(), y.data_ptr<T>(), g);
   });
   return y;
 }
@@ -135,17 +163,22 @@ inline Tensor avg_pool2d_fwd(const Tensor& x, const detail::PoolPlan& plan) {
 inline Tensor avg_pool2d_bwd(const Tensor& dout, const detail::PoolPlan& plan, DType dtype) {
   STRATA_CHECK(dout.shape() == plan.out, "avg_pool2d_backward", "got dout of shape ", dout.shape(),
                " for an output of shape ", plan.out, ", expected equal shapes");
-  const Tensor dc = contiguous(to(detach(dout), dtype));
-  Tensor dx = Tensor::empty(plan.in, dtype, dout.device());
+  const auto format = plan.channels_last ? MemoryFormat::channels_last : MemoryFormat::contiguous;
+  const Tensor dc = contiguous(to(detach(dout), dtype), format);
+  Tensor dx = Tensor::empty(plan.in, dtype, dout.device(), format);
   const cpu::Pool2dGeom g = plan.geom();
   dispatch_float(dtype, "avg_pool2d_backward", [&]<class T>(type_tag<T>) {
-    cpu::avg_pool2d_bwd_kernel<T>(dc.data_ptr<T>(), dx.data_ptr<T>(), g);
+    if (plan.channels_last) cpu::avg_pool2d_bwd_nhwc_kernel<T>(dc.data_ptr<T>(), dx.data_ptr<T>(), plan.C(), g);
+    else cpu::avg_pool2d_bwd_kernel<T>(dc.data_ptr<T>(), dx.data_ptr<T>(), g);
   });
   return dx;
 }
 
 namespace detail {
-inline std::pair<Tensor, Tensor> max_pool_op(const Tensor& x, const PoolPlan& plan, const char* bwd_name) {
+/// (y, idx) recorded for autograd; with !want_indices and nothing to differentiate, y alone.
+inline std::pair<Tensor, Tensor> max_pool_op(const Tensor& x, const PoolPlan& plan, const char* bwd_name,
+                                             bool want_indices = true) {
+  if (!want_indices && !any_requires_grad({x})) return max_pool2d_fwd(x, plan, false);
   auto [y, idx] = max_pool2d_fwd(x, plan);
   const Saved id = idx;
   const Shape in = plan.in;
@@ -177,7 +210,9 @@ inline std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& x, std::a
 inline Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride = {0, 0},
                          std::array<int64_t, 2> padding = {0, 0}, std::array<int64_t, 2> dilation = {1, 1},
                          bool ceil_mode = false) {
-  return max_pool2d_with_indices(x, kernel, stride, padding, dilation, ceil_mode).first;
+  return detail::max_pool_op(x, detail::pool_plan(x, "max_pool2d", kernel, stride, padding, dilation, ceil_mode, true),
+                             "max_pool2d_backward", false)
+      .first;
 }
 
 /// Mean over each kernel window of x [B, C, H, W]; count_include_pad counts padded taps in the divisor.
@@ -203,7 +238,9 @@ inline std::pair<Tensor, Tensor> adaptive_max_pool2d_with_indices(const Tensor& 
 
 /// Max over adaptive windows giving out_size [OH, OW].
 inline Tensor adaptive_max_pool2d(const Tensor& x, std::array<int64_t, 2> out_size) {
-  return adaptive_max_pool2d_with_indices(x, out_size).first;
+  return detail::max_pool_op(x, detail::adaptive_plan(x, "adaptive_max_pool2d", out_size),
+                             "adaptive_max_pool2d_backward", false)
+      .first;
 }
 
 }  // namespace strata
