@@ -78,6 +78,35 @@ TEST_CASE("gemm matches gemm_ref on edge sizes, layouts, alpha and beta", "[matm
   }
 }
 
+TEST_CASE("gemm on 2 and 3 threads gives the 1-thread result exactly, whichever way the work is shared", "[matmul][gemm]") {
+  std::mt19937 g(5);
+  std::uniform_real_distribution<float> d(-1, 1);
+  struct Case { int64_t M, N, K; const char* how; };
+  const Case cases[] = {{300, 300, 400, "rows of C from a shared B, two K blocks"},
+                        {20, 4100, 300, "B panel groups (few rows), two NC blocks"},
+                        {203, 61, 100, "independent rows (little work per B block)"},
+                        {8, 600, 300, "independent columns"},
+                        {200, 200, 900, "three K blocks"}};
+  for (const Case& c : cases) {
+    std::vector<float> A(size_t(c.M * c.K)), B(size_t(c.K * c.N));
+    for (float& x : A) x = d(g);
+    for (float& x : B) x = d(g);
+    std::vector<float> C[3], R(size_t(c.M * c.N));
+    for (int t = 1; t <= 3; ++t) {
+      set_num_threads(t);
+      C[t - 1].assign(size_t(c.M * c.N), std::numeric_limits<float>::quiet_NaN());
+      cpu::gemm<float>(c.M, c.N, c.K, 1.f, A.data(), c.K, 1, B.data(), c.N, 1, 0.f, C[t - 1].data(), c.N, 1);
+    }
+    set_num_threads(strata::detail::default_num_threads());
+    INFO(c.M << " x " << c.N << " x " << c.K << ": " << c.how);
+    CHECK(C[1] == C[0]);
+    CHECK(C[2] == C[0]);
+    cpu::gemm_ref<float>(c.M, c.N, c.K, 1.f, A.data(), c.K, 1, B.data(), c.N, 1, 0.f, R.data(), c.N, 1);
+    th::check_close(std::vector<double>(C[0].begin(), C[0].end()), std::vector<double>(R.begin(), R.end()),
+                    2e-6 * double(c.K), 1e-5, c.how);
+  }
+}
+
 TEST_CASE("gemm with zero sizes and alpha == 0", "[matmul][gemm]") {
   std::mt19937 g(7);
   const float nan = std::numeric_limits<float>::quiet_NaN();

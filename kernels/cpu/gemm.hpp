@@ -39,7 +39,9 @@
 // second counter, and meet again before B is repacked. A thread slowed by another process (shared
 // machines) just takes fewer pieces. With few rows and many columns (convolution shapes) the pieces
 // are groups of B panels instead. Each element of C is computed by one piece, in the same order
-// whichever thread runs it: results do not depend on the thread count or on scheduling.
+// whichever thread runs it: results do not depend on the thread count or on scheduling. When a B
+// block carries little work (long K, small M and N: weight gradients), the threads instead split
+// C's rows (or columns) into one independent part each, with no barriers.
 // Called from inside a parallel region (e.g. one gemm per batch matrix), it runs single-threaded.
 //
 // Register tiles (MR x NR), from the vector width in kernels/cpu/simd.hpp:
@@ -378,13 +380,36 @@ void gemm_driver(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t 
   const int64_t mc_max = std::min<int64_t>(Cfg::MC, (M + MR - 1) / MR * MR);
   const int64_t nc_max = std::min<int64_t>(Cfg::NC, (N + NR - 1) / NR * NR);
   const int64_t a_block = (mc_max * kc_max + 15) / 16 * 16;  // 64-byte aligned per thread
+  const int64_t m_tiles = (M + MR - 1) / MR, n_panels = nc_max / NR;
+  GemmShare sh{.threads = 1};
+  if (threads > 1 && double(M) * double(nc_max) * double(kc_max) < double(1 << 23)) {
+    // little work per B block (under ~8M multiply-adds, ~0.1 ms on a core: small M and N, e.g. a
+    // weight gradient over a long K): two barriers per block would cost more than sharing B saves
+    // (and stall whenever the machine is busy), so each thread multiplies its own rows (or columns)
+    const bool rows = m_tiles >= (N + NR - 1) / NR;
+    const int64_t tiles = rows ? m_tiles : (N + NR - 1) / NR, R = rows ? MR : NR, ext = rows ? M : N;
+    parallel_for(0, threads, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t lo = std::min(ext, tiles * t / threads * R), hi = std::min(ext, tiles * (t + 1) / threads * R);
+        if (lo >= hi) continue;
+        T* pa_t = gemm_scratch<T>(0, a_block);
+        T* pb_t = gemm_scratch<T>(1, nc_max * kc_max);
+        if (rows)
+          gemm_blocked(hi - lo, N, K, alpha, A + lo * a_rs, a_rs, a_cs, B, b_rs, b_cs, beta, C + lo * c_rs, c_rs, c_cs,
+                       pa_t, pb_t, sh);
+        else
+          gemm_blocked(M, hi - lo, K, alpha, A, a_rs, a_cs, B + lo * b_cs, b_rs, b_cs, beta, C + lo * c_cs, c_rs, c_cs,
+                       pa_t, pb_t, sh);
+      }
+    });
+    return;
+  }
   T* pa = gemm_scratch<T>(0, a_block * threads);
   T* pb = gemm_scratch<T>(1, nc_max * kc_max);
-  GemmShare sh{.threads = threads};
   if (threads <= 1) return gemm_blocked(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs, c_cs, pa, pb, sh);
   // pieces: about 4 per thread, so the last ones even out a thread that fell behind. Split the rows
   // of C unless there are too few of them (a few rows, many columns: convolution shapes).
-  const int64_t m_tiles = (M + MR - 1) / MR, n_panels = nc_max / NR;
+  sh.threads = threads;
   sh.split_m = m_tiles >= 4 * int64_t(threads) || m_tiles >= n_panels;
   sh.rows = std::max<int64_t>(2, (m_tiles + 4 * threads - 1) / (4 * threads)) * MR;
   sh.panels = std::max<int64_t>(4, (n_panels + 4 * threads - 1) / (4 * threads));
