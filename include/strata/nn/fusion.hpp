@@ -5,9 +5,10 @@
 //   Conv2d, BatchNorm2d [, ReLU]  -> in eval, one conv2d with the batch norm folded into its weights:
 //       scale = gamma / sqrt(running_var + eps)        (gamma = 1, beta = 0 without affine)
 //       w' = w * scale[o],  b' = (b - running_mean) * scale + beta        (b = 0 without a conv bias)
-//     then relu. w' and b' are computed at each forward with differentiable ops, so gradients stay
-//     right when someone takes them in eval (saliency maps, frozen batch norms), and nothing is
-//     cached that could go stale when the weights or statistics change.
+//     then the ReLU (conv2d_relu: in the conv's output store). w' and b' are computed at each forward
+//     with differentiable ops, so gradients stay right when someone takes them in eval (saliency
+//     maps, frozen batch norms), and nothing is cached that could go stale when the weights or
+//     statistics change.
 // Not fused: a module with forward hooks or pre-hooks (the hook must see its own module's output), a
 // subclass of these layers (exact dynamic type checked: a subclass may change forward), and for the
 // fold: a batch norm in training mode or without running statistics, a conv whose out channels do
@@ -46,8 +47,9 @@ M* fusable_as(Module* m) {
   return static_cast<M*>(m);
 }
 
-/// conv then bn (eval, running statistics) as one conv2d with bn folded into its weight and bias.
-inline Tensor conv_bn_folded(Conv2d& conv, BatchNormBase& bn, const Tensor& x) {
+/// conv then bn (eval, running statistics) as one conv2d with bn folded into its weight and bias,
+/// then the ReLU in the conv's output store when relu.
+inline Tensor conv_bn_folded(Conv2d& conv, BatchNormBase& bn, const Tensor& x, bool relu) {
   const DType dt = conv.weight.dtype();
   const int64_t O = conv.options.out;
   Tensor scale = rsqrt(add(to(bn.running_var, dt), bn.options.eps));  // [O]
@@ -58,7 +60,7 @@ inline Tensor conv_bn_folded(Conv2d& conv, BatchNormBase& bn, const Tensor& x) {
   if (bn.bias.defined()) b = add(b, to(bn.bias, dt));
   const Tensor w = mul(conv.weight, reshape(scale, {O, 1, 1, 1}));
   const Conv2dOptions& o = conv.options;
-  return conv2d(x, w, b, {o.stride.h, o.stride.w}, {o.pad.h, o.pad.w}, {o.dilation.h, o.dilation.w}, o.groups);
+  return (relu ? conv2d_relu : conv2d)(x, w, b, o.stride, o.pad, o.dilation, o.groups);
 }
 
 /// Runs layers[i...] fused when the graph allows (see the top of this file): writes the output to
@@ -71,8 +73,7 @@ inline size_t run_fused(std::vector<ModulePtr>& layers, size_t i, Tensor& out) {
         autocast_enabled())
       return 0;
     const bool relu = fusable_as<ReLU>(at(i + 2)) != nullptr;
-    const Tensor y = conv_bn_folded(*conv, *bn, out);
-    out = relu ? strata::relu(y) : y;
+    out = conv_bn_folded(*conv, *bn, out, relu);
     return relu ? 3 : 2;
   }
   BatchNormBase* bn = fusable_as<BatchNorm2d>(at(i));
