@@ -175,6 +175,11 @@ TEST_CASE("conv2d fast kernels against the reference loops", "[conv]") {
       {3, 12, 6, 7, 32, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 3, true},
       {5, 16, 5, 5, 16, 3, 3, {2, 2}, {1, 1}, {1, 1}, 1, 3, true},
       {2, 1, 12, 11, 8, 3, 3, {2, 2}, {1, 1}, {1, 1}, 1, 3, true},
+      // stems (1 input channel) on their register tiles: partial vectors of channels, blocks of 32,
+      // channels-last dout for dw; a 5x5 stem (dw through the depthwise loops)
+      {3, 1, 9, 10, 21, 3, 3, {1, 2}, {1, 1}, {1, 1}, 1, 3, true},
+      {2, 1, 8, 8, 40, 3, 3, {2, 2}, {1, 1}, {1, 1}, 1, 0, true},
+      {2, 1, 9, 9, 16, 5, 5, {2, 2}, {2, 2}, {1, 1}, 1, 3, false},
   };
   for (const Case& c : cases) {
     check_case<float>(c);

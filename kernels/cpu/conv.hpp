@@ -7,8 +7,11 @@
 //   backward: dx[n, g Cin/G + c, ih, iw] += w[o, c, i, j] dout[n, o, y, z]   (summed over o, i, j, y, z)
 //             dw[o, c, i, j] = sum_{n, y, z} dout[n, o, y, z] x[n, g Cin/G + c, ih, iw]
 //             db[o] = sum_{n, y, z} dout[n, o, y, z]
-// x may have any strides (xs: element strides of n, c, h, w); w, b, dout, out, dx, dw, db are
-// contiguous. Element types: float and double (the op layer computes f16/bf16 in float).
+// x may have any strides (xs: element strides of n, c, h, w); w, b, dw, db are contiguous; out,
+// dout, dx are contiguous NCHW, or channels-last NHWC ([B][H][W][C] memory) when asked
+// (ConvEpilogue::channels_last for out, channels_last for dout and dx). The forward's epilogue adds
+// b and, with ConvEpilogue::relu, applies max(., 0) in its store. Element types: float and double
+// (the op layer computes f16/bf16 in float).
 //
 // References (conv2d_fwd_ref, conv2d_bwd_data_ref, conv2d_bwd_weight_ref): the plain loops of the
 // formulas above, summing in double: the source of truth every path is tested against.
@@ -29,6 +32,11 @@
 //   A 1x1, stride-1, unpadded conv on large maps needs no im2col: x's [Cin][H W] plane is col.
 // - depthwise (G == Cin: one input channel per group, any number of outputs each; so also a
 //   1-channel input like an image stem): loops over zero-padded planes, vectorized along rows.
+//   Stems (Cin == 1, G == 1) with a channels-last out or a stride along W (where the row loops
+//   would be scalar) take register tiles of 3 pixels x 32 output channels (conv_stem_fwd), and
+//   their dw (3x3 and smaller, channels-last or transposed dout) 16 channels x 9 taps (conv_stem_dw).
+// Channels-last: the direct path reads x, dout and writes out, dx in place (no NCHW <-> NHWC
+// transposes; conv_direct.hpp); the im2col and depthwise paths run on NCHW copies.
 // Threads (direct and im2col): with at least as many images as threads, the batch is cut into
 // chunks and the chunks into groups of consecutive chunks, about kConvGroupsPerThread per thread,
 // which the threads take from a counter (a thread slowed by another process takes fewer), each
@@ -484,6 +492,149 @@ void conv_depthwise_bwd(const Conv2dParams& p, const T* x, const ConvStrides& xs
     });
 }
 
+// ================================================================================ stems (1 input channel)
+
+/// A 1-input-channel conv (an image stem, groups == 1) with channels-last out, any stride: per image,
+/// its plane zero-padded once; per output row, ZB pixels x 32 output channels (4 vectors) in
+/// registers, each tap one broadcast of the pixel's input and 4 FMAs with the tap's weight row
+/// (weights packed wt[t][o], o padded to a whole vector). out rows ld apart ([B][OH][OW][ld]);
+/// bias (may be null) and relu: the epilogue.
+template <class T>
+void conv_stem_fwd(const Conv2dParams& p, const T* x, const ConvStrides& xs, const T* w, const T* b, T* out,
+                   int64_t ld, bool relu) {
+  using V = Vec<T>;
+  constexpr int VS = V::size, NV = 4, ZB = 3;
+  const int64_t OH = p.OH(), OW = p.OW(), kk = p.kH * p.kW, cpad = conv_round_up(p.Cout, VS);
+  const int64_t wp = p.W + 2 * p.padding[1] + p.stride[1] * ZB, hp = p.H + 2 * p.padding[0];
+  std::vector<T> wt(size_t(kk * cpad), T(0)), bias(size_t(cpad), T(0));
+  for (int64_t o = 0; o < p.Cout; ++o) {
+    for (int64_t t = 0; t < kk; ++t) wt[size_t(t * cpad + o)] = w[o * kk + t];
+    bias[size_t(o)] = b ? b[o] : T(0);
+  }
+  std::vector<int64_t> toff(static_cast<size_t>(kk));  // tap t's offset in the padded plane
+  for (int64_t t = 0; t < kk; ++t) toff[size_t(t)] = t / p.kW * p.dilation[0] * wp + t % p.kW * p.dilation[1];
+  const int64_t sw = p.stride[1];
+  parallel_for(0, p.B, 1, [&](int64_t lo, int64_t hi) {
+    T* xp = conv_scratch<T>(0, hp * wp);
+    alignas(64) T tail[NV * VS];
+    for (int64_t n = lo; n < hi; ++n) {
+      conv_pad_plane(p, x + n * xs[0], xs, wp, xp);
+      for (int64_t y = 0; y < OH; ++y) {
+        const T* r0 = xp + y * p.stride[0] * wp;
+        T* orow = out + (n * OH + y) * OW * ld;
+        for (int64_t z0 = 0; z0 < OW; z0 += ZB) {
+          const int zn = int(std::min<int64_t>(ZB, OW - z0));
+          for (int64_t o0 = 0; o0 < cpad; o0 += NV * VS) {
+            const int nv = int(std::min<int64_t>(NV, (cpad - o0) / VS));
+            V acc[ZB][NV];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) {
+              const V bv = v < nv ? V::load(bias.data() + o0 + v * VS) : V(T(0));
+#pragma GCC unroll 3
+              for (int q = 0; q < ZB; ++q) acc[q][v] = bv;
+            }
+            for (int64_t t = 0; t < kk; ++t) {
+              const T* wr = wt.data() + t * cpad + o0;
+              const T* xr = r0 + toff[size_t(t)] + z0 * sw;
+              V wv[NV];
+#pragma GCC unroll 4
+              for (int v = 0; v < NV; ++v) wv[v] = v < nv ? V::load(wr + v * VS) : V(T(0));
+#pragma GCC unroll 3
+              for (int q = 0; q < ZB; ++q) {
+                const V xv(xr[q * sw]);  // past OW: inside the plane's slack, ignored
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; ++v) acc[q][v] = vfmadd(xv, wv[v], acc[q][v]);
+              }
+            }
+            for (int q = 0; q < zn; ++q) {
+              T* dst = orow + (z0 + q) * ld + o0;
+              for (int v = 0; v < nv; ++v) {
+                const V r = relu ? vmax(V(T(0)), acc[q][v]) : acc[q][v];
+                if (o0 + (v + 1) * VS <= p.Cout) {
+                  r.store(dst + v * VS);
+                } else {  // the last channels: a part of a vector
+                  r.store(tail);
+                  for (int64_t e = 0; e < p.Cout - o0 - v * VS; ++e) dst[v * VS + e] = tail[e];
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+/// dw[o][t] = sum_{n, y, z} dout[n][y][z][o] x(tap t of (y, z)) for a 1-input-channel conv with
+/// channels-last dout (rows of Cout): per pixel, 16 output channels (2 vectors) of dout times
+/// the broadcast input of each tap, kk x 2 accumulators in registers (kk <= 9: 3x3 and smaller;
+/// larger kernels take the depthwise loops). Images in a fixed number of chunks, each summed in
+/// double and the chunks added in order: the result depends only on the thread count.
+template <class T>
+void conv_stem_dw(const Conv2dParams& p, const T* x, const ConvStrides& xs, const T* dout, T* dw) {
+  using V = Vec<T>;
+  constexpr int VS = V::size, NV = 2, KK = 9;
+  const int64_t OH = p.OH(), OW = p.OW(), kk = p.kH * p.kW, C = p.Cout;
+  const int64_t wp = p.W + 2 * p.padding[1], hp = p.H + 2 * p.padding[0];
+  const int threads = strata::detail::in_parallel_region ? 1 : num_threads();
+  const int64_t chunks = std::min<int64_t>(p.B, 4 * threads), per = (p.B + chunks - 1) / chunks;
+  std::vector<int64_t> toff(static_cast<size_t>(kk));
+  for (int64_t t = 0; t < kk; ++t) toff[size_t(t)] = t / p.kW * p.dilation[0] * wp + t % p.kW * p.dilation[1];
+  std::vector<double> part(size_t(chunks * C * kk), 0.0);
+  parallel_for(0, chunks, 1, [&](int64_t lo, int64_t hi) {
+    T* xp = conv_scratch<T>(0, hp * wp);
+    alignas(64) T gbuf[NV * VS], buf[VS];
+    for (int64_t ch = lo; ch < hi; ++ch)
+      for (int64_t n = ch * per; n < std::min(p.B, (ch + 1) * per); ++n) {
+        conv_pad_plane(p, x + n * xs[0], xs, wp, xp);
+        for (int64_t o0 = 0; o0 < C; o0 += NV * VS) {
+          const int64_t on = std::min<int64_t>(NV * VS, C - o0);
+          V acc[KK][NV];
+#pragma GCC unroll 9
+          for (int t = 0; t < KK; ++t)
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; ++v) acc[t][v] = V(T(0));
+          for (int64_t y = 0; y < OH; ++y) {
+            const T* r0 = xp + y * p.stride[0] * wp;
+            const T* g = dout + ((n * OH + y) * OW) * C + o0;
+            for (int64_t z = 0; z < OW; ++z, g += C) {
+              const T* gp = g;
+              if (on < NV * VS) {  // the last channels: zero past C
+                std::fill(gbuf, gbuf + NV * VS, T(0));
+                std::copy(g, g + on, gbuf);
+                gp = gbuf;
+              }
+              const V g0 = V::load(gp), g1 = V::load(gp + VS);
+              const T* xr = r0 + z * p.stride[1];
+#pragma GCC unroll 9
+              for (int t = 0; t < KK; ++t) {
+                if (t >= kk) break;
+                const V xv(xr[toff[size_t(t)]]);
+                acc[t][0] = vfmadd(xv, g0, acc[t][0]);
+                acc[t][1] = vfmadd(xv, g1, acc[t][1]);
+              }
+            }
+          }
+          double* pc = part.data() + ch * C * kk;
+          for (int64_t t = 0; t < kk; ++t)
+            for (int v = 0; v < NV; ++v) {
+              acc[t][v].store(buf);
+              for (int e = 0; e < VS && o0 + v * VS + e < C; ++e) pc[(o0 + v * VS + e) * kk + t] += double(buf[e]);
+            }
+        }
+      }
+  });
+  for (int64_t k = 0; k < C * kk; ++k) {
+    double s = 0;
+    for (int64_t ch = 0; ch < chunks; ++ch) s += part[size_t(ch * C * kk + k)];
+    dw[k] = T(s);
+  }
+}
+
+/// Whether conv2d_fwd_kernel takes conv_stem_fwd: one input channel, one group, and a channels-last
+/// out or a stride the depthwise row loops do not vectorize.
+inline bool conv2d_is_stem(const Conv2dParams& p) { return p.Cin == 1 && p.groups == 1; }
+
 /// conv2d_bwd_kernel's direct path: chunks of images per thread, dw partials per thread in the
 /// NHWC weight layout [taps][round_up(Cin, MR)][round_up(Cout, NR)], summed and transposed at the end.
 template <class T>
@@ -570,6 +721,18 @@ void conv2d_fwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,
     });
     return;
   }
+  if (algo == ConvAlgo::depthwise && detail::conv2d_is_stem(p) && (ep.channels_last || p.stride[1] != 1)) {
+    if (ep.channels_last) return detail::conv_stem_fwd<T>(p, x, xs, w, b, out, p.Cout, ep.relu);
+    parallel_for(0, p.B, 1, [&](int64_t lo, int64_t hi) {  // NCHW: image by image through an NHWC scratch
+      T* oh = detail::conv_scratch<T>(1, ohw * p.Cout);
+      for (int64_t n = lo; n < hi; ++n) {
+        const Conv2dParams q = [&] { Conv2dParams r = p; r.B = 1; return r; }();
+        detail::conv_stem_fwd<T>(q, x + n * xs[0], xs, w, b, oh, p.Cout, ep.relu);
+        detail::conv_from_nhwc<T>(oh, p.Cout, 1, p.Cout, ohw, nullptr, out + n * p.Cout * ohw);
+      }
+    });
+    return;
+  }
   if (ep.channels_last) {  // the other paths write NCHW: into a buffer, then transposed per image
     std::unique_ptr<T[]> tmp(new T[size_t(p.B * p.Cout * ohw)]);
     conv2d_fwd_kernel<T>(p, x, xs, w, b, tmp.get(), algo, {.channels_last = false, .relu = ep.relu});
@@ -627,6 +790,11 @@ void conv2d_bwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,
   const double flops = 2.0 * double(p.B) * double(p.Cout) * double(K) * double(ohw);
   if (channels_last && p.B > 0 && ohw > 0) {
     algo = conv2d_choose(p, flops, algo);
+    if (algo == ConvAlgo::depthwise && detail::conv2d_is_stem(p) && p.kH * p.kW <= 9 && dw) {
+      detail::conv_stem_dw<T>(p, x, xs, dout, dw);  // from the channels-last dout in place
+      dw = nullptr;
+      if (!dx && !db) return;
+    }
     if (algo != ConvAlgo::direct) {  // the other paths take NCHW: dout and dx transposed per image
       std::unique_ptr<T[]> g(new T[size_t(p.B * p.Cout * ohw)]), d(dx ? new T[size_t(p.B * p.Cin * p.H * p.W)] : nullptr);
       parallel_for(0, p.B, 1, [&](int64_t lo, int64_t hi) {
@@ -676,6 +844,17 @@ void conv2d_bwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,
   if (dx && (p.B == 0 || ohw <= 0)) std::fill(dx, dx + p.B * p.Cin * p.H * p.W, T(0));
   if ((!dx && !dw) || p.B == 0 || ohw <= 0) return;
   algo = conv2d_choose(p, flops, algo);
+  if (algo == ConvAlgo::depthwise && detail::conv2d_is_stem(p) && p.kH * p.kW <= 9 && dw && p.stride[1] != 1) {
+    // a strided stem's dw (the depthwise loop would be scalar): dout transposed to NHWC, then the stem tiles
+    std::unique_ptr<T[]> gh(new T[size_t(p.B * p.Cout * ohw)]);
+    parallel_for(0, p.B, 1, [&](int64_t lo, int64_t hi) {
+      detail::conv_to_nhwc<T>(dout + lo * p.Cout * ohw, {p.Cout * ohw, ohw, OW, 1}, hi - lo, p.Cout, OH, OW,
+                              gh.get() + lo * ohw * p.Cout, p.Cout);
+    });
+    detail::conv_stem_dw<T>(p, x, xs, gh.get(), dw);
+    dw = nullptr;
+    if (!dx) return;
+  }
   if (algo == ConvAlgo::depthwise) return detail::conv_depthwise_bwd<T>(p, x, xs, w, dout, dx, dw);
   if (algo == ConvAlgo::direct) return detail::conv2d_bwd_direct<T>(p, x, xs, w, dout, dx, dw, flops, channels_last);
   const bool pointwise = conv2d_is_pointwise(p, xs);

@@ -20,7 +20,10 @@
 //            NR output channels, reduced over the pixels s whose tap t is inside the image (per
 //            output row one run of consecutive pixels; MR broadcasts from one pointer per pixel).
 // NCHW tensors are transposed to NHWC per chunk of images (x, dout) and the results back (out,
-// dx): O(activations) copies against O(activations x channels x taps) multiply-adds.
+// dx): O(activations) copies against O(activations x channels x taps) multiply-adds. Channels-last
+// tensors are read and written in place (out, dx: when the channels are a multiple of NR, the
+// tiles' store width; else through a scratch copied row by row). The forward tiles start from the
+// bias and apply ReLU in their store (the epilogue).
 // Register tiles (MR, NR, Vec width) come from GemmBlocking<T>: AVX2 6 x 16 (f32), 6 x 8 (f64).
 // Assumes groups == 1; P is cpu::Conv2dParams (kernels/cpu/conv.hpp), a template parameter so
 // that this header stands alone. The launchers in kernels/cpu/conv.hpp choose this path.
