@@ -19,14 +19,17 @@
 //   v4 blocks    v3 with KC 384 / MC 192 (B micro-panel 24 KiB of the 32 KiB L1, A block
 //                288 KiB of the 512 KiB L2); of KC/MC in {256,320,384}x{96..480}, in one
 //                binary alternating: 256/144 0.88, 256/240 0.86-0.97, 384/96 0.89-0.93,
-//                384/144 0.93-0.96, 384/192 0.98-0.985 (shipped)                      0.88-0.98x
+//                384/144 0.93-0.96, 384/192 0.98-0.985 (shipped)   1 thread: 0.92-1.00x (n 256-2048)
 //   v5 threads   shared packed B block (packed in pieces by both threads, spin barrier),
 //                product in row chunks from a counter (about 4 per thread); column
-//                pieces when M has few tiles (conv shapes: 64 x 50176 x 288 went
-//                0.45x -> 0.69x at 2 threads, 0.36x -> 0.75x at 1)                   2 threads: 0.93-1.05x
-//                (on a machine at load 10: wall-clock 2-thread numbers are only indicative)
+//                pieces when M has few tiles (conv shape 64 x 50176 x 288: 0.41-0.45x ->
+//                0.69-0.74x at 2 threads, 0.36-0.42x -> 0.75-0.81x at 1); two B buffers
+//                alternating (one barrier per B block); small M, N with a long K: each
+//                thread its own rows/columns, no barriers           2 threads (wall): 0.88-1.01x
+//                (v2 at 2 threads: 0.65-0.75x; measured at load 11-13 on 2 cores: the
+//                2-thread wall-clock ratios move by +-0.1 from run to run)
 //   bf16         gemm_bf16 on AVX2: operands widened to float while packing, then the
-//                same driver: the f32 speed (0.86-0.97x OpenBLAS sgemm on the same values)
+//                same driver: the f32 speed (0.86-1.02x OpenBLAS sgemm on the same values)
 // Every version is checked against gemm_ref before anything is timed.
 // With -DSTRATA_BENCH_OPENBLAS=1 (bench/CMakeLists.txt links OpenBLAS) cblas_sgemm runs alongside.
 #include <benchmark/benchmark.h>

@@ -36,12 +36,12 @@
 // one packed B block (L3 holds it once, not once per thread): the threads pack its panels in pieces
 // handed out by a counter, meet at a barrier, then take pieces of the product (chunks of whole
 // MR-row tiles of C, each thread packing the A rows of its chunk; about 4 chunks per thread) from a
-// second counter, and meet again before B is repacked. A thread slowed by another process (shared
-// machines) just takes fewer pieces. With few rows and many columns (convolution shapes) the pieces
-// are groups of B panels instead. Each element of C is computed by one piece, in the same order
-// whichever thread runs it: results do not depend on the thread count or on scheduling. When a B
-// block carries little work (long K, small M and N: weight gradients), the threads instead split
-// C's rows (or columns) into one independent part each, with no barriers.
+// second counter. Two B buffers alternate, so one barrier per B block is enough. A thread slowed by
+// another process (shared machines) just takes fewer pieces. With few rows and many columns
+// (convolution shapes) the pieces are groups of B panels instead. Each element of C is computed by
+// one piece, in the same order whichever thread runs it: results do not depend on the thread count
+// or on scheduling. When a B block carries little work (long K, small M and N: weight gradients),
+// the threads instead split C's rows (or columns) into one independent part each, with no barriers.
 // Called from inside a parallel region (e.g. one gemm per batch matrix), it runs single-threaded.
 //
 // Register tiles (MR x NR), from the vector width in kernels/cpu/simd.hpp:
@@ -280,7 +280,7 @@ class GemmBarrier {
       return;
     }
     for (int spins = 0; phase_.load(std::memory_order_acquire) == phase; ++spins) {
-      if (spins < 4000) {
+      if (spins < 1000) {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #endif
@@ -310,15 +310,18 @@ struct GemmShare {
 /// The five loops of the file comment, run by every thread of `sh` at once (or by one: threads == 1).
 /// The threads share one packed B block [NC * KC] (pb), packed piece by piece by whoever claims the
 /// piece; a barrier; then each claims pieces of the product, packing the A rows it needs into its
-/// own pa [MC * KC]; a barrier before B is repacked. A and B are converted to T while packing.
-/// Assumes M, N, K > 0.
+/// own pa [MC * KC]; a barrier before B is repacked, unless pb2 (a second B buffer) is given: then
+/// blocks alternate between pb and pb2, and the barrier after packing block i already guarantees
+/// that everyone is done with block i - 1, whose buffer block i + 1 overwrites: one barrier a block.
+/// A and B are converted to T while packing. Assumes M, N, K > 0.
 template <class T, class SA, class SB>
 void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t a_rs, int64_t a_cs,
                   const SB* B, int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs,
-                  T* pa, T* pb, const GemmShare& sh) {
+                  T* pa, T* pb, const GemmShare& sh, T* pb2 = nullptr) {
   using Cfg = GemmBlocking<T>;
   constexpr int MR = Cfg::MR, NR = Cfg::NR;
   const bool serial = sh.threads <= 1;
+  T* cur = pb;  // the packed B block in use
   // rows [m_lo, m_hi) x B panels [q_lo, q_hi) of the current (jc, pc) block: C (+)= A @ B
   auto product = [&](int64_t m_lo, int64_t m_hi, int64_t q_lo, int64_t q_hi, int64_t jc, int64_t nc, int64_t pc,
                      int64_t kc) {
@@ -328,7 +331,7 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t
       gemm_pack_a<T, MR>(mc, kc, A + ic * a_rs + pc * a_cs, a_rs, a_cs, pa);
       for (int64_t jr = q_lo * NR; jr < std::min(nc, q_hi * NR); jr += NR) {
         const int nr = int(std::min<int64_t>(NR, nc - jr));
-        const T* b = pb + jr * kc;
+        const T* b = cur + jr * kc;
         for (int64_t ir = 0; ir < mc; ir += MR) {
           const int mr = int(std::min<int64_t>(MR, mc - ir));
           gemm_micro_kernel<T>(kc, pa + ir * kc, b, alpha, beta_p, C + (ic + ir) * c_rs + (jc + jr) * c_cs, c_rs,
@@ -343,9 +346,10 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t
     const int64_t panels = (nc + NR - 1) / NR;
     for (int64_t pc = 0; pc < K; pc += Cfg::KC, ++block) {
       const int64_t kc = std::min<int64_t>(Cfg::KC, K - pc);
+      cur = pb2 && block % 2 == 1 ? pb2 : pb;
       auto pack = [&](int64_t q_lo, int64_t q_hi) {  // B panels [q_lo, q_hi) of this block
         gemm_pack_b<T, NR>(kc, std::min(nc, q_hi * NR) - q_lo * NR, B + pc * b_rs + (jc + q_lo * NR) * b_cs, b_rs,
-                           b_cs, pb + q_lo * NR * kc);
+                           b_cs, cur + q_lo * NR * kc);
       };
       if (serial) {
         pack(0, panels);
@@ -364,7 +368,7 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t
         for (int64_t q = done.fetch_add(sh.panels); q < panels; q = done.fetch_add(sh.panels))
           product(0, M, q, std::min(panels, q + sh.panels), jc, nc, pc, kc);
       }
-      sh.barrier->wait();  // everyone is done with this B block
+      if (!pb2) sh.barrier->wait();  // everyone is done with this B block
     }
   }
 }
@@ -404,8 +408,11 @@ void gemm_driver(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t 
     });
     return;
   }
+  // threads sharing several B blocks: two B buffers, one barrier a block (see gemm_blocked)
+  const int64_t blocks = ((N + Cfg::NC - 1) / Cfg::NC) * ((K + Cfg::KC - 1) / Cfg::KC);
+  const bool two = threads > 1 && blocks > 1;
   T* pa = gemm_scratch<T>(0, a_block * threads);
-  T* pb = gemm_scratch<T>(1, nc_max * kc_max);
+  T* pb = gemm_scratch<T>(1, (two ? 2 : 1) * nc_max * kc_max);
   if (threads <= 1) return gemm_blocked(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs, c_cs, pa, pb, sh);
   // pieces: about 4 per thread, so the last ones even out a thread that fell behind. Split the rows
   // of C unless there are too few of them (a few rows, many columns: convolution shapes).
@@ -413,14 +420,14 @@ void gemm_driver(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t 
   sh.split_m = m_tiles >= 4 * int64_t(threads) || m_tiles >= n_panels;
   sh.rows = std::max<int64_t>(2, (m_tiles + 4 * threads - 1) / (4 * threads)) * MR;
   sh.panels = std::max<int64_t>(4, (n_panels + 4 * threads - 1) / (4 * threads));
-  const int64_t blocks = ((N + Cfg::NC - 1) / Cfg::NC) * ((K + Cfg::KC - 1) / Cfg::KC);
   std::unique_ptr<std::atomic<int64_t>[]> counters(new std::atomic<int64_t>[size_t(2 * blocks)]);
   for (int64_t i = 0; i < 2 * blocks; ++i) counters[size_t(i)].store(0, std::memory_order_relaxed);
   GemmBarrier barrier(threads);
   sh.counters = counters.get();
   sh.barrier = &barrier;
   thread_pool().run(threads, [&](int t) {
-    gemm_blocked(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs, c_cs, pa + t * a_block, pb, sh);
+    gemm_blocked(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs, c_cs, pa + t * a_block, pb, sh,
+                 two ? pb + nc_max * kc_max : nullptr);
   });
 }
 
