@@ -168,6 +168,8 @@ for l in rows:
     for k in ("train_ips", "eval_ips", "peak_rss_mb", "final_loss"):
         if k in kv:
             put(case, side, k, float(kv[k]))
+    if "peak_rss_mb" in kv and "start_rss_mb" in kv:
+        put(case, side, "rss_growth", float(kv["peak_rss_mb"]) - float(kv["start_rss_mb"]))
 
 def med(case, side, key):
     v = vals.get((case, side, key))
@@ -183,6 +185,8 @@ for m in ("cnn", "resnet9", "fashion_resnet"):
     row(f"{m} train img/s", med(m, "strata", "train_ips"), med(m, "pytorch", "train_ips"))
     row(f"{m} eval img/s", med(m, "strata", "eval_ips"), med(m, "pytorch", "eval_ips"))
     row(f"{m} peak RSS MB (lower is better)", med(m, "strata", "peak_rss_mb"), med(m, "pytorch", "peak_rss_mb"), 0)
+    row(f"{m} peak RSS above start-up MB (lower is better)", med(m, "strata", "rss_growth"),
+        med(m, "pytorch", "rss_growth"), 0)
     row(f"{m} final-batch loss (fp32)", med(m, "strata", "final_loss"), med(m, "pytorch", "final_loss"), 3, False)
 if any(k[0] == "cnn_bf16" for k in vals):
     sb_t, sb_e = med("cnn_bf16", "strata", "train_ips"), med("cnn_bf16", "strata", "eval_ips")

@@ -6,7 +6,7 @@
 //   bench_e2e_train --model cnn|resnet9|fashion_resnet [--bs 256] [--threads 2] [--batches 20]
 //                   [--warmup 3] [--bf16] [--channels-last] [--eval-only]
 // Output: "strata model=cnn bs=256 threads=2 bf16=0 channels_last=0 train_ips=... eval_ips=...
-//          peak_rss_mb=... final_loss=..."
+//          peak_rss_mb=... start_rss_mb=... final_loss=..."
 // Run: data = the first (warmup + batches) * bs training images, normalized, in memory; batches are
 // slices of it, so both sides time the model and the optimizer, not a data pipeline. Training: AdamW
 // (lr 1e-3, mom 0.9, sqr_mom 0.99, eps 1e-5, wd 0.01 decoupled, on every parameter) = PyTorch's
@@ -16,7 +16,8 @@
 // loop (PyTorch: the model and each batch to torch.channels_last).
 // Init: cnn and resnet9 keep PyTorch's default init (strata's Conv2d/Linear/BatchNorm2d have it);
 // fashion_resnet is example 01's model with fastai's ConvLayer/ResBlock init then init_cnn.
-// peak_rss_mb is getrusage's ru_maxrss: the whole process (data, model, allocator caches) at its peak.
+// peak_rss_mb is getrusage's ru_maxrss: the whole process (data, model, allocator caches) at its peak;
+// start_rss_mb the same at the start of main (train.py: after importing torch, ~230 MB).
 #include <sys/resource.h>
 
 #include <chrono>
@@ -59,7 +60,15 @@ static Tensor to_layout(const Tensor& x, bool channels_last) {
   return channels_last ? contiguous(x, MemoryFormat::channels_last) : x;
 }
 
+/// ru_maxrss of this process so far, in MB.
+static double peak_rss_mb() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_maxrss) / 1024.0;
+}
+
 int main(int argc, char** argv) {
+  const double start_rss_mb = peak_rss_mb();
   std::string model_name = "cnn";
   int64_t bs = 256, batches = 20, warmup = 3;
   int threads = 2;
@@ -129,11 +138,9 @@ int main(int argc, char** argv) {
     }
   }
   const double eval_ips = double(batches * bs) / (now_s() - t0);
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
   std::printf("strata model=%s bs=%lld threads=%d bf16=%d channels_last=%d train_ips=%.1f eval_ips=%.1f "
-              "peak_rss_mb=%.1f final_loss=%.4f\n",
+              "peak_rss_mb=%.1f start_rss_mb=%.1f final_loss=%.4f\n",
               model_name.c_str(), (long long)bs, threads, int(bf16), int(channels_last), train_ips, eval_ips,
-              ru.ru_maxrss / 1024.0, final_loss);
+              peak_rss_mb(), start_rss_mb, final_loss);
   return 0;
 }

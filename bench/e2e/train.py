@@ -11,7 +11,7 @@ mirrors strata's nn::ConvLayer/ResBlock + init_cnn: kaiming_normal_ conv/linear 
 (batch norm biases too), batch norm weights 1 except 0 on the last ConvLayer of each ResBlock's convpath
 (fastai's NormType.BatchZero).
 peak_rss_mb is ru_maxrss of the whole process, so it includes the Python interpreter and torch's
-shared libraries (~ 250-300 MB before any tensor exists).
+shared libraries (~230 MB after `import torch`, printed as start_rss_mb).
 """
 import argparse, gzip, os, resource, time
 
@@ -124,6 +124,7 @@ def main():
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--eval-only", action="store_true")
     a = ap.parse_args()
+    start_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # interpreter + torch, ~230 MB
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     model = {"cnn": flagship_cnn, "resnet9": ResNet9, "fashion_resnet": fashion_resnet}[a.model]()
@@ -166,7 +167,7 @@ def main():
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(f"pytorch model={a.model} bs={a.bs} threads={a.threads} bf16={int(a.bf16)} "
           f"channels_last={int(a.channels_last)} train_ips={train_ips:.1f} eval_ips={eval_ips:.1f} "
-          f"peak_rss_mb={rss:.1f} final_loss={final_loss:.4f}")
+          f"peak_rss_mb={rss:.1f} start_rss_mb={start_rss:.1f} final_loss={final_loss:.4f}")
 
 
 if __name__ == "__main__":
