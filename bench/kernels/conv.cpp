@@ -15,6 +15,16 @@
 //                tiles fed by pointers, no im2col or packing of the pixels; pixels
 //                grouped by valid taps, so padding taps are skipped (which is how a
 //                4x4 map beats the FMA peak in nominal flops) (conv_direct.hpp)   ~46-53 / ~88-95 / ~79-102
+//   v4 channels-last  shipped direct path on a channels-last x, out, dout, dx (issue 4): no
+//                NCHW <-> NHWC transposes (7.4% of the cnn's training profile); measured with
+//                2 threads on a machine at load 7-12 (6 helpers): per pass fwd / dx / dw GFLOP/s,
+//                NCHW -> channels-last, 32->32 28x28: 19.0/17.1/17.9 -> 19.8/19.3/22.3;
+//                64->64 14x14: 21.2/22.2/20.5 -> 28.6/23.2/24.9; 256->256 7x7: 24.8/23.9/14.8 ->
+//                28.9/28.7/15.4; 128->128 14x14 and 512->512 4x4 equal (noise +-20%)
+//   v5 stems     1-input-channel convs (conv_stem_fwd/_dw): 3 pixels x 32 channels register
+//                tiles for channels-last out and a stride along W (the depthwise row loops were
+//                scalar there): 1->32 28x28 stride 2, B 64, fwd 0.4-0.7 -> 7-12 (NCHW) and 18-22
+//                (channels-last) GFLOP/s; dw ~0.6 -> 18-20 (channels-last)
 // PyTorch 1.13 (oneDNN), same layers, 1 thread, process CPU time:                        ~53 / ~68 / ~78
 // 2 threads, wall clock, quiet machine: v2 im2col ~38 / ~48 / ~55, v3 direct ~70-85 / ~117-170 /
 // ~155-180 (PyTorch ~80 / ~105 / ~140). Read ratios: the machine is shared. The batch is cut into
@@ -86,6 +96,15 @@ void v1_per_image(Problem& q) {
   }
 }
 
+/// The shipped path with x, out, dout and dx channels-last (q.x and q.g read as NHWC).
+template <ConvAlgo A>
+void shipped_channels_last(Problem& q) {
+  const Conv2dParams& p = q.p;
+  const ConvStrides xs{p.H * p.W * p.Cin, 1, p.W * p.Cin, p.Cin};
+  conv2d_fwd_kernel<float>(p, q.x.data(), xs, q.w.data(), q.b.data(), q.out.data(), A, {.channels_last = true});
+  conv2d_bwd_kernel<float>(p, q.x.data(), xs, q.w.data(), q.g.data(), q.dx.data(), q.dw.data(), q.db.data(), A, true);
+}
+
 template <ConvAlgo A>
 void shipped(Problem& q) {
   conv2d_fwd_kernel<float>(q.p, q.x.data(), q.xs, q.w.data(), q.b.data(), q.out.data(), A);
@@ -137,6 +156,7 @@ void BM_v3_direct(benchmark::State& s) { run(s, shipped<ConvAlgo::direct>, 1); }
 void BM_v2_im2col_2threads(benchmark::State& s) { run(s, shipped<ConvAlgo::im2col>, 2); }
 void BM_v3_direct_2threads(benchmark::State& s) { run(s, shipped<ConvAlgo::direct>, 2); }
 void BM_shipped_auto_2threads(benchmark::State& s) { run(s, shipped<ConvAlgo::automatic>, 2); }
+void BM_v4_channels_last_2threads(benchmark::State& s) { run(s, shipped_channels_last<ConvAlgo::automatic>, 2); }
 
 }  // namespace
 
@@ -148,6 +168,7 @@ BENCHMARK(BM_v3_direct)->Arg(1)->Arg(5)->Arg(8)->Unit(benchmark::kMillisecond)->
 BENCHMARK(BM_v2_im2col_2threads)->Arg(1)->Arg(5)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_v3_direct_2threads)->Arg(1)->Arg(5)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_shipped_auto_2threads)->DenseRange(0, 9)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_v4_channels_last_2threads)->DenseRange(0, 9)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 int main(int argc, char** argv) {
   check("v1 per-image", v1_per_image);
