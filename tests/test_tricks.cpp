@@ -3,11 +3,15 @@
 // and CutMix's inputs and losses against reference loops over the lam / shuffle / box they drew,
 // plain validation loss, the loss function put back after a fit, a cancel and an exception; BnFreeze
 // on frozen and unfrozen BatchNorm running stats; TerminateOnNaN on a diverging fit; ShortEpoch's batch
-// counts; LabelSmoothingCrossEntropyFlat against its formula; MixUp and CutMix on a Fashion-MNIST subset.
+// counts; LabelSmoothingCrossEntropyFlat against its formula; MixUp and CutMix on a Fashion-MNIST subset;
+// MixedPrecision (to_bf16): autocast on exactly inside each batch (cancel and exception included), matmul,
+// linear and conv2d in its window against products of bit-rounded bf16 operands, a bf16 fit close to but
+// not equal to the float32 one; ChannelsLast (to_channelslast): the strides reaching the model, same outputs.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <numeric>
@@ -799,4 +803,105 @@ TEST_CASE("ChannelsLast: inputs that are not 4-D float pass untouched", "[tricks
   for (const Strides& s : probe->seen) CHECK(s == Strides{2, 1});
   learn.remove_cb<ChannelsLast>();
   CHECK(learn.get_cb<ChannelsLast>() == nullptr);
+}
+
+// ---------------------------------------------------------------- MixedPrecision: what autocast does
+namespace {
+/// bf16 rounding of a float, round to nearest even (finite inputs), as a bit operation.
+float round_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+std::vector<double> round_bf16(std::vector<double> v) {
+  for (double& e : v) e = round_bf16(float(e));
+  return v;
+}
+/// a [M, K] @ b [K, N] (row-major values) in double.
+std::vector<double> mm_ref(const std::vector<double>& a, const std::vector<double>& b, size_t M, size_t K, size_t N) {
+  std::vector<double> out(M * N, 0.0);
+  for (size_t m = 0; m < M; ++m)
+    for (size_t n = 0; n < N; ++n)
+      for (size_t k = 0; k < K; ++k) out[m * N + n] += a[m * K + k] * b[k * N + n];
+  return out;
+}
+double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  REQUIRE(a.size() == b.size());
+  double d = 0;
+  for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(a[i] - b[i]));
+  return d;
+}
+
+/// At after_pred of the first training batch (inside MixedPrecision's window), and again after the fit:
+/// matmul, linear and conv2d of fixed operands, each against the product of the bf16-rounded operands.
+struct RoundingSpy : Callback {
+  Tensor a = th::random({5, 37}), b = th::random({37, 6}), bias = th::random({5});
+  Tensor x = th::random({2, 3, 5, 6}), w = th::random({4, 3, 3, 3});
+  std::vector<double> mm, lin, conv;  // results inside the window
+  RoundingSpy() { order = 20; }
+  void after_pred() override {
+    if (!learn->training || learn->iter != 0 || !mm.empty()) return;
+    REQUIRE(autocast_enabled());
+    mm = th::values(matmul(a, b));
+    lin = th::values(linear(transpose(b, 0, 1), a, bias));  // [6, 37] @ [5, 37]^T + bias -> [6, 5]
+    conv = th::values(conv2d(x, w, Tensor(), {1, 1}, {1, 1}));
+  }
+};
+}  // namespace
+
+TEST_CASE("MixedPrecision: inside its window matmul, linear and conv2d multiply bf16-rounded operands", "[tricks][bf16]") {
+  auto spy = std::make_shared<RoundingSpy>();
+  Learner learn(th::blob_dls(8, 4, 4, false), small_mlp(2, 2), nn::CrossEntropyLossFlat());
+  quiet(learn);
+  learn.to_bf16().fit(1, 1e-2, {}, {spy});
+  REQUIRE_FALSE(spy->mm.empty());
+  const std::vector<double> a = th::values(spy->a), b = th::values(spy->b), bias = th::values(spy->bias);
+  const std::vector<double> exact = mm_ref(a, b, 5, 37, 6), rounded = mm_ref(round_bf16(a), round_bf16(b), 5, 37, 6);
+  REQUIRE(max_abs_diff(exact, rounded) > 1e-2);  // the rounding shows at this size
+  CHECK(max_abs_diff(spy->mm, rounded) < 1e-4);  // float32 accumulation of the rounded products
+  // linear: x [6, 37] = b^T, weight [5, 37] = a, bias not rounded
+  std::vector<double> lin_want(30);
+  for (size_t i = 0; i < 6; ++i)
+    for (size_t o = 0; o < 5; ++o) lin_want[i * 5 + o] = rounded[o * 6 + i] + bias[o];
+  CHECK(max_abs_diff(spy->lin, lin_want) < 1e-4);
+  // conv2d against float32 conv2d of the rounded operands (autocast off now)
+  REQUIRE_FALSE(autocast_enabled());
+  const Tensor xr = th::make(round_bf16(th::values(spy->x)), spy->x.shape());
+  const Tensor wr = th::make(round_bf16(th::values(spy->w)), spy->w.shape());
+  const std::vector<double> conv_rounded = th::values(conv2d(xr, wr, Tensor(), {1, 1}, {1, 1}));
+  const std::vector<double> conv_exact = th::values(conv2d(spy->x, spy->w, Tensor(), {1, 1}, {1, 1}));
+  REQUIRE(max_abs_diff(conv_exact, conv_rounded) > 1e-2);
+  CHECK(max_abs_diff(spy->conv, conv_rounded) < 1e-4);
+  // outside the window: plain float32
+  CHECK(max_abs_diff(th::values(matmul(spy->a, spy->b)), exact) < 1e-4);
+}
+
+TEST_CASE("MixedPrecision: a short bf16 fit gives losses close to the float32 fit's, but not identical", "[tricks][bf16]") {
+  const auto train = random_ds(64, {3, 6, 6}, 3, 21), valid = random_ds(16, {3, 6, 6}, 3, 22);
+  std::vector<std::vector<double>> losses;
+  std::vector<double> valid_loss;
+  for (bool bf16 : {false, true}) {
+    manual_seed(9);
+    auto model = std::make_shared<nn::Sequential>(nn::Conv2d({.in = 3, .out = 8, .k = 3, .pad = 1}), nn::ReLU(),
+                                                  nn::AdaptiveAvgPool2d(1), nn::Flatten(), nn::Linear(8, 3));
+    Learner learn(loaders(train, valid, 16), model, nn::CrossEntropyLossFlat());
+    quiet(learn);
+    if (bf16) learn.to_bf16();
+    learn.fit(2, 1e-2);
+    losses.push_back(learn.recorder().losses);
+    valid_loss.push_back(learn.validate().at(0));
+    for (auto& p : model->parameters()) CHECK(p.dtype() == DType::f32);  // master weights stay float32
+  }
+  REQUIRE(losses[1].size() == 8);
+  double max_rel = 0, max_abs = 0;
+  for (size_t i = 0; i < losses[0].size(); ++i) {
+    max_abs = std::max(max_abs, std::abs(losses[1][i] - losses[0][i]));
+    max_rel = std::max(max_rel, std::abs(losses[1][i] - losses[0][i]) / std::abs(losses[0][i]));
+  }
+  CHECK(max_rel < 2e-2);
+  CHECK(max_abs > 1e-6);  // autocast changed the arithmetic
+  CHECK(std::abs(valid_loss[1] - valid_loss[0]) < 2e-2 * valid_loss[0]);
+  CHECK(valid_loss[1] != valid_loss[0]);
 }
