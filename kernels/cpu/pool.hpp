@@ -212,7 +212,8 @@ inline void max_pool2d_2x2_row(const T* r0, const T* r1, T* y, int64_t* idx, int
     };
     const __m256i one = _mm256_set1_epi32(1), w32 = _mm256_set1_epi32(int32_t(W));
     const __m256i lane_lo = _mm256_setr_epi64x(0, 2, 4, 6), lane_hi = _mm256_setr_epi64x(8, 10, 12, 14);
-    for (; ow + V::size <= OW; ow += V::size) {
+    for (; ow < OW && OW >= V::size; ow += V::size) {
+      if (ow + V::size > OW) ow = OW - V::size;  // the tail: redo a few outputs, same values
       const __m256 a0 = _mm256_loadu_ps(r0 + 2 * ow), a1 = _mm256_loadu_ps(r0 + 2 * ow + 8);
       const __m256 b0 = _mm256_loadu_ps(r1 + 2 * ow), b1 = _mm256_loadu_ps(r1 + 2 * ow + 8);
       const V taps[4] = {V(even(a0, a1)), V(odd(a0, a1)), V(even(b0, b1)), V(odd(b0, b1))};
@@ -240,8 +241,11 @@ inline void max_pool2d_2x2_row(const T* r0, const T* r1, T* y, int64_t* idx, int
     const A v[4] = {A(r0[2 * ow]), A(r0[2 * ow + 1]), A(r1[2 * ow]), A(r1[2 * ow + 1])};
     A m = v[0];
     int k = 0;
-    for (int j = 1; j < 4; ++j)
-      if (v[j] > m || v[j] != v[j]) m = v[j], k = j;
+    for (int j = 1; j < 4; ++j) {  // selects, not branches: random data defeats prediction
+      const bool take = v[j] > m || v[j] != v[j];
+      m = take ? v[j] : m;
+      k = take ? j : k;
+    }
     y[ow] = cast_value<T>(m);
     if (idx) idx[ow] = (2 * oh + k / 2) * W + 2 * ow + k % 2;
   }
@@ -420,7 +424,11 @@ void max_pool2d_fwd_nhwc_kernel(const T* x, T* y, int64_t* idx, int64_t C, const
   if (g.planes * g.OH * g.OW * C == 0) return;
   const int64_t taps =
       (g.rows[0].hi - g.rows[0].lo + g.dh - 1) / g.dh * ((g.cols[0].hi - g.cols[0].lo + g.dw - 1) / g.dw);
+  int64_t most_rows = 1, most_cols = 1;  // the largest window (windows differ at the edges)
+  for (int64_t o = 0; o < g.OH; ++o) most_rows = std::max(most_rows, (g.rows[o].hi - g.rows[o].lo + g.dh - 1) / g.dh);
+  for (int64_t o = 0; o < g.OW; ++o) most_cols = std::max(most_cols, (g.cols[o].hi - g.cols[o].lo + g.dw - 1) / g.dw);
   for_each_pool_row(g, g.OW * C * std::max<int64_t>(taps, 1), [&](int64_t b, int64_t oh) {
+    std::vector<int64_t> pos(static_cast<size_t>(most_rows * most_cols));
     const T* xb = x + b * g.H * g.W * C;
     T* yr = y + (b * g.OH + oh) * g.OW * C;
     int64_t* ir = idx ? idx + (b * g.OH + oh) * g.OW * C : nullptr;
@@ -436,8 +444,11 @@ void max_pool2d_fwd_nhwc_kernel(const T* x, T* y, int64_t* idx, int64_t C, const
         }
         continue;
       }
-      const int64_t ncols = (cw.hi - cw.lo + g.dw - 1) / g.dw;
-      auto position = [&](int64_t k) { return (r.lo + k / ncols * g.dh) * g.W + cw.lo + k % ncols * g.dw; };
+      // position of each tap k of this window (tap numbers are row-major over the window)
+      int64_t k = 0;
+      for (int64_t ih = r.lo; ih < r.hi; ih += g.dh)
+        for (int64_t iw = cw.lo; iw < cw.hi; iw += g.dw) pos[size_t(k++)] = ih * g.W + iw;
+      auto position = [&](int64_t tap) { return pos[size_t(tap)]; };
       int64_t c = 0;
       if constexpr (has_vec<T>) {
         using V = Vec<T>;
