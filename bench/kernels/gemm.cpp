@@ -28,6 +28,11 @@
 //                thread its own rows/columns, no barriers           2 threads (wall): 0.88-1.01x
 //                (v2 at 2 threads: 0.65-0.75x; measured at load 11-13 on 2 cores: the
 //                2-thread wall-clock ratios move by +-0.1 from run to run)
+//   v6 no wait   v5 with the barriers replaced by "done" counters: a thread waits only for
+//                work already claimed (B packed; the previous K block's product), never
+//                for a thread to arrive, so a late worker holds nobody up. In one binary vs
+//                v5 at 2 threads: n=256 0.99-1.03x vs 0.85x; n=1024 0.91-0.97x vs
+//                0.94-0.98x; n=2048 0.89-0.93x vs 0.91-0.92x (noise at load 12)
 //   bf16         gemm_bf16 on AVX2: operands widened to float while packing, then the
 //                same driver: the f32 speed (0.86-1.02x OpenBLAS sgemm on the same values)
 // Every version is checked against gemm_ref before anything is timed.

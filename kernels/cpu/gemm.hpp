@@ -34,14 +34,16 @@
 //
 // Threads: when M*N*K >= 2^20 all threads run the loop nest together (one pool region). They share
 // one packed B block (L3 holds it once, not once per thread): the threads pack its panels in pieces
-// handed out by a counter, meet at a barrier, then take pieces of the product (chunks of whole
-// MR-row tiles of C, each thread packing the A rows of its chunk; about 4 chunks per thread) from a
-// second counter. Two B buffers alternate, so one barrier per B block is enough. A thread slowed by
-// another process (shared machines) just takes fewer pieces. With few rows and many columns
-// (convolution shapes) the pieces are groups of B panels instead. Each element of C is computed by
-// one piece, in the same order whichever thread runs it: results do not depend on the thread count
-// or on scheduling. When a B block carries little work (long K, small M and N: weight gradients),
-// the threads instead split C's rows (or columns) into one independent part each, with no barriers.
+// handed out by a counter, wait until all of it is packed, then take pieces of the product (chunks
+// of whole MR-row tiles of C, each thread packing the A rows of its chunk; about 4 chunks per thread)
+// from a second counter. Two B buffers alternate, so packing the next block overlaps the end of the
+// product of this one. Nobody waits for a thread to arrive, only for work already claimed: a thread
+// slowed by another process (shared machines) just takes fewer pieces, and one that starts late
+// finds the work done. With few rows and many columns (convolution shapes) the pieces are groups of
+// B panels instead. Each element of C is computed by one piece, in the same order whichever thread
+// runs it: results do not depend on the thread count or on scheduling. When a B block carries
+// little work (long K, small M and N: weight gradients), the threads instead split C's rows (or
+// columns) into one independent part each.
 // Called from inside a parallel region (e.g. one gemm per batch matrix), it runs single-threaded.
 //
 // Register tiles (MR x NR), from the vector width in kernels/cpu/simd.hpp:
@@ -267,53 +269,41 @@ void gemm_micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b,
 
 // ================================================================================ blocked driver
 
-/// A barrier for the few threads of one gemm (all running at once in one pool region): the last
-/// to arrive opens the next phase; the others spin briefly, then yield (the machine may be shared).
-class GemmBarrier {
- public:
-  explicit GemmBarrier(int n) : n_(n) {}
-  void wait() {
-    const int phase = phase_.load(std::memory_order_acquire);
-    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
-      arrived_.store(0, std::memory_order_relaxed);
-      phase_.store(phase + 1, std::memory_order_release);
-      return;
-    }
-    for (int spins = 0; phase_.load(std::memory_order_acquire) == phase; ++spins) {
-      if (spins < 1000) {
+/// Waits until counter c reaches `target` (work other threads claimed and are finishing): spins
+/// briefly, then yields (the machine may be shared). Never waits for a thread to arrive, only for
+/// claimed work, so a thread that starts late (or not at all) holds nobody up.
+inline void gemm_wait_for(const std::atomic<int64_t>& c, int64_t target) {
+  for (int spins = 0; c.load(std::memory_order_acquire) < target; ++spins) {
+    if (spins < 1000) {
 #if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
+      __builtin_ia32_pause();
 #endif
-      } else {
-        std::this_thread::yield();
-      }
+    } else {
+      std::this_thread::yield();
     }
   }
+}
 
- private:
-  std::atomic<int> arrived_{0}, phase_{0};
-  const int n_;
-};
-
-/// How the threads of one gemm share the work: per (jc, pc) block, a counter handing out pieces of
-/// the B packing and one handing out pieces of the product (whole row chunks of C, or whole B
-/// panel groups when split_m is false), so a thread slowed by another process just takes fewer.
+/// How the threads of one gemm share the work: per (jc, pc) block, counters handing out pieces of
+/// the B packing and of the product (whole row chunks of C, or whole B panel groups when split_m
+/// is false), and counting what is done, so a thread slowed by another process just takes fewer.
 struct GemmShare {
   int threads = 1;
   bool split_m = true;
   int64_t rows = 0;                      // rows of C per piece (split_m), a multiple of MR
   int64_t panels = 0;                    // B panels per piece (packing, and the product when !split_m)
-  std::atomic<int64_t>* counters = nullptr;  // 2 per (jc, pc) block, zeroed
-  GemmBarrier* barrier = nullptr;
+  // 4 per (jc, pc) block, zeroed: B panels claimed, B panels packed, product claimed, product done
+  // (rows of C when split_m, else B panels)
+  std::atomic<int64_t>* counters = nullptr;
 };
 
 /// The five loops of the file comment, run by every thread of `sh` at once (or by one: threads == 1).
 /// The threads share one packed B block [NC * KC] (pb), packed piece by piece by whoever claims the
-/// piece; a barrier; then each claims pieces of the product, packing the A rows it needs into its
-/// own pa [MC * KC]; a barrier before B is repacked, unless pb2 (a second B buffer) is given: then
-/// blocks alternate between pb and pb2, and the barrier after packing block i already guarantees
-/// that everyone is done with block i - 1, whose buffer block i + 1 overwrites: one barrier a block.
-/// A and B are converted to T while packing. Assumes M, N, K > 0.
+/// piece; once all of it is packed, each claims pieces of the product, packing the A rows it needs
+/// into its own pa [MC * KC], once the previous block's product is done (it accumulates onto C).
+/// Blocks alternate between pb and pb2 (a second buffer; null: pb only), so block i is packed once
+/// block i - 2 (i - 1 with one buffer) is done. A and B are converted to T
+/// while packing. Assumes M, N, K > 0.
 template <class T, class SA, class SB>
 void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t a_rs, int64_t a_cs,
                   const SB* B, int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs,
@@ -340,6 +330,9 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t
       }
     }
   };
+  // the product's extent in block b (rows of C, or panels of its B block)
+  const int64_t kblocks = (K + Cfg::KC - 1) / Cfg::KC;
+  auto whole_of = [&](int64_t b) { return sh.split_m ? M : (std::min(Cfg::NC, N - b / kblocks * Cfg::NC) + NR - 1) / NR; };
   int64_t block = 0;
   for (int64_t jc = 0; jc < N; jc += Cfg::NC) {
     const int64_t nc = std::min<int64_t>(Cfg::NC, N - jc);
@@ -356,19 +349,25 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t
         product(0, M, 0, panels, jc, nc, pc, kc);
         continue;
       }
-      std::atomic<int64_t>& packed = sh.counters[2 * block];
-      for (int64_t q = packed.fetch_add(sh.panels) ; q < panels; q = packed.fetch_add(sh.panels))
-        pack(q, std::min(panels, q + sh.panels));
-      sh.barrier->wait();  // the whole B block is packed
-      std::atomic<int64_t>& done = sh.counters[2 * block + 1];
-      if (sh.split_m) {
-        for (int64_t m = done.fetch_add(sh.rows); m < M; m = done.fetch_add(sh.rows))
-          product(m, std::min(M, m + sh.rows), 0, panels, jc, nc, pc, kc);
-      } else {
-        for (int64_t q = done.fetch_add(sh.panels); q < panels; q = done.fetch_add(sh.panels))
-          product(0, M, q, std::min(panels, q + sh.panels), jc, nc, pc, kc);
+      std::atomic<int64_t>* cnt = sh.counters + 4 * block;  // claimed, packed, claimed, done
+      const int64_t whole = whole_of(block);
+      const int64_t lag = pb2 ? 2 : 1;                     // the block that last used this buffer
+      if (block >= lag && cnt[0].load(std::memory_order_relaxed) < panels)  // its product must be done
+        gemm_wait_for(cnt[3 - 4 * lag], whole_of(block - lag));
+      for (int64_t q = cnt[0].fetch_add(sh.panels); q < panels; q = cnt[0].fetch_add(sh.panels)) {
+        const int64_t q_hi = std::min(panels, q + sh.panels);
+        pack(q, q_hi);
+        cnt[1].fetch_add(q_hi - q, std::memory_order_release);
       }
-      if (!pb2) sh.barrier->wait();  // everyone is done with this B block
+      gemm_wait_for(cnt[1], panels);  // the whole B block is packed
+      if (block >= 1) gemm_wait_for(cnt[-1], whole_of(block - 1));  // C holds the previous K block's sums
+      const int64_t step = sh.split_m ? sh.rows : sh.panels;
+      for (int64_t w = cnt[2].fetch_add(step); w < whole; w = cnt[2].fetch_add(step)) {
+        const int64_t w_hi = std::min(whole, w + step);
+        if (sh.split_m) product(w, w_hi, 0, panels, jc, nc, pc, kc);
+        else product(0, M, w, w_hi, jc, nc, pc, kc);
+        cnt[3].fetch_add(w_hi - w, std::memory_order_release);
+      }
     }
   }
 }
@@ -388,7 +387,7 @@ void gemm_driver(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t 
   GemmShare sh{.threads = 1};
   if (threads > 1 && double(M) * double(nc_max) * double(kc_max) < double(1 << 23)) {
     // little work per B block (under ~8M multiply-adds, ~0.1 ms on a core: small M and N, e.g. a
-    // weight gradient over a long K): two barriers per block would cost more than sharing B saves
+    // weight gradient over a long K): waiting for each B block would cost more than sharing B saves
     // (and stall whenever the machine is busy), so each thread multiplies its own rows (or columns)
     const bool rows = m_tiles >= (N + NR - 1) / NR;
     const int64_t tiles = rows ? m_tiles : (N + NR - 1) / NR, R = rows ? MR : NR, ext = rows ? M : N;
@@ -408,7 +407,7 @@ void gemm_driver(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t 
     });
     return;
   }
-  // threads sharing several B blocks: two B buffers, one barrier a block (see gemm_blocked)
+  // threads sharing several B blocks: two B buffers, so packing one overlaps the product of the other
   const int64_t blocks = ((N + Cfg::NC - 1) / Cfg::NC) * ((K + Cfg::KC - 1) / Cfg::KC);
   const bool two = threads > 1 && blocks > 1;
   T* pa = gemm_scratch<T>(0, a_block * threads);
@@ -420,11 +419,9 @@ void gemm_driver(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t 
   sh.split_m = m_tiles >= 4 * int64_t(threads) || m_tiles >= n_panels;
   sh.rows = std::max<int64_t>(2, (m_tiles + 4 * threads - 1) / (4 * threads)) * MR;
   sh.panels = std::max<int64_t>(4, (n_panels + 4 * threads - 1) / (4 * threads));
-  std::unique_ptr<std::atomic<int64_t>[]> counters(new std::atomic<int64_t>[size_t(2 * blocks)]);
-  for (int64_t i = 0; i < 2 * blocks; ++i) counters[size_t(i)].store(0, std::memory_order_relaxed);
-  GemmBarrier barrier(threads);
+  std::unique_ptr<std::atomic<int64_t>[]> counters(new std::atomic<int64_t>[size_t(4 * blocks)]);
+  for (int64_t i = 0; i < 4 * blocks; ++i) counters[size_t(i)].store(0, std::memory_order_relaxed);
   sh.counters = counters.get();
-  sh.barrier = &barrier;
   thread_pool().run(threads, [&](int t) {
     gemm_blocked(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs, c_cs, pa + t * a_block, pb, sh,
                  two ? pb + nc_max * kc_max : nullptr);
