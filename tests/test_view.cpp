@@ -355,6 +355,23 @@ TEST_CASE("contiguous(channels_last) lays out [B, C, H, W] as [B, H, W, C], same
   CHECK(!zeros({2, 5, 3, 1}).is_contiguous(MemoryFormat::channels_last));
   CHECK(!zeros({2, 5, 3}).is_contiguous(MemoryFormat::channels_last));
   CHECK(zeros({0, 5, 3, 3}).contiguous(MemoryFormat::channels_last).numel() == 0);
+  // ...but contiguous(channels_last) gives the size-1 dims channels-last strides (a view, no copy),
+  // so a 1-channel image batch reaches the convs as channels-last (conv2d_channels_last reads strides)
+  {
+    Tensor g = th::random({2, 1, 3, 4}, DType::f64, false).requires_grad_();
+    Tensor v = g.contiguous(MemoryFormat::channels_last);
+    CHECK(v.strides() == Strides{12, 1, 4, 1});
+    CHECK(v.data_ptr<double>() == g.data_ptr<double>());
+    CHECK(v.is_contiguous());
+    CHECK(conv2d_channels_last(v));
+    CHECK(!conv2d_channels_last(g));
+    CHECK(v.contiguous(MemoryFormat::channels_last).is_same(v));
+    th::check_close(v, g, 0, 0, "restrided view");
+    th::gradcheck_ok([](const std::vector<Tensor>& in) { return mul(in[0].contiguous(MemoryFormat::channels_last), in[0]); },
+                     {g});
+    Tensor hw1 = zeros({2, 5, 1, 1}).contiguous(MemoryFormat::channels_last);
+    CHECK(hw1.strides() == Strides{5, 1, 5, 5});
+  }
   Tensor e = Tensor::empty({2, 3, 4, 5}, DType::f64, kCPU, MemoryFormat::channels_last);
   CHECK(e.strides() == Strides{60, 1, 15, 3});
   th::check_throws([] { zeros({2, 3, 4}).contiguous(MemoryFormat::channels_last); },

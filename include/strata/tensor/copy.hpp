@@ -90,7 +90,15 @@ inline Tensor contiguous(const Tensor& x, MemoryFormat format) {
   if (format == MemoryFormat::contiguous) return contiguous(x);
   STRATA_CHECK(x.dim() == 4, "contiguous", "got shape ", x.shape(),
                " with channels_last, expected 4 dims [B, C, H, W] (channels_last is 4-D only)");
-  if (x.is_contiguous(format)) return x;
+  if (x.is_contiguous(format)) {
+    // Dense already, but size-1 dims may carry other strides (a [B, 1, H, W] from NCHW has
+    // stride(1) == H*W): restride them as a view, so kernels that read the strides see the layout.
+    const Shape& s = x.shape();
+    const Strides canon{s[1] * s[2] * s[3], 1, s[3] * s[1], s[1]};
+    if (x.strides() == canon) return x;
+    Tensor out = x.as_strided_(s, canon, x.offset());
+    return record("contiguous_backward", out, {x}, [](const Tensor& dout) { return std::vector{dout}; });
+  }
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device(), format);
   copy_(out, x);
   return record("contiguous_backward", out, {x}, [](const Tensor& dout) { return std::vector{dout}; });
