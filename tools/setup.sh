@@ -13,6 +13,7 @@ packages=(
   dataset-fashion-mnist        # the flagship example's data (/usr/share/datasets/fashion-mnist/*.gz)
   python3-torch                # PyTorch peer benchmarks and golden files (/usr/bin/python3)
   python3-torchvision          # tools/convert_torchvision.py (the resnet18 test fixture), DataLoader peer bench
+  openmpi-bin libopenmpi-dev   # strata::dist (MPI process group) and tests/dist under mpirun
 )
 
 missing=()

@@ -1,0 +1,446 @@
+// ProcessGroup: collectives on CPU Tensors over MPI, each with a timeout that names a lost rank.
+//
+//   ProcessGroup& pg = strata::dist::init_process_group({.timeout_s = 60});
+//   pg.all_reduce(grad, ReduceOp::avg);       // in place, every rank ends with the mean
+//   Work w = pg.all_reduce_async(bucket);     // overlaps with compute; w.wait() later
+//   pg.broadcast(weights, /*root=*/0);
+//   Tensor all = pg.all_gather(metric);       // [world_size, *metric.shape()], rank order
+//
+// Contract: tensors are contiguous CPU tensors of f32 f64 f16 bf16 i32 i64 u8 (broadcast and
+// all_gather also bool); every rank calls the same collectives in the same order (MPI's rule).
+// f16/bf16 reduce in float (widened, reduced, rounded back once). avg is for floating dtypes.
+//
+// Timeouts: every collective is a nonblocking MPI call (MPI_Iallreduce, MPI_Ibcast, MPI_Iallgather,
+// MPI_Ibarrier) polled with MPI_Test until timeout_s. To say WHO is missing, a rank entering
+// collective #s sends a tiny "arrived s" message to every other rank on a private communicator;
+// when #s times out, the ranks whose "arrived s" never came are named ("rank 1 was lost ...").
+// After a timeout the group is broken (MPI cannot cancel a collective): every later call throws,
+// and destroy_process_group skips MPI_Finalize, which would wait for the dead rank forever.
+// The communicators use MPI_ERRORS_RETURN, so MPI failures become strata::Error, not an abort.
+//
+// Threads: the group serializes its MPI calls with a mutex (MPI_THREAD_SERIALIZED), so any thread may
+// start or wait on collectives, as long as all ranks start them in the same order.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "strata/dist/detail/mpi.hpp"
+#include "strata/dist/env.hpp"
+#include "strata/dist/work.hpp"
+
+namespace strata::dist {
+
+/// Options of init_process_group.
+struct InitOptions {
+  double timeout_s = 120;  // every collective fails with strata::Error after this many seconds
+};
+
+class ProcessGroup {
+ public:
+  /// Made by init_process_group (collective over `world`: every rank must call it).
+  ProcessGroup(MPI_Comm world, const InitOptions& o);
+  ~ProcessGroup() = default;
+  ProcessGroup(const ProcessGroup&) = delete;
+  ProcessGroup& operator=(const ProcessGroup&) = delete;
+
+  int rank() const { return rank_; }
+  int world_size() const { return size_; }
+  /// Rank among the processes on this machine (launcher's variable, else MPI's shared-memory split).
+  int local_rank() const { return local_rank_; }
+  double timeout_s() const { return timeout_s_; }
+
+  /// In place: every rank ends with op over all ranks' t. t contiguous, cpu.
+  void all_reduce(Tensor& t, ReduceOp op = ReduceOp::sum) { all_reduce_async(t, op).wait(); }
+  /// Starts an all_reduce and returns at once; t is written when the Work completes.
+  Work all_reduce_async(Tensor& t, ReduceOp op = ReduceOp::sum);
+  /// In place: every rank ends with root's t (same shape and dtype on every rank).
+  void broadcast(Tensor& t, int root = 0);
+  /// Every rank's t stacked in rank order: shape [world_size, *t.shape()].
+  Tensor all_gather(const Tensor& t);
+  /// Returns once every rank has called it.
+  void barrier();
+
+  /// True after a collective failed or timed out; every later collective throws.
+  bool broken() const { std::lock_guard lock(mutex_); return !broken_.empty(); }
+  /// The number of collectives this rank has started.
+  int64_t collectives_started() const { std::lock_guard lock(mutex_); return seq_; }
+
+  /// Last barrier, drains the arrival messages, frees the communicators. False (and MPI must not be
+  /// finalized) when the group is broken or the barrier times out. Used by destroy_process_group.
+  bool shutdown() noexcept;
+
+ private:
+  friend class Work;
+  using Clock = std::chrono::steady_clock;
+  using WorkPtr = std::shared_ptr<detail::WorkState>;
+  static constexpr int kTagArrive = 7;
+
+  struct Send {
+    int64_t value = 0;
+    MPI_Request request = MPI_REQUEST_NULL;
+  };
+
+  void check_tensor(const Tensor& t, const char* op) const;
+  WorkPtr start(const char* op, const Tensor& keep);  // lock held: numbers the collective, announces it
+  void post_recv(int peer);
+  void poll_control();                                 // lock held
+  bool test_locked(const WorkPtr& w);                  // lock held
+  void fail_locked(const WorkPtr& w, const std::string& msg);
+  std::string describe_timeout(const detail::WorkState& w);
+  void wait_work(const WorkPtr& w);
+  bool test_work(const WorkPtr& w);
+  double seconds_since(Clock::time_point t) const { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+  mutable std::mutex mutex_;
+  MPI_Comm comm_ = MPI_COMM_NULL;  // the collectives
+  MPI_Comm ctl_ = MPI_COMM_NULL;   // the arrival messages
+  int rank_ = 0, size_ = 1, local_rank_ = 0;
+  double timeout_s_ = 120;
+  int64_t seq_ = 0;                 // collectives started here
+  std::string broken_;              // why the group is broken; empty while healthy
+  std::vector<int64_t> arrived_;    // highest collective number each rank announced
+  std::vector<Clock::time_point> heard_;  // when each rank's last message came
+  std::vector<int64_t> recv_buf_;
+  std::vector<MPI_Request> recv_req_;
+  std::list<Send> sends_;           // arrival messages not yet sent out (list: stable buffer addresses)
+  std::vector<WorkPtr> graveyard_;  // failed collectives: MPI may still touch their buffers
+};
+
+// ---- construction -------------------------------------------------------------------------------
+
+inline ProcessGroup::ProcessGroup(MPI_Comm world, const InitOptions& o) : timeout_s_(o.timeout_s) {
+  const char* op = "init_process_group";
+  STRATA_CHECK(o.timeout_s > 0, op, "got timeout_s=", o.timeout_s, ", expected > 0");
+  detail::mpi_check(MPI_Comm_dup(world, &comm_), op, "MPI_Comm_dup");
+  detail::mpi_check(MPI_Comm_dup(world, &ctl_), op, "MPI_Comm_dup");
+  detail::mpi_check(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), op, "MPI_Comm_set_errhandler");
+  detail::mpi_check(MPI_Comm_set_errhandler(ctl_, MPI_ERRORS_RETURN), op, "MPI_Comm_set_errhandler");
+  detail::mpi_check(MPI_Comm_rank(comm_, &rank_), op, "MPI_Comm_rank");
+  detail::mpi_check(MPI_Comm_size(comm_, &size_), op, "MPI_Comm_size");
+  const LaunchEnv env = read_launch_env();
+  check_launch_env(env, rank_, size_);
+  if (env.local_rank >= 0) {
+    local_rank_ = env.local_rank;
+  } else {  // no launcher variable: the rank among the processes sharing this machine's memory
+    MPI_Comm node = MPI_COMM_NULL;
+    detail::mpi_check(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node), op,
+                      "MPI_Comm_split_type");
+    detail::mpi_check(MPI_Comm_rank(node, &local_rank_), op, "MPI_Comm_rank");
+    MPI_Comm_free(&node);
+  }
+  arrived_.assign(size_t(size_), 0);
+  heard_.assign(size_t(size_), Clock::now());
+  recv_buf_.assign(size_t(size_), 0);
+  recv_req_.assign(size_t(size_), MPI_REQUEST_NULL);
+  for (int p = 0; p < size_; ++p)
+    if (p != rank_) post_recv(p);
+}
+
+// ---- collectives --------------------------------------------------------------------------------
+
+inline void ProcessGroup::check_tensor(const Tensor& t, const char* op) const {
+  STRATA_CHECK(t.defined(), op, "got an undefined tensor, expected a defined one");
+  STRATA_CHECK(t.device().is_cpu(), op, "got a tensor on ", t.device(), ", expected a cpu tensor");
+  STRATA_CHECK(t.is_contiguous(), op, "got a non-contiguous tensor (shape ", t.shape(), ", strides ", t.strides(),
+               "), expected a contiguous one (pass t.contiguous() and copy the result back)");
+  STRATA_CHECK(t.numel() <= INT_MAX, op, "got ", t.numel(), " elements, expected at most ", INT_MAX,
+               " (MPI counts are int): split the tensor");
+}
+
+inline Work ProcessGroup::all_reduce_async(Tensor& t, ReduceOp rop) {
+  const char* op = "all_reduce";
+  check_tensor(t, op);
+  STRATA_CHECK(t.dtype() != DType::b8, op, "got dtype ", t.dtype(),
+               ", expected a numeric dtype (float32, float64, float16, bfloat16, int32, int64, uint8)");
+  STRATA_CHECK(rop != ReduceOp::avg || t.is_floating_point(), op, "got ReduceOp::avg on dtype ", t.dtype(),
+               ", expected a floating dtype (an integer mean would be truncated: use sum and divide)");
+  std::lock_guard lock(mutex_);
+  WorkPtr w = start(op, t);
+  const int n = int(t.numel());
+  const float div = rop == ReduceOp::avg ? float(size_) : 1.0f;  // avg = sum / world_size
+  int rc = MPI_SUCCESS;
+  if (t.dtype() == DType::f16 || t.dtype() == DType::bf16) {
+    // widen to float, reduce in float, round back once (no per-hop rounding in 16 bits)
+    w->staging.resize(size_t(n));
+    dispatch_float(t.dtype(), op, [&]<class T>(type_tag<T>) {
+      if constexpr (std::is_same_v<T, f16> || std::is_same_v<T, bf16>) {
+        const T* p = t.data_ptr<T>();
+        for (int i = 0; i < n; ++i) w->staging[size_t(i)] = float(p[i]);
+        detail::WorkState* s = w.get();
+        s->finish = [s, n, div]() {
+          T* q = s->keep.data_ptr<T>();
+          for (int i = 0; i < n; ++i) q[i] = T(s->staging[size_t(i)] / div);
+        };
+      }
+    });
+    rc = MPI_Iallreduce(MPI_IN_PLACE, w->staging.data(), n, MPI_FLOAT, detail::mpi_op(rop), comm_, &w->request);
+  } else {
+    if (rop == ReduceOp::avg) {
+      detail::WorkState* s = w.get();
+      const int size = size_;
+      s->finish = [s, n, size]() {
+        dispatch_float(s->keep.dtype(), "all_reduce", [&]<class T>(type_tag<T>) {
+          if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+            T* q = s->keep.data_ptr<T>();
+            for (int i = 0; i < n; ++i) q[i] = q[i] / T(size);
+          }
+        });
+      };
+    }
+    rc = MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), n, detail::mpi_type(t.dtype()), detail::mpi_op(rop), comm_,
+                        &w->request);
+  }
+  if (rc != MPI_SUCCESS) {
+    try { detail::mpi_check(rc, op, "MPI_Iallreduce"); } catch (const Error& e) { fail_locked(w, e.what()); }
+  }
+  return Work(w);
+}
+
+inline void ProcessGroup::broadcast(Tensor& t, int root) {
+  const char* op = "broadcast";
+  check_tensor(t, op);
+  STRATA_CHECK(root >= 0 && root < size_, op, "got root ", root, ", expected a rank in [0, ", size_, ")");
+  WorkPtr w;
+  {
+    std::lock_guard lock(mutex_);
+    w = start(op, t);
+    const int rc = MPI_Ibcast(t.raw_data(), int(t.numel()), detail::mpi_type(t.dtype()), root, comm_, &w->request);
+    if (rc != MPI_SUCCESS) {
+      try { detail::mpi_check(rc, op, "MPI_Ibcast"); } catch (const Error& e) { fail_locked(w, e.what()); }
+    }
+  }
+  wait_work(w);
+}
+
+inline Tensor ProcessGroup::all_gather(const Tensor& t) {
+  const char* op = "all_gather";
+  check_tensor(t, op);
+  Shape shape{int64_t(size_)};
+  shape.insert(shape.end(), t.shape().begin(), t.shape().end());
+  STRATA_CHECK(numel(shape) <= INT_MAX, op, "got ", t.numel(), " elements per rank, expected at most ",
+               INT_MAX / size_, " for ", size_, " ranks (MPI counts are int)");
+  Tensor out = Tensor::empty(shape, t.dtype());
+  WorkPtr w;
+  {
+    std::lock_guard lock(mutex_);
+    w = start(op, out);
+    const MPI_Datatype type = detail::mpi_type(t.dtype());
+    const int n = int(t.numel());
+    const int rc = MPI_Iallgather(t.raw_data(), n, type, out.raw_data(), n, type, comm_, &w->request);
+    if (rc != MPI_SUCCESS) {
+      try { detail::mpi_check(rc, op, "MPI_Iallgather"); } catch (const Error& e) { fail_locked(w, e.what()); }
+    }
+  }
+  wait_work(w);
+  return out;
+}
+
+inline void ProcessGroup::barrier() {
+  const char* op = "barrier";
+  WorkPtr w;
+  {
+    std::lock_guard lock(mutex_);
+    w = start(op, Tensor());
+    const int rc = MPI_Ibarrier(comm_, &w->request);
+    if (rc != MPI_SUCCESS) {
+      try { detail::mpi_check(rc, op, "MPI_Ibarrier"); } catch (const Error& e) { fail_locked(w, e.what()); }
+    }
+  }
+  wait_work(w);
+}
+
+// ---- bookkeeping: numbering, arrival messages, waiting with a deadline ---------------------------
+
+inline ProcessGroup::WorkPtr ProcessGroup::start(const char* op, const Tensor& keep) {
+  STRATA_CHECK(broken_.empty(), op, "got a call on a broken process group, expected a healthy one (it broke "
+               "earlier: ", broken_, ")");
+  auto w = std::make_shared<detail::WorkState>();
+  w->group = this;
+  w->op = op;
+  w->seq = ++seq_;
+  w->keep = keep;
+  for (int p = 0; p < size_; ++p) {  // "I have reached collective #seq"
+    if (p == rank_) continue;
+    Send& s = sends_.emplace_back();
+    s.value = w->seq;
+    detail::mpi_check(MPI_Isend(&s.value, 1, MPI_INT64_T, p, kTagArrive, ctl_, &s.request), op, "MPI_Isend");
+  }
+  return w;
+}
+
+inline void ProcessGroup::post_recv(int peer) {
+  detail::mpi_check(MPI_Irecv(&recv_buf_[size_t(peer)], 1, MPI_INT64_T, peer, kTagArrive, ctl_,
+                              &recv_req_[size_t(peer)]), "process_group", "MPI_Irecv");
+}
+
+inline void ProcessGroup::poll_control() {
+  if (size_ == 1) return;
+  std::vector<int> idx(static_cast<size_t>(size_));
+  for (;;) {  // drain every message that has come
+    int count = 0;
+    detail::mpi_check(MPI_Testsome(size_, recv_req_.data(), &count, idx.data(), MPI_STATUSES_IGNORE),
+                      "process_group", "MPI_Testsome");
+    if (count == MPI_UNDEFINED || count == 0) break;
+    for (int k = 0; k < count; ++k) {
+      const int p = idx[size_t(k)];
+      arrived_[size_t(p)] = std::max(arrived_[size_t(p)], recv_buf_[size_t(p)]);
+      heard_[size_t(p)] = Clock::now();
+      post_recv(p);
+    }
+  }
+  for (auto it = sends_.begin(); it != sends_.end();) {
+    int flag = 0;
+    detail::mpi_check(MPI_Test(&it->request, &flag, MPI_STATUS_IGNORE), "process_group", "MPI_Test");
+    it = flag ? sends_.erase(it) : std::next(it);
+  }
+}
+
+inline void ProcessGroup::fail_locked(const WorkPtr& w, const std::string& msg) {
+  w->error = std::make_exception_ptr(Error(msg));
+  w->completed = true;
+  if (broken_.empty()) broken_ = msg;
+  graveyard_.push_back(w);
+}
+
+inline bool ProcessGroup::test_locked(const WorkPtr& w) {
+  if (w->completed) return true;
+  int flag = 0;
+  const int rc = w->request == MPI_REQUEST_NULL ? MPI_SUCCESS : MPI_Test(&w->request, &flag, MPI_STATUS_IGNORE);
+  if (rc != MPI_SUCCESS) {
+    try { detail::mpi_check(rc, w->op, "MPI_Test"); } catch (const Error& e) { fail_locked(w, e.what()); }
+    return true;
+  }
+  if (flag || w->request == MPI_REQUEST_NULL) {
+    w->completed = true;
+    if (w->finish) {
+      try { w->finish(); } catch (...) { w->error = std::current_exception(); }
+    }
+    w->keep = Tensor();
+    w->staging = {};
+    w->finish = nullptr;
+  }
+  poll_control();
+  return w->completed;
+}
+
+inline std::string ProcessGroup::describe_timeout(const detail::WorkState& w) {
+  poll_control();
+  std::vector<int> missing;
+  for (int p = 0; p < size_; ++p)
+    if (p != rank_ && arrived_[size_t(p)] < w.seq) missing.push_back(p);
+  std::ostringstream os;
+  os << w.op << ": ";
+  if (!missing.empty()) {
+    os << (missing.size() == 1 ? "rank " : "ranks ");
+    for (size_t k = 0; k < missing.size(); ++k) os << (k ? ", " : "") << missing[k];
+    os << (missing.size() == 1 ? " was" : " were") << " lost: no word that " << (missing.size() == 1 ? "it" : "they")
+       << " reached collective #" << w.seq << " within the timeout of " << timeout_s_ << " s (";
+    for (size_t k = 0; k < missing.size(); ++k) {
+      const int p = missing[k];
+      os << (k ? "; " : "") << "rank " << p << " last reached #" << arrived_[size_t(p)] << ", heard from "
+         << seconds_since(heard_[size_t(p)]) << " s ago";
+    }
+    os << "): it died, hangs, or called other collectives";
+  } else {
+    os << "collective #" << w.seq << " did not complete within the timeout of " << timeout_s_
+       << " s although every rank reached it: a rank may have died inside it";
+  }
+  os << ". The process group (rank " << rank_ << " of " << size_
+     << ") is broken now: end this process and restart the job";
+  return os.str();
+}
+
+inline void ProcessGroup::wait_work(const WorkPtr& w) {
+  const auto t0 = Clock::now();
+  const auto deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s_));
+  for (;;) {
+    {
+      std::lock_guard lock(mutex_);
+      if (test_locked(w)) break;
+      if (!broken_.empty()) {
+        fail_locked(w, w->op + ": the process group broke while this collective waited: " + broken_);
+        break;
+      }
+      if (Clock::now() >= deadline) {
+        fail_locked(w, describe_timeout(*w));
+        break;
+      }
+    }
+    // back off: spin first (fast collectives), then short sleeps so a waiting rank leaves the core
+    // to compute on a shared machine
+    const double waited = seconds_since(t0);
+    if (waited > 20e-3) std::this_thread::sleep_for(std::chrono::microseconds(500));
+    else if (waited > 200e-6) std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+  if (w->error) std::rethrow_exception(w->error);
+}
+
+inline bool ProcessGroup::test_work(const WorkPtr& w) {
+  std::lock_guard lock(mutex_);
+  if (test_locked(w)) return true;
+  if (!broken_.empty()) {
+    fail_locked(w, w->op + ": the process group broke while this collective waited: " + broken_);
+    return true;
+  }
+  return false;
+}
+
+inline bool ProcessGroup::shutdown() noexcept {
+  try {
+    if (broken()) return false;
+    barrier();  // every rank has now sent its last arrival message
+    std::unique_lock lock(mutex_);
+    const auto t0 = Clock::now();
+    auto pending = [&] {
+      poll_control();
+      for (int p = 0; p < size_; ++p)
+        if (p != rank_ && arrived_[size_t(p)] < seq_) return true;
+      return !sends_.empty();
+    };
+    while (pending()) {  // receive them all, so none is left unmatched at MPI_Finalize
+      if (seconds_since(t0) > timeout_s_) return false;
+      lock.unlock();
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+      lock.lock();
+    }
+    for (int p = 0; p < size_; ++p) {
+      if (recv_req_[size_t(p)] == MPI_REQUEST_NULL) continue;
+      MPI_Cancel(&recv_req_[size_t(p)]);
+      MPI_Wait(&recv_req_[size_t(p)], MPI_STATUS_IGNORE);
+    }
+    MPI_Comm_free(&ctl_);
+    MPI_Comm_free(&comm_);
+    return true;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "destroy_process_group: %s\n", e.what());
+    return false;
+  }
+}
+
+// ---- Work ---------------------------------------------------------------------------------------
+
+inline void Work::wait() {
+  if (!state_) return;
+  if (state_->completed) {
+    if (state_->error) std::rethrow_exception(state_->error);
+    return;
+  }
+  state_->group->wait_work(state_);
+}
+
+inline bool Work::done() {
+  if (!state_ || state_->completed) return true;
+  return state_->group->test_work(state_);
+}
+
+}  // namespace strata::dist

@@ -1,0 +1,56 @@
+// Work: the handle of an asynchronous collective (ProcessGroup::all_reduce_async).
+//
+//   Work w = pg.all_reduce_async(grad);   // starts the all-reduce and returns at once
+//   ...                                   // compute something else meanwhile
+//   w.wait();                             // blocks until done (or throws after the group's timeout)
+//
+// wait() is idempotent: once done it returns at once, and a failed collective throws its Error again
+// on every call. done() never blocks and never throws: true once the collective finished or failed
+// (then wait() says how). A default-constructed Work is already done. The Work keeps the tensor's
+// storage alive until it completes.
+#pragma once
+
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "strata/dist/detail/mpi.hpp"
+#include "strata/tensor/detail/tensor_class.hpp"
+
+namespace strata::dist {
+
+class ProcessGroup;
+
+namespace detail {
+/// What a collective in flight owns: its request, buffers, and the step that finishes it.
+struct WorkState {
+  ProcessGroup* group = nullptr;
+  std::string op;                      // "all_reduce", "broadcast", ...
+  int64_t seq = 0;                     // the collective's number in this group (1, 2, ...)
+  MPI_Request request = MPI_REQUEST_NULL;
+  bool completed = false;              // finished (successfully or not)
+  std::exception_ptr error;            // set when it failed
+  std::function<void()> finish;        // runs once after MPI completes (convert back, divide for avg)
+  Tensor keep;                         // the caller's tensor, alive until completion
+  std::vector<float> staging;          // f16/bf16 values widened to float for the reduction
+};
+}  // namespace detail
+
+/// Handle of an asynchronous collective.
+class Work {
+ public:
+  Work() = default;
+  explicit Work(std::shared_ptr<detail::WorkState> s) : state_(std::move(s)) {}
+  /// Blocks until the collective is done (at most the group's timeout), rethrows its error; idempotent.
+  void wait();
+  /// Non-blocking test: true once finished or failed (wait() then returns or throws).
+  bool done();
+
+ private:
+  std::shared_ptr<detail::WorkState> state_;
+};
+
+}  // namespace strata::dist
