@@ -1,0 +1,24 @@
+// The CUDA emulator: runs ordinary CUDA kernel source on the CPU, compiled by g++ or clang.
+//
+// Kernel sources do not include this file directly: they include backend/cuda_compat.hpp, which
+// includes this one (and defines STRATA_CUDA_EMULATE) when the compiler is not nvcc. Kernels are
+// launched with strata::cuda::launch (backend/launch.hpp), device memory comes from
+// backend/runtime.hpp. What each part provides:
+//   dim3.hpp      dim3, uint3
+//   fiber.hpp     the fibers each CUDA thread runs on (context switch, stacks, ASan annotations)
+//   grid.hpp      run_grid: blocks on the thread pool, fibers scheduled at barriers and warp ops
+//   builtins.hpp  keywords, threadIdx/blockIdx/blockDim/gridDim, __syncthreads, warp operations
+//   atomics.hpp   atomicAdd/Max/Min/CAS/Exch/... as real atomics
+//   math.hpp      __expf __logf rsqrtf __fdividef ..., __half/__nv_bfloat16 conversions, bit ops
+// Limits: the static __shared__ size of a kernel is not measured (nvcc checks it at compile time);
+// a block runs on one OS thread, so a block's threads never run truly in parallel (races between
+// threads of a block that a GPU would expose can go unnoticed; races between blocks are real).
+#pragma once
+
+#include "strata/backend/emu/atomics.hpp"
+#include "strata/backend/emu/builtins.hpp"
+#include "strata/backend/emu/dim3.hpp"
+#include "strata/backend/emu/grid.hpp"
+#include "strata/backend/emu/math.hpp"
+
+#undef STRATA_EMU_HOT
