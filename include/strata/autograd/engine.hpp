@@ -1,9 +1,12 @@
 // The backward engine: runs the recorded graph in reverse topological order.
 //
 // From the root's grad_fn, a depth-first walk (iterative, so deep graphs do not overflow the stack)
-// counts how many edges point at each node. Nodes run once all of their consumers have sent their
-// gradient, which the engine sums. A leaf's gradient is summed over all its uses, passed once
-// through the leaf's hooks, then accumulated (+=) into leaf.grad. The graph is not freed after backward (no retain_graph flag is needed to call it twice);
+// counts how many edges point at each node (and at each leaf). Nodes run once all of their consumers
+// have sent their gradient, which the engine sums. A leaf's gradient is summed over all its uses,
+// passed once through the leaf's hooks, then accumulated (+=) into leaf.grad as soon as the last node
+// that feeds it has run, while the rest of backward goes on (PyTorch's AccumulateGrad: data-parallel
+// training starts all-reducing the last layers' gradients from a leaf hook while the first layers'
+// are still being computed). The graph is not freed after backward (no retain_graph flag is needed to call it twice);
 // backward itself runs without recording, so there are no higher-order gradients.
 #pragma once
 
@@ -65,10 +68,12 @@ inline void run_backward(const Tensor& root, Tensor gradient) {
   std::unordered_map<Node*, int> deps;
   std::vector<Node*> stack{root.grad_fn().get()};
   deps[root.grad_fn().get()] = 0;
+  std::unordered_map<TensorImpl*, int> leaf_deps;  // edges into each leaf: complete when all have run
   while (!stack.empty()) {
     Node* n = stack.back();
     stack.pop_back();
     for (const Edge& e : n->next) {
+      if (e.leaf) ++leaf_deps[e.leaf.get()];
       if (!e.fn) continue;
       auto [it, inserted] = deps.try_emplace(e.fn.get(), 0);
       ++it->second;
@@ -81,14 +86,25 @@ inline void run_backward(const Tensor& root, Tensor gradient) {
   std::vector<Node*> ready{root.grad_fn().get()};
   std::unordered_map<TensorImpl*, size_t> leaf_slot;  // leaf -> index in `leaves` (arrival order)
   std::vector<std::pair<std::shared_ptr<TensorImpl>, Tensor>> leaves;
+  // one more edge into a leaf has run: once the last has, its summed gradient goes in at once
+  auto leaf_edge_done = [&](const Edge& e) {
+    if (--leaf_deps[e.leaf.get()] != 0) return;
+    auto it = leaf_slot.find(e.leaf.get());
+    if (it == leaf_slot.end()) return;  // no defined gradient reached it
+    auto& [leaf, g] = leaves[it->second];
+    if (g.defined()) detail::accumulate_leaf(*leaf, std::move(g));
+    g = Tensor();
+  };
   while (!ready.empty()) {
     Node* n = ready.back();
     ready.pop_back();
     Tensor dout = std::move(grads[n]);
     grads.erase(n);
     if (!dout.defined()) {  // every consumer sent "no gradient": pass the news on
-      for (const Edge& e : n->next)
+      for (const Edge& e : n->next) {
         if (e.fn && --deps[e.fn.get()] == 0) ready.push_back(e.fn.get());
+        if (e.leaf) leaf_edge_done(e);
+      }
       continue;
     }
     dout = detail::run_hooks(n->hooks, std::move(dout));
@@ -108,17 +124,20 @@ inline void run_backward(const Tensor& root, Tensor gradient) {
       const Edge& e = n->next[i];
       if (!e.active()) continue;
       if (e.leaf) {  // summed over all uses first, so leaf hooks see the total once (PyTorch)
-        if (!dins[i].defined()) continue;
-        auto [it, fresh] = leaf_slot.try_emplace(e.leaf.get(), leaves.size());
-        if (fresh) leaves.emplace_back(e.leaf, Tensor());
-        detail::add_grad(leaves[it->second].second, dins[i]);
+        if (dins[i].defined()) {
+          auto [it, fresh] = leaf_slot.try_emplace(e.leaf.get(), leaves.size());
+          if (fresh) leaves.emplace_back(e.leaf, Tensor());
+          detail::add_grad(leaves[it->second].second, dins[i]);
+        }
+        leaf_edge_done(e);
         continue;
       }
       if (dins[i].defined()) detail::add_grad(grads[e.fn.get()], dins[i]);
       if (--deps[e.fn.get()] == 0) ready.push_back(e.fn.get());
     }
   }
-  for (auto& [leaf, g] : leaves) detail::accumulate_leaf(*leaf, std::move(g));
+  for (auto& [leaf, g] : leaves)  // every leaf went in above; this only guards the invariant
+    if (g.defined()) detail::accumulate_leaf(*leaf, std::move(g));
 }
 
 inline void Tensor::backward(const Tensor& gradient) const { run_backward(*this, gradient); }
