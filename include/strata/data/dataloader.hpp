@@ -21,6 +21,12 @@
 //   (detail::in_parallel_region), leaving the thread pool to the training step. A worker's
 //   exception is rethrown by the consumer when it reaches that batch. Leaving the loop early (break,
 //   exception) stops and joins the workers when the iterator goes away.
+// - shard = {rank, world} (distributed training; PyTorch's DistributedSampler): the epoch's order
+//   (shuffled or not) is first made a multiple of world long, by repeating its first items (or, with
+//   drop_last, by cutting its tail), then this loader takes items rank, rank + world, rank + 2 world,
+//   ... of it. Every rank gets the same number of items and batches, so data-parallel ranks take the
+//   same number of steps; with the same seed the ranks' batch b together are the items b * bs * world
+//   .. (b + 1) * bs * world of that order, one global batch. size() counts the shard's batches.
 // - Transforms that draw from the default generator instead of their context do so from several
 //   threads when W > 1: their order across batches is then not deterministic.
 // References: PyTorch torch.utils.data.DataLoader (workers, prefetch_factor, in-order delivery);
@@ -69,6 +75,12 @@ class BatchTransform {
   std::function<void(Batch&, const BatchContext&)> f_;
 };
 
+/// This process's share of every epoch (distributed training; see the top of this file).
+struct Shard {
+  int rank = 0;   // this process, 0 <= rank < world
+  int world = 1;  // processes sharing the data (1: the whole epoch)
+};
+
 struct DataLoaderOptions {
   int64_t bs = 64;            // items per batch
   bool shuffle = false;       // a new permutation every epoch
@@ -77,6 +89,7 @@ struct DataLoaderOptions {
   int prefetch = 2;           // batches each worker may have ready ahead
   uint64_t seed = 0;          // shuffle seed; 0: drawn once from strata's default generator
   std::vector<BatchTransform> after_batch = {};  // run in order on every batch
+  Shard shard = {};           // distributed training: this rank's part of each epoch
 };
 
 namespace detail {
@@ -254,10 +267,17 @@ class DataLoader {
   /// Batches per epoch (len(dl)), honouring drop_last.
   int64_t size() const {
     if (!ds_ || o_.bs < 1) return 0;
-    return o_.drop_last ? n() / o_.bs : (n() + o_.bs - 1) / o_.bs;
+    const int64_t m = shard_n();
+    return o_.drop_last ? m / o_.bs : (m + o_.bs - 1) / o_.bs;
   }
   /// Items in the dataset.
   int64_t n() const { return ds_ ? ds_->size() : 0; }
+  /// Items this loader walks per epoch: n(), or its shard's share (options().shard).
+  int64_t shard_n() const {
+    const int64_t w = o_.shard.world;
+    if (w <= 1) return n();
+    return o_.drop_last ? n() / w : (n() + w - 1) / w;
+  }
   int64_t bs() const { return o_.bs; }
   const Dataset& dataset() const {
     STRATA_CHECK(ds_ != nullptr, "DataLoader::dataset", "got an empty loader, expected one made with a dataset");
@@ -310,10 +330,24 @@ class DataLoader {
     STRATA_CHECK(o_.bs >= 1, "DataLoader", "got bs=", o_.bs, ", expected bs >= 1");
     STRATA_CHECK(o_.num_workers >= 0, "DataLoader", "got num_workers=", o_.num_workers, ", expected >= 0");
     STRATA_CHECK(o_.prefetch >= 1, "DataLoader", "got prefetch=", o_.prefetch, ", expected >= 1");
+    STRATA_CHECK(o_.shard.world >= 1 && o_.shard.rank >= 0 && o_.shard.rank < o_.shard.world, "DataLoader",
+                 "got shard {rank=", o_.shard.rank, ", world=", o_.shard.world, "}, expected 0 <= rank < world");
   }
 
-  /// Item order of epoch e: 0..n-1, or the permutation of (seed, e).
-  std::vector<int64_t> order_for(uint64_t e) {
+  /// Item order of epoch e: 0..n-1, or the permutation of (seed, e); then this loader's shard of it.
+  std::vector<int64_t> order_for(uint64_t e) { return shard_of(full_order_for(e)); }
+
+  /// Items rank, rank + world, ... of the order made a multiple of world long (padded by repeating its
+  /// start, or cut with drop_last), as PyTorch's DistributedSampler.
+  std::vector<int64_t> shard_of(std::vector<int64_t> order) const {
+    const int64_t w = o_.shard.world, r = o_.shard.rank, m = shard_n();
+    if (w <= 1 || order.empty()) return order;
+    std::vector<int64_t> out(static_cast<size_t>(m));
+    for (int64_t i = 0; i < m; ++i) out[size_t(i)] = order[size_t((r + i * w) % int64_t(order.size()))];
+    return out;
+  }
+
+  std::vector<int64_t> full_order_for(uint64_t e) {
     if (!o_.shuffle) {
       std::vector<int64_t> order(static_cast<size_t>(n()));
       for (int64_t i = 0; i < n(); ++i) order[size_t(i)] = i;
