@@ -70,6 +70,7 @@ class ProgressCallback;   // callbacks/progress.hpp
 struct LRFindResult;      // callbacks/lr_finder.hpp
 enum class Uncertainty;   // uncertainty.hpp (entropy = 0, margin, least_confidence)
 struct UncertaintyResult; // uncertainty.hpp
+struct DistributedOptions; // callbacks/distributed.hpp (needs <strata/dist.hpp>, MPI)
 
 namespace detail {
 #if __has_include("strata/learn/callbacks/recorder.hpp")
@@ -128,6 +129,11 @@ class Learner {
   std::string path, model_dir;
   /// false while validate / get_preds / predict run (fastai's no_logging + no_mbar): progress stays quiet.
   bool logging = true;
+  /// This process's place in a data-parallel run (set by to_distributed(); 0 and 1 otherwise).
+  int rank = 0, world_size = 1;
+  /// Whether this process prints, plots and saves (rank 0; fastai's rank_distrib() == 0): progress, CSVLogger,
+  /// the trackers' messages, save(), the Recorder's plots and lr_find's plot do nothing on the other ranks.
+  bool is_main_process() const { return rank == 0; }
 
   /// The default callbacks are TrainEvalCallback, Recorder and ProgressCallback (template parameters
   /// only so that this header does not need their definitions; leave them at their defaults).
@@ -307,6 +313,11 @@ class Learner {
   /// Channels-last batches (fastai's to_channelslast): adds a ChannelsLast callback (replacing one
   /// already there), which lays every 4-D float input out as [B, H, W, C]. In callbacks/channels_last.hpp.
   Learner& to_channelslast();
+  /// Data-parallel training over the processes of an MPI job (fastai's to_distributed): adds a
+  /// DistributedTrainer callback (replacing one already there; it starts the process group if needed).
+  /// Defined in callbacks/distributed.hpp, which needs <strata/dist.hpp> (MPI); this header includes nothing MPI.
+  Learner& to_distributed();
+  Learner& to_distributed(const DistributedOptions& o);
 
   // ---- evaluation
   /// Active learning: how unsure the model is about each of items [N, ...] (inputs as the model takes
@@ -365,8 +376,10 @@ class Learner {
 
   // ---- checkpoints
   /// Writes path/model_dir/<name>.safetensors (model state, and optimizer state when with_opt); returns its path.
+  /// Only the main process writes (is_main_process()); the others return the path.
   std::string save(const std::string& name, bool with_opt = true) {
     const std::filesystem::path file = checkpoint_file(name);
+    if (!is_main_process()) return file.string();  // distributed: rank 0 writes (as fastai)
     std::filesystem::create_directories(file.parent_path());
     std::vector<std::pair<std::string, Tensor>> ts;
     for (auto& [k, t] : model->state_dict()) ts.emplace_back(k, t);

@@ -54,7 +54,7 @@ class CSVLogger : public Callback {
   }
 
   void before_fit() override {
-    run = !detail::is_non_training_fit(*learn);
+    run = !detail::is_non_training_fit(*learn) && learn->is_main_process();  // distributed: rank 0 writes
     if (!run) return;
     trained_ = false;
     const std::filesystem::path p = std::filesystem::path(learn->path) / fname;

@@ -163,7 +163,7 @@ inline LRFindResult Learner::lr_find(double start_lr, double end_lr, int num_it,
     r.valley = lrs[idx];
     r.valley_loss = losses[idx];
   }
-  if (!plot_path.empty()) {
+  if (!plot_path.empty() && is_main_process()) {
     Series s;
     for (size_t i = 0; i < hi; ++i) {
       s.x.push_back(r.lrs[i]);

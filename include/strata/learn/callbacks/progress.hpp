@@ -66,7 +66,7 @@ class ProgressCallback : public Callback {
   }
 
   void before_fit() override {
-    active_ = learn->logging;
+    active_ = learn->logging && learn->is_main_process();  // distributed: rank 0 prints
     live_ = active_ && live();
     names_.clear();
     if (!active_) return;

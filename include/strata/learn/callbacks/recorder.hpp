@@ -156,6 +156,7 @@ class Recorder : public Callback {
   /// loss at each epoch's last step, written as a PNG to path.
   void plot_loss(const std::string& path, int64_t skip_start = 5, bool with_valid = true) const {
     STRATA_CHECK(skip_start >= 0, "plot_loss", "got skip_start = ", skip_start, ", expected >= 0");
+    if (learn && !learn->is_main_process()) return;  // distributed: rank 0 plots
     STRATA_CHECK(!smooth_losses.empty(), "plot_loss", "got a Recorder with no training batches recorded, expected ",
                  "a plot after fit()");
     Series train{.label = "train"};
@@ -180,6 +181,7 @@ class Recorder : public Callback {
   void plot_sched(const std::string& path) const {
     STRATA_CHECK(!lrs.empty(), "plot_sched", "got a Recorder with no training batches recorded, expected a plot ",
                  "after fit()");
+    if (learn && !learn->is_main_process()) return;
     std::vector<std::pair<std::vector<Series>, PlotOptions>> panels;
     panels.push_back({{Series{.y = lrs}}, {.xlabel = "steps", .ylabel = "lr", .width = 600, .height = 400}});
     bool has_mom = false;
@@ -213,6 +215,7 @@ class Recorder : public Callback {
   }
   /// Writes csv() to path (atomically).
   void to_csv(const std::string& path) const {
+    if (learn && !learn->is_main_process()) return;
     const std::string text = csv();
     detail::write_file_atomic(path, std::vector<unsigned char>(text.begin(), text.end()), "to_csv");
   }

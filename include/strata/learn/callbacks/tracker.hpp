@@ -164,7 +164,8 @@ class EarlyStoppingCallback : public TrackerCallback {
       return;
     }
     if (++wait >= patience) {
-      std::cout << "No improvement since epoch " << learn->epoch - wait << ": early stopping" << std::endl;
+      if (learn->is_main_process())
+        std::cout << "No improvement since epoch " << learn->epoch - wait << ": early stopping" << std::endl;
       throw CancelFitException();
     }
   }
@@ -226,8 +227,9 @@ class SaveModelCallback : public TrackerCallback {
     }
     TrackerCallback::after_epoch();
     if (!new_best) return;
-    std::cout << "Better model found at epoch " << learn->epoch << " with " << monitor
-              << " value: " << Recorder::shortest(best) << "." << std::endl;
+    if (learn->is_main_process())
+      std::cout << "Better model found at epoch " << learn->epoch << " with " << monitor
+                << " value: " << Recorder::shortest(best) << "." << std::endl;
     save(fname);
   }
   void after_fit() override {
@@ -301,7 +303,7 @@ class ReduceLROnPlateau : public TrackerCallback {
     for (ParamGroup& g : groups) g.hypers["lr"] = std::max(g.hypers.at("lr") / factor, min_lr);
     wait = 0;
     const double new_lr = groups.back().hypers.at("lr");
-    if (new_lr < old_lr)
+    if (new_lr < old_lr && learn->is_main_process())
       std::cout << "Epoch " << learn->epoch << ": reducing lr to " << Recorder::shortest(new_lr) << std::endl;
   }
 };
