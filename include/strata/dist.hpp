@@ -13,10 +13,12 @@
 //
 //   mpirun --allow-run-as-root --oversubscribe -np 2 ./app
 //
-// A collective that does not finish within timeout_s throws strata::Error naming the rank(s) that
-// never reached it ("all_reduce: rank 1 was lost: ..."); the group is broken from then on.
-// Open MPI's mpirun kills every rank as soon as one dies by a signal, before a survivor can report;
-// see process_group.hpp for the flags that let the survivors see the loss.
+// A collective that does not finish within timeout_s throws strata::Error naming the lost rank(s)
+// ("all_reduce: collective #4 did not complete within the timeout of 60 s: rank 1 was lost (...)");
+// the group is broken from then on, and at exit the process ends the job with MPI_Abort.
+// Open MPI 4.1's mpirun kills every rank as soon as one dies (e.g. SIGKILL), before a survivor can say
+// which: add `--mca orte_abort_on_non_zero_status 0` so the survivors run on and report the loss
+// (mpirun still exits non-zero). (`--mca orte_enable_recovery 1` works too, but mpirun then exits 0.)
 #pragma once
 
 #include "strata/dist/env.hpp"

@@ -2,7 +2,9 @@
 // Every rank runs every test; collectives in a test must be called by all ranks in the same order.
 //
 //   mpirun --allow-run-as-root --oversubscribe -np 3 ./strata_dist_tests
-//   mpirun ... -np 2 ./strata_dist_tests --kill-test   (rank 1 SIGKILLs itself; rank 0 must name it)
+//   mpirun ... -np 2 ./strata_dist_tests --kill-test          (rank 1 SIGKILLs itself between collectives)
+//   mpirun ... -np 3 ./strata_dist_tests --kill-test inside   (rank 1 dies with an all-reduce in flight)
+// In both the others must name rank 1 within the timeout (mpirun needs --mca orte_enable_recovery 1).
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
@@ -19,9 +21,10 @@ namespace dist_main {
 std::string pre_init_error;
 bool pre_init_is_initialized = true;
 
-// Rank 1 kills itself after a few all-reduces; the others must fail within timeout + slack with an
-// Error that names rank 1. Prints "KILL-TEST OK" (rank 0) when so; the exit status is non-zero.
-int kill_test() {
+// Rank 1 kills itself after a few all-reduces (`inside`: just after starting one, so the others see it
+// arrive); the others must fail within timeout + slack with an Error that names rank 1. Each survivor
+// prints "KILL-TEST OK" when so; the exit status is non-zero.
+int kill_test(bool inside) {
   constexpr double kTimeout = 3, kSlack = 2;
   auto& pg = strata::dist::init_process_group({.timeout_s = kTimeout});
   if (pg.world_size() < 2) {
@@ -31,6 +34,7 @@ int kill_test() {
   strata::Tensor t = strata::Tensor::empty({1000}, strata::DType::f32);
   for (int step = 0; step < 1000; ++step) {
     if (pg.rank() == 1 && step == 3) {
+      if (inside) pg.all_reduce_async(t);
       std::fflush(stdout);
       std::raise(SIGKILL);
     }
@@ -45,8 +49,7 @@ int kill_test() {
                   named && in_time && step >= 3 ? "KILL-TEST OK" : "KILL-TEST FAILED", pg.rank(), step, s, kTimeout,
                   e.what());
       std::fflush(stdout);
-      strata::dist::destroy_process_group();  // broken: skips MPI_Finalize
-      return 1;
+      return 1;  // at exit: the group is broken, so MPI_Abort (mpirun's status says the job failed)
     }
   }
   std::printf("KILL-TEST FAILED (rank %d): no error after 1000 all-reduces\n", pg.rank());
@@ -55,7 +58,8 @@ int kill_test() {
 }  // namespace dist_main
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::strcmp(argv[1], "--kill-test") == 0) return dist_main::kill_test();
+  if (argc > 1 && std::strcmp(argv[1], "--kill-test") == 0)
+    return dist_main::kill_test(argc > 2 && std::strcmp(argv[2], "inside") == 0);
   try {
     strata::dist::group();
   } catch (const strata::Error& e) {

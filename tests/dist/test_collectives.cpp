@@ -211,6 +211,19 @@ TEST_CASE("dist: all_reduce_async with two in flight", "[dist]") {
   Work().wait();  // a default Work is done
 }
 
+TEST_CASE("dist: an async all_reduce progresses while the caller makes no MPI call", "[dist]") {
+  auto& pg = group();
+  const int P = pg.world_size(), r = pg.rank();
+  // 4 MB: past the eager limit and several rounds of the algorithm, so without a thread driving MPI's
+  // progress it would sit unfinished until the next MPI call
+  Tensor a = make(DType::f32, 1 << 20, [&](int64_t i) { return r + 1 + i % 1000; });
+  Work w = pg.all_reduce_async(a);
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // "compute": no MPI call from this thread
+  CHECK(w.done());  // the first test after the sleep finds it finished
+  w.wait();
+  check_equal(a, [&](int64_t i) { return P * (P + 1) / 2 + double(P) * double(i % 1000); });
+}
+
 TEST_CASE("dist: bad arguments are Errors naming the op; the group stays usable", "[dist]") {
   auto& pg = group();
   const int P = pg.world_size();

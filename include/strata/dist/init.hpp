@@ -7,7 +7,9 @@
 // init is idempotent (a second call returns the same group and ignores its options). MPI can be
 // initialised once per process, so a group cannot be made again after destroy. When MPI was started
 // by the caller (MPI_Initialized), the caller also finalizes it. A broken group (a collective timed
-// out) is not finalized: MPI_Finalize would wait for the lost rank forever.
+// out) is not finalized: MPI_Finalize would wait for the lost rank forever. Instead, at exit, a process
+// whose group broke calls MPI_Abort(1), so that mpirun ends the job and its exit status says it
+// failed (with --mca orte_enable_recovery 1, mpirun would otherwise return 0).
 #pragma once
 
 #include <cstdlib>
@@ -25,6 +27,7 @@ struct Global {
   bool owns_mpi = false;     // we called MPI_Init_thread, so we finalize
   bool destroyed = false;
   bool atexit_set = false;
+  bool broke = false;        // the group was broken when destroyed
 };
 inline Global& global() {
   static Global g;
@@ -57,7 +60,11 @@ inline ProcessGroup& init_process_group(const InitOptions& o = {}) {
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   g.group = std::make_unique<ProcessGroup>(MPI_COMM_WORLD, o);
   if (!g.atexit_set) {
-    std::atexit([] { destroy_process_group(); });
+    std::atexit([] {
+      destroy_process_group();
+      auto& g = detail::global();
+      if (g.broke && g.owns_mpi) MPI_Abort(MPI_COMM_WORLD, 1);
+    });
     g.atexit_set = true;
   }
   return *g.group;
@@ -86,6 +93,7 @@ inline void destroy_process_group() {
   std::lock_guard lock(g.mutex);
   if (!g.group) return;
   const bool clean = g.group->shutdown();
+  g.broke = !clean;
   if (clean) g.group.reset();
   else g.group.release();  // a broken group's MPI state is left as is: nothing may touch it now
   g.destroyed = true;

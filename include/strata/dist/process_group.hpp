@@ -14,16 +14,23 @@
 // MPI_Ibarrier) polled with MPI_Test until timeout_s. To say WHO is missing, a rank entering
 // collective #s sends a tiny "arrived s" message to every other rank on a private communicator;
 // when #s times out, the ranks whose "arrived s" never came are named ("rank 1 was lost ...").
+// A watcher thread also sends the same message every timeout_s / 10 (at most 1 s) as a heartbeat:
+// a rank silent for 4 beats is "lost" (dead), one still beating but not arriving is "alive but did
+// not reach" (hung, or calling other collectives); so a rank that dies inside a collective it had
+// already reached is named too. The watcher's polling also drives MPI's progress engine while
+// collectives are in flight, so all_reduce_async makes progress during the caller's compute.
 // After a timeout the group is broken (MPI cannot cancel a collective): every later call throws,
 // and destroy_process_group skips MPI_Finalize, which would wait for the dead rank forever.
 // The communicators use MPI_ERRORS_RETURN, so MPI failures become strata::Error, not an abort.
 //
 // Threads: the group serializes its MPI calls with a mutex (MPI_THREAD_SERIALIZED), so any thread may
-// start or wait on collectives, as long as all ranks start them in the same order.
+// start or wait on collectives, as long as all ranks start them in the same order. Without that
+// thread level from MPI, there is no watcher: arrivals alone name the missing ranks.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <climits>
 #include <cstdio>
 #include <list>
@@ -49,7 +56,7 @@ class ProcessGroup {
  public:
   /// Made by init_process_group (collective over `world`: every rank must call it).
   ProcessGroup(MPI_Comm world, const InitOptions& o);
-  ~ProcessGroup() = default;
+  ~ProcessGroup() { stop_watcher(); }
   ProcessGroup(const ProcessGroup&) = delete;
   ProcessGroup& operator=(const ProcessGroup&) = delete;
 
@@ -99,6 +106,9 @@ class ProcessGroup {
   std::string describe_timeout(const detail::WorkState& w);
   void wait_work(const WorkPtr& w);
   bool test_work(const WorkPtr& w);
+  void send_beats();                                   // lock held
+  void watch();                                        // the watcher thread's loop
+  void stop_watcher();
   double seconds_since(Clock::time_point t) const { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
   mutable std::mutex mutex_;
@@ -114,6 +124,14 @@ class ProcessGroup {
   std::vector<MPI_Request> recv_req_;
   std::list<Send> sends_;           // arrival messages not yet sent out (list: stable buffer addresses)
   std::vector<WorkPtr> graveyard_;  // failed collectives: MPI may still touch their buffers
+  // the watcher: heartbeats and progress
+  std::thread watcher_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  int64_t inflight_ = 0;            // collectives started and not finished: the watcher polls often then
+  double beat_s_ = 1;               // heartbeat interval
+  Clock::time_point last_beat_;
+  std::vector<Send> beats_;         // one heartbeat in flight per peer at most
 };
 
 // ---- construction -------------------------------------------------------------------------------
@@ -144,6 +162,14 @@ inline ProcessGroup::ProcessGroup(MPI_Comm world, const InitOptions& o) : timeou
   recv_req_.assign(size_t(size_), MPI_REQUEST_NULL);
   for (int p = 0; p < size_; ++p)
     if (p != rank_) post_recv(p);
+  int level = MPI_THREAD_SINGLE;
+  MPI_Query_thread(&level);
+  if (size_ > 1 && level >= MPI_THREAD_SERIALIZED) {
+    beat_s_ = std::clamp(timeout_s_ / 10, 0.01, 1.0);
+    beats_.resize(size_t(size_));
+    last_beat_ = Clock::now() - std::chrono::hours(1);  // beat at once
+    watcher_ = std::thread([this] { watch(); });
+  }
 }
 
 // ---- collectives --------------------------------------------------------------------------------
@@ -269,6 +295,8 @@ inline ProcessGroup::WorkPtr ProcessGroup::start(const char* op, const Tensor& k
   w->op = op;
   w->seq = ++seq_;
   w->keep = keep;
+  ++inflight_;
+  wake_.notify_one();  // the watcher polls faster while collectives are in flight
   for (int p = 0; p < size_; ++p) {  // "I have reached collective #seq"
     if (p == rank_) continue;
     Send& s = sends_.emplace_back();
@@ -306,6 +334,7 @@ inline void ProcessGroup::poll_control() {
 }
 
 inline void ProcessGroup::fail_locked(const WorkPtr& w, const std::string& msg) {
+  if (!w->completed && w->seq > 0) --inflight_;
   w->error = std::make_exception_ptr(Error(msg));
   w->completed = true;
   if (broken_.empty()) broken_ = msg;
@@ -322,6 +351,7 @@ inline bool ProcessGroup::test_locked(const WorkPtr& w) {
   }
   if (flag || w->request == MPI_REQUEST_NULL) {
     w->completed = true;
+    --inflight_;
     if (w->finish) {
       try { w->finish(); } catch (...) { w->error = std::current_exception(); }
     }
@@ -335,26 +365,42 @@ inline bool ProcessGroup::test_locked(const WorkPtr& w) {
 
 inline std::string ProcessGroup::describe_timeout(const detail::WorkState& w) {
   poll_control();
-  std::vector<int> missing;
-  for (int p = 0; p < size_; ++p)
-    if (p != rank_ && arrived_[size_t(p)] < w.seq) missing.push_back(p);
-  std::ostringstream os;
-  os << w.op << ": ";
-  if (!missing.empty()) {
-    os << (missing.size() == 1 ? "rank " : "ranks ");
-    for (size_t k = 0; k < missing.size(); ++k) os << (k ? ", " : "") << missing[k];
-    os << (missing.size() == 1 ? " was" : " were") << " lost: no word that " << (missing.size() == 1 ? "it" : "they")
-       << " reached collective #" << w.seq << " within the timeout of " << timeout_s_ << " s (";
-    for (size_t k = 0; k < missing.size(); ++k) {
-      const int p = missing[k];
-      os << (k ? "; " : "") << "rank " << p << " last reached #" << arrived_[size_t(p)] << ", heard from "
-         << seconds_since(heard_[size_t(p)]) << " s ago";
-    }
-    os << "): it died, hangs, or called other collectives";
-  } else {
-    os << "collective #" << w.seq << " did not complete within the timeout of " << timeout_s_
-       << " s although every rank reached it: a rank may have died inside it";
+  const bool beating = watcher_.joinable();
+  const double lost_after = 4 * beat_s_;  // silent this long while heartbeats run: dead
+  std::vector<int> lost, behind;
+  for (int p = 0; p < size_; ++p) {
+    if (p == rank_) continue;
+    if (beating ? seconds_since(heard_[size_t(p)]) > lost_after : arrived_[size_t(p)] < w.seq) lost.push_back(p);
+    else if (arrived_[size_t(p)] < w.seq) behind.push_back(p);
   }
+  auto names = [](const std::vector<int>& ranks) {
+    std::ostringstream os;
+    os << (ranks.size() == 1 ? "rank " : "ranks ");
+    for (size_t k = 0; k < ranks.size(); ++k) os << (k ? ", " : "") << ranks[k];
+    return os.str();
+  };
+  std::ostringstream os;
+  os.precision(3);
+  os << w.op << ": collective #" << w.seq << " did not complete within the timeout of " << timeout_s_ << " s: ";
+  if (!lost.empty()) {
+    os << names(lost) << (lost.size() == 1 ? " was" : " were") << " lost (";
+    for (size_t k = 0; k < lost.size(); ++k) {
+      const int p = lost[k];
+      os << (k ? "; " : "") << "rank " << p << ": no message for " << seconds_since(heard_[size_t(p)])
+         << " s, last reached collective #" << arrived_[size_t(p)];
+    }
+    os << (beating ? "): it died or its machine is unreachable" : "): it died, hangs, or called other collectives");
+  }
+  if (!behind.empty()) {
+    os << (lost.empty() ? "" : "; ") << names(behind) << (behind.size() == 1 ? " is" : " are")
+       << " alive but did not reach it (";
+    for (size_t k = 0; k < behind.size(); ++k)
+      os << (k ? "; " : "") << "rank " << behind[k] << " is at #" << arrived_[size_t(behind[k])];
+    os << "): a hang, or ranks calling different collectives";
+  }
+  if (lost.empty() && behind.empty())
+    os << "every rank reached it and is alive, yet it did not finish (ranks calling collectives with "
+          "different sizes or roots?)";
   os << ". The process group (rank " << rank_ << " of " << size_
      << ") is broken now: end this process and restart the job";
   return os.str();
@@ -397,6 +443,7 @@ inline bool ProcessGroup::test_work(const WorkPtr& w) {
 
 inline bool ProcessGroup::shutdown() noexcept {
   try {
+    stop_watcher();  // no heartbeats after this: the last barrier's arrival is each rank's last message
     if (broken()) return false;
     barrier();  // every rank has now sent its last arrival message
     std::unique_lock lock(mutex_);
@@ -424,6 +471,51 @@ inline bool ProcessGroup::shutdown() noexcept {
   } catch (const std::exception& e) {
     std::fprintf(stderr, "destroy_process_group: %s\n", e.what());
     return false;
+  }
+}
+
+inline void ProcessGroup::send_beats() {
+  for (int p = 0; p < size_; ++p) {
+    if (p == rank_) continue;
+    Send& b = beats_[size_t(p)];
+    int flag = 1;
+    if (b.request != MPI_REQUEST_NULL) MPI_Test(&b.request, &flag, MPI_STATUS_IGNORE);
+    if (!flag) continue;  // the last beat has not left yet (a dead peer stops reading): skip this one
+    b.value = seq_;
+    detail::mpi_check(MPI_Isend(&b.value, 1, MPI_INT64_T, p, kTagArrive, ctl_, &b.request), "process_group",
+                      "MPI_Isend");
+  }
+  last_beat_ = Clock::now();
+}
+
+inline void ProcessGroup::watch() {
+  std::unique_lock lock(mutex_);
+  while (!stop_) {
+    try {
+      if (seconds_since(last_beat_) >= beat_s_) send_beats();
+      poll_control();  // also advances MPI's nonblocking collectives
+    } catch (const std::exception& e) {
+      if (broken_.empty()) broken_ = e.what();
+      return;
+    }
+    if (inflight_ > 0) wake_.wait_for(lock, std::chrono::microseconds(500));
+    else wake_.wait_for(lock, std::chrono::duration<double>(beat_s_));
+  }
+}
+
+inline void ProcessGroup::stop_watcher() {
+  if (!watcher_.joinable()) return;
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_one();
+  watcher_.join();
+  std::lock_guard lock(mutex_);
+  for (Send& b : beats_) {  // a beat to a live peer leaves at once; one to a dead peer is dropped
+    if (b.request == MPI_REQUEST_NULL) continue;
+    int flag = 0;
+    for (int k = 0; k < 1000 && !flag; ++k) MPI_Test(&b.request, &flag, MPI_STATUS_IGNORE);
   }
 }
 
