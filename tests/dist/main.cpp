@@ -4,7 +4,9 @@
 //   mpirun --allow-run-as-root --oversubscribe -np 3 ./strata_dist_tests
 //   mpirun ... -np 2 ./strata_dist_tests --kill-test          (rank 1 SIGKILLs itself between collectives)
 //   mpirun ... -np 3 ./strata_dist_tests --kill-test inside   (rank 1 dies with an all-reduce in flight)
-// In both the others must name rank 1 within the timeout (mpirun needs --mca orte_enable_recovery 1).
+//   mpirun ... -np 2 ./strata_dist_tests --kill-test hang     (rank 1 stays alive but stops calling)
+// The others must name rank 1 within the timeout ("was lost" / "is alive but did not reach it");
+// mpirun needs --mca orte_abort_on_non_zero_status 0, or it kills them all when rank 1 dies.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
@@ -13,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include <strata/dist.hpp>
 
@@ -22,9 +25,10 @@ std::string pre_init_error;
 bool pre_init_is_initialized = true;
 
 // Rank 1 kills itself after a few all-reduces (`inside`: just after starting one, so the others see it
-// arrive); the others must fail within timeout + slack with an Error that names rank 1. Each survivor
-// prints "KILL-TEST OK" when so; the exit status is non-zero.
-int kill_test(bool inside) {
+// arrive; `hang`: it sleeps instead, alive); the others must fail within timeout + slack with an Error
+// that names rank 1 as lost (or, for `hang`, as alive). Each survivor prints "KILL-TEST OK" when so;
+// the exit status is non-zero.
+int kill_test(const std::string& mode) {
   constexpr double kTimeout = 3, kSlack = 2;
   auto& pg = strata::dist::init_process_group({.timeout_s = kTimeout});
   if (pg.world_size() < 2) {
@@ -34,16 +38,20 @@ int kill_test(bool inside) {
   strata::Tensor t = strata::Tensor::empty({1000}, strata::DType::f32);
   for (int step = 0; step < 1000; ++step) {
     if (pg.rank() == 1 && step == 3) {
-      if (inside) pg.all_reduce_async(t);
-      std::fflush(stdout);
-      std::raise(SIGKILL);
+      if (mode == "hang") {  // alive (the watcher keeps beating) but late: ended by rank 0's MPI_Abort
+        std::this_thread::sleep_for(std::chrono::duration<double>(kTimeout + 2 * kSlack));
+      } else {
+        if (mode == "inside") pg.all_reduce_async(t);
+        std::fflush(stdout);
+        std::raise(SIGKILL);
+      }
     }
     const auto t0 = std::chrono::steady_clock::now();
     try {
       pg.all_reduce(t);
     } catch (const strata::Error& e) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const bool named = std::strstr(e.what(), "rank 1") != nullptr;
+      const bool named = std::strstr(e.what(), mode == "hang" ? "rank 1 is alive" : "rank 1 was lost") != nullptr;
       const bool in_time = s <= kTimeout + kSlack;
       std::printf("%s (rank %d, step %d): caught after %.2f s (timeout %.0f s): %s\n",
                   named && in_time && step >= 3 ? "KILL-TEST OK" : "KILL-TEST FAILED", pg.rank(), step, s, kTimeout,
@@ -59,7 +67,7 @@ int kill_test(bool inside) {
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "--kill-test") == 0)
-    return dist_main::kill_test(argc > 2 && std::strcmp(argv[2], "inside") == 0);
+    return dist_main::kill_test(argc > 2 ? argv[2] : "");
   try {
     strata::dist::group();
   } catch (const strata::Error& e) {
