@@ -11,7 +11,7 @@ namespace emu_test {
 
 /// out[b] = sum of x[b * blockDim.x + t] for t < blockDim.x and index < n: the classic tree in
 /// shared memory, one __syncthreads per level (blockDim.x a power of two <= 1024).
-inline __global__ void block_sum_shared_kernel(const float* x, float* out, int n) {
+static __global__ void block_sum_shared_kernel(const float* x, float* out, int n) {
   __shared__ float s[1024];
   const unsigned t = threadIdx.x;
   const unsigned i = blockIdx.x * blockDim.x + t;
@@ -38,7 +38,7 @@ __device__ inline float warp_sum_xor(float v) {
 
 /// Per warp w (global): down[w] = the warp's sum of x (lane 0's shuffle-down result);
 /// every thread i: butterfly[i] = its warp's sum (xor result). blockDim.x a multiple of 32.
-inline __global__ void warp_sum_kernel(const float* x, float* down, float* butterfly) {
+static __global__ void warp_sum_kernel(const float* x, float* down, float* butterfly) {
   const unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
   const float v = x[i];
   const float d = warp_sum_down(v);
@@ -48,7 +48,7 @@ inline __global__ void warp_sum_kernel(const float* x, float* down, float* butte
 
 /// out[b] = the block's sum as production kernels do it: shuffles within each warp, the warps'
 /// partial sums through shared memory, then one warp reduces those.
-inline __global__ void block_sum_warp_kernel(const float* x, float* out, int n) {
+static __global__ void block_sum_warp_kernel(const float* x, float* out, int n) {
   __shared__ float partial[32];
   const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -71,7 +71,7 @@ inline __global__ void block_sum_warp_kernel(const float* x, float* out, int n) 
 ///   xor8[i]  = x of lane ^ 8                      (__shfl_xor_sync, width 16: stays in its half)
 ///   xor16[i] = x of lane - 16 in lanes 16..31; its own x in lanes 0..15, whose partner lane ^ 16
 ///              lies in a later 16-lane segment    (__shfl_xor_sync 16, width 16)
-inline __global__ void shuffle_kernel(const int* x, int* bcast, int* seg, int* up, int* scan, int* xor8,
+static __global__ void shuffle_kernel(const int* x, int* bcast, int* seg, int* up, int* scan, int* xor8,
                                       int* xor16) {
   const unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
   const unsigned lane = threadIdx.x % 32;
@@ -93,7 +93,7 @@ inline __global__ void shuffle_kernel(const int* x, int* bcast, int* seg, int* u
 /// 32). Lanes 0..19 vote together (mask 0x000fffff); lanes 20..31 split into the odd ones
 /// (0xaaa00000) and the even ones (0x55500000). For every thread i with predicate pred[i]:
 /// ballot[i] = bits of its group's lanes whose pred != 0, any[i], all[i] over its group.
-inline __global__ void vote_kernel(const int* pred, unsigned* ballot, int* any, int* all) {
+static __global__ void vote_kernel(const int* pred, unsigned* ballot, int* any, int* all) {
   const unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
   const unsigned lane = threadIdx.x % 32;
   const int p = pred[i];
@@ -114,7 +114,7 @@ inline __global__ void vote_kernel(const int* pred, unsigned* ballot, int* any, 
 }
 
 /// Per block b: count[b] = threads with pred != 0 (__syncthreads_count), all[b], any[b].
-inline __global__ void sync_count_kernel(const int* pred, int* count, int* all, int* any) {
+static __global__ void sync_count_kernel(const int* pred, int* count, int* all, int* any) {
   const int p = pred[blockIdx.x * blockDim.x + threadIdx.x];
   const int c = __syncthreads_count(p);
   const int a = __syncthreads_and(p);
@@ -133,7 +133,7 @@ inline __global__ void sync_count_kernel(const int* pred, int* count, int* all, 
 /// same way: out[i] = x of thread (t + 1) % blockDim.x of the block, who[i] = (t + 1) % blockDim.x.
 /// (Thread t reads what thread t + 1 wrote: without the barrier, or with one that released a
 /// thread early, it would read a stale value.) shared_bytes = blockDim.x * 8.
-inline __global__ void rotate_dynamic_kernel(const float* x, float* out, int* who) {
+static __global__ void rotate_dynamic_kernel(const float* x, float* out, int* who) {
   STRATA_DYNAMIC_SHARED(float, s_values);
   int* s_index = reinterpret_cast<int*>(s_values + blockDim.x);
   const unsigned t = threadIdx.x, i = blockIdx.x * blockDim.x + t;
@@ -146,7 +146,7 @@ inline __global__ void rotate_dynamic_kernel(const float* x, float* out, int* wh
 
 /// Fills `floats` floats of dynamic shared memory (thread t writes t, t + blockDim.x, ...), then
 /// thread 0 writes their sum to out[blockIdx.x]: uses every byte of a large dynamic allocation.
-inline __global__ void fill_dynamic_kernel(int floats, float* out) {
+static __global__ void fill_dynamic_kernel(int floats, float* out) {
   STRATA_DYNAMIC_SHARED(float, s);
   for (int k = int(threadIdx.x); k < floats; k += int(blockDim.x)) s[k] = float(k % 64);
   __syncthreads();
@@ -161,7 +161,7 @@ inline __global__ void fill_dynamic_kernel(int floats, float* out) {
 
 /// For a 3-D array of `size` (x fastest) covered by the grid: the thread at (x, y, z) adds 1 to
 /// hits[cell] and writes who[cell] = linear block index * 1024 + linear thread index.
-inline __global__ void index3d_kernel(int* hits, unsigned* who, dim3 size) {
+static __global__ void index3d_kernel(int* hits, unsigned* who, dim3 size) {
   const unsigned x = blockIdx.x * blockDim.x + threadIdx.x;
   const unsigned y = blockIdx.y * blockDim.y + threadIdx.y;
   const unsigned z = blockIdx.z * blockDim.z + threadIdx.z;
@@ -189,7 +189,7 @@ struct AtomicTotals {
   unsigned bits[4];
 };
 
-inline __global__ void atomics_kernel(AtomicTotals* t) {
+static __global__ void atomics_kernel(AtomicTotals* t) {
   const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
   atomicAdd(&t->f, 1.0f);
   atomicAdd(&t->d, 0.5 * i);
@@ -215,7 +215,7 @@ inline __global__ void atomics_kernel(AtomicTotals* t) {
 /// __half2float(__float2half(0.1f)), __bfloat162float(__float2bfloat16(0.1f)), __popc(0xf0f0),
 /// __ffs(8), __clz(1), __saturatef(1.5f), __float_as_uint(1.0f) (as float), __sinf(0.5f),
 /// __powf(2, 10). One thread.
-inline __global__ void math_kernel(float* out) {
+static __global__ void math_kernel(float* out) {
   out[0] = __expf(1.0f);
   out[1] = __logf(2.718281828f);
   out[2] = rsqrtf(4.0f);

@@ -348,7 +348,7 @@ TEST_CASE("emu: bad launch configurations throw strata::Error", "[emu][gpu]") {
 namespace emu_test {
 
 /// Thread `thread` of block `block` throws between two barriers.
-inline __global__ void throwing_kernel(unsigned block, unsigned thread, int* done) {
+static __global__ void throwing_kernel(unsigned block, unsigned thread, int* done) {
   __syncthreads();
   if (blockIdx.x == block && threadIdx.x == thread) throw strata::Error("kernel_op: got a bad value, expected a good one");
   __syncthreads();
@@ -356,18 +356,18 @@ inline __global__ void throwing_kernel(unsigned block, unsigned thread, int* don
 }
 
 /// Lanes 0..15 wait at __syncwarp for lanes 16..31, which wait at __syncthreads for them.
-inline __global__ void deadlock_kernel() {
+static __global__ void deadlock_kernel() {
   if (threadIdx.x < 16) __syncwarp();
   else __syncthreads();
 }
 
 /// Lane 5 shuffles with a mask that leaves it out.
-inline __global__ void bad_mask_kernel(int* out) {
+static __global__ void bad_mask_kernel(int* out) {
   out[threadIdx.x] = __shfl_sync(threadIdx.x == 5 ? 0x1u : 0xffffffffu, int(threadIdx.x), 0);
 }
 
 /// Even lanes call __ballot_sync, odd lanes __any_sync, both with the full mask.
-inline __global__ void mixed_vote_kernel(int* out) {
+static __global__ void mixed_vote_kernel(int* out) {
   out[threadIdx.x] = threadIdx.x % 2 ? __any_sync(0xffffffffu, 1) : int(__ballot_sync(0xffffffffu, 1));
 }
 

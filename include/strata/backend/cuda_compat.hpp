@@ -5,8 +5,9 @@
 // defined, so the same source runs on the CPU. Either way it provides
 //   STRATA_DYNAMIC_SHARED(T, name);   // T* name: the block's dynamic shared memory (16-byte aligned),
 //                                     // sized by launch's shared_bytes argument
-// Conventions for kernel sources, so they compile under both: kernels and device helpers in a
-// header are templates or `inline` (or `__forceinline__`); no `<<<>>>` (strata::cuda::launch);
+// Conventions for kernel sources, so they compile under both: a kernel in a header is a template
+// or `static __global__` (nvcc ignores `inline` on a kernel, with a warning), a device helper is
+// `__device__ inline` or `__forceinline__`, or a template; no `<<<>>>` (strata::cuda::launch);
 // static shared memory as `__shared__ T name[N];` inside the kernel; only the CUDA built-ins and
 // intrinsics the emulator provides (see emu/*.hpp).
 #pragma once
