@@ -7,7 +7,7 @@
 //   mpirun ... --quick          a few seconds on a subset (CI): asserts the loss falls, accuracy > 70%,
 //                               and the ranks' weights are identical
 //   options: --epochs N  --lr X  --bs N (global batch: bs / world_size per rank)  --bucket-mb X
-//            --n-train N  --n-valid N (subsets; 0: all)
+//            --n-train N  --n-valid N (subsets; 0: all)  --timeout S (collectives; default 120)
 //            --bf16  --channels-last  --sync-bn  --target X  --out DIR
 // Prints, on rank 0: the epoch table, images/s over all ranks (training phases only) and the share of
 // step time spent blocked waiting for all-reduces (what the overlap did not hide).
@@ -25,7 +25,7 @@ using namespace strata;
 struct Args {
   int epochs = 5, bs = 128;
   int64_t n_train = 0, n_valid = 0;  // 0: all (--quick: 6144 and 2000)
-  double lr = 1e-2, target = 0.925, bucket_mb = 1;
+  double lr = 1e-2, target = 0.925, bucket_mb = 1, timeout_s = 120;
   bool quick = false, bf16 = false, channels_last = false, sync_bn = false;
   std::string out = ".";
 };
@@ -40,7 +40,7 @@ nn::ModulePtr fashion_resnet() {
 }
 
 int run(const Args& a) {
-  dist::ProcessGroup& pg = dist::init_process_group();
+  dist::ProcessGroup& pg = dist::init_process_group({.timeout_s = a.timeout_s});  // a lost rank: an error, no hang
   const int W = pg.world_size();
   STRATA_CHECK(a.bs % W == 0, "train_distributed", "got --bs ", a.bs, " and ", W, " ranks, expected bs % ranks == 0");
   manual_seed(42);  // the same init everywhere (to_distributed broadcasts rank 0's anyway)
@@ -100,6 +100,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--lr")) a.lr = std::atof(next());
     else if (!std::strcmp(argv[i], "--bucket-mb")) a.bucket_mb = std::atof(next());
     else if (!std::strcmp(argv[i], "--target")) a.target = std::atof(next());
+    else if (!std::strcmp(argv[i], "--timeout")) a.timeout_s = std::atof(next());
     else if (!std::strcmp(argv[i], "--out")) a.out = next();
     else return std::fprintf(stderr, "unknown option %s (see the top of train_distributed.cpp)\n", argv[i]), 2;
   }
