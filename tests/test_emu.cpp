@@ -371,6 +371,17 @@ static __global__ void mixed_vote_kernel(int* out) {
   out[threadIdx.x] = threadIdx.x % 2 ? __any_sync(0xffffffffu, 1) : int(__ballot_sync(0xffffffffu, 1));
 }
 
+/// Launches another kernel from device code (dynamic parallelism), which the emulator refuses.
+static __global__ void nested_launch_kernel(float* out) {
+  strata::cuda::launch(math_kernel, dim3(1), dim3(1), 0, strata::cuda::Stream{}, out);
+}
+
+/// y[i] = a * x[i] + y[i]: an elementwise kernel with no barrier, for the timing.
+static __global__ void saxpy_kernel(int n, float a, const float* x, float* y) {
+  const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i < n) y[i] = a * x[i] + y[i];
+}
+
 }  // namespace emu_test
 
 TEST_CASE("emu: kernel errors become strata::Error naming block and thread", "[emu]") {
@@ -387,6 +398,11 @@ TEST_CASE("emu: kernel errors become strata::Error naming block and thread", "[e
                       "of warp 0, expected a mask that includes the calling lane");
   REQUIRE_THROWS_WITH(cuda::launch(mixed_vote_kernel, dim3(1), dim3(32), 0, cuda::Stream{}, out.get()),
                       Catch::Contains("lanes of warp 0 that disagree"));
+  DeviceArray<float> math_out(14);
+  REQUIRE_THROWS_WITH(cuda::launch(nested_launch_kernel, dim3(1), dim3(2), 0, cuda::Stream{}, math_out.get()),
+                      "launch: kernel threw in block (0, 0, 0), thread (0, 0, 0): launch: got a launch from inside a "
+                      "kernel (block (0, 0, 0), thread (0, 0, 0)), expected launches from host code only (dynamic "
+                      "parallelism is not emulated)");
 
   // the workers' fibers, stacks and barriers are sound after abandoned blocks
   const int n = 64 * 256;
@@ -415,6 +431,18 @@ TEST_CASE("emu: launch timing, 4096 blocks of 256 threads", "[.emu_bench]") {
     }
     CHECK(sums.host() == block_sums(x, block, blocks));
   }
+  DeviceArray<float> y{size_t(n)};
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::clock_t c0 = std::clock();
+    cuda::launch(saxpy_kernel, dim3(blocks), dim3(block), 0, cuda::Stream{}, n, 2.0f, d_x.get(), y.get());
+    const double cpu_ms = double(std::clock() - c0) * 1000.0 / CLOCKS_PER_SEC;
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("emu: saxpy_kernel (no barrier), %d blocks x %d threads: %.1f ms wall, %.1f ms cpu (%.1f ns cpu per "
+                "thread)\n", blocks, block, ms, cpu_ms, cpu_ms * 1e6 / n);
+  }
+  const auto h_y = y.host();
+  for (int i = 0; i < n; ++i) REQUIRE(h_y[size_t(i)] == 6.0f * x[size_t(i)]);
 }
 
 #endif

@@ -210,6 +210,9 @@ class FiberStacks {
                  " bytes, expected mmap to succeed");
     base_ = static_cast<char*>(p);
     count_ = n;
+#if defined(STRATA_EMU_ASAN)
+    __asan_unpoison_memory_region(base_, bytes);  // the range may hold stale shadow from an old mapping
+#endif
     for (int i = 0; i < n; ++i) mprotect(base_ + size_t(i) * slot_, page_, PROT_NONE);
   }
 

@@ -154,6 +154,9 @@ class Worker {
       make_context(l.ctx, stacks_.stack(i), stacks_.size() - size_t(i % 32) * 128, &fiber_main, this);
     }
     error_ = nullptr;
+    struct Leave {  // back on the worker's own stack: no fiber runs on this thread
+      ~Leave() { tl_lane = nullptr; }
+    } leave;
     while (live_ > 0) {
       const int j = next_runnable(0);
       if (j == n_) {
@@ -382,6 +385,9 @@ inline void run_grid(dim3 grid, dim3 block, size_t shared_bytes, void (*invoke)(
   g.shared_bytes = shared_bytes;
   g.invoke = invoke;
   g.call = call;
+  STRATA_CHECK(tl_lane == nullptr, "launch", "got a launch from inside a kernel (block ",
+               dims_str(tl_worker->block_idx), ", thread ", dims_str(tl_lane->thread_idx),
+               "), expected launches from host code only (dynamic parallelism is not emulated)");
   const uint64_t blocks = uint64_t(grid.x) * grid.y * grid.z;
   const int workers = int(std::min<uint64_t>(uint64_t(num_threads()), blocks));
   parallel_for(0, workers, 1, [&](int64_t lo, int64_t hi) {
