@@ -12,6 +12,7 @@
 //   }                                                             // MPI_Finalize at exit
 //
 //   mpirun --allow-run-as-root --oversubscribe -np 2 ./app
+//   STRATA_RENDEZVOUS_DIR=/shared/job RANK=r WORLD_SIZE=2 ./app     (torchrun style: one command per rank)
 //
 // A collective that does not finish within timeout_s throws strata::Error naming the lost rank(s)
 // ("all_reduce: collective #4 did not complete within the timeout of 60 s: rank 1 was lost (...)");
@@ -24,4 +25,5 @@
 #include "strata/dist/env.hpp"
 #include "strata/dist/init.hpp"
 #include "strata/dist/process_group.hpp"
+#include "strata/dist/rendezvous.hpp"
 #include "strata/dist/work.hpp"

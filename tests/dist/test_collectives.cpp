@@ -72,6 +72,11 @@ TEST_CASE("dist: rank, world size and local rank agree with the launcher", "[dis
   if (const char* s = std::getenv("OMPI_COMM_WORLD_SIZE")) CHECK(P == std::atoi(s));
   if (const char* s = std::getenv("OMPI_COMM_WORLD_RANK")) CHECK(r == std::atoi(s));
   if (const char* s = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK")) CHECK(pg.local_rank() == std::atoi(s));
+  if (!std::getenv("OMPI_COMM_WORLD_SIZE")) {  // torchrun style (the file rendezvous): RANK, WORLD_SIZE
+    if (const char* s = std::getenv("WORLD_SIZE")) CHECK(P == std::atoi(s));
+    if (const char* s = std::getenv("RANK")) CHECK(r == std::atoi(s));
+    if (const char* s = std::getenv("LOCAL_RANK")) CHECK(pg.local_rank() == std::atoi(s));
+  }
   CHECK(pg.timeout_s() == 60);
   CHECK(is_initialized());
   CHECK(&init_process_group() == &pg);  // idempotent

@@ -62,7 +62,7 @@ inline LaunchEnv read_launch_env() {
 inline void check_launch_env(const LaunchEnv& e, int mpi_rank, int mpi_size) {
   const char* hint =
       " (ranks started one by one with RANK/WORLD_SIZE each see an MPI world of 1: start them with "
-      "`mpirun -np N`, which sets both)";
+      "`mpirun -np N`, or set STRATA_RENDEZVOUS_DIR to a directory they share)";
   STRATA_CHECK(e.world_size < 0 || e.world_size == mpi_size, "init_process_group", "got WORLD_SIZE=", e.world_size,
                " from the launcher (", e.source, "), expected MPI's world size ", mpi_size, hint);
   STRATA_CHECK(e.rank < 0 || e.rank == mpi_rank, "init_process_group", "got RANK=", e.rank, " from the launcher (",

@@ -10,6 +10,9 @@
 // out) is not finalized: MPI_Finalize would wait for the lost rank forever. Instead, at exit, a process
 // whose group broke calls MPI_Abort(1), so that mpirun ends the job and its exit status says it
 // failed (with --mca orte_enable_recovery 1, mpirun would otherwise return 0).
+//
+// Ranks started without mpirun (torchrun style: RANK, WORLD_SIZE, LOCAL_RANK) meet through the file
+// rendezvous of rendezvous.hpp when STRATA_RENDEZVOUS_DIR names a shared directory.
 #pragma once
 
 #include <cstdlib>
@@ -17,6 +20,7 @@
 #include <mutex>
 
 #include "strata/dist/process_group.hpp"
+#include "strata/dist/rendezvous.hpp"
 
 namespace strata::dist {
 
@@ -28,6 +32,7 @@ struct Global {
   bool destroyed = false;
   bool atexit_set = false;
   bool broke = false;        // the group was broken when destroyed
+  pid_t name_server = -1;    // rank 0 of a file rendezvous: the ompi-server it started
 };
 inline Global& global() {
   static Global g;
@@ -51,6 +56,15 @@ inline ProcessGroup& init_process_group(const InitOptions& o = {}) {
   MPI_Initialized(&up);
   MPI_Finalized(&down);
   STRATA_CHECK(!down, op, "got MPI already finalized, expected MPI usable");
+  // ranks started one by one (RANK/WORLD_SIZE, not by mpirun) meet through a shared directory
+  const LaunchEnv env = read_launch_env();
+  const char* dir = std::getenv("STRATA_RENDEZVOUS_DIR");
+  const bool rendezvous = !up && env.source == "torchrun" && env.world_size > 1 && dir && *dir;
+  if (rendezvous) {
+    STRATA_CHECK(env.rank >= 0 && env.rank < env.world_size, op, "got RANK=", env.rank, " with WORLD_SIZE=",
+                 env.world_size, ", expected 0 <= RANK < WORLD_SIZE for the rendezvous in ", dir);
+    g.name_server = detail::rendezvous_prepare(dir, env.rank, o.timeout_s);
+  }
   if (!up) {
     int provided = 0;
     detail::mpi_check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided), op, "MPI_Init_thread");
@@ -58,7 +72,10 @@ inline ProcessGroup& init_process_group(const InitOptions& o = {}) {
   }
   // errors on the world communicator come back as codes too (the group's own are set in its constructor)
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-  g.group = std::make_unique<ProcessGroup>(MPI_COMM_WORLD, o);
+  MPI_Comm world = MPI_COMM_WORLD;
+  if (rendezvous) world = detail::rendezvous_join(dir, env.rank, env.world_size, o.timeout_s);
+  g.group = std::make_unique<ProcessGroup>(world, o);  // works on its own duplicates of `world`
+  if (world != MPI_COMM_WORLD) MPI_Comm_free(&world);
   if (!g.atexit_set) {
     std::atexit([] {
       destroy_process_group();
@@ -100,6 +117,11 @@ inline void destroy_process_group() {
   int down = 0;
   MPI_Finalized(&down);
   if (clean && g.owns_mpi && !down) MPI_Finalize();
+  if (g.name_server > 0) {  // the rendezvous' ompi-server is not needed any more
+    kill(g.name_server, SIGTERM);
+    waitpid(g.name_server, nullptr, 0);
+    g.name_server = -1;
+  }
 }
 
 }  // namespace strata::dist

@@ -122,6 +122,7 @@ class ProcessGroup {
   std::vector<Clock::time_point> heard_;  // when each rank's last message came
   std::vector<int64_t> recv_buf_;
   std::vector<MPI_Request> recv_req_;
+  std::vector<int> idx_;            // MPI_Testsome's output
   std::list<Send> sends_;           // arrival messages not yet sent out (list: stable buffer addresses)
   std::vector<WorkPtr> graveyard_;  // failed collectives: MPI may still touch their buffers
   // the watcher: heartbeats and progress
@@ -160,6 +161,7 @@ inline ProcessGroup::ProcessGroup(MPI_Comm world, const InitOptions& o) : timeou
   heard_.assign(size_t(size_), Clock::now());
   recv_buf_.assign(size_t(size_), 0);
   recv_req_.assign(size_t(size_), MPI_REQUEST_NULL);
+  idx_.assign(size_t(size_), 0);
   for (int p = 0; p < size_; ++p)
     if (p != rank_) post_recv(p);
   int level = MPI_THREAD_SINGLE;
@@ -313,14 +315,13 @@ inline void ProcessGroup::post_recv(int peer) {
 
 inline void ProcessGroup::poll_control() {
   if (size_ == 1) return;
-  std::vector<int> idx(static_cast<size_t>(size_));
   for (;;) {  // drain every message that has come
     int count = 0;
-    detail::mpi_check(MPI_Testsome(size_, recv_req_.data(), &count, idx.data(), MPI_STATUSES_IGNORE),
+    detail::mpi_check(MPI_Testsome(size_, recv_req_.data(), &count, idx_.data(), MPI_STATUSES_IGNORE),
                       "process_group", "MPI_Testsome");
     if (count == MPI_UNDEFINED || count == 0) break;
     for (int k = 0; k < count; ++k) {
-      const int p = idx[size_t(k)];
+      const int p = idx_[size_t(k)];
       arrived_[size_t(p)] = std::max(arrived_[size_t(p)], recv_buf_[size_t(p)]);
       heard_[size_t(p)] = Clock::now();
       post_recv(p);
