@@ -30,7 +30,10 @@
 
 #include "strata/core/error.hpp"
 
-#if !defined(__x86_64__)
+// STRATA_EMU_UCONTEXT forces the portable ucontext switch on x86-64 too (to test it)
+#if defined(__x86_64__) && !defined(STRATA_EMU_UCONTEXT)
+#define STRATA_EMU_ASM_SWITCH 1
+#else
 #include <ucontext.h>
 #endif
 
@@ -59,7 +62,7 @@ namespace strata::emu::detail {
 /// The saved state of a suspended fiber (or of the worker thread's own stack), and the bounds of
 /// its stack (needed by the ASan annotations).
 struct Context {
-#if defined(__x86_64__)
+#if defined(STRATA_EMU_ASM_SWITCH)
   void* sp = nullptr;
 #else
   ucontext_t uc;
@@ -68,7 +71,7 @@ struct Context {
   size_t stack_size = 0;
 };
 
-#if defined(__x86_64__)
+#if defined(STRATA_EMU_ASM_SWITCH)
 // context_switch(&from->sp, to->sp): push the callee-saved registers, save rsp, load the new rsp,
 // pop its registers and `ret` to wherever that context stopped (or to context_trampoline for a
 // fiber that has not run yet). Naked: no prologue, the asm is the whole function.
@@ -107,7 +110,7 @@ inline void ucontext_trampoline() { tl_ucontext_entry(tl_ucontext_arg); }
 inline void make_context(Context& ctx, void* lo, size_t size, void (*entry)(void*), void* arg) {
   ctx.stack_lo = lo;
   ctx.stack_size = size;
-#if defined(__x86_64__)
+#if defined(STRATA_EMU_ASM_SWITCH)
   auto top = (reinterpret_cast<uintptr_t>(lo) + size) & ~uintptr_t(15);
   auto* sp = reinterpret_cast<void**>(top - 56);  // 7 words; after they are popped rsp == top
   sp[0] = nullptr;                                // r15
@@ -140,7 +143,7 @@ inline void switch_context(Context& from, Context& to, bool from_finished = fals
 #else
   (void)from_finished;
 #endif
-#if defined(__x86_64__)
+#if defined(STRATA_EMU_ASM_SWITCH)
   context_switch(&from.sp, to.sp);
 #else
   swapcontext(&from.uc, &to.uc);
@@ -237,3 +240,4 @@ class FiberStacks {
 }  // namespace strata::emu::detail
 
 #undef STRATA_EMU_OPAQUE
+#undef STRATA_EMU_ASM_SWITCH
