@@ -2,7 +2,7 @@
 // it needs <mpi.h> and MPI at link time (CMake: strata::dist, or MPI::MPI_CXX beside strata::strata).
 //
 //   #include <strata/dist.hpp>
-//   using namespace strata::dist;
+//   using namespace strata;  using namespace strata::dist;
 //   int main() {
 //     ProcessGroup& pg = init_process_group({.timeout_s = 60});   // rank/size from mpirun or RANK/WORLD_SIZE
 //     Tensor g = ...;                                             // contiguous cpu tensor
@@ -20,6 +20,7 @@
 // Open MPI 4.1's mpirun kills every rank as soon as one dies (e.g. SIGKILL), before a survivor can say
 // which: add `--mca orte_abort_on_non_zero_status 0` so the survivors run on and report the loss
 // (mpirun still exits non-zero). (`--mca orte_enable_recovery 1` works too, but mpirun then exits 0.)
+// Ranks joined through the file rendezvous are separate jobs: one dying takes no other down.
 #pragma once
 
 #include "strata/dist/env.hpp"
