@@ -5,7 +5,7 @@
 // 3-D blocks and grids, atomics across blocks, math intrinsics, device memory/stream/event round
 // trips and launch-configuration errors. Emulator-only: a kernel that throws, deadlocks or misuses
 // a warp operation gives a strata::Error naming the block and thread, and the emulator still works
-// afterwards. The same file compiled by nvcc runs these checks on a GPU (tests/gpu/).
+// afterwards; the reverse schedule order exposes a race that the forward order hides. The same file compiled by nvcc runs these checks on a GPU (tests/gpu/).
 //
 // Timing (hidden test, not in the suite): strata_tests "[.emu_bench]".
 #include <catch2/catch.hpp>
@@ -382,7 +382,69 @@ static __global__ void saxpy_kernel(int n, float a, const float* x, float* y) {
   if (i < n) y[i] = a * x[i] + y[i];
 }
 
+/// A deliberate race, no __syncthreads between the write and the read: out[i] = what thread t - 1 of
+/// the block wrote (b * 1000 + t - 1), or -1 in thread 0. Right by luck when thread t - 1 runs first.
+static __global__ void racy_shift_kernel(float* out) {
+  __shared__ float s[256];
+  const unsigned t = threadIdx.x;
+  s[t] = float(blockIdx.x * 1000 + t);
+  out[blockIdx.x * blockDim.x + t] = t > 0 ? s[t - 1] : -1.0f;
+}
+
+/// Sets the emulator's schedule order for a scope, then restores the previous one.
+struct ScheduleOrderScope {
+  explicit ScheduleOrderScope(strata::emu::ScheduleOrder order) : previous(strata::emu::detail::schedule_order()) {
+    strata::emu::set_schedule_order(order);
+  }
+  ~ScheduleOrderScope() { strata::emu::set_schedule_order(previous); }
+  ScheduleOrderScope(const ScheduleOrderScope&) = delete;
+  ScheduleOrderScope& operator=(const ScheduleOrderScope&) = delete;
+  strata::emu::ScheduleOrder previous;
+};
+
 }  // namespace emu_test
+
+TEST_CASE("emu: reverse schedule order gives the same results and exposes a race forward order hides", "[emu]") {
+  using namespace emu_test;
+  const int blocks = 6, block = 256, n = blocks * block;
+  auto racy_mismatches = [&] {
+    DeviceArray<float> out{size_t(n)};
+    cuda::launch(racy_shift_kernel, dim3(blocks), dim3(block), 0, cuda::Stream{}, out.get());
+    const auto h = out.host();
+    int wrong = 0;
+    for (int i = 0; i < n; ++i) wrong += h[size_t(i)] != (i % block ? float(i / block * 1000 + i % block - 1) : -1.0f);
+    return wrong;
+  };
+  {
+    ScheduleOrderScope forward(strata::emu::ScheduleOrder::forward);
+    CHECK(racy_mismatches() == 0);  // thread t - 1 always ran before thread t
+  }
+  ScheduleOrderScope reverse(strata::emu::ScheduleOrder::reverse);
+  CHECK(racy_mismatches() > 0);
+
+  // correct kernels do not care
+  const auto x = as_floats(lcg_ints(size_t(n), 13, 10), 1.0f, -6.0f);
+  DeviceArray<float> d_x(x), sums{size_t(blocks)}, sums2{size_t(blocks)}, out{size_t(n)};
+  DeviceArray<int> who{size_t(n)};
+  cuda::launch(block_sum_shared_kernel, dim3(blocks), dim3(block), 0, cuda::Stream{}, d_x.get(), sums.get(), n);
+  cuda::launch(block_sum_warp_kernel, dim3(blocks), dim3(block), 0, cuda::Stream{}, d_x.get(), sums2.get(), n);
+  CHECK(sums.host() == block_sums(x, block, blocks));
+  CHECK(sums2.host() == block_sums(x, block, blocks));
+  cuda::launch(rotate_dynamic_kernel, dim3(blocks), dim3(block), size_t(block) * 8, cuda::Stream{}, d_x.get(),
+               out.get(), who.get());
+  const auto h_out = out.host();
+  for (int i = 0; i < n; ++i) CHECK(h_out[size_t(i)] == x[size_t(i / block * block + (i % block + 1) % block)]);
+  const auto xi = lcg_ints(size_t(n), 1000, 11);
+  DeviceArray<int> d_xi(xi), bcast{size_t(n)}, seg{size_t(n)}, up{size_t(n)}, scan{size_t(n)}, xor8{size_t(n)},
+      xor16{size_t(n)};
+  cuda::launch(shuffle_kernel, dim3(blocks), dim3(block), 0, cuda::Stream{}, d_xi.get(), bcast.get(), seg.get(),
+               up.get(), scan.get(), xor8.get(), xor16.get());
+  const auto h_scan = scan.host();
+  for (int i = 0, prefix = 0; i < n; ++i) {
+    prefix = (i % 32 ? prefix : 0) + xi[size_t(i)];
+    CHECK(h_scan[size_t(i)] == prefix);
+  }
+}
 
 TEST_CASE("emu: kernel errors become strata::Error naming block and thread", "[emu]") {
   using namespace emu_test;
@@ -399,7 +461,7 @@ TEST_CASE("emu: kernel errors become strata::Error naming block and thread", "[e
   REQUIRE_THROWS_WITH(cuda::launch(mixed_vote_kernel, dim3(1), dim3(32), 0, cuda::Stream{}, out.get()),
                       Catch::Contains("lanes of warp 0 that disagree"));
   DeviceArray<float> math_out(14);
-  REQUIRE_THROWS_WITH(cuda::launch(nested_launch_kernel, dim3(1), dim3(2), 0, cuda::Stream{}, math_out.get()),
+  REQUIRE_THROWS_WITH(cuda::launch(nested_launch_kernel, dim3(1), dim3(1), 0, cuda::Stream{}, math_out.get()),
                       "launch: kernel threw in block (0, 0, 0), thread (0, 0, 0): launch: got a launch from inside a "
                       "kernel (block (0, 0, 0), thread (0, 0, 0)), expected launches from host code only (dynamic "
                       "parallelism is not emulated)");

@@ -29,6 +29,7 @@
 #include <atomic>
 #include <bit>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <mutex>
@@ -93,6 +94,23 @@ struct Grid {
   }
 };
 
+/// The order in which the fibers of a block run in each round: forward (lane 0 first, the default)
+/// or reverse (the last lane first). A kernel whose result depends on it has a race between threads
+/// of a block, typically a missing __syncthreads. Forward order exposes a thread reading what a
+/// later thread writes (the writer has not run yet) but hides one reading what an earlier thread
+/// writes; reverse order exposes the second kind. Set with strata::emu::set_schedule_order or
+/// STRATA_EMU_SCHEDULE=reverse; read when each block starts.
+enum class ScheduleOrder : uint8_t { forward, reverse };
+
+inline std::atomic<ScheduleOrder>& schedule_order_setting() {
+  static std::atomic<ScheduleOrder> order{[] {
+    const char* s = std::getenv("STRATA_EMU_SCHEDULE");
+    return s && std::string(s) == "reverse" ? ScheduleOrder::reverse : ScheduleOrder::forward;
+  }()};
+  return order;
+}
+inline ScheduleOrder schedule_order() { return schedule_order_setting().load(std::memory_order_relaxed); }
+
 class Worker;
 inline thread_local Worker* tl_worker = nullptr;  // the worker of this OS thread (set per block)
 inline thread_local Lane* tl_lane = nullptr;      // the fiber running on this OS thread
@@ -154,11 +172,12 @@ class Worker {
       make_context(l.ctx, stacks_.stack(i), stacks_.size() - size_t(i % 32) * 128, &fiber_main, this);
     }
     error_ = nullptr;
+    reverse_ = schedule_order() == ScheduleOrder::reverse;
     struct Leave {  // back on the worker's own stack: no fiber runs on this thread
       ~Leave() { tl_lane = nullptr; }
     } leave;
     while (live_ > 0) {
-      const int j = next_runnable(0);
+      const int j = first_lane(n_ - 1);
       if (j == n_) {
         dirty_ = true;
         throw Error(deadlock_message());
@@ -221,11 +240,25 @@ class Worker {
   // warp keeps its 32 stacks in the L1 cache through a sequence of warp operations.
   int next_lane(int i) const {
     const int w0 = i & ~31, w1 = std::min(w0 + 32, n_);
+    if (reverse_) {  // the mirror image: down the warp, wrap to its end, then earlier warps
+      for (int k = i - 1; k >= w0; --k)
+        if (runnable(k)) return k;
+      for (int k = w1 - 1; k > i; --k)
+        if (runnable(k)) return k;
+      return first_lane(w0 - 1);
+    }
     for (int k = i + 1; k < w1; ++k)
       if (runnable(k)) return k;
     for (int k = w0; k < i; ++k)
       if (runnable(k)) return k;
     return next_runnable(w1);
+  }
+
+  // The first runnable lane of a round (forward: from lane 0 up; reverse: from lane k down), or n_.
+  int first_lane(int k) const {
+    if (!reverse_) return next_runnable(0);
+    while (k >= 0 && !runnable(k)) --k;
+    return k < 0 ? n_ : k;
   }
 
   // Switches from the waiting lane `me` to the next lane that can run, or home.
@@ -372,6 +405,7 @@ class Worker {
   std::exception_ptr error_;
   uint3 error_thread_{0, 0, 0};
   bool dirty_ = false;
+  bool reverse_ = false;  // this block runs its rounds from the last lane down
   unsigned char* dynamic_ = nullptr;
   size_t shared_capacity_ = 0;
 };
@@ -408,3 +442,9 @@ inline void run_grid(dim3 grid, dim3 block, size_t shared_bytes, void (*invoke)(
 }
 
 }  // namespace strata::emu::detail
+
+namespace strata::emu {
+using detail::ScheduleOrder;
+/// Runs the fibers of later blocks in `order` (see ScheduleOrder); for tests that hunt races.
+inline void set_schedule_order(ScheduleOrder order) { detail::schedule_order_setting() = order; }
+}  // namespace strata::emu
