@@ -69,13 +69,21 @@ inline void check_cuda(cudaError_t e, const char* op, const char* call) {
 }
 #endif
 inline constexpr size_t kEmulatedAlign = 256;  // what cudaMalloc guarantees
+
+#if defined(STRATA_CUDA_EMULATE)
+inline void* emulated_alloc(size_t bytes, const char* op) {
+  void* p = ::operator new(bytes, std::align_val_t(kEmulatedAlign), std::nothrow);
+  STRATA_CHECK(p != nullptr, op, "got no memory for ", bytes, " bytes, expected the allocation to succeed");
+  return p;
+}
+#endif
 }  // namespace detail
 
 /// Device memory of `bytes` bytes (nullptr for 0).
 inline void* malloc(size_t bytes) {
   if (bytes == 0) return nullptr;
 #if defined(STRATA_CUDA_EMULATE)
-  return ::operator new(bytes, std::align_val_t(detail::kEmulatedAlign));
+  return detail::emulated_alloc(bytes, "cuda::malloc");
 #else
   void* p = nullptr;
   detail::check_cuda(cudaMalloc(&p, bytes), "cuda::malloc", "cudaMalloc");
@@ -97,7 +105,7 @@ inline void free(void* p) {
 inline void* malloc_host(size_t bytes) {
   if (bytes == 0) return nullptr;
 #if defined(STRATA_CUDA_EMULATE)
-  return ::operator new(bytes, std::align_val_t(detail::kEmulatedAlign));
+  return detail::emulated_alloc(bytes, "cuda::malloc_host");
 #else
   void* p = nullptr;
   detail::check_cuda(cudaMallocHost(&p, bytes), "cuda::malloc_host", "cudaMallocHost");
