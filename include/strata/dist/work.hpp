@@ -10,6 +10,7 @@
 // storage alive until it completes.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -31,7 +32,7 @@ struct WorkState {
   std::string op;                      // "all_reduce", "broadcast", ...
   int64_t seq = 0;                     // the collective's number in this group (1, 2, ...)
   MPI_Request request = MPI_REQUEST_NULL;
-  bool completed = false;              // finished (successfully or not)
+  std::atomic<bool> completed{false};  // finished (successfully or not); read by Work without the lock
   std::exception_ptr error;            // set when it failed
   std::function<void()> finish;        // runs once after MPI completes (convert back, divide for avg)
   Tensor keep;                         // the caller's tensor, alive until completion
