@@ -24,6 +24,8 @@
 
 #include <strata/io/image.hpp>
 
+namespace test_activation_stats {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 namespace fs = std::filesystem;
 
@@ -461,3 +463,5 @@ TEST_CASE("colormap: linear between evenly spaced stops; viridis / inferno / blu
   CHECK(blues(0) == Color{247, 251, 255});
   CHECK(blues(1) == Color{8, 48, 107});
 }
+
+}  // namespace test_activation_stats

@@ -14,6 +14,8 @@
 #include "strata/data/augment.hpp"
 #include "strata/data/normalize.hpp"
 
+namespace test_augment {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -506,3 +508,5 @@ TEST_CASE("One item (no batch dim): Flip(p = 1) mirrors Image, Mask, Points and 
   th::check_close(th::values(data_of(out[2])), {5.5, 1.0, 1.75, 2.5}, 1e-6, 0, "points");
   th::check_close(th::values(data_of(out[3])), {3, 0, 5, 2}, 1e-6, 0, "bboxes");
 }
+
+}  // namespace test_augment

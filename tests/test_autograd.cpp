@@ -2,6 +2,8 @@
 // explicit output gradients, mixed dtypes, deep graphs, and its error messages.
 #include "helpers.hpp"
 
+namespace test_autograd {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 TEST_CASE("gradients accumulate over uses, paths and calls", "[autograd]") {
@@ -142,3 +144,5 @@ TEST_CASE("gradcheck itself catches a wrong gradient", "[autograd][grad]") {
   auto ok = gradcheck([](const std::vector<Tensor>& v) { return v[0] * v[0]; }, {x});
   CHECK(ok.ok);
 }
+
+}  // namespace test_autograd

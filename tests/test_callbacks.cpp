@@ -25,6 +25,8 @@
 
 #include <strata/io/image.hpp>
 
+namespace test_callbacks {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 namespace fs = std::filesystem;
 
@@ -455,3 +457,5 @@ TEST_CASE("ProgressCallback: on a stream that is not a terminal, a header and on
   CHECK(live_lines[1].substr(live_lines[1].rfind('\r') + 1).rfind("0         ", 0) == 0);
   fs::remove_all(scratch_dir());
 }
+
+}  // namespace test_callbacks

@@ -10,6 +10,8 @@
 #include "helpers.hpp"
 #include "strata/tensor/conv.hpp"
 
+namespace test_conv {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -378,3 +380,5 @@ TEST_CASE("conv2d under Autocast(bf16) multiplies bf16-rounded operands into flo
   Autocast off(DType::bf16, false);
   th::check_close(y, conv2d(x, w), 0);
 }
+
+}  // namespace test_conv

@@ -17,6 +17,8 @@
 
 #include "helpers.hpp"
 
+namespace test_core {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -690,3 +692,5 @@ TEST_CASE("creation: f16/bf16 item()", "[core]") {
   CHECK(arange(6, {.dtype = DType::f16}).view({2, 3}).t().select(0, 2).select(0, 1).item<double>() == 5.0);
   th::check_throws([] { ones({2}, {.dtype = DType::f16}).item<float>(); }, {"item", "[2]"});
 }
+
+}  // namespace test_core

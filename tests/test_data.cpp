@@ -21,6 +21,8 @@
 
 #include "helpers.hpp"
 
+namespace test_data {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 namespace fs = std::filesystem;
 
@@ -504,3 +506,5 @@ TEST_CASE("Normalize and IntToFloat: formulas, round trips, errors", "[data][nor
   th::check_close(th::values(b.xb[0]), {-1.0, 2 / 255.0 - 1, 256 / 255.0 - 1, 508 / 255.0 - 1, 1.0, 34 / 255.0 - 1},
                   1e-6, 0, "IntToFloat then Normalize");
 }
+
+}  // namespace test_data

@@ -11,6 +11,8 @@
 #include "strata/data/sources.hpp"
 #include "strata/io/image.hpp"
 
+namespace test_datablock {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -405,3 +407,5 @@ TEST_CASE("DataBlock: bad inputs give errors naming the block, label or type", "
   two.getters.pop_back();
   th::check_throws([&] { (void)two.dataloaders(iota(4)); }, {"DataBlock", "1 getters for 2 blocks"});
 }
+
+}  // namespace test_datablock

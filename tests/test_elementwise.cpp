@@ -3,6 +3,8 @@
 #include "helpers.hpp"
 #include <limits>
 
+namespace test_elementwise {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 using th::random;
 
@@ -508,3 +510,5 @@ TEST_CASE("relu backward from the output at full speed keeps the layout; gradche
   th::gradcheck_ok([](const std::vector<Tensor>& v) { return add(relu(v[0]), v[1]); },
                    {random({2, 3, 4, 5}, DType::f64).contiguous(cl), random({3, 1, 1}, DType::f64)});
 }
+
+}  // namespace test_elementwise

@@ -15,6 +15,8 @@
 #include <strata/data/sources.hpp>
 #include <strata/io/image.hpp>
 
+namespace test_image_io {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 namespace fs = std::filesystem;
 
@@ -375,3 +377,5 @@ TEST_CASE("read_csv: quotes, doubled quotes, CRLF, embedded newlines, ragged row
   th::check_throws([&] { parse_csv("a,b\n\"x\"y,2\n", "s.csv"); }, {"read_csv", "s.csv:2", "after a closing quote"});
   th::check_throws([&] { read_csv(dir / "none.csv"); }, {"read_csv", "none.csv", "no such file"});
 }
+
+}  // namespace test_image_io

@@ -3,6 +3,8 @@
 // dtypes), the kernels' own reference loops, float64 gradchecks, and errors naming op and values.
 #include "helpers.hpp"
 
+namespace test_index {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 using th::random;
 
@@ -319,3 +321,5 @@ TEST_CASE("large gathers and scatters split across threads match the reference",
   th::check_close(th::values(e), eref, 0, 0, "large index_select");
   th::check_close(th::values(back), bref, 0, 0, "large index_add");
 }
+
+}  // namespace test_index

@@ -23,6 +23,8 @@
 #include "strata/nn/flatten.hpp"
 #include "strata/nn/linear.hpp"
 
+namespace test_interpretation {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -353,3 +355,5 @@ TEST_CASE("interpretation and saliency plots on Fashion-MNIST", "[interp][plot]"
     for (const char* n : {"confusion_matrix.png", "confusion_matrix_norm.png", "top_losses.png", "saliency.png", "saliency2.png"})
       std::filesystem::copy_file(dir / n, std::filesystem::path(keep) / n, std::filesystem::copy_options::overwrite_existing);
 }
+
+}  // namespace test_interpretation

@@ -2,6 +2,8 @@
 // PyTorch's skip of [0]), split / chunk / unbind as views, float64 gradchecks, and error messages.
 #include "helpers.hpp"
 
+namespace test_join {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 using th::random;
 
@@ -196,3 +198,5 @@ TEST_CASE("join ops reject bad inputs with messages naming the op and shapes", "
   th::check_throws([] { chunk(ones({5, 2}), 0); }, {"chunk", "chunks=0"});
   th::check_throws([] { unbind(ones({5, 2}), 2); }, {"unbind", "dim 2"});
 }
+
+}  // namespace test_join

@@ -9,6 +9,8 @@
 #include "helpers.hpp"
 #include "strata/nn/layers.hpp"
 
+namespace test_layers {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -468,3 +470,5 @@ TEST_CASE("layers print like PyTorch", "[nn]") {
   CHECK(nn::detail::py_float(123.25) == "123.25");
   CHECK(nn::detail::py_float(-2.5e-7) == "-2.5e-07");
 }
+
+}  // namespace test_layers

@@ -24,6 +24,8 @@
 #include "strata/nn/linear.hpp"
 #include "strata/nn/norm.hpp"
 
+namespace test_learner {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -569,3 +571,5 @@ TEST_CASE("Learner: callbacks run sorted by order; add, remove and get by type",
   CHECK(learn.get_cb<A>() == nullptr);
   CHECK(learn.get_cb<TrainEvalCallback>() != nullptr);
 }
+
+}  // namespace test_learner

@@ -6,6 +6,8 @@
 #include "nn_golden.hpp"
 #include "strata/nn/loss.hpp"
 
+namespace test_loss {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -151,3 +153,5 @@ TEST_CASE("fused softmax cross entropy kernels match their reference loops and t
     }
   }
 }
+
+}  // namespace test_loss

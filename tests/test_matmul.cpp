@@ -9,6 +9,8 @@
 #include "kernels/cpu/gemm.hpp"
 #include "kernels/cpu/gemm_bf16.hpp"
 
+namespace test_matmul {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -442,3 +444,5 @@ TEST_CASE("matmul errors name the op and the shapes", "[matmul]") {
   th::check_throws([&] { linear(zeros({2, 3}), zeros({5, 4})); }, {"linear", "[2, 3]", "[5, 4]"});
   th::check_throws([&] { linear(zeros({2, 4}), zeros({5, 4}), zeros({3})); }, {"linear", "[3]", "[5, 4]"});
 }
+
+}  // namespace test_matmul

@@ -9,6 +9,8 @@
 #include "nn_golden.hpp"
 #include "strata/nn/nn.hpp"
 
+namespace test_models {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -139,3 +141,5 @@ TEST_CASE("models run forward (and backward) on small inputs; fastai's xresnet i
   CHECK(cnn->repr().find("(3): Sequential(\n    (0): AdaptiveAvgPool2d(output_size=1)\n    (1): Flatten(") !=
         std::string::npos);
 }
+
+}  // namespace test_models

@@ -4,6 +4,8 @@
 #include "helpers.hpp"
 #include "strata/nn/module.hpp"
 
+namespace test_module {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -128,3 +130,5 @@ TEST_CASE("module: to(dtype) converts params and buffers and keeps them trainabl
   CHECK(twice.repr() == "Twice()");
   th::check_throws([&] { nn::Module().forward(ones({1})); }, {"Module", "forward_batch"});
 }
+
+}  // namespace test_module

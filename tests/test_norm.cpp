@@ -15,6 +15,8 @@
 #include "strata/tensor/dropout.hpp"
 #include "strata/tensor/norm.hpp"
 
+namespace test_norm {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -714,3 +716,5 @@ TEST_CASE("Sequential does not fuse hooked layers, subclasses, batch norms witho
   }
   CHECK(nn::fusion_enabled());
 }
+
+}  // namespace test_norm

@@ -13,6 +13,8 @@
 #include "helpers.hpp"
 #include <strata/optim/optimizers.hpp>
 
+namespace test_optim {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -513,3 +515,5 @@ TEST_CASE("adam_update and sgd_momentum_update kernels match their reference loo
     }
   }
 }
+
+}  // namespace test_optim

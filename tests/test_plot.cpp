@@ -15,6 +15,8 @@
 
 #include <strata/io/image.hpp>
 
+namespace test_plot {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 namespace fs = std::filesystem;
 
@@ -371,3 +373,5 @@ TEST_CASE("plot_grid places panels side by side; plot errors name the path", "[p
   CHECK(!fs::exists(q));
   fs::remove_all(scratch_dir());
 }
+
+}  // namespace test_plot

@@ -13,6 +13,8 @@
 #include "helpers.hpp"
 #include "strata/tensor/pool.hpp"
 
+namespace test_pool {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 using P2 = std::array<int64_t, 2>;
 
@@ -454,3 +456,5 @@ TEST_CASE("the 2x2 stride-2 max pool fast path: ties, NaN, tails, values without
                       "adaptive without indices");
     }
 }
+
+}  // namespace test_pool

@@ -16,6 +16,8 @@
 
 #include "helpers.hpp"
 
+namespace test_pretrained {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 namespace fs = std::filesystem;
 
@@ -112,3 +114,5 @@ TEST_CASE("resnet18 loaded from converted torchvision weights gives PyTorch's lo
   // the top class of both images agrees too
   CHECK(th::values(got.argmax(1)) == th::values(want.argmax(1)));
 }
+
+}  // namespace test_pretrained

@@ -9,6 +9,8 @@
 
 #include "helpers.hpp"
 
+namespace test_print {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -185,3 +187,5 @@ TEST_CASE("print: views print their logical values; operator<< matches to_string
   CHECK(os.str() == to_string(x));
   CHECK(os.str() == "tensor([ 1.0000, -2.5000])");
 }
+
+}  // namespace test_print

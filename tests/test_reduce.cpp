@@ -10,6 +10,8 @@
 
 #include "helpers.hpp"
 
+namespace test_reduce {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -411,3 +413,5 @@ TEST_CASE("reduce kernel against its reference loop", "[reduce][kernel]") {
                     1e-5, "mask " + std::to_string(mask));
   }
 }
+
+}  // namespace test_reduce

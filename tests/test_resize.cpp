@@ -11,6 +11,8 @@
 #include "nn_golden.hpp"
 #include "strata/data/resize.hpp"
 
+namespace test_resize {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -434,3 +436,5 @@ TEST_CASE("CropPad, RandomCrop, BBoxes clipping, errors", "[resize]") {
   th::check_throws([] { resample_bilinear(zeros({2, 2}), {.h = 1, .w = 1, .OH = 0, .OW = 2}); },
                    {"resample_bilinear", "0 x 2", "positive"});
 }
+
+}  // namespace test_resize

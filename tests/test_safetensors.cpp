@@ -14,6 +14,8 @@
 
 #include "helpers.hpp"
 
+namespace test_safetensors {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 namespace fs = std::filesystem;
 
@@ -262,3 +264,5 @@ TEST_CASE("safetensors: a failed save leaves no file and keeps the old one", "[i
     CHECK(read_bytes(p) == before);
   }
 }
+
+}  // namespace test_safetensors

@@ -9,6 +9,8 @@
 #include "helpers.hpp"
 #include <strata/optim/schedule.hpp>
 
+namespace test_schedule {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -91,3 +93,5 @@ TEST_CASE("schedule errors name the op and what it expected", "[schedule]") {
   th::check_throws([] { combined_cos(1.3, 1, 2, 3); }, {"combined_cos", "got pct 1.3"});
   th::check_throws([] { sched_exp(0, 1); }, {"sched_exp", "got start 0", "same sign"});
 }
+
+}  // namespace test_schedule

@@ -17,6 +17,8 @@
 #include "strata/nn/flatten.hpp"
 #include "strata/nn/linear.hpp"
 
+namespace test_show {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -448,3 +450,5 @@ TEST_CASE("show_batch: Fashion-MNIST (when installed)", "[show]") {
   CHECK(variance(p) > 1000);
   for (int i = 0; i < 9; ++i) CHECK(title_band(p, i, 3, 160).inked > 20);
 }
+
+}  // namespace test_show

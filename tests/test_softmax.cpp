@@ -8,6 +8,8 @@
 
 #include "helpers.hpp"
 
+namespace test_softmax {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -171,3 +173,5 @@ TEST_CASE("softmax methods", "[softmax]") {
   th::check_close(x.log_softmax(0), log_softmax(x, 0), 0, 0);
   th::check_close(x.softmax(-1).sum({1}), ones({3}), 1e-6);
 }
+
+}  // namespace test_softmax

@@ -6,6 +6,8 @@
 #include "helpers.hpp"
 #include "strata/learn/learn.hpp"
 
+namespace test_time_to_accuracy {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -73,3 +75,5 @@ TEST_CASE("TimeToAccuracy: first epoch at or above the target, items counted, su
   learn.remove_cb(never).add_cb(std::make_shared<TimeToAccuracy>(0.5, "f1"));
   th::check_throws([&] { learn.fit(1, 0.1); }, {"TimeToAccuracy", "f1"});
 }
+
+}  // namespace test_time_to_accuracy

@@ -26,6 +26,8 @@
 #include "strata/learn/learn.hpp"
 #include "strata/nn/nn.hpp"
 
+namespace test_tracker {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 namespace fs = std::filesystem;
 
@@ -554,3 +556,5 @@ TEST_CASE("Fashion-MNIST: EarlyStopping + SaveModel + CSVLogger on a small subse
   CHECK(learn.validate()[0] == Approx(rec.values[best][1]).epsilon(1e-6));
   CHECK(rec.values[best][2] > 0.6);  // it learned something
 }
+
+}  // namespace test_tracker

@@ -5,6 +5,8 @@
 #include "helpers.hpp"
 #include "strata/data/transform.hpp"
 
+namespace test_transform {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -126,3 +128,5 @@ TEST_CASE("to_batch / to_tuple round trip with kinds", "[transform]") {
   th::check_throws([&] { to_tuple(b, {ItemKind::image}); }, {"to_tuple", "at most 1"});
   th::check_throws([&] { to_batch(t, 4); }, {"to_batch", "n_inp = 4"});
 }
+
+}  // namespace test_transform

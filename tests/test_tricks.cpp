@@ -30,6 +30,8 @@
 #include "strata/learn/callbacks/terminate_on_nan.hpp"
 #include "strata/learn/learn.hpp"
 
+namespace test_tricks {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -905,3 +907,5 @@ TEST_CASE("MixedPrecision: a short bf16 fit gives losses close to the float32 fi
   CHECK(std::abs(valid_loss[1] - valid_loss[0]) < 2e-2 * valid_loss[0]);
   CHECK(valid_loss[1] != valid_loss[0]);
 }
+
+}  // namespace test_tricks

@@ -6,6 +6,8 @@
 #include "strata/learn/callbacks/progressive_resizing.hpp"
 #include "strata/learn/tta.hpp"
 
+namespace test_tta {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -121,3 +123,5 @@ TEST_CASE("Learner::predict on DataBlock loaders: the batch transforms run on an
   CHECK(p[2] == Approx(std::exp(2.0) / z).epsilon(1e-5));
   CHECK(th::values(decoded) == std::vector<double>{2});
 }
+
+}  // namespace test_tta

@@ -14,6 +14,8 @@
 #include "helpers.hpp"
 #include "strata/learn/uncertainty.hpp"
 
+namespace test_uncertainty {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -186,3 +188,5 @@ TEST_CASE("uncertainty: real data, the most uncertain Fashion-MNIST items are th
     for (size_t k = 1; k < r.order.size(); ++k) CHECK(s[size_t(r.order[k - 1])] >= s[size_t(r.order[k])]);
   }
 }
+
+}  // namespace test_uncertainty

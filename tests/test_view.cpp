@@ -6,6 +6,8 @@
 
 #include "helpers.hpp"
 
+namespace test_view {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 TEST_CASE("views share storage and index like the reference", "[view]") {
@@ -381,3 +383,5 @@ TEST_CASE("contiguous(channels_last) lays out [B, C, H, W] as [B, H, W, C], same
   th::gradcheck_ok([](const std::vector<Tensor>& in) { return mul(in[0].contiguous(MemoryFormat::channels_last), in[0]); },
                    {th::random({2, 3, 2, 3}, DType::f64, true)});
 }
+
+}  // namespace test_view

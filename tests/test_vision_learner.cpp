@@ -17,6 +17,8 @@
 #include "helpers.hpp"
 #include "strata/apps/vision_learner.hpp"
 
+namespace test_vision_learner {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
+
 using namespace strata;
 
 namespace {
@@ -409,3 +411,5 @@ TEST_CASE("fine_tune: fastai's frozen phase then discriminative lrs, ending unfr
   CHECK(learn.opt->frozen_idx() == 0);
   for (auto& p : learn.model->parameters()) CHECK(p.requires_grad());
 }
+
+}  // namespace test_vision_learner
