@@ -14,8 +14,9 @@
 // a block runs on one OS thread, so a block's threads never run truly in parallel: a race between
 // threads of a block shows only when the schedule order makes a thread read too early (run the
 // tests once with STRATA_EMU_SCHEDULE=reverse as well); races between blocks are real.
-// Cost (g++ -O1, one core, tests/test_emu.cpp [.emu_bench]): about 40 ns per CUDA thread for a
-// kernel without barriers, plus 15-25 ns per barrier or warp operation each thread passes.
+// Cost (g++ -O1, one core, tests/test_emu.cpp [.emu_bench]): about 15-20 ns per CUDA thread for a
+// kernel without barriers; a thread that waits costs a fiber start and 15-25 ns per barrier or
+// warp operation it passes.
 // Env: STRATA_NUM_THREADS (workers), STRATA_EMU_SCHEDULE=reverse, STRATA_EMU_STACK_KB (fiber stack).
 #pragma once
 

@@ -96,7 +96,8 @@ STRATA_EMU_OPAQUE inline void context_switch(void** /*from_sp*/, void* /*to_sp*/
 // First code a new fiber runs: make_context left the entry function in r13 and its argument in
 // r12. The entry never returns (a finished fiber switches away for good); ud2 traps if it does.
 STRATA_EMU_OPAQUE inline void context_trampoline() {
-  asm("movq %r12, %rdi\n\t"
+  asm(".cfi_undefined rip\n\t"  // the outermost frame of a fiber: unwinding ends here
+      "movq %r12, %rdi\n\t"
       "callq *%r13\n\t"
       "ud2\n\t");
 }
@@ -111,7 +112,11 @@ inline void make_context(Context& ctx, void* lo, size_t size, void (*entry)(void
   ctx.stack_lo = lo;
   ctx.stack_size = size;
 #if defined(STRATA_EMU_ASM_SWITCH)
-  auto top = (reinterpret_cast<uintptr_t>(lo) + size) & ~uintptr_t(15);
+  // two zero words at the very top: the trampoline's "return address" is 0, so stack walkers (the
+  // unwinder, ASan's reports, gdb) stop there instead of reading past the stack
+  auto top = ((reinterpret_cast<uintptr_t>(lo) + size) & ~uintptr_t(15)) - 16;
+  reinterpret_cast<void**>(top)[0] = nullptr;
+  reinterpret_cast<void**>(top)[1] = nullptr;
   auto* sp = reinterpret_cast<void**>(top - 56);  // 7 words; after they are popped rsp == top
   sp[0] = nullptr;                                // r15
   sp[1] = nullptr;                                // r14

@@ -9,7 +9,9 @@
 // are fibers (fiber.hpp) scheduled round-robin: a fiber runs until it waits (at __syncthreads or
 // at a warp operation) or returns, then switches straight to the next fiber that can run (first in
 // its own warp, then in later warps), and when none is left it switches back to the worker's own
-// stack, which starts the next round. A round that finds no fiber able to run
+// stack, which starts the next round. A thread gets a stack when it first runs; when the next
+// thread to run has not started yet and the current one returned, it runs on the same fiber with
+// no switch at all, so a kernel without barriers costs a function call per thread. A round that finds no fiber able to run
 // while some have not returned is a deadlock and throws.
 //
 // __syncthreads: a thread arrives and waits; when the arrivals equal the threads still running (a
@@ -66,6 +68,7 @@ inline const char* warp_op_name(WarpOp op) {
 struct Lane {
   Context ctx;
   uint3 thread_idx{0, 0, 0};
+  int stack = -1;  // index of its fiber stack, -1 before it first runs
   Wait wait = Wait::none;
   bool done = false;
   // the pending warp operation
@@ -161,16 +164,24 @@ class Worker {
     if (n_ % 32) warp_live_.back() = (1u << (n_ % 32)) - 1;
     warp_pending_.assign(size_t(warps), 0u);
     block_arrived_ = block_count_ = 0;
+    uint3 t{0, 0, 0};  // x fastest, counted up without divisions
     for (int i = 0; i < n_; ++i) {
       Lane& l = lanes_[size_t(i)];
-      l.thread_idx = {unsigned(i % g.block.x), unsigned(i / g.block.x % g.block.y),
-                      unsigned(i / (g.block.x * g.block.y))};
+      l.thread_idx = t;
+      if (++t.x == g.block.x) {
+        t.x = 0;
+        if (++t.y == g.block.y) {
+          t.y = 0;
+          ++t.z;
+        }
+      }
       l.wait = Wait::none;
       l.done = false;
-      // stack tops staggered by 128 bytes over 4 KiB, so the fibers' hot frames spread over the
-      // L1 cache's sets instead of all falling on the same page offset
-      make_context(l.ctx, stacks_.stack(i), stacks_.size() - size_t(i % 32) * 128, &fiber_main, this);
+      l.stack = -1;  // gets a stack when it first runs
     }
+    free_stacks_.clear();
+    for (int s = n_ - 1; s >= 0; --s) free_stacks_.push_back(s);
+    retiring_stack_ = -1;
     error_ = nullptr;
     reverse_ = schedule_order() == ScheduleOrder::reverse;
     struct Leave {  // back on the worker's own stack: no fiber runs on this thread
@@ -182,8 +193,8 @@ class Worker {
         dirty_ = true;
         throw Error(deadlock_message());
       }
-      tl_lane = &lanes_[size_t(j)];
-      switch_context(home_, lanes_[size_t(j)].ctx);
+      switch_context(home_, enter(j));
+      reclaim();
       if (error_) {
         dirty_ = true;
         rethrow_kernel_error();
@@ -264,11 +275,35 @@ class Worker {
   // Switches from the waiting lane `me` to the next lane that can run, or home.
   STRATA_EMU_HOT void yield(Lane& me) {
     const int j = next_lane(index(me));
-    if (j < n_) {
-      tl_lane = &lanes_[size_t(j)];
-      switch_context(me.ctx, lanes_[size_t(j)].ctx);
-    } else {
-      switch_context(me.ctx, home_);
+    switch_context(me.ctx, j < n_ ? enter(j) : home_);
+    reclaim();
+  }
+
+  // The context to switch to for lane j, which becomes the running lane. A lane that has not run
+  // yet gets a free stack now (the most recently freed: a block whose threads run to completion
+  // without waiting cycles through two stacks that stay in the L1 cache).
+  Context& enter(int j) {
+    Lane& l = lanes_[size_t(j)];
+    tl_lane = &l;
+    if (l.stack < 0) [[unlikely]]
+      start(l);
+    return l.ctx;
+  }
+
+  [[gnu::noinline]] void start(Lane& l) {
+    l.stack = free_stacks_.back();
+    free_stacks_.pop_back();
+    // stack tops staggered by 128 bytes over 4 KiB, so the hot frames of different fibers fall on
+    // different L1 cache sets instead of all on the same page offset
+    make_context(l.ctx, stacks_.stack(l.stack), stacks_.size() - size_t(l.stack % 32) * 128, &fiber_main, this);
+  }
+
+  // After a switch: the stack of a fiber that returned (it was still running on it when it
+  // switched away) is free now.
+  void reclaim() {
+    if (retiring_stack_ >= 0) {
+      free_stacks_.push_back(retiring_stack_);
+      retiring_stack_ = -1;
     }
   }
 
@@ -332,26 +367,37 @@ class Worker {
   static void fiber_main(void* arg) {
     fiber_started();
     auto& w = *static_cast<Worker*>(arg);
-    Lane& me = *tl_lane;
-    try {
-      w.grid_->invoke(w.grid_->call);
-      w.retire(me);
-    } catch (...) {
-      me.done = true;
-      if (!w.error_) {
-        w.error_ = std::current_exception();
-        w.error_thread_ = me.thread_idx;
+    w.reclaim();
+    for (;;) {
+      Lane& me = *tl_lane;
+      try {
+        w.grid_->invoke(w.grid_->call);
+        w.retire(me);
+      } catch (...) {
+        me.done = true;
+        if (!w.error_) {
+          w.error_ = std::current_exception();
+          w.error_thread_ = me.thread_idx;
+        }
       }
+      // next: the next runnable lane, or home (always home after an error)
+      const int j = w.error_ ? w.n_ : w.next_lane(w.index(me));
+      if (j < w.n_ && w.lanes_[size_t(j)].stack < 0) {
+        // a lane that has not started runs right here, on this stack, with no switch at all: a
+        // block whose threads never wait runs them all as plain calls on one fiber
+        Lane& next = w.lanes_[size_t(j)];
+        next.stack = me.stack;
+        next.ctx.stack_lo = me.ctx.stack_lo;  // the bounds ASan is told when switching back to it
+        next.ctx.stack_size = me.ctx.stack_size;
+        tl_lane = &next;
+        continue;
+      }
+      // switch away for good
+      Context& next = j < w.n_ ? w.enter(j) : w.home_;
+      w.retiring_stack_ = me.stack;
+      switch_context(me.ctx, next, true);
+      __builtin_unreachable();
     }
-    // switch away for good: to the next runnable lane, or home (always home after an error)
-    const int j = w.error_ ? w.n_ : w.next_lane(w.index(me));
-    if (j < w.n_) {
-      tl_lane = &w.lanes_[size_t(j)];
-      switch_context(me.ctx, w.lanes_[size_t(j)].ctx, true);
-    } else {
-      switch_context(me.ctx, w.home_, true);
-    }
-    __builtin_unreachable();
   }
 
   [[noreturn]] void rethrow_kernel_error() {
@@ -398,6 +444,8 @@ class Worker {
   FiberStacks stacks_;
   std::vector<Lane> lanes_;
   std::vector<uint32_t> warp_live_, warp_pending_;
+  std::vector<int> free_stacks_;  // stacks no lane holds, the most recently freed last
+  int retiring_stack_ = -1;       // stack of a fiber that returned, freed after the next switch
   int n_ = 0, live_ = 0;
   int block_arrived_ = 0, block_count_ = 0;        // the barrier being filled
   int released_arrived_ = 0, released_count_ = 0;  // the barrier last released
