@@ -290,8 +290,12 @@ class TypedDataset : public Dataset {
  private:
   int n_inp() const { return core_->info ? core_->info->n_inp : 1; }
   std::string where(int64_t i) const {
-    return std::string("DataBlock: ") + (train_ ? "train" : "valid") + " item " + std::to_string(i) +
-           detail::describe_src(items_[size_t(i)]);
+    std::string s = "DataBlock: ";  // built with += : GCC 12 warns falsely (-Warray-bounds) on a + chain here
+    s += train_ ? "train" : "valid";
+    s += " item ";
+    s += std::to_string(i);
+    s += detail::describe_src(items_[size_t(i)]);
+    return s;
   }
 
   std::shared_ptr<const detail::BlockCore<Src>> core_;
