@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # tools/test.sh: the one command. Installs what is missing, configures into build/ (Release),
-# builds everything with all cores and runs the whole CTest suite.
+# builds everything with all cores and runs the whole CTest suite. STRATA_CUDA=ON: where nvcc is
+# (/usr/local/cuda) the nvcc variant (strata_gpu_tests, sm_80/sm_90) is compiled and linked too and
+# its tests run only on a GPU (skipped otherwise); without a CUDA toolkit CMake says so in one line.
 # Extra arguments go to the cmake configure step, e.g.  bash tools/test.sh -DSTRATA_BUILD_BENCH=ON
 set -euo pipefail
 
@@ -15,6 +17,7 @@ cmake -S . -B build \
   -DSTRATA_BUILD_TESTS=ON \
   -DSTRATA_BUILD_EXAMPLES=ON \
   -DSTRATA_BUILD_BENCH=OFF \
+  -DSTRATA_CUDA=ON \
   "$@"
 cmake --build build -j"$(nproc)"
 
