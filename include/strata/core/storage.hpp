@@ -5,6 +5,11 @@
 // on a free list when released, so a training step that allocates the same sizes every batch stops
 // calling the system allocator after the first one. `memory_stats()` reports bytes in use, the peak
 // and bytes cached; `empty_cache()` returns cached blocks to the system.
+//
+// Device (cuda) memory: core never includes backend headers (they bring the CUDA runtime or the
+// emulator's CUDA names), so a cuda Storage reaches device memory through a small table of function
+// pointers, `cuda_backend()`, that backend/device_allocator.hpp fills at static initialization
+// (its caching allocator over strata::cuda::malloc/free). Without it a cuda Storage is an Error.
 #pragma once
 
 #include <atomic>
@@ -118,17 +123,48 @@ inline MemoryStats memory_stats() { return host_pool().stats(); }
 /// Frees every cached block.
 inline void empty_cache() { host_pool().empty_cache(); }
 
+/// What a device backend provides to core (see the top comment); null members: no backend.
+struct DeviceBackend {
+  void* (*allocate)(size_t nbytes, int device) = nullptr;  // throws Error on a bad index or no memory
+  void (*release)(void* p, size_t nbytes, int device) = nullptr;
+  void (*copy)(void* dst, const void* src, size_t nbytes) = nullptr;  // host/device, any direction
+};
+
+/// The cuda backend's table (filled by backend/device_allocator.hpp).
+inline DeviceBackend& cuda_backend() {
+  static DeviceBackend backend;
+  return backend;
+}
+
+namespace detail {
+/// The registered cuda backend, or an Error saying how to get one.
+inline const DeviceBackend& require_cuda_backend(const char* op, Device device) {
+  const DeviceBackend& b = cuda_backend();
+  STRATA_CHECK(b.allocate != nullptr && b.release != nullptr && b.copy != nullptr, op, "got device ", device,
+               ", expected a registered cuda backend: include <strata/backend/device_allocator.hpp> "
+               "(the emulator builds with g++, a GPU with STRATA_CUDA)");
+  return b;
+}
+}  // namespace detail
+
 /// A block of memory on one device; tensors hold it through shared_ptr and view it.
 class Storage {
  public:
   Storage(int64_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
-    STRATA_CHECK(device.is_cpu(), "Storage", "got device ", device,
-                 ", expected cpu (build with STRATA_CUDA for cuda)");
-    data_ = host_pool().allocate(size_t(nbytes));
+    if (device.is_cpu()) {
+      data_ = host_pool().allocate(size_t(nbytes));
+      return;
+    }
+    const DeviceBackend& b = detail::require_cuda_backend("Storage", device);
+    data_ = b.allocate(size_t(nbytes), device.index);
+    release_ = b.release;  // kept: the table may change while this block lives
   }
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
-  ~Storage() { host_pool().release(data_, size_t(nbytes_)); }
+  ~Storage() {
+    if (device_.is_cpu()) host_pool().release(data_, size_t(nbytes_));
+    else if (release_) release_(data_, size_t(nbytes_), device_.index);
+  }
 
   void* data() const { return data_; }
   int64_t nbytes() const { return nbytes_; }
@@ -141,6 +177,7 @@ class Storage {
   void* data_ = nullptr;
   int64_t nbytes_ = 0;
   Device device_;
+  void (*release_)(void*, size_t, int) = nullptr;  // device blocks only
   std::atomic<uint64_t> version_{0};
 };
 

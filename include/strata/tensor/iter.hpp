@@ -68,6 +68,7 @@ inline Tensor empty_output(const Shape& shape, DType dtype, Device device,
 /// The kernel loop for `out` and its inputs (broadcast to out's shape), dims in memory order.
 template <int N>
 cpu::StridedLoop<N> make_loop(const std::array<const Tensor*, N>& ts, std::string_view op) {
+  for (const Tensor* t : ts) t->check_cpu(op);  // the elementwise ops' kernels are CPU kernels
   const Shape& shape = ts[0]->shape();
   const int nd = int(shape.size());
   std::array<Strides, N> st;

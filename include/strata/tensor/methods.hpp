@@ -22,6 +22,7 @@
 #if __has_include("strata/tensor/print.hpp")
 #include "strata/tensor/print.hpp"
 #endif
+#include "strata/tensor/to_device.hpp"
 #include "strata/autograd/engine.hpp"
 
 namespace strata {
@@ -29,6 +30,7 @@ namespace strata {
 template <class T>
 T Tensor::item() const {
   STRATA_CHECK(numel() == 1, "item", "got a tensor of shape ", shape(), ", expected exactly one element");
+  if (!device().is_cpu()) return strata::to(*this, kCPU).item<T>();  // one element over the bus
   return dispatch_all(dtype(), "item", [&]<class U>(type_tag<U>) { return cast_value<T>(*data_ptr<U>()); });
 }
 
@@ -37,6 +39,7 @@ inline Tensor Tensor::clone() const { return strata::clone(*this); }
 inline Tensor Tensor::contiguous() const { return strata::contiguous(*this); }
 inline Tensor Tensor::contiguous(MemoryFormat f) const { return strata::contiguous(*this, f); }
 inline Tensor Tensor::to(DType d) const { return strata::to(*this, d); }
+inline Tensor Tensor::to(Device d) const { return strata::to(*this, d); }
 inline Tensor Tensor::view(const Shape& s) const { return strata::view(*this, s); }
 inline Tensor Tensor::reshape(const Shape& s) const { return strata::reshape(*this, s); }
 inline Tensor Tensor::permute(const std::vector<int64_t>& d) const { return strata::permute(*this, d); }

@@ -24,6 +24,7 @@
 
 #include "strata/tensor/tensor.hpp"  // first: it includes the ops, and with them autograd/node.hpp
 #include "strata/autograd/node.hpp"
+#include "strata/tensor/to_device.hpp"
 
 namespace strata {
 
@@ -177,9 +178,10 @@ inline std::string to_string(const Tensor& t) {
   } else {
     if (t.dtype() != DType::f32 && t.dtype() != DType::i64 && t.dtype() != DType::b8)
       suffixes.push_back(dtype_suffix);
-    const bool summarize = t.numel() > detail::kPrintThreshold;
-    const detail::PrintFormatter f(t, summarize);
-    detail::print_body(body, t, f, summarize, 0, 0, indent);
+    const Tensor h = detail::copy_to_device(t, kCPU);  // t itself on the cpu; device memory is read on the host
+    const bool summarize = h.numel() > detail::kPrintThreshold;
+    const detail::PrintFormatter f(h, summarize);
+    detail::print_body(body, h, f, summarize, 0, 0, indent);
   }
   if (t.grad_fn()) suffixes.push_back("grad_fn=<" + t.grad_fn()->name + ">");
   else if (t.requires_grad()) suffixes.push_back("requires_grad=True");

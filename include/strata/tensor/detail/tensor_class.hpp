@@ -156,15 +156,24 @@ class Tensor {
   }
   bool is_same(const Tensor& o) const { return impl_ == o.impl_; }
 
-  /// Pointer to the first element; T must match the dtype.
+  /// Pointer to the first element for CPU code; T must match the dtype. A cuda tensor is refused
+  /// (the CPU kernels would read device memory): cuda code uses storage()->data() + offset().
   template <class T>
   T* data_ptr() const {
     STRATA_CHECK(dtype_v<T> == dtype(), "data_ptr", "got a request for ", dtype_v<T>,
                  " data from a tensor of dtype ", dtype(), ", expected the same dtype");
+    check_cpu("data_ptr");
     return static_cast<T*>(impl().storage->data()) + impl().offset;
   }
   void* raw_data() const {
+    check_cpu("raw_data");
     return static_cast<char*>(impl().storage->data()) + impl().offset * element_size();
+  }
+  /// Error naming `op` unless on the cpu (op runs a CPU kernel and has no cuda kernel yet).
+  void check_cpu(std::string_view op) const {
+    STRATA_CHECK(device().is_cpu(), op, "got a tensor on ", device(),
+                 ", expected cpu: the op runs a CPU kernel and has no cuda kernel yet (move the tensor "
+                 "with to(kCPU))");
   }
   /// The value of a one-element tensor, converted to T.
   template <class T>
@@ -198,6 +207,7 @@ class Tensor {
   Tensor contiguous() const;
   Tensor contiguous(MemoryFormat format) const;
   Tensor to(DType dtype) const;
+  Tensor to(Device device) const;
   Tensor view(const Shape& shape) const;
   Tensor reshape(const Shape& shape) const;
   Tensor permute(const std::vector<int64_t>& dims) const;
