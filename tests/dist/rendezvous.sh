@@ -8,8 +8,8 @@ exe=$1
 n=${2:-2}
 command -v ompi-server > /dev/null || { echo "rendezvous: ompi-server not found, skipped"; exit 77; }
 dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
 pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$dir"' EXIT  # a CTest timeout leaves no rank behind
 for ((r = 0; r < n; ++r)); do
   STRATA_RENDEZVOUS_DIR=$dir RANK=$r WORLD_SIZE=$n LOCAL_RANK=$r "$exe" > "$dir/rank$r.log" 2>&1 &
   pids+=($!)

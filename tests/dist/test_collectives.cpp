@@ -182,6 +182,7 @@ TEST_CASE("dist: all_gather stacks the ranks in order", "[dist]") {
 
 TEST_CASE("dist: barrier waits for the slowest rank", "[dist]") {
   auto& pg = group();
+  pg.barrier();  // start the clocks together: a rank arriving late would otherwise wait less
   const int64_t before = pg.collectives_started();
   const auto t0 = std::chrono::steady_clock::now();
   if (pg.rank() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));

@@ -167,6 +167,12 @@ TEST_CASE("ddp: W ranks train like one process on the global batch (f64 MLP, Ada
   // validate() outside a fit: every rank on the whole set, the same answer as one process
   const std::vector<double> v = ddp->validate(), vr = ref->validate();
   CHECK(max_abs_diff(v, vr) < 1e-10);
+  // ...and no collective: rank 0 alone may call it (before, it broadcast and waited at a barrier,
+  // then the group timed out and broke); the group still works for everyone after
+  if (rank == 0) CHECK(max_abs_diff(ddp->validate(), vr) < 1e-10);
+  const int64_t before = dist::group().collectives_started();
+  dist::group().barrier();
+  CHECK(dist::group().collectives_started() == before + 1);
 }
 
 TEST_CASE("ddp: an epoch that does not split evenly still gives every rank the same steps", "[ddp]") {

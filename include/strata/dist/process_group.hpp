@@ -102,6 +102,8 @@ class ProcessGroup {
   void post_recv(int peer);
   void poll_control();                                 // lock held
   bool test_locked(const WorkPtr& w);                  // lock held
+  bool complete_locked(const WorkPtr& w);              // lock held: MPI_Test, and finish it when done
+  void progress_locked();                              // lock held: completes every collective in flight
   void fail_locked(const WorkPtr& w, const std::string& msg);
   std::string describe_timeout(const detail::WorkState& w);
   void wait_work(const WorkPtr& w);
@@ -130,6 +132,8 @@ class ProcessGroup {
   std::condition_variable wake_;
   bool stop_ = false;
   int64_t inflight_ = 0;            // collectives started and not finished: the watcher polls often then
+  std::vector<WorkPtr> running_;    // those collectives: the group owns them (and their buffers) until
+                                    // they finish, so a Work handle dropped early frees nothing MPI writes
   double beat_s_ = 1;               // heartbeat interval
   Clock::time_point last_beat_;
   std::vector<Send> beats_;         // one heartbeat in flight per peer at most
@@ -298,6 +302,7 @@ inline ProcessGroup::WorkPtr ProcessGroup::start(const char* op, const Tensor& k
   w->seq = ++seq_;
   w->keep = keep;
   ++inflight_;
+  running_.push_back(w);
   wake_.notify_one();  // the watcher polls faster while collectives are in flight
   for (int p = 0; p < size_; ++p) {  // "I have reached collective #seq"
     if (p == rank_) continue;
@@ -337,12 +342,12 @@ inline void ProcessGroup::poll_control() {
 inline void ProcessGroup::fail_locked(const WorkPtr& w, const std::string& msg) {
   if (!w->completed && w->seq > 0) --inflight_;
   w->error = std::make_exception_ptr(Error(msg));
-  w->completed = true;
+  w->completed.store(true, std::memory_order_release);
   if (broken_.empty()) broken_ = msg;
   graveyard_.push_back(w);
 }
 
-inline bool ProcessGroup::test_locked(const WorkPtr& w) {
+inline bool ProcessGroup::complete_locked(const WorkPtr& w) {
   if (w->completed) return true;
   int flag = 0;
   const int rc = w->request == MPI_REQUEST_NULL ? MPI_SUCCESS : MPI_Test(&w->request, &flag, MPI_STATUS_IGNORE);
@@ -351,7 +356,6 @@ inline bool ProcessGroup::test_locked(const WorkPtr& w) {
     return true;
   }
   if (flag || w->request == MPI_REQUEST_NULL) {
-    w->completed = true;
     --inflight_;
     if (w->finish) {
       try { w->finish(); } catch (...) { w->error = std::current_exception(); }
@@ -359,9 +363,20 @@ inline bool ProcessGroup::test_locked(const WorkPtr& w) {
     w->keep = Tensor();
     w->staging = {};
     w->finish = nullptr;
+    w->completed.store(true, std::memory_order_release);  // last: a Work that sees it sees the result
   }
-  poll_control();
   return w->completed;
+}
+
+inline void ProcessGroup::progress_locked() {
+  for (const WorkPtr& w : running_) complete_locked(w);
+  std::erase_if(running_, [](const WorkPtr& w) { return w->completed.load(); });
+}
+
+inline bool ProcessGroup::test_locked(const WorkPtr& w) {
+  const bool done = complete_locked(w);
+  poll_control();
+  return done;
 }
 
 inline std::string ProcessGroup::describe_timeout(const detail::WorkState& w) {
@@ -434,7 +449,12 @@ inline void ProcessGroup::wait_work(const WorkPtr& w) {
 
 inline bool ProcessGroup::test_work(const WorkPtr& w) {
   std::lock_guard lock(mutex_);
-  if (test_locked(w)) return true;
+  try {
+    if (test_locked(w)) return true;
+  } catch (const std::exception& e) {  // done() never throws: the failure is kept for wait()
+    fail_locked(w, e.what());
+    return true;
+  }
   if (!broken_.empty()) {
     fail_locked(w, w->op + ": the process group broke while this collective waited: " + broken_);
     return true;
@@ -495,6 +515,7 @@ inline void ProcessGroup::watch() {
     try {
       if (seconds_since(last_beat_) >= beat_s_) send_beats();
       poll_control();  // also advances MPI's nonblocking collectives
+      progress_locked();
     } catch (const std::exception& e) {
       if (broken_.empty()) broken_ = e.what();
       return;

@@ -35,7 +35,8 @@
 //                   all-gathers each batch's predictions and targets, drops the padding and recomputes
 //                   the loss on the gathered batch, so the valid loss and metrics are those of the
 //                   whole set, identical on every rank. validate() / get_preds() / predict() outside a
-//                   fit run on the whole set on each rank.
+//                   fit run on the whole set on each rank and are not collectives: rank 0 may call them
+//                   alone (if (learn.is_main_process()) learn.get_preds()).
 // - rank 0 only     to_distributed() sets learn.rank / learn.world_size; learn.is_main_process() is
 //                   false on ranks > 0, where progress, CSVLogger, the trackers' messages, save(), the
 //                   Recorder's plots and lr_find's plot do nothing. after_fit is a barrier, so a file
@@ -216,6 +217,9 @@ class DistributedTrainer : public Callback {
   size_t n_buckets() const { return buckets_->buckets.size(); }
 
   void before_fit() override {
+    // validate() / get_preds() / predict() (logging off: fastai's validation_context) are no fit here:
+    // no broadcast, no barrier, so rank 0 may call them alone
+    if (!learn->logging) return;
     pg_ = &dist::group();
     learn->rank = pg_->rank();
     learn->world_size = pg_->world_size();
@@ -277,6 +281,7 @@ class DistributedTrainer : public Callback {
     ++steps;
   }
   void after_fit() override {
+    if (!learn->logging) return;  // the end of a validation_context (see before_fit)
     unshard();
     training_started_ = false;
     pg_->barrier();  // rank 0's checkpoints are written before anyone loads them
