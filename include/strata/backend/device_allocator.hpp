@@ -127,7 +127,10 @@ class CudaCachingAllocator {
       if (prev != device) cuda::set_device(device);
     }
     ~DeviceGuard() {
-      if (cuda::get_device() != prev) cuda::set_device(prev);
+      try {
+        if (cuda::get_device() != prev) cuda::set_device(prev);
+      } catch (const Error&) {  // a destructor must not throw; the next CUDA call reports the fault
+      }
     }
   };
   static void* device_malloc(size_t size, int device) {
