@@ -357,6 +357,41 @@ TEST_CASE("DataBlock: train-only item tfms skip valid; same seed same batches wi
   CHECK(epoch(dls2.train) == e0);
 }
 
+/// Adds a random 0..99 to every pixel: shows which random numbers an item drew.
+struct RandomAdd {
+  static constexpr const char* name = "RandomAdd";
+  int64_t add = 0;
+  void before_call(const Tuple&, TfmContext& ctx) { add = ctx.rng.randint(0, 100); }
+  Image encodes(const Image& x) const { return Image{(x.data.to(DType::f32) + double(add)).to(DType::u8)}; }
+};
+
+TEST_CASE("DataBlock: sharded loaders draw each item's random numbers as one loader on the global batch", "[datablock]") {
+  // rank r's item k of batch b is item k * W + r of global batch b: the same pixels, the same draws, so
+  // the ranks augment differently and together equal one process (distributed training)
+  std::vector<std::vector<double>> pixels(3);  // [one loader, rank 0, rank 1]: pixel (0, 0) of each item
+  for (int run = 0; run < 3; ++run) {
+    DataBlock<int64_t> dblock{.blocks = {ImageBlock({.channels = 1}), CategoryBlock()},
+                              .getters = {[](const int64_t&) -> Raw { return Tensor(zeros({1, 2, 2}, {.dtype = DType::u8})); },
+                                          [](const int64_t& i) -> Raw { return std::to_string(i % 3); }},
+                              .splitter = IndexSplitter({}),
+                              .item_tfms = {make_transform(RandomAdd{})}};
+    DataLoaders dls = dblock.dataloaders(iota(16), {.bs = run == 0 ? 8 : 4, .seed = 7, .shuffle_train = false});
+    if (run > 0) dls.train.options().shard = {.rank = run - 1, .world = 2};
+    for (Batch& b : dls.train) {
+      const auto x = th::values(b.xb[0].select(1, 0).select(1, 0).select(1, 0));
+      pixels[size_t(run)].insert(pixels[size_t(run)].end(), x.begin(), x.end());
+    }
+  }
+  REQUIRE(pixels[0].size() == 16);
+  REQUIRE(pixels[1].size() == 8);
+  REQUIRE(pixels[2].size() == 8);
+  for (size_t i = 0; i < 8; ++i) {  // rank r's i-th item is the one loader's item 2 i + r
+    CHECK(pixels[1][i] == pixels[0][2 * i]);
+    CHECK(pixels[2][i] == pixels[0][2 * i + 1]);
+  }
+  CHECK(pixels[1] != pixels[2]);  // the two ranks did not draw alike
+}
+
 TEST_CASE("DataBlock::summary prints each step", "[datablock]") {
   const FakeMnist d(12);
   DataBlock<int64_t> dblock{.blocks = {ImageBlock({.channels = 1}), CategoryBlock()},

@@ -277,11 +277,14 @@ class TypedDataset : public Dataset {
   using Dataset::get_batch;
   Batch get_batch(const std::vector<int64_t>& idxs) const override { return get_batch(idxs, BatchContext{}); }
   /// The items idxs through their transforms, the k-th with TfmRng(seed, epoch, batch, k), collated.
+  /// A shard's item k is item k * world + rank of the global batch and draws as that one would in a
+  /// single process, so every rank augments differently and together they match one process.
   Batch get_batch(const std::vector<int64_t>& idxs, const BatchContext& ctx) const override {
     std::vector<Tuple> ts;
     ts.reserve(idxs.size());
     for (size_t k = 0; k < idxs.size(); ++k) {
-      TfmContext tc{.train = train_, .rng = TfmRng(ctx.seed, ctx.epoch, uint64_t(ctx.batch), uint32_t(k))};
+      const auto item = uint32_t(int64_t(k) * ctx.world + ctx.rank);
+      TfmContext tc{.train = train_, .rng = TfmRng(ctx.seed, ctx.epoch, uint64_t(ctx.batch), item)};
       ts.push_back(sample(idxs[k], tc));
     }
     return to_batch(collate_tuples(ts), n_inp());
@@ -314,7 +317,8 @@ struct BlockDatasets {
 /// TfmRng(seed, epoch, batch), to_batch.
 inline BatchTransform after_batch_transform(std::shared_ptr<const DataBlockInfo> info, bool train) {
   return [info = std::move(info), train](Batch& b, const BatchContext& ctx) {
-    TfmContext tc{.train = train, .rng = TfmRng(ctx.seed, ctx.epoch, uint64_t(ctx.batch))};
+    // each rank's part of a global batch draws its own batch-level numbers (rank 0: a single process's)
+    TfmContext tc{.train = train, .rng = TfmRng(ctx.seed, ctx.epoch, uint64_t(ctx.batch), TfmRng::kBatchItem - uint32_t(ctx.rank))};
     b = to_batch(info->after_batch(to_tuple(b, info->kinds), tc), info->n_inp);
   };
 }

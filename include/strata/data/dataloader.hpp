@@ -205,7 +205,9 @@ class EpochRun {
     }
   }
 
-  BatchContext context(int64_t b) const { return {.seed = seed_, .epoch = epoch_, .batch = b}; }
+  BatchContext context(int64_t b) const {
+    return {.seed = seed_, .epoch = epoch_, .batch = b, .rank = o_.shard.rank, .world = o_.shard.world};
+  }
 
   void stop() {
     {

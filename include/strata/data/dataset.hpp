@@ -60,6 +60,8 @@ struct BatchContext {
   uint64_t seed = 0;   // the loader's seed (0 when it has none)
   uint64_t epoch = 0;  // the epoch this batch belongs to
   int64_t batch = 0;   // the batch's number within its epoch
+  int64_t rank = 0;    // the loader's shard (distributed training): item k of this batch is item
+  int64_t world = 1;   //   k * world + rank of the global batch, and draws that item's random numbers
 };
 
 /// A map-style dataset: items by index.
