@@ -122,6 +122,36 @@ TEST_CASE("a leaf hook runs once on the summed gradient", "[autograd]") {
   CHECK(th::values(x.grad()) == std::vector<double>{1});
 }
 
+TEST_CASE("a leaf's gradient goes in as soon as the last node feeding it has run", "[autograd]") {
+  // PyTorch's AccumulateGrad timing (data-parallel training all-reduces the last layer's gradient
+  // while backward still runs): w's hook, right after mul's backward, before exp's backward (h's hook)
+  Tensor x = th::make({0.5, -1}, {2}, DType::f64).requires_grad_();
+  Tensor w = th::make({2, 3}, {2}, DType::f64).requires_grad_();
+  std::vector<std::string> order;
+  bool h_done_when_w = true;
+  Tensor h = x.exp();
+  h.register_hook([&](const Tensor& g) { order.push_back("h"); return g; });
+  w.register_hook([&](const Tensor& g) {
+    order.push_back("w");
+    h_done_when_w = !x.grad().defined();  // x's gradient is not in yet
+    return g;
+  });
+  x.register_hook([&](const Tensor& g) { order.push_back("x"); return g; });
+  (h * w).sum().backward();
+  CHECK(order == std::vector<std::string>{"w", "h", "x"});
+  CHECK(h_done_when_w);
+  th::check_close(w.grad(), x.detach().exp(), 1e-15, 0, "dw");
+  th::check_close(x.grad(), x.detach().exp() * w.detach(), 1e-15, 0, "dx");
+  // a leaf used at two depths still gets one hook call, on the sum, after its deeper use
+  Tensor a = th::make({0.25}, {1}, DType::f64).requires_grad_();
+  int calls = 0;
+  double seen = 0;
+  a.register_hook([&](const Tensor& g) { ++calls, seen = g.item<double>(); return g; });
+  ((a * 2.0) + (a * 3.0).exp()).sum().backward();
+  CHECK(calls == 1);
+  CHECK(seen == Approx(2 + 3 * std::exp(0.75)).epsilon(1e-14));
+}
+
 TEST_CASE("a deep chain does not overflow the stack", "[autograd]") {
   Tensor x = ones({1}).requires_grad_();
   Tensor y = x;
