@@ -72,6 +72,7 @@ inline ProcessGroup& init_process_group(const InitOptions& o = {}) {
   }
   // errors on the world communicator come back as codes too (the group's own are set in its constructor)
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN);  // the rendezvous' communicators inherit it
   MPI_Comm world = MPI_COMM_WORLD;
   if (rendezvous) world = detail::rendezvous_join(dir, env.rank, env.world_size, o.timeout_s);
   g.group = std::make_unique<ProcessGroup>(world, o);  // works on its own duplicates of `world`
