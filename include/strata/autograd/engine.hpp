@@ -6,7 +6,9 @@
 // passed once through the leaf's hooks, then accumulated (+=) into leaf.grad as soon as the last node
 // that feeds it has run, while the rest of backward goes on (PyTorch's AccumulateGrad: data-parallel
 // training starts all-reducing the last layers' gradients from a leaf hook while the first layers'
-// are still being computed). The graph is not freed after backward (no retain_graph flag is needed to call it twice);
+// are still being computed). So a leaf hook may see other leaves' .grad already updated, and a
+// backward that throws midway leaves the finished leaves' .grad updated (zero them to retry; the
+// Learner does). The graph is not freed after backward (no retain_graph flag is needed to call it twice);
 // backward itself runs without recording, so there are no higher-order gradients.
 #pragma once
 
