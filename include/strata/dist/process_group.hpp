@@ -105,6 +105,7 @@ class ProcessGroup {
   bool complete_locked(const WorkPtr& w);              // lock held: MPI_Test, and finish it when done
   void progress_locked();                              // lock held: completes every collective in flight
   void fail_locked(const WorkPtr& w, const std::string& msg);
+  void fail_on(int rc, const WorkPtr& w, const std::string& op, const char* call);  // lock held: rc != MPI_SUCCESS fails w
   std::string describe_timeout(const detail::WorkState& w);
   void wait_work(const WorkPtr& w);
   bool test_work(const WorkPtr& w);
@@ -232,9 +233,7 @@ inline Work ProcessGroup::all_reduce_async(Tensor& t, ReduceOp rop) {
     rc = MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), n, detail::mpi_type(t.dtype()), detail::mpi_op(rop), comm_,
                         &w->request);
   }
-  if (rc != MPI_SUCCESS) {
-    try { detail::mpi_check(rc, op, "MPI_Iallreduce"); } catch (const Error& e) { fail_locked(w, e.what()); }
-  }
+  fail_on(rc, w, op, "MPI_Iallreduce");
   return Work(w);
 }
 
@@ -247,9 +246,7 @@ inline void ProcessGroup::broadcast(Tensor& t, int root) {
     std::lock_guard lock(mutex_);
     w = start(op, t);
     const int rc = MPI_Ibcast(t.raw_data(), int(t.numel()), detail::mpi_type(t.dtype()), root, comm_, &w->request);
-    if (rc != MPI_SUCCESS) {
-      try { detail::mpi_check(rc, op, "MPI_Ibcast"); } catch (const Error& e) { fail_locked(w, e.what()); }
-    }
+    fail_on(rc, w, op, "MPI_Ibcast");
   }
   wait_work(w);
 }
@@ -269,9 +266,7 @@ inline Tensor ProcessGroup::all_gather(const Tensor& t) {
     const MPI_Datatype type = detail::mpi_type(t.dtype());
     const int n = int(t.numel());
     const int rc = MPI_Iallgather(t.raw_data(), n, type, out.raw_data(), n, type, comm_, &w->request);
-    if (rc != MPI_SUCCESS) {
-      try { detail::mpi_check(rc, op, "MPI_Iallgather"); } catch (const Error& e) { fail_locked(w, e.what()); }
-    }
+    fail_on(rc, w, op, "MPI_Iallgather");
   }
   wait_work(w);
   return out;
@@ -284,9 +279,7 @@ inline void ProcessGroup::barrier() {
     std::lock_guard lock(mutex_);
     w = start(op, Tensor());
     const int rc = MPI_Ibarrier(comm_, &w->request);
-    if (rc != MPI_SUCCESS) {
-      try { detail::mpi_check(rc, op, "MPI_Ibarrier"); } catch (const Error& e) { fail_locked(w, e.what()); }
-    }
+    fail_on(rc, w, op, "MPI_Ibarrier");
   }
   wait_work(w);
 }
@@ -347,12 +340,17 @@ inline void ProcessGroup::fail_locked(const WorkPtr& w, const std::string& msg) 
   graveyard_.push_back(w);
 }
 
+inline void ProcessGroup::fail_on(int rc, const WorkPtr& w, const std::string& op, const char* call) {
+  if (rc == MPI_SUCCESS) return;
+  try { detail::mpi_check(rc, op, call); } catch (const Error& e) { fail_locked(w, e.what()); }
+}
+
 inline bool ProcessGroup::complete_locked(const WorkPtr& w) {
   if (w->completed) return true;
   int flag = 0;
   const int rc = w->request == MPI_REQUEST_NULL ? MPI_SUCCESS : MPI_Test(&w->request, &flag, MPI_STATUS_IGNORE);
   if (rc != MPI_SUCCESS) {
-    try { detail::mpi_check(rc, w->op, "MPI_Test"); } catch (const Error& e) { fail_locked(w, e.what()); }
+    fail_on(rc, w, w->op, "MPI_Test");
     return true;
   }
   if (flag || w->request == MPI_REQUEST_NULL) {
