@@ -7,7 +7,10 @@
 // merging (contiguous -> 1 dim, a transposed pair kept apart) and its errors.
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -74,11 +77,16 @@ void check_same(const Tensor& got_cuda, const Tensor& expected, int64_t max_ulp)
   REQUIRE(g.size() == e.size());
   int64_t worst = 0;
   for (size_t i = 0; i < g.size(); ++i) {
+    if (std::isnan(g[i]) || std::isnan(e[i])) {  // NaN only where the CPU has NaN
+      if (!(std::isnan(g[i]) && std::isnan(e[i]))) FAIL_CHECK("element " << i << ": cuda " << g[i] << ", cpu " << e[i]);
+      continue;
+    }
     const int64_t u = ulp_distance(g[i], e[i]);
     if (u > worst) worst = u;
     if (u > max_ulp) FAIL_CHECK("element " << i << ": cuda " << g[i] << ", cpu " << e[i] << " (" << u << " ulp)");
   }
   CHECK(worst <= max_ulp);
+  if (const char* v = std::getenv("STRATA_TEST_VERBOSE"); v && *v == '1') WARN("worst " << worst << " ulp");
 }
 
 /// cuda out = op(a, b) with a, b cpu views copied to cuda as the same views: `make_a(base)` views a
@@ -145,6 +153,19 @@ void check_all_layouts() {
   check_unary<T>(cuda::ew::Relu{}, cpu_relu, r({5, 10}), sl, 0);
   check_unary<T>(cuda::ew::Relu{}, cpu_relu, r({300}), same, 0);
   check_unary<T>(cuda::ew::Neg{}, cpu_neg, r({7, 5}), tr, 0);
+  // special values: relu keeps NaN and -0 (as the CPU's max(0, x)), exp of +-inf and NaN
+  using lim = std::numeric_limits<T>;
+  const Tensor special = from_vector<T>({T(-0.0), lim::quiet_NaN(), lim::infinity(), -lim::infinity(), T(1.5), T(-1.5),
+                                         T(0), lim::denorm_min(), T(-80), T(80)});
+  check_unary<T>(cuda::ew::Relu{}, cpu_relu, special, same, 0);
+  // neg against a plain loop: IEEE -x (-0 for +0, as PyTorch); strata's CPU neg gives +0 for +0
+  const auto loop_neg = [](const Tensor& x) {
+    std::vector<T> v = host_values<T>(x);
+    for (T& e : v) e = -e;
+    return from_vector<T>(v, x.shape());
+  };
+  check_unary<T>(cuda::ew::Neg{}, loop_neg, special, same, 0);
+  check_unary<T>(cuda::ew::Exp{}, cpu_exp, special, same, 2);
 
   // random shapes (rank 1-4, sizes 1-6), a random permutation of the first input, the second
   // broadcast along random dims
