@@ -114,6 +114,14 @@ TEST_CASE("unary ops match std:: on every float dtype", "[elementwise]") {
         }
 }
 
+TEST_CASE("neg flips the sign bit: -(+0) is -0 on the vector path and the tail", "[elementwise]") {
+  for (DType dt : {DType::f32, DType::f64}) {
+    const std::vector<double> v = th::values(neg(zeros({37}, {.dtype = dt})));  // 37: vectors and a tail
+    for (double x : v) CHECK(std::signbit(x));
+    for (double x : th::values(neg(neg(zeros({37}, {.dtype = dt}))))) CHECK(!std::signbit(x));
+  }
+}
+
 TEST_CASE("vectorized exp is accurate over the whole float range", "[elementwise]") {
   Tensor x = linspace(-87, 88, 100001);
   auto got = th::values(exp(x)), in = th::values(x);

@@ -64,7 +64,9 @@ template <> struct Vec<float> {
   friend Vec operator-(Vec a, Vec b) { return _mm512_sub_ps(a.v, b.v); }
   friend Vec operator*(Vec a, Vec b) { return _mm512_mul_ps(a.v, b.v); }
   friend Vec operator/(Vec a, Vec b) { return _mm512_div_ps(a.v, b.v); }
-  friend Vec operator-(Vec a) { return _mm512_sub_ps(_mm512_setzero_ps(), a.v); }
+  friend Vec operator-(Vec a) {  // flips the sign bit: -(+0) is -0, as the scalar path and PyTorch
+    return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(a.v), _mm512_set1_epi32(int(0x80000000u))));
+  }
   friend Vec vmax(Vec a, Vec b) { return _mm512_max_ps(a.v, b.v); }
   friend Vec vmin(Vec a, Vec b) { return _mm512_min_ps(a.v, b.v); }
   friend Vec vfmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a.v, b.v, c.v); }
@@ -98,7 +100,9 @@ template <> struct Vec<double> {
   friend Vec operator-(Vec a, Vec b) { return _mm512_sub_pd(a.v, b.v); }
   friend Vec operator*(Vec a, Vec b) { return _mm512_mul_pd(a.v, b.v); }
   friend Vec operator/(Vec a, Vec b) { return _mm512_div_pd(a.v, b.v); }
-  friend Vec operator-(Vec a) { return _mm512_sub_pd(_mm512_setzero_pd(), a.v); }
+  friend Vec operator-(Vec a) {  // flips the sign bit
+    return _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(a.v), _mm512_set1_epi64(int64_t(0x8000000000000000ull))));
+  }
   friend Vec vmax(Vec a, Vec b) { return _mm512_max_pd(a.v, b.v); }
   friend Vec vmin(Vec a, Vec b) { return _mm512_min_pd(a.v, b.v); }
   friend Vec vfmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_pd(a.v, b.v, c.v); }
@@ -128,7 +132,7 @@ template <> struct Vec<float> {
   friend Vec operator-(Vec a, Vec b) { return _mm256_sub_ps(a.v, b.v); }
   friend Vec operator*(Vec a, Vec b) { return _mm256_mul_ps(a.v, b.v); }
   friend Vec operator/(Vec a, Vec b) { return _mm256_div_ps(a.v, b.v); }
-  friend Vec operator-(Vec a) { return _mm256_sub_ps(_mm256_setzero_ps(), a.v); }
+  friend Vec operator-(Vec a) { return _mm256_xor_ps(a.v, _mm256_set1_ps(-0.0f)); }  // flips the sign bit: -(+0) is -0
   friend Vec vmax(Vec a, Vec b) { return _mm256_max_ps(a.v, b.v); }
   friend Vec vmin(Vec a, Vec b) { return _mm256_min_ps(a.v, b.v); }
   friend Vec vfmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a.v, b.v, c.v); }
@@ -176,7 +180,7 @@ template <> struct Vec<double> {
   friend Vec operator-(Vec a, Vec b) { return _mm256_sub_pd(a.v, b.v); }
   friend Vec operator*(Vec a, Vec b) { return _mm256_mul_pd(a.v, b.v); }
   friend Vec operator/(Vec a, Vec b) { return _mm256_div_pd(a.v, b.v); }
-  friend Vec operator-(Vec a) { return _mm256_sub_pd(_mm256_setzero_pd(), a.v); }
+  friend Vec operator-(Vec a) { return _mm256_xor_pd(a.v, _mm256_set1_pd(-0.0)); }  // flips the sign bit
   friend Vec vmax(Vec a, Vec b) { return _mm256_max_pd(a.v, b.v); }
   friend Vec vmin(Vec a, Vec b) { return _mm256_min_pd(a.v, b.v); }
   friend Vec vfmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_pd(a.v, b.v, c.v); }
