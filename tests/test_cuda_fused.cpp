@@ -5,10 +5,22 @@
 //   kernel, on B, C not multiples of 32, C = 1, C = 1000, with and without label smoothing and with
 //   logits shifted by 1000 (the max subtraction); tolerance a few ulp of the accumulation type
 //   (scaled by the row's magnitude) plus one rounding of the storage type.
+// - adam_update / sgd_momentum_update over one list of parameters of mixed sizes (1, 7, 33, 1000,
+//   70000 > one 65536-element chunk, 40 tiny ones > the 36 tensors one launch holds, an empty one),
+//   also with 100-element chunks (a tensor split across launches), every decay mode, 3 steps:
+//   p, g, m, v against the CPU kernel and its _ref (in f32/f64: equal bit for bit under the
+//   emulator, within 8 ulp allowed for a GPU's fused multiply-adds; f16/bf16: the CPU kernel in
+//   float on the upcast values, rounded back each step).
+// - amp_unscale: f16, bf16, f32 gradient lists against cpu::amp_unscale bit for bit; found_inf
+//   stays 0 for finite values, and is 1 for a single inf in the middle of the 70000-element tensor,
+//   a NaN in the last element of the last tensor, a -inf in a 1-element tensor.
 // Run also with STRATA_EMU_SCHEDULE=reverse (blocks and threads in reverse order).
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
 #include <cstdint>
 #include <iomanip>
 #include <random>
@@ -18,12 +30,17 @@
 #include "strata/backend/runtime.hpp"
 #include "strata/core/half.hpp"
 
+#include "kernels/cpu/amp.hpp"
+#include "kernels/cpu/optim_update.hpp"
 #include "kernels/cpu/softmax_xent.hpp"
+#include "kernels/cuda/amp.cuh"
+#include "kernels/cuda/optim_update.cuh"
 #include "kernels/cuda/softmax_xent.cuh"
 
 namespace test_cuda_fused {
 
 namespace cuda = strata::cuda;
+namespace cpu = strata::cpu;
 
 /// The host type with the same bits as device storage type S (strata::f16 for cuda::f16_t, ...).
 template <class S>
@@ -154,7 +171,189 @@ void softmax_xent_cases() {
   check_softmax_xent<S>(4, 50, 1.0, -20.0, ++seed);    // eps = 1: the uniform target
 }
 
+// ---------------------------------------------------------------- optim_update
+
+/// Lengths of a parameter list: tiny, odd, bigger than one chunk, more tensors than one launch holds.
+inline std::vector<int64_t> param_sizes() {
+  std::vector<int64_t> n = {1, 7, 33, 0, 1000, 70000};
+  for (int k = 0; k < 40; ++k) n.push_back(1 + k % 5);
+  return n;
+}
+
+/// One parameter's tensors, K of them (p, g, m[, v]) of n elements, on the host and the device.
+template <class S, int K>
+struct Param {
+  using H = host_t<S>;
+  std::vector<std::vector<H>> host;  // K vectors
+  std::vector<std::unique_ptr<DeviceArray<S>>> dev;
+  Param(int64_t n, uint64_t seed) {
+    for (int k = 0; k < K; ++k) {
+      std::vector<H> v = randn<H>(size_t(n), k == 1 ? 0.5 : 1.0, 0.0, seed + uint64_t(k));
+      if (k == 3)
+        for (auto& e : v) e = H(std::abs(double(e)));  // sqr_avg >= 0
+      dev.push_back(std::make_unique<DeviceArray<S>>(v));
+      host.push_back(std::move(v));
+    }
+  }
+  cuda::TensorPtrs<S, K> ptrs(int64_t n) const {
+    cuda::TensorPtrs<S, K> t{};
+    for (int k = 0; k < K; ++k) t.p[k] = dev[size_t(k)]->get();
+    t.n = n;
+    return t;
+  }
+};
+
+/// The CPU step on host vector set `h` (K of them): upcast to A, `step` on A pointers, round back.
+template <class H, class A, class Step>
+void cpu_step(std::vector<std::vector<H>>& h, Step step) {
+  std::vector<std::vector<A>> a;
+  for (auto& v : h) a.emplace_back(v.begin(), v.end());
+  step(a);
+  for (size_t k = 0; k < h.size(); ++k)
+    for (size_t i = 0; i < h[k].size(); ++i) h[k][i] = H(a[k][i]);
+}
+
+template <class S, int K>
+void check_optim(cpu::DecayMode decay, int64_t chunk) {
+  using H = host_t<S>;
+  using A = cuda::compute_type<S>;
+  INFO((K == 4 ? "adam" : "sgd") << " " << sizeof(S) * 8 << "-bit decay " << int(decay) << " chunk " << chunk);
+  const std::vector<int64_t> sizes = param_sizes();
+  std::vector<Param<S, K>> params;
+  std::vector<cuda::TensorPtrs<S, K>> list;
+  for (size_t j = 0; j < sizes.size(); ++j) params.emplace_back(sizes[j], 1000 + 10 * j);
+  for (size_t j = 0; j < sizes.size(); ++j) list.push_back(params[j].ptrs(sizes[j]));
+  std::vector<std::vector<std::vector<H>>> fast, ref;  // [param][k][i]
+  for (auto& p : params) fast.push_back(p.host), ref.push_back(p.host);
+
+  for (int t = 1; t <= 3; ++t) {
+    const cpu::AdamArgs adam{.lr = 0.01 * t, .mom = 0.9, .sqr_mom = 0.99, .eps = 1e-5, .wd = 0.1, .decay = decay,
+                             .debias1 = 1 - std::pow(0.9, t), .debias2 = 1 - std::pow(0.99, t)};
+    const cpu::SgdArgs sgd{.lr = 0.1 / t, .mom = 0.9, .wd = 0.05, .decay = decay};
+    for (size_t j = 0; j < sizes.size(); ++j) {
+      const int64_t n = sizes[j];
+      if constexpr (K == 4) {
+        cpu_step<H, A>(fast[j], [&](auto& a) { cpu::adam_update<A>(a[0].data(), a[1].data(), a[2].data(), a[3].data(), n, adam); });
+        cpu_step<H, A>(ref[j], [&](auto& a) { cpu::adam_update_ref<A>(a[0].data(), a[1].data(), a[2].data(), a[3].data(), n, adam); });
+      } else {
+        cpu_step<H, A>(fast[j], [&](auto& a) { cpu::sgd_momentum_update<A>(a[0].data(), a[1].data(), a[2].data(), n, sgd); });
+        cpu_step<H, A>(ref[j], [&](auto& a) { cpu::sgd_momentum_update_ref<A>(a[0].data(), a[1].data(), a[2].data(), n, sgd); });
+      }
+    }
+    if constexpr (K == 4) cuda::adam_update<S>(list, adam, chunk);
+    else cuda::sgd_momentum_update<S>(list, sgd, chunk);
+  }
+  // f32/f64: 8 ulp (a GPU's fused multiply-adds; the emulator is exact); 16-bit: one rounding
+  const double tol = std::is_same_v<S, A> ? 8 * eps_of<S>() : eps_of<S>();
+  const double tiny = std::is_same_v<S, cuda::f16_t> ? 0x1p-24 : 0.0;
+  int64_t exact = 0, total = 0;
+  for (size_t j = 0; j < sizes.size(); ++j)
+    for (int k = 0; k < K; ++k) {
+      INFO("param " << j << " (" << sizes[j] << " elements), tensor " << "pgmv"[k]);
+      const std::vector<H> got = params[j].dev[size_t(k)]->template host<H>();
+      const auto& want = fast[j][size_t(k)];
+      check_close(got, want, [&](size_t i) { return tol * (1 + std::abs(double(want[i]))) + tiny; }, "vs cpu");
+      check_close(got, ref[j][size_t(k)], [&](size_t i) { return tol * (1 + std::abs(double(want[i]))) + tiny; },
+                  "vs ref");
+      for (size_t i = 0; i < got.size(); ++i) exact += std::memcmp(&got[i], &want[i], sizeof(H)) == 0, ++total;
+    }
+  if (cuda::kEmulated) CHECK(exact == total);  // the same float operations in the same order
+}
+
+// ---------------------------------------------------------------- amp
+
+template <class S>
+void check_amp(float inv_scale, int64_t chunk, const std::vector<std::pair<size_t, size_t>>& poison, double bad,
+               bool want_found) {
+  using H = host_t<S>;
+  INFO("amp_unscale " << sizeof(S) * 8 << "-bit inv_scale " << inv_scale << " chunk " << chunk << " poisoned "
+                      << poison.size() << " with " << bad);
+  const std::vector<int64_t> sizes = param_sizes();
+  std::vector<std::vector<H>> host;
+  std::vector<std::unique_ptr<DeviceArray<S>>> dev;
+  std::vector<cuda::TensorPtrs<S, 1>> list;
+  for (size_t j = 0; j < sizes.size(); ++j) {
+    host.push_back(randn<H>(size_t(sizes[j]), 1000, 0, 500 + j));
+    for (const auto& [t, i] : poison)
+      if (t == j) host[j][i] = H(bad);
+    dev.push_back(std::make_unique<DeviceArray<S>>(host[j]));
+    list.push_back({{dev.back()->get()}, sizes[j]});
+  }
+  DeviceArray<float> found(1);
+  cuda::amp_unscale<S>(list, inv_scale, found.get(), chunk);
+  bool found_cpu = false, found_ref = false;
+  for (size_t j = 0; j < sizes.size(); ++j) {
+    std::vector<H> ref = host[j];
+    found_cpu |= cpu::amp_unscale<H>(host[j].data(), sizes[j], inv_scale);
+    found_ref |= cpu::amp_unscale_ref<H>(ref.data(), sizes[j], inv_scale);
+    const std::vector<H> got = dev[j]->template host<H>();
+    int64_t differ = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      const bool same = std::memcmp(&got[i], &host[j][i], sizeof(H)) == 0 ||
+                        (std::isnan(double(got[i])) && std::isnan(double(host[j][i])));
+      if (!same && differ++ < 3) FAIL_CHECK("tensor " << j << "[" << i << "]: cuda " << double(got[i]) << ", cpu " << double(host[j][i]));
+      if (std::memcmp(&ref[i], &host[j][i], sizeof(H)) != 0 && !std::isnan(double(ref[i])))
+        FAIL_CHECK("tensor " << j << "[" << i << "]: cpu " << double(host[j][i]) << ", ref " << double(ref[i]));
+    }
+    CHECK(differ == 0);
+  }
+  CHECK(found_cpu == want_found);
+  CHECK(found_ref == want_found);
+  CHECK(found.host()[0] == (want_found ? 1.0f : 0.0f));
+}
+
+template <class S>
+void amp_cases() {
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  const size_t big = 5, last = param_sizes().size() - 1, one = 0;  // 70000 elements; 5 elements; 1 element
+  for (const int64_t chunk : {cuda::kMultiTensorChunk, int64_t(100)}) {
+    check_amp<S>(1.0f / 1024, chunk, {}, 0, false);
+    check_amp<S>(1.0f / 3, chunk, {}, 0, false);
+    check_amp<S>(1.0f / 1024, chunk, {{big, 35001}}, inf, true);
+    check_amp<S>(1.0f / 1024, chunk, {{last, 4}}, nan, true);
+    check_amp<S>(0.5f, chunk, {{one, 0}}, -inf, true);
+  }
+}
+
 }  // namespace test_cuda_fused
+
+TEST_CASE("cuda fused: adam_update / sgd_momentum_update over a parameter list equal the CPU kernels",
+          "[cuda][fused][gpu]") {
+  using namespace test_cuda_fused;
+  using strata::cpu::DecayMode;
+  for (const auto decay : {DecayMode::none, DecayMode::l2, DecayMode::decoupled})
+    for (const int64_t chunk : {cuda::kMultiTensorChunk, int64_t(100)}) {
+      check_optim<float, 4>(decay, chunk);
+      check_optim<float, 3>(decay, chunk);
+    }
+  check_optim<double, 4>(DecayMode::decoupled, 100);
+  check_optim<double, 3>(DecayMode::l2, cuda::kMultiTensorChunk);
+  check_optim<cuda::f16_t, 4>(DecayMode::decoupled, 100);
+  check_optim<cuda::bf16_t, 4>(DecayMode::l2, cuda::kMultiTensorChunk);
+  check_optim<cuda::f16_t, 3>(DecayMode::none, cuda::kMultiTensorChunk);
+  check_optim<cuda::bf16_t, 3>(DecayMode::decoupled, 100);
+}
+
+TEST_CASE("cuda fused: amp_unscale of a gradient list equals the CPU kernel and finds inf/NaN", "[cuda][fused][gpu]") {
+  using namespace test_cuda_fused;
+  SECTION("f16") { amp_cases<cuda::f16_t>(); }
+  SECTION("bf16") { amp_cases<cuda::bf16_t>(); }
+  SECTION("f32") { amp_cases<float>(); }
+}
+
+TEST_CASE("cuda fused: multi-tensor errors name the op", "[cuda][fused][gpu]") {
+  using namespace test_cuda_fused;
+  std::vector<cuda::TensorPtrs<float, 1>> list = {{{nullptr}, 5}};
+  DeviceArray<float> found(1);
+  CHECK_THROWS_WITH(cuda::amp_unscale<float>(list, 1.0f, found.get()),
+                    Catch::Contains("amp_unscale") && Catch::Contains("null pointer 0 for tensor 0"));
+  CHECK_THROWS_WITH(cuda::amp_unscale<float>(list, 1.0f, nullptr), Catch::Contains("amp_unscale") && Catch::Contains("found_inf"));
+  list[0].n = -1;
+  CHECK_THROWS_WITH(cuda::amp_unscale<float>(list, 1.0f, found.get()), Catch::Contains("length -1"));
+  std::vector<cuda::TensorPtrs<float, 4>> adam = {{{found.get(), found.get(), found.get(), found.get()}, 1}};
+  CHECK_THROWS_WITH(cuda::adam_update<float>(adam, strata::cpu::AdamArgs{.debias1 = 0}),
+                    Catch::Contains("adam_update") && Catch::Contains("debias1 = 0"));
+}
 
 TEST_CASE("cuda fused: softmax_xent fwd/bwd equals the CPU kernel and the reference", "[cuda][fused][gpu]") {
   using namespace test_cuda_fused;
