@@ -40,6 +40,11 @@ struct bf16_t {
 };
 static_assert(sizeof(f16_t) == sizeof(strata::f16) && sizeof(bf16_t) == sizeof(strata::bf16));
 
+/// The device element type for host element type H (strata::f16 -> f16_t, strata::bf16 -> bf16_t).
+template <class H>
+using device_type = std::conditional_t<std::is_same_v<H, strata::f16>, f16_t,
+                                       std::conditional_t<std::is_same_v<H, strata::bf16>, bf16_t, H>>;
+
 /// The type a kernel computes in for storage type T: float for the 16-bit floats, T otherwise.
 template <class T>
 using compute_type = std::conditional_t<std::is_same_v<T, f16_t> || std::is_same_v<T, bf16_t>, float, T>;

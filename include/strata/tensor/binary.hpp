@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "strata/tensor/to_device.hpp"
 #include "strata/tensor/view.hpp"
 
 namespace strata {
@@ -25,25 +26,25 @@ inline Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
 
 // ---------------------------------------------------------------- functors (scalar and Vec)
 namespace ops {
-struct Add { static constexpr bool vectorized = true; template <class V> V operator()(V a, V b) const { return a + b; } };
-struct Sub { static constexpr bool vectorized = true; template <class V> V operator()(V a, V b) const { return a - b; } };
-struct Mul { static constexpr bool vectorized = true; template <class V> V operator()(V a, V b) const { return a * b; } };
-struct Div { static constexpr bool vectorized = true; template <class V> V operator()(V a, V b) const { return a / b; } };
+struct Add { static constexpr EwOp cuda_op = EwOp::add; static constexpr bool vectorized = true; template <class V> V operator()(V a, V b) const { return a + b; } };
+struct Sub { static constexpr EwOp cuda_op = EwOp::sub; static constexpr bool vectorized = true; template <class V> V operator()(V a, V b) const { return a - b; } };
+struct Mul { static constexpr EwOp cuda_op = EwOp::mul; static constexpr bool vectorized = true; template <class V> V operator()(V a, V b) const { return a * b; } };
+struct Div { static constexpr EwOp cuda_op = EwOp::div; static constexpr bool vectorized = true; template <class V> V operator()(V a, V b) const { return a / b; } };
 // NaN in either input gives NaN (PyTorch): vmax returns b when one is NaN, select_nan covers a
-struct Max { static constexpr bool vectorized = true; template <class V> V operator()(V a, V b) const { using cpu::vmax; using cpu::select_nan; return select_nan(a, a, vmax(a, b)); } };
-struct Min { static constexpr bool vectorized = true; template <class V> V operator()(V a, V b) const { using cpu::vmin; using cpu::select_nan; return select_nan(a, a, vmin(a, b)); } };
-struct Pow {
+struct Max { static constexpr EwOp cuda_op = EwOp::max; static constexpr bool vectorized = true; template <class V> V operator()(V a, V b) const { using cpu::vmax; using cpu::select_nan; return select_nan(a, a, vmax(a, b)); } };
+struct Min { static constexpr EwOp cuda_op = EwOp::min; static constexpr bool vectorized = true; template <class V> V operator()(V a, V b) const { using cpu::vmin; using cpu::select_nan; return select_nan(a, a, vmin(a, b)); } };
+struct Pow { static constexpr EwOp cuda_op = EwOp::pow;
   static constexpr bool vectorized = false;
   template <class V> V operator()(V a, V b) const { return V(std::pow(a, b)); }
 };
-#define STRATA_CMP(Name, expr) \
-  struct Name { static constexpr bool vectorized = false; template <class V> bool operator()(V a, V b) const { return expr; } };
-STRATA_CMP(Eq, a == b)
-STRATA_CMP(Ne, a != b)
-STRATA_CMP(Lt, a < b)
-STRATA_CMP(Le, a <= b)
-STRATA_CMP(Gt, a > b)
-STRATA_CMP(Ge, a >= b)
+#define STRATA_CMP(Name, cuda, expr) \
+  struct Name { static constexpr EwOp cuda_op = EwOp::cuda; static constexpr bool vectorized = false; template <class V> bool operator()(V a, V b) const { return expr; } };
+STRATA_CMP(Eq, eq, a == b)
+STRATA_CMP(Ne, ne, a != b)
+STRATA_CMP(Lt, lt, a < b)
+STRATA_CMP(Le, le, a <= b)
+STRATA_CMP(Gt, gt, a > b)
+STRATA_CMP(Ge, ge, a >= b)
 #undef STRATA_CMP
 }  // namespace ops
 
@@ -57,6 +58,10 @@ Tensor binary_fwd(const char* name, const Tensor& a, const Tensor& b, DType comp
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
   const Tensor ac = to(detach(a), compute), bc = to(detach(b), compute);
   Tensor out = detail::empty_output(shape, result, a.device(), {&ac, &bc});
+  if (out.device().is_cuda()) {
+    detail::cuda_elementwise_hook(Op::cuda_op, detail::ew_params(op), out, {&ac, &bc});
+    return out;
+  }
   auto L = make_loop<3>({&out, &ac, &bc}, name);
   dispatch_numeric(compute, name, [&]<class T>(type_tag<T>) {
     if constexpr (std::is_same_v<std::invoke_result_t<Op, compute_t<T>, compute_t<T>>, bool>) {
@@ -83,7 +88,7 @@ Tensor wrap_scalar(S s, const Tensor& t) {
   } else {
     if (d == DType::b8) d = DType::i64;
     if (is_integral(d)) {  // exact, never through double; a value the dtype cannot hold is an error
-      Tensor out = Tensor::empty({}, d, t.device());
+      Tensor out = Tensor::empty({}, d, kCPU);  // written on the host, then moved
       dispatch_numeric(d, "scalar", [&]<class T>(type_tag<T>) {
         if constexpr (std::is_integral_v<T>) {
           STRATA_CHECK(std::in_range<T>(s), "scalar", "got ", +s, " with a tensor of dtype ", d,
@@ -91,7 +96,7 @@ Tensor wrap_scalar(S s, const Tensor& t) {
           *out.data_ptr<T>() = T(s);
         }
       });
-      return out;
+      return t.device().is_cpu() ? out : detail::copy_to_device(out, t.device());
     }
   }
   return full({}, double(s), {.dtype = d, .device = t.device()});
@@ -224,11 +229,17 @@ inline Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   const Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
   const DType t = result_type(a, b);
   const Tensor ac = to(detach(a), t), bc = to(detach(b), t);
+  STRATA_CHECK(cond.device() == a.device() && a.device() == b.device(), "where", "got devices ", cond.device(),
+               ", ", a.device(), " and ", b.device(), ", expected one device");
   Tensor out = detail::empty_output(shape, t, a.device(), {&cond, &ac, &bc});
-  auto L = make_loop<4>({&out, &cond, &ac, &bc}, "where");
-  dispatch_all(t, "where", [&]<class T>(type_tag<T>) {
-    cpu::where_kernel<T>(L, out.data_ptr<T>(), cond.data_ptr<bool>(), ac.data_ptr<T>(), bc.data_ptr<T>());
-  });
+  if (out.device().is_cuda()) {
+    detail::cuda_elementwise_hook(EwOp::where, {}, out, {&cond, &ac, &bc});
+  } else {
+    auto L = make_loop<4>({&out, &cond, &ac, &bc}, "where");
+    dispatch_all(t, "where", [&]<class T>(type_tag<T>) {
+      cpu::where_kernel<T>(L, out.data_ptr<T>(), cond.data_ptr<bool>(), ac.data_ptr<T>(), bc.data_ptr<T>());
+    });
+  }
   if (!any_requires_grad({a, b})) return out;
   const Saved c = cond;
   return record("where_backward", out, {a, b}, [a = info(a), b = info(b), c](const Tensor& dout) {
@@ -298,11 +309,17 @@ Tensor& binary_inplace(const char* name, Tensor& self, const Tensor& other, Op o
   STRATA_CHECK(shape == self.shape(), name, "got shapes ", self.shape(), " and ", other.shape(),
                ", expected the second to broadcast to the first");
   check_writable(self, name);
+  STRATA_CHECK(self.device() == other.device(), name, "got devices ", self.device(), " and ", other.device(),
+               ", expected the same device");
   const Tensor o = unaliased(to(detach(other), self.dtype()), self);
-  auto L = make_loop<3>({&self, &self, &o}, name);
-  dispatch_numeric(self.dtype(), name, [&]<class T>(type_tag<T>) {
-    cpu::binary_kernel<T, T>(L, self.data_ptr<T>(), self.data_ptr<T>(), o.data_ptr<T>(), op);
-  });
+  if (self.device().is_cuda()) {
+    cuda_elementwise_hook(Op::cuda_op, ew_params(op), self, {&self, &o});
+  } else {
+    auto L = make_loop<3>({&self, &self, &o}, name);
+    dispatch_numeric(self.dtype(), name, [&]<class T>(type_tag<T>) {
+      cpu::binary_kernel<T, T>(L, self.data_ptr<T>(), self.data_ptr<T>(), o.data_ptr<T>(), op);
+    });
+  }
   self.storage()->bump_version();
   return self;
 }

@@ -24,6 +24,10 @@ inline Tensor unaliased(const Tensor& src, const Tensor& dst) {
   if (src.storage() != dst.storage()) return src;
   if (src.offset() == dst.offset() && src.strides() == dst.strides() && src.shape() == dst.shape()) return src;
   Tensor copy = Tensor::empty(src.shape(), src.dtype(), src.device());
+  if (copy.device().is_cuda()) {
+    cuda_copy_hook(copy, src);
+    return copy;
+  }
   auto L = make_loop<2>({&copy, &src}, "copy_");
   dispatch_all(src.dtype(), "copy_", [&]<class T>(type_tag<T>) {
     cpu::copy_kernel<T, T>(L, copy.data_ptr<T>(), static_cast<const T*>(src.raw_data()));
@@ -38,6 +42,11 @@ inline Tensor& copy_(Tensor& dst, const Tensor& src_in) {
                src_in.device(), ", expected the same device");
   detail::check_writable(dst, "copy_");
   const Tensor src = detail::unaliased(src_in, dst);
+  if (dst.device().is_cuda()) {
+    detail::cuda_copy_hook(dst, src);
+    dst.storage()->bump_version();
+    return dst;
+  }
   auto L = make_loop<2>({&dst, &src}, "copy_");
   dispatch_all(dst.dtype(), "copy_", [&]<class To>(type_tag<To>) {
     dispatch_all(src.dtype(), "copy_", [&]<class From>(type_tag<From>) {
@@ -52,6 +61,11 @@ inline Tensor& copy_(Tensor& dst, const Tensor& src_in) {
 /// Sets every element to `value` (converted to the dtype).
 inline Tensor& fill_(Tensor& t, double value) {
   detail::check_writable(t, "fill_");
+  if (t.device().is_cuda()) {
+    detail::cuda_fill_hook(t, value);
+    t.storage()->bump_version();
+    return t;
+  }
   auto L = make_loop<1>({&t}, "fill_");
   dispatch_all(t.dtype(), "fill_", [&]<class T>(type_tag<T>) {
     cpu::fill_kernel<T>(L, static_cast<T*>(t.raw_data()), cast_value<T>(value));

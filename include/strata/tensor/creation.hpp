@@ -10,6 +10,7 @@
 
 #include "strata/core/random.hpp"
 #include "strata/tensor/copy.hpp"
+#include "strata/tensor/to_device.hpp"
 
 namespace strata {
 
@@ -29,6 +30,21 @@ inline Tensor zeros(const Shape& shape, TensorOptions o = {}) { return full(shap
 inline Tensor ones(const Shape& shape, TensorOptions o = {}) { return full(shape, 1.0, o); }
 
 inline TensorOptions options_of(const Tensor& t) { return {.dtype = t.dtype(), .device = t.device()}; }
+
+namespace detail {
+/// o on the cpu, without requires_grad: values made on the host, then moved by on_device (so a
+/// cuda tensor holds exactly the values, and the random numbers, the cpu would).
+inline TensorOptions host_options(TensorOptions o) {
+  o.device = kCPU;
+  o.requires_grad = false;
+  return o;
+}
+inline Tensor on_device(const Tensor& t, const TensorOptions& o) {
+  Tensor out = copy_to_device(t, o.device);
+  if (o.requires_grad) out.requires_grad_();
+  return out;
+}
+}  // namespace detail
 inline Tensor empty_like(const Tensor& t) { return empty(t.shape(), options_of(t)); }
 inline Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), options_of(t)); }
 inline Tensor ones_like(const Tensor& t) { return ones(t.shape(), options_of(t)); }
@@ -53,6 +69,7 @@ Tensor from_vector(const std::vector<T>& values, Shape shape = {-1}, TensorOptio
   Tensor src = Tensor::empty(shape, dtype_v<T>);
   std::copy(values.begin(), values.end(), src.data_ptr<T>());
   Tensor out = o.dtype == dtype_v<T> ? src : detail::copy_as(src, o.dtype);
+  if (o.device.is_cuda()) out = detail::copy_to_device(out, o.device);
   if (o.requires_grad) out.requires_grad_();
   return out;
 }
@@ -62,6 +79,7 @@ inline Tensor from_vector(std::initializer_list<double> values, Shape shape = {-
 
 /// [start, start + step, ...) up to end (exclusive), like torch.arange, in the dtype asked for.
 inline Tensor arange(double start, double end, double step, TensorOptions o) {
+  if (o.device.is_cuda()) return detail::on_device(arange(start, end, step, detail::host_options(o)), o);
   STRATA_CHECK(step != 0 && (end - start) / step >= 0, "arange", "got start=", start, " end=", end,
                " step=", step, ", expected a step that moves from start toward end");
   const double count = std::ceil((end - start) / step);
@@ -85,6 +103,7 @@ inline Tensor arange(double end) { return arange(0.0, end, 1.0); }
 
 /// `steps` evenly spaced values from start to end inclusive.
 inline Tensor linspace(double start, double end, int64_t steps, TensorOptions o = {}) {
+  if (o.device.is_cuda()) return detail::on_device(linspace(start, end, steps, detail::host_options(o)), o);
   STRATA_CHECK(steps >= 0, "linspace", "got steps=", steps, ", expected >= 0");
   Tensor t = Tensor::empty({steps}, o.dtype, o.device);
   const double step = steps > 1 ? (end - start) / double(steps - 1) : 0.0;
@@ -118,6 +137,7 @@ void random_fill(Tensor& t, Generator& gen, int64_t words_per_value, F fn) {
 
 /// Uniform in [0, 1).
 inline Tensor rand(const Shape& shape, TensorOptions o = {}, Generator& gen = default_generator()) {
+  if (o.device.is_cuda()) return detail::on_device(rand(shape, detail::host_options(o), gen), o);
   Tensor t = Tensor::empty(shape, o.dtype, o.device);
   dispatch_float(o.dtype, "rand", [&]<class T>(type_tag<T>) {
     if constexpr (std::is_same_v<T, double>)
@@ -136,6 +156,7 @@ inline Tensor rand(const Shape& shape, TensorOptions o = {}, Generator& gen = de
 
 /// Standard normal (Box-Muller on two uniforms per value).
 inline Tensor randn(const Shape& shape, TensorOptions o = {}, Generator& gen = default_generator()) {
+  if (o.device.is_cuda()) return detail::on_device(randn(shape, detail::host_options(o), gen), o);
   Tensor t = Tensor::empty(shape, o.dtype, o.device);
   dispatch_float(o.dtype, "randn", [&]<class T>(type_tag<T>) {
     detail::random_fill<T>(t, gen, 2, [](const uint32_t* w) {
@@ -151,6 +172,7 @@ inline Tensor randn(const Shape& shape, TensorOptions o = {}, Generator& gen = d
 /// Uniform integers in [low, high); int64 unless asked.
 inline Tensor randint(int64_t low, int64_t high, const Shape& shape, TensorOptions o = {.dtype = DType::i64},
                       Generator& gen = default_generator()) {
+  if (o.device.is_cuda()) return detail::on_device(randint(low, high, shape, detail::host_options(o), gen), o);
   STRATA_CHECK(high > low, "randint", "got low=", low, " high=", high, ", expected low < high");
   Tensor t = Tensor::empty(shape, o.dtype, o.device);
   const uint64_t range = uint64_t(high) - uint64_t(low);  // modular: no signed overflow for wide ranges

@@ -12,10 +12,46 @@
 #include <array>
 #include <initializer_list>
 
+#include "strata/tensor/detail/cuda_hook.hpp"
 #include "strata/tensor/detail/tensor_class.hpp"
 #include "kernels/cpu/elementwise.hpp"
 
 namespace strata {
+
+// ---------------------------------------------------------------- the cuda path
+
+/// The elementwise ops the cuda backend runs (kernels/cuda/elementwise.cuh's ew:: functors); each
+/// CPU functor in tensor/binary.hpp and unary.hpp names its own as `cuda_op`.
+enum class EwOp : uint8_t {
+  add, sub, mul, div, max, min, pow, eq, ne, lt, le, gt, ge,                          // (a, b)
+  neg, abs, relu, exp, log, log1p, sqrt, rsqrt, sin, cos, tanh, sigmoid, silu, gelu,  // (x)
+  softplus, sign, clamp, leaky_relu,
+  relu_bwd, sigmoid_bwd, tanh_bwd, silu_bwd, gelu_bwd, clamp_bwd,                     // (dout, saved)
+  where,                                                                              // (cond, a, b)
+};
+/// The numbers an op carries (clamp's lo and hi, leaky_relu's slope).
+struct EwParams {
+  double p0 = 0, p1 = 0;
+};
+
+namespace detail {
+/// out = op(ins...) on cuda: the inputs broadcast to out's shape, all of the op's compute dtype
+/// (where's condition: bool); out of that dtype, or bool for comparisons.
+inline CudaHook<void(EwOp op, EwParams p, const Tensor& out, std::initializer_list<const Tensor*> ins)>
+    cuda_elementwise_hook{"elementwise"};
+/// dst = src on cuda: src broadcast to dst's shape, converted to dst's dtype.
+inline CudaHook<void(const Tensor& dst, const Tensor& src)> cuda_copy_hook{"copy_"};
+/// Every element of t (on cuda) = value converted to t's dtype.
+inline CudaHook<void(const Tensor& t, double value)> cuda_fill_hook{"fill_"};
+
+/// An op functor's parameters (Clamp, ClampBwd: lo, hi; LeakyRelu: slope).
+template <class Op>
+EwParams ew_params(const Op& op) {
+  if constexpr (requires { op.lo; op.hi; }) return {op.lo, op.hi};
+  else if constexpr (requires { op.slope; }) return {op.slope, 0};
+  else return {};
+}
+}  // namespace detail
 
 /// Strides (in elements) that view `t` as `shape` by broadcasting (0 along repeated dims).
 inline Strides broadcast_strides(const Tensor& t, const Shape& shape, std::string_view op) {

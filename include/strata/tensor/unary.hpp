@@ -27,72 +27,72 @@ inline Tensor sigmoid(const Tensor& x);
 
 namespace ops {
 using cpu::vabs; using cpu::vexp; using cpu::vtanh; using cpu::vmax; using cpu::vmin; using cpu::vsqrt;
-struct Neg { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return -x; } };
-struct Abs { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vabs(x); } };
-struct Exp { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vexp(x); } };
-struct Sqrt { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vsqrt(x); } };
-struct Rsqrt { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return V(1) / vsqrt(x); } };
+struct Neg { static constexpr EwOp cuda_op = EwOp::neg; static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return -x; } };
+struct Abs { static constexpr EwOp cuda_op = EwOp::abs; static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vabs(x); } };
+struct Exp { static constexpr EwOp cuda_op = EwOp::exp; static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vexp(x); } };
+struct Sqrt { static constexpr EwOp cuda_op = EwOp::sqrt; static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vsqrt(x); } };
+struct Rsqrt { static constexpr EwOp cuda_op = EwOp::rsqrt; static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return V(1) / vsqrt(x); } };
 // max/min return their second operand when one is NaN: x goes second so NaN propagates, as in PyTorch
-struct Relu { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vmax(V(0), x); } };
-struct Sigmoid {
+struct Relu { static constexpr EwOp cuda_op = EwOp::relu; static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vmax(V(0), x); } };
+struct Sigmoid { static constexpr EwOp cuda_op = EwOp::sigmoid;
   static constexpr bool vectorized = true;
   template <class V> V operator()(V x) const { return V(1) / (V(1) + vexp(-x)); }
 };
-struct Silu {
+struct Silu { static constexpr EwOp cuda_op = EwOp::silu;
   static constexpr bool vectorized = true;
   template <class V> V operator()(V x) const { return x / (V(1) + vexp(-x)); }
 };
-struct Log { static constexpr bool vectorized = false; template <class V> V operator()(V x) const { return std::log(x); } };
-struct Log1p { static constexpr bool vectorized = false; template <class V> V operator()(V x) const { return std::log1p(x); } };
-struct Sin { static constexpr bool vectorized = false; template <class V> V operator()(V x) const { return std::sin(x); } };
-struct Cos { static constexpr bool vectorized = false; template <class V> V operator()(V x) const { return std::cos(x); } };
-struct Tanh { static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vtanh(x); } };
-struct Sign {
+struct Log { static constexpr EwOp cuda_op = EwOp::log; static constexpr bool vectorized = false; template <class V> V operator()(V x) const { return std::log(x); } };
+struct Log1p { static constexpr EwOp cuda_op = EwOp::log1p; static constexpr bool vectorized = false; template <class V> V operator()(V x) const { return std::log1p(x); } };
+struct Sin { static constexpr EwOp cuda_op = EwOp::sin; static constexpr bool vectorized = false; template <class V> V operator()(V x) const { return std::sin(x); } };
+struct Cos { static constexpr EwOp cuda_op = EwOp::cos; static constexpr bool vectorized = false; template <class V> V operator()(V x) const { return std::cos(x); } };
+struct Tanh { static constexpr EwOp cuda_op = EwOp::tanh; static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vtanh(x); } };
+struct Sign { static constexpr EwOp cuda_op = EwOp::sign;
   static constexpr bool vectorized = false;
   template <class V> V operator()(V x) const { return V((V(0) < x) - (x < V(0))); }
 };
-struct Gelu {
+struct Gelu { static constexpr EwOp cuda_op = EwOp::gelu;
   static constexpr bool vectorized = false;
   template <class V> V operator()(V x) const { return V(0.5) * x * (V(1) + V(std::erf(x * V(std::numbers::sqrt2 / 2)))); }
 };
-struct Softplus {  // log(1 + e^x), linear above 20 like PyTorch's default threshold
+struct Softplus { static constexpr EwOp cuda_op = EwOp::softplus;  // log(1 + e^x), linear above 20 like PyTorch's default threshold
   static constexpr bool vectorized = false;
   template <class V> V operator()(V x) const { return x > V(20) ? x : V(std::log1p(std::exp(x))); }
 };
-struct Clamp {
+struct Clamp { static constexpr EwOp cuda_op = EwOp::clamp;
   double lo, hi;
   static constexpr bool vectorized = true;
   template <class V> V operator()(V x) const { return vmin(V(hi), vmax(V(lo), x)); }
 };
-struct LeakyRelu {
+struct LeakyRelu { static constexpr EwOp cuda_op = EwOp::leaky_relu;
   double slope;
   static constexpr bool vectorized = false;
   template <class V> V operator()(V x) const { return x > V(0) ? x : V(slope) * x; }
 };
 
 // backward functors: (dout, saved) -> dx
-struct ClampBwd {  // the gradient passes where lo <= x <= hi (NaN x passes nothing)
+struct ClampBwd { static constexpr EwOp cuda_op = EwOp::clamp_bwd;  // the gradient passes where lo <= x <= hi (NaN x passes nothing)
   double lo, hi;
   static constexpr bool vectorized = false;
   template <class V> V operator()(V g, V x) const { return x >= V(lo) && x <= V(hi) ? g : V(0); }
 };
-struct ReluBwd {  // from the output y: y > 0 exactly where x > 0 (NaN x gives NaN y: no gradient either way)
+struct ReluBwd { static constexpr EwOp cuda_op = EwOp::relu_bwd;  // from the output y: y > 0 exactly where x > 0 (NaN x gives NaN y: no gradient either way)
   static constexpr bool vectorized = true;
   template <class V> V operator()(V g, V y) const {
     if constexpr (std::is_arithmetic_v<V>) return y > V(0) ? g : V(0);
     else return select_lt(V(0), y, g, V(0));  // a friend of Vec, found by ADL
   }
 };
-struct SigmoidBwd { static constexpr bool vectorized = true; template <class V> V operator()(V g, V y) const { return g * y * (V(1) - y); } };
-struct TanhBwd { static constexpr bool vectorized = true; template <class V> V operator()(V g, V y) const { return g * (V(1) - y * y); } };
-struct SiluBwd {
+struct SigmoidBwd { static constexpr EwOp cuda_op = EwOp::sigmoid_bwd; static constexpr bool vectorized = true; template <class V> V operator()(V g, V y) const { return g * y * (V(1) - y); } };
+struct TanhBwd { static constexpr EwOp cuda_op = EwOp::tanh_bwd; static constexpr bool vectorized = true; template <class V> V operator()(V g, V y) const { return g * (V(1) - y * y); } };
+struct SiluBwd { static constexpr EwOp cuda_op = EwOp::silu_bwd;
   static constexpr bool vectorized = true;
   template <class V> V operator()(V g, V x) const {
     const V s = V(1) / (V(1) + vexp(-x));
     return g * s * (V(1) + x * (V(1) - s));
   }
 };
-struct GeluBwd {
+struct GeluBwd { static constexpr EwOp cuda_op = EwOp::gelu_bwd;
   static constexpr bool vectorized = false;
   template <class V> V operator()(V g, V x) const {
     const V cdf = V(0.5) * (V(1) + V(std::erf(x * V(std::numbers::sqrt2 / 2))));
@@ -108,6 +108,12 @@ Tensor unary_fwd(const char* name, const Tensor& x, Op op = {}) {
   const DType t = is_floating(x.dtype()) || keep_int ? x.dtype() : DType::f32;
   const Tensor xc = to(detach(x), t);
   Tensor out = detail::empty_output(x.shape(), t, x.device(), {&xc});
+  if (out.device().is_cuda()) {
+    if constexpr (keep_int) dispatch_numeric(t, name, [](auto) {});  // the CPU's dtype check
+    else dispatch_float(t, name, [](auto) {});
+    detail::cuda_elementwise_hook(Op::cuda_op, detail::ew_params(op), out, {&xc});
+    return out;
+  }
   auto L = make_loop<2>({&out, &xc}, name);
   auto run = [&]<class T>(type_tag<T>) { cpu::unary_kernel<T, T>(L, out.data_ptr<T>(), xc.data_ptr<T>(), op); };
   if constexpr (keep_int) dispatch_numeric(t, name, run);
