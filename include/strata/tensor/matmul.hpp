@@ -9,6 +9,9 @@
 //   the operands' strides (transposed and sliced views are not copied; a matrix with no unit stride
 //   is); float16/bfloat16 are converted to float32, multiplied, and rounded back once; integers use
 //   the reference loop with int64 sums (wrapping to the dtype like PyTorch); bool is rejected.
+//   On cuda (backend/cuda/blas.hpp, cuBLASLt; the CPU kernels under the emulator) float32/float64
+//   multiply in their own precision (no TF32) and float16/bfloat16 with float32 accumulation and
+//   one rounding of each result; integers are rejected there.
 // Gradients (per batch matrix): dA = dout @ B^T, dB = A^T @ dout, each summed over the batch dims
 //   its input was broadcast along (sum_to). The 1-D promotions are views, so they need no extra rule.
 // Autocast (strata/tensor/autocast.hpp): inside `Autocast ac(DType::bf16)`, float32 operands are
@@ -24,6 +27,7 @@
 #include <vector>
 
 #include "strata/tensor/autocast.hpp"
+#include "strata/tensor/detail/cuda_hook.hpp"
 #include "strata/tensor/reduce.hpp"
 #include "kernels/cpu/gemm.hpp"
 #include "kernels/cpu/gemm_bf16.hpp"
@@ -35,12 +39,30 @@ namespace detail {
 /// The last two dims swapped (a view).
 inline Tensor matrix_transpose(const Tensor& x) { return transpose(x, -1, -2); }
 
+/// Whether a BLAS library (cuBLASLt) can read an [r, c] matrix with strides (rs, cs) as it is:
+/// row-major (cs == 1) or column-major (rs == 1) with a leading dimension that covers the other
+/// size (no overlapping or broadcast rows); a dim of size 1 may have any stride.
+inline bool blas_layout(int64_t r, int64_t c, int64_t rs, int64_t cs) {
+  return ((cs == 1 || c == 1) && (r == 1 || rs >= c)) || ((rs == 1 || r == 1) && (c == 1 || cs >= r));
+}
+
 /// x itself when each matrix has a unit stride in one dim (gemm packs those fast), else a copy.
+/// On cuda the matrices must also be in a layout cuBLASLt reads (blas_layout), else a copy.
 inline Tensor unit_stride_matrices(const Tensor& x) {
   const int64_t r = x.size(-2), c = x.size(-1);
+  if (x.device().is_cuda()) return blas_layout(r, c, x.stride(-2), x.stride(-1)) ? x : contiguous(x);
   if (x.stride(-1) == 1 || x.stride(-2) == 1 || r <= 1 || c <= 1) return x;
   return contiguous(x);
 }
+
+/// The products matmul_fwd asks of a cuda kernel: for i < a_off.size(), out (contiguous) at
+/// i * m * n, [m, n] with row stride n, = a at a_off[i] ([m, k], strides a_rs, a_cs) @ b at
+/// b_off[i] ([k, n], strides b_rs, b_cs); offsets in elements from a's and b's first element.
+struct MatmulPlan {
+  int64_t m, n, k;
+  int64_t a_rs, a_cs, b_rs, b_cs;
+  std::vector<int64_t> a_off, b_off;
+};
 
 /// Throws unless the batch dims (all but the last two) of a and b broadcast; names both shapes.
 inline Shape matmul_batch_shape(const Shape& a, const Shape& b, const char* op) {
@@ -54,6 +76,13 @@ inline Shape matmul_batch_shape(const Shape& a, const Shape& b, const char* op) 
 
 }  // namespace detail
 
+/// matmul's cuda path (backend/cuda/blas.hpp fills it): out = a @ b as `plan` says, in out's dtype
+/// (a's, or float32 for bfloat16 a and b); bias (undefined, or [n] in out's dtype) is added to
+/// every row and relu applied after it when `relu`.
+inline detail::CudaHook<void(const Tensor& out, const Tensor& a, const Tensor& b, const detail::MatmulPlan& plan,
+                             const Tensor& bias, bool relu)>
+    cuda_matmul_hook{"matmul"};
+
 // ---------------------------------------------------------------- forward (no autograd)
 
 /// out[batch..., M, N] = a[..., M, K] @ b[..., K, N] for a, b with >= 2 dims (sizes checked by the
@@ -66,7 +95,8 @@ inline Tensor matmul_fwd(const Tensor& a_in, const Tensor& b_in, bool bf16_to_f3
   const DType t = bf16_to_f32 ? DType::bf16 : promote_types(a_in.dtype(), b_in.dtype());
   STRATA_CHECK(t != DType::b8, "matmul", "got dtypes ", a_in.dtype(), " and ", b_in.dtype(),
                ", expected numeric dtypes (not bool)");
-  if (t == DType::f16 || (t == DType::bf16 && !bf16_to_f32))  // multiply in float32, round once
+  // CPU: multiply in float32, round once (cuda multiplies 16-bit operands with float32 accumulation)
+  if (!a_in.device().is_cuda() && (t == DType::f16 || (t == DType::bf16 && !bf16_to_f32)))
     return to(matmul_fwd(to(detach(a_in), DType::f32), to(detach(b_in), DType::f32)), t);
 
   const Tensor a = detail::unit_stride_matrices(to(detach(a_in), t));
@@ -126,6 +156,11 @@ inline Tensor matmul_fwd(const Tensor& a_in, const Tensor& b_in, bool bf16_to_f3
     }
   }
 
+  if (out.device().is_cuda()) {
+    cuda_matmul_hook(out, a, b, detail::MatmulPlan{m_all, N, K, a_rs, a_cs, b_rs, b_cs, a_off, b_off},
+                     Tensor(), false);
+    return out;
+  }
   dispatch_numeric(t, "matmul", [&]<class T>(type_tag<T>) {
     if constexpr (std::is_same_v<T, f16>) {
       return;  // converted above
