@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "strata/backend/cuda.hpp"
 #include "strata/backend/cuda/blas.hpp"
-#include "strata/backend/device_allocator.hpp"
 #include "strata/tensor/tensor.hpp"
 
 namespace test_cuda_matmul {
@@ -75,8 +75,10 @@ inline void check_against(const Tensor& got_cuda, const Tensor& want, const Tens
   const double u_acc = t == DType::f64 ? unit_roundoff(DType::f64) : unit_roundoff(DType::f32);
   const double u_out = t == DType::f16 || t == DType::bf16 ? unit_roundoff(t) : 0.0;
   for (size_t i = 0; i < g.size(); ++i) {
-    // both sides: sums within k * u_acc * s of the exact value; 16-bit: each rounded once more
-    const double tol = 2 * double(k + 1) * u_acc * s[i] + 4 * u_out * std::abs(w[i]) + 1e-300;
+    // both sides: sums within k * u_acc * s of the exact value; 16-bit: the result rounded once
+    // more, and an intermediate (the CPU's product before its bias add, a gradient before its
+    // broadcast sum) rounded too, within u_out * s
+    const double tol = 2 * double(k + 1) * u_acc * s[i] + 2 * u_out * s[i] + 4 * u_out * std::abs(w[i]) + 1e-300;
     if (!(std::abs(g[i] - w[i]) <= tol)) {
       FAIL_CHECK(what << ": element " << i << " got " << g[i] << ", want " << w[i] << " (tolerance " << tol << ")");
       return;
@@ -242,13 +244,81 @@ TEST_CASE("matmul, mm, bmm, dot on cuda equal the CPU ops", "[cuda][matmul]") {
   }
 }
 
-TEST_CASE("linear on cuda equals the CPU op", "[cuda][matmul]") {
+TEST_CASE("matmul on cuda: layouts cuBLASLt cannot read are copied first", "[cuda][matmul]") {
+  manual_seed(12);
+  const auto mm_op = [](const Tensor& a, const Tensor& b) { return mm(a, b); };
+  const View every_other = [](const Tensor& x) { return slice(slice(x, 0, 0, 10, 2), 1, 0, 14, 2); };  // (28, 2)
+  const View rows_expanded = [](const Tensor& x) { return expand(x, {5, 7}); };  // row stride 0
+  for (DType t : {DType::f32, DType::f64, DType::f16, DType::bf16}) {
+    const std::string d = std::string(" ") + std::string(dtype_name(t));
+    check_op(mm_op, uniform({10, 14}, t), uniform({7, 4}, t), 7, "mm no unit stride" + d, every_other);
+    check_op(mm_op, uniform({1, 7}, t), uniform({7, 4}, t), 7, "mm expanded rows" + d, rows_expanded);
+  }
+}
+
+TEST_CASE("linear on cuda equals the CPU op (the bias in cuBLASLt's epilogue)", "[cuda][matmul]") {
   manual_seed(13);
   for (DType t : {DType::f32, DType::f64, DType::f16, DType::bf16}) {
     const std::string d = std::string(" ") + std::string(dtype_name(t));
-    const Tensor x = uniform({2, 5, 9}, t), w = uniform({4, 9}, t);
-    const Tensor bound = add(linear(abs(to(x, DType::f64)), abs(to(w, DType::f64))), 1.0);
-    check_against(linear(to(x, Device::cuda()), to(w, Device::cuda())), linear(x, w), bound, 9, "linear" + d);
+    for (const Shape& xs : {Shape{2, 5, 9}, Shape{9}, Shape{0, 9}}) {
+      const Tensor x = uniform(xs, t), w = uniform({4, 9}, t), b = uniform({4}, t);
+      const Tensor xc = to(x, Device::cuda()), wc = to(w, Device::cuda()), bc = to(b, Device::cuda());
+      const Tensor bound = add(linear(abs(to(x, DType::f64)), abs(to(w, DType::f64))), 1.0);
+      check_against(linear(xc, wc), linear(x, w), bound, 9, "linear" + d);
+      check_against(linear(xc, wc, bc), linear(x, w, b), bound, 9, "linear bias" + d);
+      // a transposed weight and a strided bias
+      const Tensor w2 = uniform({9, 4}, t), b2 = uniform({8}, t);
+      check_against(linear(xc, t01(to(w2, Device::cuda())), slice(to(b2, Device::cuda()), 0, 0, 8, 2)),
+                    linear(x, t01(w2), slice(b2, 0, 0, 8, 2)), bound, 9, "linear w^T, strided bias" + d);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- backward
+
+/// The gradients of f(inputs) . g (g: a random cotangent) on cuda against the CPU's, per input.
+/// The bound per element: the same gradients of f(|inputs|) . |g| in float64 (sums of |terms|).
+template <class F>
+void check_grads(F f, const std::vector<Tensor>& inputs, int64_t k, const std::string& what) {
+  const DType t = inputs[0].dtype();
+  auto grads = [&](const std::vector<Tensor>& xs, const Tensor& g) {
+    std::vector<Tensor> leaves;
+    for (const Tensor& x : xs) leaves.push_back(x.detach().requires_grad_());
+    f(leaves).backward(g);
+    std::vector<Tensor> out;
+    for (const Tensor& l : leaves) out.push_back(l.grad());
+    return out;
+  };
+  const Tensor out_cpu = f(inputs);
+  const Tensor g = uniform(out_cpu.shape(), t);
+  const std::vector<Tensor> want = grads(inputs, g);
+  std::vector<Tensor> abs_inputs, cuda_inputs;
+  for (const Tensor& x : inputs) {
+    abs_inputs.push_back(abs(to(x, DType::f64)));
+    cuda_inputs.push_back(to(x, Device::cuda()));
+  }
+  const std::vector<Tensor> bound = grads(abs_inputs, abs(to(g, DType::f64)));
+  const std::vector<Tensor> got = grads(cuda_inputs, to(g, Device::cuda()));
+  for (size_t i = 0; i < inputs.size(); ++i)
+    check_against(got[i], want[i], bound[i], k, what + " grad of input " + std::to_string(i));
+}
+
+TEST_CASE("matmul backward on cuda equals the CPU's", "[cuda][matmul]") {
+  manual_seed(14);
+  using V = std::vector<Tensor>;
+  for (DType t : {DType::f32, DType::f64, DType::f16, DType::bf16}) {
+    const std::string d = std::string(" ") + std::string(dtype_name(t));
+    check_grads([](const V& x) { return mm(x[0], x[1]); }, {uniform({5, 7}, t), uniform({7, 3}, t)}, 7, "mm" + d);
+    check_grads([](const V& x) { return mm(t01(x[0]), x[1]); }, {uniform({7, 5}, t), uniform({7, 3}, t)}, 7,
+                "mm a^T" + d);
+    check_grads([](const V& x) { return bmm(x[0], x[1]); }, {uniform({3, 5, 6}, t), uniform({3, 6, 4}, t)}, 6,
+                "bmm" + d);
+    check_grads([](const V& x) { return matmul(x[0], x[1]); }, {uniform({3, 4, 6}, t), uniform({6, 5}, t)}, 12,
+                "matmul folded" + d);
+    check_grads([](const V& x) { return matmul(x[0], x[1]); }, {uniform({6}, t), uniform({6, 5}, t)}, 6,
+                "matmul [K] @ [K, N]" + d);
+    check_grads([](const V& x) { return linear(x[0], x[1], x[2]); },
+                {uniform({2, 5, 9}, t), uniform({4, 9}, t), uniform({4}, t)}, 10, "linear bias" + d);
   }
 }
 

@@ -286,7 +286,41 @@ inline Tensor dot(const Tensor& a, const Tensor& b) {
   return matmul(a, b);
 }
 
+namespace detail {
+/// linear on cuda with the bias added in the product's epilogue (cuBLASLt's CUBLASLT_EPILOGUE_BIAS):
+/// x [..., in], w [out, in], b [out], one floating dtype, in > 0. Backward: dx = dout @ w,
+/// dw = dout^T @ x and db = ones[1, rows] @ dout over the rows of x (one gemm each).
+inline Tensor linear_cuda_bias(const Tensor& x, const Tensor& w, const Tensor& b) {
+  const int64_t in = w.size(1), n_out = w.size(0), rows = x.numel() / in;
+  Shape out_shape = x.shape();
+  out_shape.back() = n_out;
+  Tensor out = Tensor::empty({rows, n_out}, x.dtype(), x.device());
+  if (rows > 0) {
+    const Tensor x2 = unit_stride_matrices(reshape(detach(x), {rows, in}));
+    const Tensor wt = unit_stride_matrices(matrix_transpose(detach(w)));  // [in, out]
+    cuda_matmul_hook(out, x2, wt,
+                     MatmulPlan{rows, n_out, in, x2.stride(0), x2.stride(1), wt.stride(0), wt.stride(1), {0}, {0}},
+                     detach(b), false);
+  }
+  out = reshape(out, out_shape);
+  if (!any_requires_grad({x, w, b})) return out;
+  const Saved xd = w.requires_grad() ? Saved(x) : Saved();
+  const Saved wd = x.requires_grad() ? Saved(w) : Saved();
+  return record("linear_backward", out, {x, w, b},
+                [xd, wd, xi = info(x), wi = info(w), bi = info(b), rows, in, n_out](const Tensor& dout) {
+                  const Tensor d2 = reshape(dout, {rows, n_out});
+                  Tensor dx, dw, db;
+                  if (xi.requires_grad) dx = reshape(matmul_fwd(d2, wd), xi.shape);
+                  if (wi.requires_grad) dw = matmul_fwd(matrix_transpose(d2), reshape(xd.get(), {rows, in}));
+                  if (bi.requires_grad)
+                    db = reshape(matmul_fwd(ones({1, rows}, {.dtype = d2.dtype(), .device = d2.device()}), d2), {n_out});
+                  return std::vector{dx, dw, db};
+                });
+}
+}  // namespace detail
+
 /// x[..., in] @ w[out, in]^T + b[out] -> [..., out] (PyTorch's F.linear); b may be undefined.
+/// On cuda a bias of the same dtype is added by the product itself (detail::linear_cuda_bias).
 inline Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor()) {
   STRATA_CHECK(w.dim() == 2, "linear", "got weight shape ", w.shape(), ", expected [out_features, in_features]");
   STRATA_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "linear", "got input shape ", x.shape(),
@@ -294,6 +328,10 @@ inline Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(
   STRATA_CHECK(!b.defined() || (b.dim() <= 1 && (b.numel() == w.size(0) || b.numel() == 1)), "linear",
                "got bias shape ", (b.defined() ? b.shape() : Shape{}), " for weight shape ", w.shape(),
                ", expected [", w.size(0), "]");
+  if (x.device().is_cuda() && b.defined() && b.dim() == 1 && b.size(0) == w.size(0) && w.size(1) > 0 &&
+      is_floating(x.dtype()) && w.dtype() == x.dtype() && b.dtype() == x.dtype() && w.device() == x.device() &&
+      b.device() == x.device() && !autocast_enabled())
+    return detail::linear_cuda_bias(x, w, b);
   Tensor out = matmul(x, transpose(w, 0, 1));
   return b.defined() ? add(out, b) : out;
 }
