@@ -14,7 +14,9 @@
 // accumulate in float and return their own dtype; mean, var and std need a floating dtype;
 // max/min/argmax/argmin take every dtype; logsumexp promotes integers to float32.
 // Empty reductions: sum gives 0, mean and var NaN, logsumexp -inf, and max/min/argmax/argmin of
-// an empty dim throw. Kernels (and their accuracy notes) live in kernels/cpu/reduce.hpp.
+// an empty dim throw. Kernels (and their accuracy notes) live in kernels/cpu/reduce.hpp; on cuda,
+// sum_fwd, extremum_fwd and arg_extremum_fwd call the cuda hooks below, which
+// backend/cuda/reduce.hpp fills (kernels/cuda/reduce.cuh); the composites follow from those.
 #pragma once
 
 #include <limits>
@@ -22,6 +24,7 @@
 #include <vector>
 
 #include "kernels/cpu/reduce.hpp"
+#include "strata/tensor/detail/cuda_hook.hpp"
 #include "strata/tensor/unary.hpp"
 
 namespace strata {
@@ -104,10 +107,19 @@ inline void check_floating(const Tensor& x, std::string_view op) {
 
 // ---------------------------------------------------------------- sum, mean
 
+namespace detail {
+/// out = scale * (sum of x over the masked dims) on cuda; out allocated as sum_fwd says.
+inline CudaHook<void(const Tensor& out, const Tensor& x, uint32_t mask, double scale)> cuda_sum_hook{"sum"};
+}  // namespace detail
+
 /// scale * (sum over the masked dims); floating x keeps its dtype, integers and bool give int64.
 inline Tensor sum_fwd(const Tensor& x, uint32_t mask, bool keepdim, double scale = 1.0) {
   const DType od = is_floating(x.dtype()) ? x.dtype() : DType::i64;
   Tensor out = Tensor::empty(detail::reduced_shape(x.shape(), mask, keepdim), od, x.device());
+  if (x.device().is_cuda()) {
+    detail::cuda_sum_hook(out, x, mask, scale);
+    return out;
+  }
   const cpu::ReduceGeom g = detail::reduce_geom(x, mask);
   dispatch_all(x.dtype(), "sum", [&]<class T>(type_tag<T>) {
     using A = acc_t<T>;
@@ -174,11 +186,27 @@ inline Tensor sum_to(const Tensor& x, const Shape& shape) {
 
 // ---------------------------------------------------------------- amax, amin, max, min
 
+namespace detail {
+/// out = max (amax) / min (amin) of x over the masked dims on cuda (non-empty, checked before).
+inline CudaHook<void(const Tensor& out, const Tensor& x, uint32_t mask)> cuda_amax_hook{"amax"};
+inline CudaHook<void(const Tensor& out, const Tensor& x, uint32_t mask)> cuda_amin_hook{"amin"};
+/// indices (int64) and values (same dtype as x; undefined when not wanted) of the max / min along
+/// the one masked dim (mask 0 for a 0-dim x) on cuda; first index on ties, NaN counts as the max.
+inline CudaHook<void(const Tensor& values, const Tensor& indices, const Tensor& x, uint32_t mask)>
+    cuda_argmax_hook{"argmax"};
+inline CudaHook<void(const Tensor& values, const Tensor& indices, const Tensor& x, uint32_t mask)>
+    cuda_argmin_hook{"argmin"};
+}  // namespace detail
+
 /// Max (kMax) or min over the masked dims, same dtype as x; NaN propagates.
 template <bool kMax>
 Tensor extremum_fwd(const Tensor& x, uint32_t mask, bool keepdim, std::string_view name) {
   detail::check_nonempty(x, mask, name);
   Tensor out = Tensor::empty(detail::reduced_shape(x.shape(), mask, keepdim), x.dtype(), x.device());
+  if (x.device().is_cuda()) {
+    (kMax ? detail::cuda_amax_hook : detail::cuda_amin_hook)(out, x, mask);
+    return out;
+  }
   const cpu::ReduceGeom g = detail::reduce_geom(x, mask);
   dispatch_all(x.dtype(), name, [&]<class T>(type_tag<T>) {
     using A = compute_t<T>;
@@ -231,6 +259,10 @@ std::pair<Tensor, Tensor> arg_extremum_fwd(const Tensor& x, int64_t dim, bool ke
   const Shape os = reduced_shape(x.shape(), mask, keepdim);
   Tensor idx = Tensor::empty(os, DType::i64, x.device());
   Tensor vals = want_values ? Tensor::empty(os, x.dtype(), x.device()) : Tensor();
+  if (x.device().is_cuda()) {
+    (kMax ? cuda_argmax_hook : cuda_argmin_hook)(vals, idx, x, mask);
+    return {vals, idx};
+  }
   const cpu::ReduceGeom g = reduce_geom(x, mask);
   dispatch_all(x.dtype(), name, [&]<class T>(type_tag<T>) {
     cpu::arg_reduce_kernel<T, kMax>(g, x.data_ptr<T>(), want_values ? vals.data_ptr<T>() : nullptr,
@@ -250,7 +282,8 @@ std::pair<Tensor, Tensor> extremum_with_indices(const Tensor& x, int64_t dim, bo
     // one-hot along dim d: position == index
     Shape ps(in.size(), 1);
     ps[size_t(d)] = in[size_t(d)];
-    const Tensor pos = reshape(arange(double(in[size_t(d)])), ps);
+    const TensorOptions po{.dtype = DType::i64, .device = dout.device()};
+    const Tensor pos = reshape(arange(0.0, double(in[size_t(d)]), 1.0, po), ps);
     const Tensor hit = eq(pos, keep_reduced(id, in, 1u << d));
     return std::vector{mul(keep_reduced(dout, in, 1u << d), to(hit, dout.dtype()))};
   });
