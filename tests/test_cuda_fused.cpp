@@ -14,6 +14,12 @@
 // - amp_unscale: f16, bf16, f32 gradient lists against cpu::amp_unscale bit for bit; found_inf
 //   stays 0 for finite values, and is 1 for a single inf in the middle of the 70000-element tensor,
 //   a NaN in the last element of the last tensor, a -inf in a 1-element tensor.
+// - dropout_fwd / dropout_bwd / dropout_mask (kernels/cuda/dropout.cuh): the mask, y and dx equal
+//   a plain loop over core/random.hpp's Philox stream and (emulator build) the CPU's dropout_mask,
+//   dropout(x, p) and mul(dout, mask) (tensor/dropout.hpp) bit for bit for the same seed and offset, f32 f64 f16 bf16, n not a multiple of 4, p = 0, 0.1, 0.5, 1,
+//   inf/NaN/-x elements; the dropped fraction is near p.
+// - bias_act_fwd / bias_act_bwd (none, relu, gelu, silu): y, dx, db against kernels/cpu/bias_act.hpp's
+//   fast kernel and its double _ref, rows x C from 1 x 1 to 64 x 1000 and 700 x 3, rows = 0 (db = 0).
 // Run also with STRATA_EMU_SCHEDULE=reverse (blocks and threads in reverse order).
 #include <catch2/catch.hpp>
 
@@ -31,9 +37,18 @@
 #include "strata/core/half.hpp"
 
 #include "kernels/cpu/amp.hpp"
+#include "kernels/cpu/bias_act.hpp"
 #include "kernels/cpu/optim_update.hpp"
 #include "kernels/cpu/softmax_xent.hpp"
+#include "strata/core/random.hpp"
+#if !defined(__CUDACC__)
+#include "strata/tensor/tensor.hpp"  // before dropout.hpp: alone, it reaches unary.hpp before iter.hpp
+#include "strata/tensor/dropout.hpp"
+#endif
+
 #include "kernels/cuda/amp.cuh"
+#include "kernels/cuda/bias_act.cuh"
+#include "kernels/cuda/dropout.cuh"
 #include "kernels/cuda/optim_update.cuh"
 #include "kernels/cuda/softmax_xent.cuh"
 
@@ -315,7 +330,177 @@ void amp_cases() {
   }
 }
 
+// ---------------------------------------------------------------- dropout
+
+/// got and want hold the same bits (or are both NaN).
+template <class H>
+void check_bits(const std::vector<H>& got, const H* want, const char* what) {
+  int64_t differ = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const bool same = std::memcmp(&got[i], &want[i], sizeof(H)) == 0 ||
+                      (std::isnan(double(got[i])) && std::isnan(double(want[i])));
+    if (!same && differ++ < 3) FAIL_CHECK(what << "[" << i << "]: cuda " << double(got[i]) << ", cpu " << double(want[i]));
+  }
+  CHECK(differ == 0);
+}
+
+/// The CPU's dropout as a plain loop over core/random.hpp's stream (tensor/dropout.hpp's recipe):
+/// mask_k = u_k < p ? 0 : H(1 / (1 - p)), u_k from word k % 4 of counter first + k / 4.
+template <class H>
+std::vector<H> dropout_mask_loop(int64_t n, double p, uint64_t seed, uint64_t first) {
+  const strata::Generator gen(seed);
+  const H keep = H(p < 1 ? 1.0 / (1.0 - p) : 0.0), drop = H(0.0);
+  std::vector<H> mask(static_cast<size_t>(n));
+  for (int64_t k = 0; k < n; ++k) {
+    const uint32_t w = gen.block(first + uint64_t(k / 4))[size_t(k % 4)];
+    mask[size_t(k)] = double(strata::uint_to_unit_float(w)) < p ? drop : keep;
+  }
+  return mask;
+}
+
+/// a * m rounded to H, computed in float (double for double), as the CPU's mul.
+template <class H>
+std::vector<H> times(const std::vector<H>& a, const std::vector<H>& m) {
+  using A = std::conditional_t<std::is_same_v<H, double>, double, float>;
+  std::vector<H> out(a.size());
+  for (size_t i = 0; i < a.size(); ++i) out[i] = H(A(a[i]) * A(m[i]));
+  return out;
+}
+
+template <class S>
+void check_dropout(int64_t n, double p, uint64_t seed, uint64_t first) {
+  using H = host_t<S>;
+  INFO("dropout " << sizeof(S) * 8 << "-bit n=" << n << " p=" << p << " seed=" << seed << " offset=" << first);
+  std::vector<H> x = randn<H>(size_t(n), 2, 0, seed), dout = randn<H>(size_t(n), 1, 0, seed + 1);
+  if (n > 10) x[3] = H(INFINITY), x[7] = H(NAN), x[9] = H(-0.0);
+  const std::vector<H> mask_ref = dropout_mask_loop<H>(n, p, seed, first);
+  const std::vector<H> y_ref = times(x, mask_ref), dx_ref = times(dout, mask_ref);
+
+  const size_t nn = size_t(n);
+  DeviceArray<S> x_d(x), dout_d(dout), y_d(nn), mask_d(nn), mask2_d(nn), dx_d(nn);
+  cuda::dropout_fwd<S>(x_d.get(), y_d.get(), mask_d.get(), n, p, seed, first);
+  cuda::dropout_bwd<S>(dout_d.get(), dx_d.get(), n, p, seed, first);
+  cuda::dropout_mask<S>(mask2_d.get(), n, p, seed, first);
+  const std::vector<H> mask = mask_d.template host<H>(), y = y_d.template host<H>(), dx = dx_d.template host<H>();
+  check_bits(mask, mask_ref.data(), "mask vs loop");
+  check_bits(mask2_d.template host<H>(), mask_ref.data(), "dropout_mask vs loop");
+  check_bits(y, y_ref.data(), "y vs loop");
+  check_bits(dx, dx_ref.data(), "dx vs loop");
+#if !defined(__CUDACC__)  // the Tensor ops themselves (the emulator build only: keeps the nvcc test build small)
+  {
+    const strata::Tensor xt = strata::from_vector(x), dt = strata::from_vector(dout);
+    strata::manual_seed(seed);  // dropout draws from the default generator, moved to `first`
+    strata::default_generator().reserve(first);
+    const strata::Tensor y_cpu = strata::dropout(xt, p, true);
+    strata::Generator gen(seed);
+    gen.reserve(first);
+    const strata::Tensor mask_cpu = strata::dropout_mask({n}, strata::dtype_v<H>, p, gen);
+    check_bits(mask, mask_cpu.data_ptr<H>(), "mask vs dropout_mask");
+    check_bits(y, (p == 0 ? xt : y_cpu).data_ptr<H>(), "y vs dropout");
+    check_bits(dx, strata::mul(dt, mask_cpu).data_ptr<H>(), "dx vs mul(dout, mask)");
+  }
+#endif
+  if (n >= 10000) {
+    int64_t dropped = 0;
+    for (const H m : mask) dropped += double(m) == 0;
+    CHECK(std::abs(double(dropped) / double(n) - p) < 0.01);
+  }
+}
+
+template <class S>
+void dropout_cases() {
+  uint64_t seed = 7;
+  for (const int64_t n : {1, 3, 4, 5, 1001, 40003})
+    for (const double p : {0.1, 0.5}) {
+      ++seed;
+      check_dropout<S>(n, p, seed, seed % 3 == 0 ? 0 : 12345);
+    }
+  check_dropout<S>(37, 0.0, ++seed, 1);
+  check_dropout<S>(37, 1.0, ++seed, 2);
+  check_dropout<S>(101, 0.3, 0xFFFFFFFFFFFFull, (uint64_t(1) << 32) - 5);  // the counter's high word changes
+}
+
+// ---------------------------------------------------------------- bias_act
+
+template <class S>
+void check_bias_act(int64_t rows, int64_t C, cpu::BiasAct act, uint64_t seed) {
+  using H = host_t<S>;
+  using A = cuda::compute_type<S>;
+  INFO("bias_act " << sizeof(S) * 8 << "-bit rows=" << rows << " C=" << C << " act=" << int(act));
+  const size_t n = size_t(rows * C), nc = size_t(C);
+  const std::vector<H> x = randn<H>(n, 2, 0, seed), b = randn<H>(nc, 1, 0, seed + 1), dout = randn<H>(n, 1, 0, seed + 2);
+  std::vector<H> y_ref(n), dx_ref(n), db_ref(nc), y_cpu(n), dx_cpu(n), db_cpu(nc);
+  cpu::bias_act_fwd_ref<H>(x.data(), b.data(), y_ref.data(), rows, C, act);
+  cpu::bias_act_bwd_ref<H>(dout.data(), x.data(), b.data(), dx_ref.data(), db_ref.data(), rows, C, act);
+  cpu::bias_act_fwd<H>(x.data(), b.data(), y_cpu.data(), rows, C, act);
+  cpu::bias_act_bwd<H>(dout.data(), x.data(), b.data(), dx_cpu.data(), db_cpu.data(), rows, C, act);
+
+  DeviceArray<S> x_d(x), b_d(b), dout_d(dout), y_d(n), dx_d(n), db_d(nc);
+  cuda::bias_act_fwd<S>(x_d.get(), b_d.get(), y_d.get(), rows, C, act);
+  cuda::bias_act_bwd<S>(dout_d.get(), x_d.get(), b_d.get(), dx_d.get(), db_d.get(), rows, C, act);
+  const std::vector<H> y = y_d.template host<H>(), dx = dx_d.template host<H>(), db = db_d.template host<H>();
+
+  // a few ulp of A per unit of |z| (and |dout|), plus one rounding to S; db: per unit of sum |dz|
+  const double ea = eps_of<A>() * 16, es = std::is_same_v<S, A> ? 0.0 : eps_of<S>() * 2;
+  const double tiny = std::is_same_v<S, cuda::f16_t> ? 0x1p-24 : 0.0;
+  const auto z = [&](size_t i) { return std::abs(double(x[i]) + double(b[i % nc])); };
+  std::vector<double> abs_sum(nc, 0.0);
+  for (size_t i = 0; i < n; ++i) abs_sum[i % nc] += std::abs(double(dx_ref[i]));
+  const auto y_tol = [&](size_t i) { return ea * (1 + z(i)) + es * std::abs(double(y_ref[i])) + tiny; };
+  const auto dx_tol = [&](size_t i) {
+    return ea * std::abs(double(dout[i])) * (1 + z(i)) + es * std::abs(double(dx_ref[i])) + tiny;
+  };
+  const auto db_tol = [&](size_t c) {
+    return ea * (1 + abs_sum[c]) + (es ? es * (std::abs(double(db_ref[c])) + abs_sum[c]) : 0.0) + tiny;
+  };
+  check_close(y, y_ref, y_tol, "y vs ref");
+  check_close(dx, dx_ref, dx_tol, "dx vs ref");
+  check_close(db, db_ref, db_tol, "db vs ref");
+  check_close(y, y_cpu, [&](size_t i) { return 2 * y_tol(i); }, "y vs cpu");
+  check_close(dx, dx_cpu, [&](size_t i) { return 2 * dx_tol(i); }, "dx vs cpu");
+  check_close(db, db_cpu, [&](size_t c) { return 2 * db_tol(c); }, "db vs cpu");
+}
+
+template <class S>
+void bias_act_cases() {
+  uint64_t seed = 300;
+  for (const auto act : {cpu::BiasAct::none, cpu::BiasAct::relu, cpu::BiasAct::gelu, cpu::BiasAct::silu})
+    for (const auto& [rows, C] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {5, 7}, {33, 40}, {700, 3}, {64, 1000}})
+      check_bias_act<S>(rows, C, act, seed += 3);
+  // no rows: db = 0
+  DeviceArray<S> db(5);
+  const std::vector<host_t<S>> ones(5, host_t<S>(1.0));
+  cuda::memcpy(db.get(), ones.data(), 5 * sizeof(S));
+  cuda::bias_act_bwd<S>(nullptr, nullptr, nullptr, nullptr, db.get(), 0, 5, cpu::BiasAct::gelu);
+  for (const auto v : db.template host<host_t<S>>()) CHECK(double(v) == 0.0);
+}
+
 }  // namespace test_cuda_fused
+
+TEST_CASE("cuda fused: bias_act fwd/bwd equals the CPU kernel and the reference", "[cuda][fused][gpu]") {
+  using namespace test_cuda_fused;
+  SECTION("f32") { bias_act_cases<float>(); }
+  SECTION("f64") { bias_act_cases<double>(); }
+  SECTION("f16") { bias_act_cases<cuda::f16_t>(); }
+  SECTION("bf16") { bias_act_cases<cuda::bf16_t>(); }
+  DeviceArray<float> p(4);
+  CHECK_THROWS_WITH(cuda::bias_act_fwd<float>(p.get(), p.get(), p.get(), 2, 2, cpu::BiasAct(7)),
+                    Catch::Contains("bias_act_fwd") && Catch::Contains("activation 7"));
+  CHECK_THROWS_WITH(cuda::bias_act_bwd<float>(p.get(), p.get(), p.get(), p.get(), nullptr, 2, 2, cpu::BiasAct::relu),
+                    Catch::Contains("bias_act_bwd") && Catch::Contains("null"));
+}
+
+TEST_CASE("cuda fused: dropout's mask, forward and backward equal the CPU's for the same seed", "[cuda][fused][gpu]") {
+  using namespace test_cuda_fused;
+  SECTION("f32") { dropout_cases<float>(); }
+  SECTION("f64") { dropout_cases<double>(); }
+  SECTION("f16") { dropout_cases<cuda::f16_t>(); }
+  SECTION("bf16") { dropout_cases<cuda::bf16_t>(); }
+  CHECK_THROWS_WITH(cuda::dropout_fwd<float>(nullptr, nullptr, nullptr, 3, 0.5, 1, 0), Catch::Contains("dropout_fwd"));
+  DeviceArray<float> mask(3);
+  CHECK_THROWS_WITH(cuda::dropout_mask<float>(mask.get(), 3, 1.5, 1, 0), Catch::Contains("dropout_mask") &&
+                    Catch::Contains("p = 1.5"));
+}
 
 TEST_CASE("cuda fused: adam_update / sgd_momentum_update over a parameter list equal the CPU kernels",
           "[cuda][fused][gpu]") {
