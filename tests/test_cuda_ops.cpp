@@ -302,6 +302,48 @@ TEST_CASE("cuda gradients of elementwise chains equal the cpu's", "[cuda][ops][a
   }
 }
 
+TEST_CASE("cuda fused softmax cross entropy equals the cpu's, forward and backward", "[cuda][ops][loss]") {
+  for (const DType dt : {DType::f32, DType::f64, DType::f16, DType::bf16})
+    for (const double eps : {0.0, 0.1})
+      for (const auto& [B, C] : std::vector<std::pair<int64_t, int64_t>>{{7, 10}, {3, 1}, {2, 1000}, {0, 5}}) {
+        const Both x = make_both({B, C}, dt, Layout::transposed, -4, 4);
+        const Tensor y = randint(0, C, {B});
+        // the cpu's fused kernel is f32/f64: 16-bit logits go in widened (exactly) to f32
+        Tensor xc = x.cpu.detach().to(dt == DType::f64 ? DType::f64 : DType::f32), xg = x.gpu.detach();
+        xc.requires_grad_(), xg.requires_grad_();
+        const Tensor lc = nn::cross_entropy(xc, y, eps, "none"), lg = nn::cross_entropy(xg, to(y, kCUDA), eps, "none");
+        const std::string what = std::string("cross_entropy ") + std::string(dtype_name(dt)) + " B " + std::to_string(B) +
+                                 " C " + std::to_string(C) + " eps " + std::to_string(eps);
+        REQUIRE(lg.dtype() == dt);
+        const double tol = dt == DType::f64 ? 1e-12 : dt == DType::f32 ? 1e-5 : 2 * th::tol(dt);
+        check_same(lg.to(xc.dtype()), lc, tol, what);
+        const Tensor gc = th::make(std::vector<double>(size_t(B), 0.75), {B}, xc.dtype());
+        lc.backward(gc);
+        lg.backward(to(gc.to(dt), kCUDA));
+        check_same(xg.grad().to(xc.dtype()), xc.grad(), tol, what + " dx");
+      }
+  // a target out of range is an Error naming the op, also on cuda (checked on the host)
+  const Tensor xg = zeros({2, 3}, {.device = kCUDA});
+  th::check_throws([&] { (void)nn::cross_entropy(xg, to(th::make({0, 3}, {2}, DType::i64), kCUDA), 0.0, "none"); },
+                   {"cross_entropy", "got target 3"});
+}
+
+TEST_CASE("copy_ and Module::to move values across devices", "[cuda][ops]") {
+  Tensor dst = zeros({2, 3}, {.device = kCUDA});
+  const Tensor src = th::make({1, 2, 3, 4, 5, 6}, {3, 2});
+  copy_(dst, transpose(src, 0, 1));
+  check_same(dst, transpose(src, 0, 1).contiguous(), 0, "copy_ cpu -> cuda");
+  Tensor back = zeros({3}, {.dtype = DType::f64});
+  copy_(back, select(dst, 0, 1));
+  th::check_close(back, th::make({2, 4, 6}, {3}, DType::f64), 0, 0, "copy_ cuda -> cpu with a cast");
+  nn::Linear lin(3, 2);
+  const Tensor w = lin.weight.detach().clone();
+  lin.to(kCUDA);
+  CHECK(lin.weight.device().is_cuda());
+  CHECK(lin.weight.requires_grad());
+  check_same(lin.weight, w, 0, "Module::to(cuda)");
+}
+
 TEST_CASE("cuda elementwise errors name the op", "[cuda][ops]") {
   const Tensor c = ones({3}), g = ones({3}, {.device = kCUDA});
   th::check_throws([&] { (void)add(c, g); }, {"add", "cpu", "cuda", "expected the same device"});

@@ -13,3 +13,6 @@
 
 #include "strata/backend/device_allocator.hpp"
 #include "strata/backend/cuda/elementwise.hpp"
+#include "strata/backend/cuda/blas.hpp"
+#include "strata/backend/cuda/loss.hpp"
+#include "strata/backend/cuda/reduce.hpp"

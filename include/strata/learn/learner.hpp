@@ -117,6 +117,7 @@ class Learner {
   DataLoader* dl = nullptr;     // the loader of the current phase
   Batch batch;                  // the current batch, as the loader gave it
   std::vector<Tensor> xb, yb;   // its inputs and targets (a callback may replace them in before_batch)
+  Device device = kCPU;         // where batches go and the model lives (learn.to(device))
   Tensor pred, loss, loss_grad;
   int epoch = 0, n_epoch = 1;
   int64_t iter = 0, n_iter = 0, train_iter = 0;
@@ -304,6 +305,16 @@ class Learner {
                        std::string plot_path = "lr_find.png");
 
   // ---- precision and layout
+  /// Trains and predicts on `device` (PyTorch's model.to(device) plus fastai's dls.device): moves the
+  /// model's parameters and buffers there now, and every batch's inputs and targets there as it is
+  /// drawn (before before_batch, so callbacks see device tensors). Call it before fitting; an optimizer
+  /// made already is rebuilt. get_preds() still returns cpu tensors. cuda needs <strata/backend/cuda.hpp>.
+  Learner& to(Device d) {
+    model->to(d);
+    device = d;
+    if (opt) create_opt();
+    return *this;
+  }
   /// bf16 mixed precision (fastai's to_bf16): adds a MixedPrecision callback (replacing one already
   /// there); matmuls and convolutions then run in bf16 with fp32 accumulation and fp32 master weights.
   /// In callbacks/mixed_precision.hpp.
@@ -505,6 +516,10 @@ class Learner {
     batch = b;
     xb = b.xb;
     yb = b.yb;
+    if (!device.is_cpu()) {  // dls.device: the batch moves to the model's device before any callback
+      for (Tensor& t : xb) t = strata::to(t, device);
+      for (Tensor& t : yb) t = strata::to(t, device);
+    }
     with_events<CancelBatchException>([&] { do_one_batch(); }, Event::before_batch, Event::after_cancel_batch,
                                       Event::after_batch);
   }
@@ -671,8 +686,8 @@ class Learner {
     }
     void after_batch() override {
       if (!learn->pred.defined()) return;
-      preds.push_back(learn->pred.detach());
-      if (!learn->yb.empty()) targs.push_back(learn->yb[0].detach());
+      preds.push_back(strata::to(learn->pred.detach(), kCPU));  // collected on the host, as fastai's to_detach
+      if (!learn->yb.empty()) targs.push_back(strata::to(learn->yb[0].detach(), kCPU));
     }
   };
 };

@@ -44,7 +44,7 @@ inline void check_class_targets(const Tensor& x, const Tensor& y, const char* op
   STRATA_CHECK(y.shape() == want, op, "got predictions of shape ", x.shape(), " and targets of shape ", y.shape(),
                ", expected targets of shape ", want);
   const int64_t C = x.size(x.dim() == 1 ? 0 : 1);
-  const Tensor yc = contiguous(detach(y)).to(DType::i64);
+  const Tensor yc = strata::detail::copy_to_device(contiguous(detach(y)).to(DType::i64), kCPU);  // read on the host
   const int64_t* p = yc.data_ptr<int64_t>();
   for (int64_t i = 0; i < yc.numel(); ++i)
     STRATA_CHECK(p[i] >= 0 && p[i] < C, op, "got target ", p[i], " at element ", i, " for ", C,
@@ -58,23 +58,40 @@ inline void check_same_shape(const Tensor& x, const Tensor& y, const char* op) {
   STRATA_CHECK(y.is_floating_point(), op, "got targets of dtype ", y.dtype(),
                ", expected a floating dtype (convert with .to(DType::f32))");
 }
-/// Per-row softmax cross entropy of logits x [B, C] (float32/float64, CPU) against checked class indices y [B],
-/// with label smoothing eps, as one autograd node (kernels/cpu/softmax_xent.hpp).
+/// The cuda path of softmax_cross_entropy (include/strata/backend/cuda/loss.hpp): loss [B] and
+/// lse [B] from x [B, C] and y [B] (contiguous, int64); then dx [B, C] from dloss [B].
+inline strata::detail::CudaHook<void(const Tensor& x, const Tensor& y, const Tensor& loss, const Tensor& lse, double eps)>
+    cuda_softmax_xent_fwd_hook{"cross_entropy"};
+inline strata::detail::CudaHook<void(const Tensor& dloss, const Tensor& x, const Tensor& y, const Tensor& lse, const Tensor& dx,
+                     double eps)>
+    cuda_softmax_xent_bwd_hook{"cross_entropy_backward"};
+
+/// Per-row softmax cross entropy of logits x [B, C] (float32/float64 on the CPU; any floating dtype on
+/// cuda) against checked class indices y [B], with label smoothing eps, as one autograd node
+/// (kernels/cpu/softmax_xent.hpp, kernels/cuda/softmax_xent.cuh).
 inline Tensor softmax_cross_entropy(const Tensor& x, const Tensor& y, double eps) {
   const Tensor xc = contiguous(detach(x)), yc = contiguous(detach(y)).to(DType::i64);
   const int64_t B = x.size(0), C = x.size(1);
   const DType acc = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
   Tensor loss = Tensor::empty({B}, x.dtype(), x.device()), lse = Tensor::empty({B}, acc, x.device());
-  dispatch_float(x.dtype(), "cross_entropy", [&]<class T>(type_tag<T>) {
-    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
-      cpu::softmax_xent_fwd<T, T>(xc.data_ptr<T>(), yc.data_ptr<int64_t>(), loss.data_ptr<T>(), lse.data_ptr<T>(), B,
-                                  C, eps);
-  });
+  if (x.device().is_cuda()) {
+    cuda_softmax_xent_fwd_hook(xc, yc, loss, lse, eps);
+  } else {
+    dispatch_float(x.dtype(), "cross_entropy", [&]<class T>(type_tag<T>) {
+      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+        cpu::softmax_xent_fwd<T, T>(xc.data_ptr<T>(), yc.data_ptr<int64_t>(), loss.data_ptr<T>(), lse.data_ptr<T>(), B,
+                                    C, eps);
+    });
+  }
   const Saved xs = xc;  // version-checked: x changed in place before backward is an error, not a wrong gradient
   return record("cross_entropy_backward", loss, {x}, [xs, yc, lse, B, C, eps](const Tensor& dout) {
     const Tensor& xc = xs.get();
     const Tensor dc = contiguous(to(detach(dout), xc.dtype()));
     Tensor dx = Tensor::empty({B, C}, xc.dtype(), xc.device());
+    if (xc.device().is_cuda()) {
+      cuda_softmax_xent_bwd_hook(dc, xc, yc, lse, dx, eps);
+      return std::vector{dx};
+    }
     dispatch_float(xc.dtype(), "cross_entropy_backward", [&]<class T>(type_tag<T>) {
       if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
         cpu::softmax_xent_bwd<T, T>(dc.data_ptr<T>(), xc.data_ptr<T>(), yc.data_ptr<int64_t>(), lse.data_ptr<T>(),
@@ -117,7 +134,7 @@ inline Tensor cross_entropy(const Tensor& x, const Tensor& y, double label_smoot
     return detail::reduce_loss(neg(sum(logp * t, {cdim})), reduction, "cross_entropy");
   }
   detail::check_class_targets(x, y, "cross_entropy");
-  if (x.dim() == 2 && (x.dtype() == DType::f32 || x.dtype() == DType::f64) && x.device().is_cpu())
+  if (x.dim() == 2 && (x.device().is_cuda() || x.dtype() == DType::f32 || x.dtype() == DType::f64))
     return detail::reduce_loss(detail::softmax_cross_entropy(x, y, label_smoothing), reduction, "cross_entropy");
   const Tensor logp = log_softmax(x, cdim);
   Tensor l = neg(squeeze(gather(logp, cdim, unsqueeze(y.to(DType::i64), cdim)), cdim));

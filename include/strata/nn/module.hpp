@@ -219,6 +219,24 @@ class Module : public std::enable_shared_from_this<Module> {
     return *this;
   }
 
+  /// Moves every parameter and buffer to `device`, in place (PyTorch's model.to(device)); do it before
+  /// building an optimizer, which holds the parameters it was given. cuda needs <strata/backend/cuda.hpp>.
+  Module& to(Device device) {
+    auto move = [&](Tensor& t) {
+      if (!t.defined() || t.device() == device) return;
+      const bool rg = t.requires_grad();
+      t = strata::detail::copy_to_device(t.detach(), device);
+      if (rg) t.requires_grad_(true);
+    };
+    apply([&](Module& m) {
+      Visitor v;
+      v.on_param = [&](const std::string&, Tensor& t) { move(t); };
+      v.on_buffer = [&](const std::string&, Tensor& t) { move(t); };
+      m.visit(v);
+    });
+    return *this;
+  }
+
   /// PyTorch-style printing: "Sequential(\n  (0): Conv2d(1, 16, ...)\n  ...)".
   std::string repr(int indent = 0) {
     std::ostringstream os;

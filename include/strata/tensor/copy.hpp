@@ -3,6 +3,7 @@
 // copy_(dst, src) broadcasts src to dst's shape and converts the dtype; it is the one kernel under
 // clone, contiguous and to. The autograd versions: clone, contiguous and to pass the gradient
 // straight back (cast back to the input's dtype for `to`); detach cuts the graph and shares data.
+// copy_ also copies across devices (cpu <-> cuda), moving src's values over first.
 #pragma once
 
 #include "strata/autograd/node.hpp"
@@ -36,12 +37,45 @@ inline Tensor unaliased(const Tensor& src, const Tensor& dst) {
 }
 }  // namespace detail
 
+namespace detail {
+inline Tensor copy_as(const Tensor& x, DType dtype, bool keep_layout = false);
+}  // namespace detail
+
+namespace detail {
+/// A contiguous copy of x on `device` (no autograd); x itself when it is there already.
+inline Tensor copy_to_device(const Tensor& x, Device device) {
+  if (x.device() == device) return x;
+  Tensor host = x;
+  if (!x.device().is_cpu()) {
+    // the element span [lo, hi] that x views, brought over whole, then viewed on the host
+    int64_t lo = 0, hi = 0;
+    for (int d = 0; d < x.dim(); ++d) {
+      if (x.shape()[d] == 0) return Tensor::empty(x.shape(), x.dtype(), device);
+      const int64_t reach = (x.shape()[d] - 1) * x.strides()[d];
+      (reach < 0 ? lo : hi) += reach;
+    }
+    const int64_t span = hi - lo + 1, item = x.element_size();
+    Tensor buf = Tensor::empty({span}, x.dtype(), kCPU);
+    const auto& b = require_cuda_backend("to", x.device());
+    b.copy(buf.storage()->data(), static_cast<const char*>(x.storage()->data()) + (x.offset() + lo) * item,
+           size_t(span * item));
+    host = buf.as_strided_(x.shape(), x.strides(), -lo);
+  }
+  if (!host.is_contiguous()) host = copy_as(host, host.dtype());
+  if (device.is_cpu()) return host;
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), device);
+  const auto& b = require_cuda_backend("to", device);
+  b.copy(out.storage()->data(), host.raw_data(), size_t(host.numel() * host.element_size()));
+  return out;
+}
+}  // namespace detail
+
 /// dst[...] = src[...] (broadcast, converting dtype); in place, not recorded.
 inline Tensor& copy_(Tensor& dst, const Tensor& src_in) {
-  STRATA_CHECK(dst.device() == src_in.device(), "copy_", "got devices ", dst.device(), " and ",
-               src_in.device(), ", expected the same device");
   detail::check_writable(dst, "copy_");
-  const Tensor src = detail::unaliased(src_in, dst);
+  // across devices (load_state_dict into a cuda model): src's values moved over first, as PyTorch's copy_
+  const Tensor src = src_in.device() == dst.device() ? detail::unaliased(src_in, dst)
+                                                     : detail::copy_to_device(src_in, dst.device());
   if (dst.device().is_cuda()) {
     detail::cuda_copy_hook(dst, src);
     dst.storage()->bump_version();
@@ -79,7 +113,7 @@ inline Tensor detach(const Tensor& t) { return t.as_strided_(t.shape(), t.stride
 
 namespace detail {
 /// A copy of x in `dtype`: contiguous, or with x's strides when `keep_layout` and x is dense.
-inline Tensor copy_as(const Tensor& x, DType dtype, bool keep_layout = false) {
+inline Tensor copy_as(const Tensor& x, DType dtype, bool keep_layout) {
   Tensor out = keep_layout ? empty_output(x.shape(), dtype, x.device(), {&x}) : Tensor::empty(x.shape(), dtype, x.device());
   copy_(out, x);
   return out;
