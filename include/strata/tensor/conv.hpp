@@ -7,7 +7,7 @@
 //   backward: dx = the transposed convolution of dout with w; dw[o, c, i, j] = sum_{n, y, z} dout x(tap);
 //             db[o] = sum_{n, y, z} dout[n, o, y, z]
 // dtypes: float32 and float64 (x, w, b all the same); float16/bfloat16 are computed in float32 and
-// rounded once. x may be any view (its strides go to the kernel); w, b are made contiguous.
+// rounded once. On cuda: cuDNN (backend/cuda/dnn.hpp; the CPU kernels under the emulator). x may be any view (its strides go to the kernel); w, b are made contiguous.
 // Layout (PyTorch's rule): a channels-last x (dense, strides (H W C, 1, W C, C); a 1-channel x only
 // when its strides say so, stride(1) == 1) gives a channels-last out, and its backward a
 // channels-last dx (dout is read channels-last); the direct path then reads and writes them in
@@ -24,6 +24,7 @@
 
 #include "kernels/cpu/conv.hpp"
 #include "strata/tensor/autocast.hpp"
+#include "strata/tensor/detail/cuda_hook.hpp"
 #include "strata/tensor/reduce.hpp"
 
 namespace strata {
@@ -87,19 +88,38 @@ inline cpu::Conv2dParams conv2d_params(const Tensor& x, const Tensor& w, const T
   return p;
 }
 
+/// conv2d's cuda path (backend/cuda/dnn.hpp fills it: cuDNN, the CPU kernels under the emulator):
+/// out (allocated: contiguous NCHW, or channels-last when ep.channels_last) = conv2d(x, w) + b as p
+/// says, then ReLU when ep.relu; x with any strides, w and b (or undefined) contiguous, one
+/// floating dtype (float16/bfloat16 accumulate in float32 and round once).
+inline detail::CudaHook<void(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b,
+                             const cpu::Conv2dParams& p, cpu::ConvEpilogue ep)>
+    cuda_conv2d_fwd_hook{"conv2d"};
+/// conv2d_backward's cuda path: fills dx, dw, db (each allocated, or undefined when not asked for;
+/// dx channels-last when channels_last, else contiguous) from dout (dense, channels-last when
+/// channels_last), x (any strides; undefined without dw) and w (contiguous; undefined without dx).
+inline detail::CudaHook<void(const Tensor& dout, const Tensor& x, const Tensor& w, const Tensor& dx, const Tensor& dw,
+                             const Tensor& db, const cpu::Conv2dParams& p, bool channels_last)>
+    cuda_conv2d_bwd_hook{"conv2d_backward"};
+
 /// out = conv2d(x, w) + b for checked sizes p (see conv2d_params), then ReLU when ep.relu; no
 /// autograd. out is channels-last when x is (conv2d_channels_last) or ep.channels_last asks for it.
 inline Tensor conv2d_fwd(const Tensor& x, const Tensor& w, const Tensor& b, const cpu::Conv2dParams& p,
                          cpu::ConvEpilogue ep = {}) {
   const DType dt = x.dtype();
   ep.channels_last = ep.channels_last || conv2d_channels_last(x);
-  if (dt == DType::f16 || dt == DType::bf16)  // no 16-bit kernel: compute in float32, round once
+  // no 16-bit CPU kernel: compute in float32, round once (cuda takes 16-bit operands as they are)
+  if (!x.device().is_cuda() && (dt == DType::f16 || dt == DType::bf16))
     return detail::conv_dense(conv2d_fwd(to(detach(x), DType::f32), to(detach(w), DType::f32),
                                          b.defined() ? to(detach(b), DType::f32) : Tensor(), p, ep),
                               dt, ep.channels_last);
   Tensor out = ep.channels_last ? Tensor::empty({p.B, p.OH(), p.OW(), p.Cout}, dt, x.device()).permute({0, 3, 1, 2})
                                 : Tensor::empty({p.B, p.Cout, p.OH(), p.OW()}, dt, x.device());
   const Tensor wc = contiguous(detach(w)), bc = b.defined() ? contiguous(detach(b)) : Tensor();
+  if (x.device().is_cuda()) {
+    cuda_conv2d_fwd_hook(out, detach(x), wc, bc, p, ep);
+    return out;
+  }
   const cpu::ConvStrides xs{x.stride(0), x.stride(1), x.stride(2), x.stride(3)};
   dispatch_float(dt, "conv2d", [&]<class T>(type_tag<T>) {
     if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
@@ -123,7 +143,7 @@ inline std::vector<Tensor> conv2d_bwd(const Tensor& dout, const Tensor& x, const
   STRATA_CHECK(dout.shape() == out_shape, "conv2d_backward", "got dout of shape ", dout.shape(),
                ", expected the output's shape ", out_shape);
   const DType dt = dout.dtype();
-  if (dt == DType::f16 || dt == DType::bf16) {
+  if (!dout.device().is_cuda() && (dt == DType::f16 || dt == DType::bf16)) {
     auto f32 = [](const Tensor& t) { return t.defined() ? to(detach(t), DType::f32) : Tensor(); };
     std::vector<Tensor> g = conv2d_bwd(f32(dout), f32(x), f32(w), p, need, channels_last);
     for (size_t k = 0; k < g.size(); ++k)
@@ -138,6 +158,10 @@ inline std::vector<Tensor> conv2d_bwd(const Tensor& dout, const Tensor& x, const
                        : Tensor::empty({p.B, p.Cin, p.H, p.W}, dt, dout.device());
   if (need.w) dw = Tensor::empty({p.Cout, p.Cin / p.groups, p.kH, p.kW}, dt, dout.device());
   if (need.b) db = Tensor::empty({p.Cout}, dt, dout.device());
+  if (dout.device().is_cuda()) {
+    cuda_conv2d_bwd_hook(dc, xd, wc, dx, dw, db, p, channels_last);
+    return {dx, dw, db};
+  }
   const cpu::ConvStrides xs = need.w ? cpu::ConvStrides{xd.stride(0), xd.stride(1), xd.stride(2), xd.stride(3)}
                                      : cpu::ConvStrides{};
   dispatch_float(dt, "conv2d_backward", [&]<class T>(type_tag<T>) {
