@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "test_emu.cpp"
+#include "test_cuda_fused.cpp"  // the fused kernels against their CPU twins
 
 int main(int argc, char** argv) {
   if (strata::cuda::device_count() == 0) {
