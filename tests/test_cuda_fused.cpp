@@ -551,6 +551,16 @@ TEST_CASE("cuda fused: softmax_xent fwd/bwd equals the CPU kernel and the refere
 TEST_CASE("cuda fused: softmax_xent empty batch, bad arguments", "[cuda][fused][gpu]") {
   using namespace test_cuda_fused;
   cuda::softmax_xent_fwd<float>(nullptr, nullptr, nullptr, nullptr, 0, 10, 0.0);  // B = 0: nothing to do
+  {  // a target outside [0, C) is not read: its loss is NaN, the other rows are right
+    const std::vector<float> x = {1, 2, 3, 0, 0, 0};
+    const std::vector<int64_t> y = {3, 1};
+    DeviceArray<float> x_d(x), loss_d(2), lse_d(2);
+    DeviceArray<int64_t> y_d(y);
+    cuda::softmax_xent_fwd<float>(x_d.get(), y_d.get(), loss_d.get(), lse_d.get(), 2, 3, 0.0);
+    const std::vector<float> loss = loss_d.host();
+    CHECK(std::isnan(loss[0]));
+    CHECK(loss[1] == Approx(std::log(3.0)).epsilon(1e-6));
+  }
   CHECK_THROWS_WITH(cuda::softmax_xent_fwd<float>(nullptr, nullptr, nullptr, nullptr, 2, 0, 0.0),
                     Catch::Contains("softmax_xent_fwd") && Catch::Contains("C = 0"));
   CHECK_THROWS_WITH(cuda::softmax_xent_bwd<float>(nullptr, nullptr, nullptr, nullptr, nullptr, 2, 3, 1.5),

@@ -75,6 +75,8 @@ template <class T, int K, class Op>
 void multi_tensor_apply(const char* name, std::span<const TensorPtrs<T, K>> tensors, Op op,
                         int64_t chunk = kMultiTensorChunk, Stream stream = {}) {
   constexpr int kMaxTensors = kMultiTensorMaxTensors<K>;
+  static_assert(sizeof(MultiTensorChunks<T, K>) + sizeof(Op) <= 4096, "multi_tensor_apply: the table and the op "
+                "must fit CUDA's 4 KiB of kernel parameters (fewer tensors per launch, or a smaller op)");
   STRATA_CHECK(chunk >= 1, name, "got chunk = ", chunk, ", expected at least 1 element per chunk");
   MultiTensorChunks<T, K> list{};
   list.chunk = chunk;
