@@ -4,7 +4,8 @@
 // a strided batch with a broadcast (stride 0) B, beta = 0 over NaN (must not leak) and beta != 0,
 // the bias and bias + relu epilogues. The tensor ops (matmul, mm, bmm, dot, linear) on cuda
 // against the same ops on the CPU: contiguous, transposed, sliced, expanded, 1-D, folded
-// ([B, T, K] @ [K, N]) and broadcast-batched ([2, 1, M, K] @ [3, K, N]) operands, per dtype.
+// ([B, T, K] @ [K, N]) and broadcast-batched ([2, 1, M, K] @ [3, K, N]) operands, K = 0, per
+// dtype, and their gradients; matmul under Autocast(bf16) (bf16 operands, float32 result).
 // Tolerances are error bounds, not guesses: K * eps(accumulation) * (|A| @ |B|) for the sums plus
 // one rounding of the result (f16/bf16), so the same tests hold natively on a GPU, where cuBLASLt
 // sums in another order. The errors: devices, shapes, integer dtypes, unreadable strides.
@@ -170,7 +171,10 @@ void gemm_sweep(std::mt19937& g) {
   for (const auto& s : sizes)
     for (int v = 0; v < 4; ++v) {
       const unsigned r = g();
-      check_gemm<T, TC>(s[0], s[1], s[2], v & 1, v & 2, r % 3 == 0 ? 0.5f : 0.f, v == 3 || r % 2 == 0, v == 3, g);
+      // float64 epilogues: the emulator only (cuBLASLt need not have them; cuda::gemm would throw)
+      const bool epilogue = !std::is_same_v<T, double> || cuda::kEmulated;
+      check_gemm<T, TC>(s[0], s[1], s[2], v & 1, v & 2, r % 3 == 0 ? 0.5f : 0.f, epilogue && (v == 3 || r % 2 == 0),
+                        epilogue && v == 3, g);
     }
 }
 
@@ -241,7 +245,34 @@ TEST_CASE("matmul, mm, bmm, dot on cuda equal the CPU ops", "[cuda][matmul]") {
     check_op(matmul_op, uniform({6}, t), uniform({6, 5}, t), 6, "matmul [K] @ [K, N]" + d);
     check_op(matmul_op, uniform({2, 4, 6}, t), uniform({6}, t), 6, "matmul [B, M, K] @ [K]" + d);
     check_op(dot_op, uniform({9}, t), uniform({9}, t), 9, "dot" + d);
+    check_op(mm_op, uniform({3, 0}, t), uniform({0, 4}, t), 0, "mm K = 0 (zeros)" + d);
   }
+}
+
+TEST_CASE("matmul on cuda under Autocast(bf16): bf16 operands, float32 result, like the CPU", "[cuda][matmul]") {
+  manual_seed(16);
+  const Tensor a = uniform({2, 5, 9}, DType::f32), b = uniform({9, 4}, DType::f32);
+  const Tensor g = uniform({2, 5, 4}, DType::f32);
+  // the bound: |a| @ |b| of the bf16-rounded values (both sides round the operands the same way)
+  const Tensor bound = matmul(abs(to(to(a, DType::bf16), DType::f64)), abs(to(to(b, DType::bf16), DType::f64)));
+  Tensor ac = to(a, Device::cuda()).detach().requires_grad_(), bc = to(b, Device::cuda()).detach().requires_grad_();
+  Tensor ah = a.detach().requires_grad_(), bh = b.detach().requires_grad_();
+  Tensor got, want;
+  {
+    Autocast ac16(DType::bf16);
+    got = matmul(ac, bc);
+    want = matmul(ah, bh);
+  }
+  check_against(got, want, bound, 9, "autocast matmul");
+  got.backward(to(g, Device::cuda()));
+  want.backward(g);
+  // dA = bf16(g) @ bf16(b)^T, dB = bf16(a)^T @ bf16(g): bounds from the rounded values
+  const Tensor g16 = abs(to(to(g, DType::bf16), DType::f64));
+  const Tensor da_bound = matmul(g16, transpose(abs(to(to(b, DType::bf16), DType::f64)), 0, 1));
+  const Tensor db_bound = matmul(transpose(reshape(abs(to(to(a, DType::bf16), DType::f64)), {10, 9}), 0, 1),
+                                 reshape(g16, {10, 4}));
+  check_against(ac.grad(), ah.grad(), da_bound, 4, "autocast matmul dA");
+  check_against(bc.grad(), bh.grad(), db_bound, 10, "autocast matmul dB");
 }
 
 TEST_CASE("matmul on cuda: layouts cuBLASLt cannot read are copied first", "[cuda][matmul]") {
@@ -319,6 +350,16 @@ TEST_CASE("matmul backward on cuda equals the CPU's", "[cuda][matmul]") {
                 "matmul [K] @ [K, N]" + d);
     check_grads([](const V& x) { return linear(x[0], x[1], x[2]); },
                 {uniform({2, 5, 9}, t), uniform({4, 9}, t), uniform({4}, t)}, 10, "linear bias" + d);
+  }
+}
+
+TEST_CASE("matmul backward on cuda: broadcast batch dims are summed", "[cuda][matmul]") {
+  manual_seed(15);
+  using V = std::vector<Tensor>;
+  for (DType t : {DType::f32, DType::f64, DType::f16, DType::bf16}) {
+    const std::string d = std::string(" ") + std::string(dtype_name(t));
+    check_grads([](const V& x) { return matmul(x[0], x[1]); }, {uniform({2, 1, 4, 6}, t), uniform({3, 6, 5}, t)}, 15,
+                "matmul broadcast batch" + d);
   }
 }
 

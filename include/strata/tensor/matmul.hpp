@@ -234,6 +234,13 @@ inline Tensor matmul_nd(const Tensor& a, const Tensor& b) {
       return matmul_bwd(dout, ad, bd, ai, bi, true);
     });
   }
+  // autocast to float16 (fp16 mixed precision, learn.to_fp16()): the operands rounded to float16 and
+  // multiplied in float32, as conv2d does; the casts are recorded, so the gradients that reach a and b
+  // are rounded to float16 on the way (where the loss scale keeps them from underflowing or overflowing)
+  if (autocast_dtype() == DType::f16 && a.dtype() == DType::f32 && b.dtype() == DType::f32) {
+    Autocast off(DType::f32, false);
+    return matmul_nd(to(to(a, DType::f16), DType::f32), to(to(b, DType::f16), DType::f32));
+  }
   Tensor out = matmul_fwd(a, b);
   if (!any_requires_grad({a, b})) return out;
   // keep only what the backward reads: b for dA, a for dB
@@ -320,7 +327,8 @@ inline Tensor linear_cuda_bias(const Tensor& x, const Tensor& w, const Tensor& b
 }  // namespace detail
 
 /// x[..., in] @ w[out, in]^T + b[out] -> [..., out] (PyTorch's F.linear); b may be undefined.
-/// On cuda a bias of the same dtype is added by the product itself (detail::linear_cuda_bias).
+/// On cuda a bias of the same dtype is added by the product itself (detail::linear_cuda_bias;
+/// not float64, for which cuBLASLt need not have a bias epilogue).
 inline Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor()) {
   STRATA_CHECK(w.dim() == 2, "linear", "got weight shape ", w.shape(), ", expected [out_features, in_features]");
   STRATA_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "linear", "got input shape ", x.shape(),
@@ -329,7 +337,7 @@ inline Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(
                "got bias shape ", (b.defined() ? b.shape() : Shape{}), " for weight shape ", w.shape(),
                ", expected [", w.size(0), "]");
   if (x.device().is_cuda() && b.defined() && b.dim() == 1 && b.size(0) == w.size(0) && w.size(1) > 0 &&
-      is_floating(x.dtype()) && w.dtype() == x.dtype() && b.dtype() == x.dtype() && w.device() == x.device() &&
+      is_floating(x.dtype()) && x.dtype() != DType::f64 && w.dtype() == x.dtype() && b.dtype() == x.dtype() && w.device() == x.device() &&
       b.device() == x.device() && !autocast_enabled())
     return detail::linear_cuda_bias(x, w, b);
   Tensor out = matmul(x, transpose(w, 0, 1));
