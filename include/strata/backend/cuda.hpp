@@ -16,3 +16,4 @@
 #include "strata/backend/cuda/blas.hpp"
 #include "strata/backend/cuda/loss.hpp"
 #include "strata/backend/cuda/reduce.hpp"
+#include "strata/backend/cuda/optim.hpp"

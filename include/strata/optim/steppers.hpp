@@ -225,15 +225,23 @@ inline OptStep lookahead_sync(int64_t k, double alpha) {
 // ---------------------------------------------------------------- fused
 
 namespace detail {
-/// Whether the fused kernels can run: every tensor defined, contiguous, on the CPU, of p's dtype (f32 or f64), p's size.
+/// Whether the fused kernels can run: every tensor defined, contiguous, on p's device, of p's dtype and size;
+/// p f32 or f64 on the CPU, any floating dtype on cuda.
 inline bool fusable(const Tensor& p, std::initializer_list<const Tensor*> ts) {
-  if (!p.device().is_cpu() || (p.dtype() != DType::f32 && p.dtype() != DType::f64) || !p.is_contiguous()) return false;
+  const bool wide = p.dtype() == DType::f32 || p.dtype() == DType::f64;
+  if (!(p.device().is_cuda() ? p.is_floating_point() : wide) || !p.is_contiguous()) return false;
   for (const Tensor* t : ts)
     if (!t->defined() || t->dtype() != p.dtype() || !t->is_contiguous() || t->numel() != p.numel() ||
-        !t->device().is_cpu())
+        t->device() != p.device())
       return false;
   return true;
 }
+
+/// The cuda path of the fused steps (include/strata/backend/cuda/optim.hpp: kernels/cuda/optim_update.cuh).
+inline CudaHook<void(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, const cpu::AdamArgs& a)>
+    cuda_adam_hook{"adam_step"};
+inline CudaHook<void(const Tensor& p, const Tensor& g, const Tensor& m, const cpu::SgdArgs& a)>
+    cuda_sgd_momentum_hook{"momentum_step"};
 /// Which decay a fused step applies to p.
 inline cpu::DecayMode decay_mode(const ParamState& s, const Hypers& h, bool decouple_wd, const char* op) {
   const double wd = hyper(h, "wd", op);
@@ -243,8 +251,8 @@ inline cpu::DecayMode decay_mode(const ParamState& s, const Hypers& h, bool deco
 }  // namespace detail
 
 /// Adam in one pass per parameter: step_stat, l2_reg | weight_decay, average_grad(dampening), average_sqr_grad
-/// and adam_step, fused (kernels/cpu/optim_update.hpp: adam_update). Runs those steps in turn instead when a
-/// tensor is not a contiguous f32/f64 CPU tensor of p's dtype.
+/// and adam_step, fused (kernels/cpu/optim_update.hpp: adam_update; on cuda kernels/cuda/optim_update.cuh). Runs
+/// those steps in turn instead when a tensor is not a contiguous tensor of p's dtype and device (f32/f64 on the CPU).
 inline OptStep fused_adam(bool decouple_wd) {
   const std::vector<OptStep> steps{step_stat, decouple_wd ? OptStep(weight_decay) : OptStep(l2_reg),
                                    average_grad(/*dampening=*/true), average_sqr_grad(), adam_step};
@@ -265,6 +273,7 @@ inline OptStep fused_adam(bool decouple_wd) {
                           .eps = detail::hyper(h, "eps", op), .wd = detail::hyper(h, "wd", op),
                           .decay = detail::decay_mode(s, h, decouple_wd, op),
                           .debias1 = detail::debias(mom, t), .debias2 = detail::debias(sqr_mom, t)};
+    if (p.device().is_cuda()) return detail::cuda_adam_hook(p, g, m, v, a);
     dispatch_float(p.dtype(), op, [&]<class T>(type_tag<T>) {
       if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
         cpu::adam_update<T>(p.data_ptr<T>(), g.data_ptr<T>(), m.data_ptr<T>(), v.data_ptr<T>(), p.numel(), a);
@@ -288,6 +297,7 @@ inline OptStep fused_sgd_momentum(bool decouple_wd) {
     }
     const cpu::SgdArgs a{.lr = detail::hyper(h, "lr", op), .mom = detail::hyper(h, "mom", op),
                          .wd = detail::hyper(h, "wd", op), .decay = detail::decay_mode(s, h, decouple_wd, op)};
+    if (p.device().is_cuda()) return detail::cuda_sgd_momentum_hook(p, g, m, a);
     dispatch_float(p.dtype(), op, [&]<class T>(type_tag<T>) {
       if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
         cpu::sgd_momentum_update<T>(p.data_ptr<T>(), g.data_ptr<T>(), m.data_ptr<T>(), p.numel(), a);
