@@ -22,12 +22,15 @@
 // Statistics are kept in float32 (float64 for float64 x); weight, bias and running stats may have
 // another floating dtype than x (float32 parameters for a bfloat16 x). Both backwards are one fused
 // kernel each, not a chain of ops. Kernels and reference loops: kernels/cpu/batchnorm.hpp.
+// On cuda the kernel calls go to the hooks below (filled by backend/cuda/norm.hpp, kernels/cuda/batchnorm.cuh);
+// everything around them (layouts, parameter casts, the running-stat update, the node) is the same.
 // References: Ioffe & Szegedy 2015 (batch norm); Ba, Kiros & Hinton 2016 (layer norm).
 #pragma once
 
 #include <vector>
 
 #include "kernels/cpu/batchnorm.hpp"
+#include "strata/tensor/detail/cuda_hook.hpp"
 #include "strata/tensor/reduce.hpp"
 
 namespace strata {
@@ -103,6 +106,21 @@ inline Tensor norm_empty(const Shape& shape, DType dt, Device dev, bool channels
   return permute(Tensor::empty(s, dt, dev), channels_last_order(n, true));
 }
 
+/// The cuda kernels' calls: the tensors as the CPU kernels get them (undefined for a null argument).
+inline CudaHook<void(const Tensor& x, const Tensor& y, const Tensor& w, const Tensor& b, const Tensor& mean,
+                     const Tensor& var, const Tensor& invstd, const cpu::BatchNormDims& d, double eps, bool training)>
+    cuda_batch_norm_fwd_hook{"batch_norm"};
+inline CudaHook<void(const Tensor& dout, const Tensor& x, const Tensor& y, const Tensor& w, const Tensor& mean,
+                     const Tensor& invstd, const Tensor& dx, const Tensor& dw, const Tensor& db,
+                     const cpu::BatchNormDims& d, bool training)>
+    cuda_batch_norm_bwd_hook{"batch_norm_backward"};
+inline CudaHook<void(const Tensor& x, const Tensor& y, const Tensor& w, const Tensor& b, const Tensor& mean,
+                     const Tensor& rstd, int64_t M, int64_t N, double eps)>
+    cuda_layer_norm_fwd_hook{"layer_norm"};
+inline CudaHook<void(const Tensor& dout, const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
+                     const Tensor& dx, const Tensor& dw, const Tensor& db, int64_t M, int64_t N)>
+    cuda_layer_norm_bwd_hook{"layer_norm_backward"};
+
 }  // namespace detail
 
 /// Batch norm forward: (y, mean, var, invstd), the last three [C] in the statistics dtype. training:
@@ -119,6 +137,10 @@ inline std::vector<Tensor> batch_norm_fwd(const Tensor& x, const Tensor& running
   Tensor mean = training ? Tensor::empty({d.C}, st, x.device()) : clone(detail::norm_param(running_mean, st));
   Tensor var = training ? Tensor::empty({d.C}, st, x.device()) : clone(detail::norm_param(running_var, st));
   Tensor invstd = Tensor::empty({d.C}, st, x.device());
+  if (x.device().is_cuda()) {
+    detail::cuda_batch_norm_fwd_hook(xc, y, w, b, mean, var, invstd, d, eps, training);
+    return {y, mean, var, invstd};
+  }
   dispatch_float(x.dtype(), relu ? "batch_norm_relu" : "batch_norm", [&]<class T>(type_tag<T>) {
     using A = acc_t<T>;
     cpu::batch_norm_fwd_kernel<T, A>(xc.data_ptr<T>(), y.data_ptr<T>(), detail::ptr_or_null<A>(w),
@@ -148,6 +170,10 @@ inline std::vector<Tensor> batch_norm_bwd(const Tensor& dout, const Tensor& x, c
   Tensor dx = need[0] ? detail::norm_empty(x.shape(), x.dtype(), x.device(), cl) : Tensor();
   Tensor dw = need[1] ? Tensor::empty({d.C}, st, x.device()) : Tensor();
   Tensor db = need[2] ? Tensor::empty({d.C}, st, x.device()) : Tensor();
+  if (x.device().is_cuda()) {
+    detail::cuda_batch_norm_bwd_hook(dc, xc, yc, w, mean, invstd, dx, dw, db, d, training);
+    return {dx, dw, db};
+  }
   dispatch_float(x.dtype(), name, [&]<class T>(type_tag<T>) {
     using A = acc_t<T>;
     cpu::batch_norm_bwd_kernel<T, A>(dc.data_ptr<T>(), xc.data_ptr<T>(), detail::ptr_or_null<T>(yc),
@@ -232,6 +258,10 @@ inline std::vector<Tensor> layer_norm_fwd(const Tensor& x, int64_t N, const Tens
   const Tensor xc = contiguous(detach(x)), w = detail::norm_param(weight, st), b = detail::norm_param(bias, st);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor mean = Tensor::empty({M}, st, x.device()), rstd = Tensor::empty({M}, st, x.device());
+  if (x.device().is_cuda()) {
+    detail::cuda_layer_norm_fwd_hook(xc, y, w, b, mean, rstd, M, N, eps);
+    return {y, mean, rstd};
+  }
   dispatch_float(x.dtype(), "layer_norm", [&]<class T>(type_tag<T>) {
     using A = acc_t<T>;
     cpu::layer_norm_fwd_kernel<T, A>(xc.data_ptr<T>(), y.data_ptr<T>(), detail::ptr_or_null<A>(w),
@@ -252,6 +282,10 @@ inline std::vector<Tensor> layer_norm_bwd(const Tensor& dout, const Tensor& x, c
   Tensor dx = need[0] ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();
   Tensor dw = need[1] ? Tensor::empty(param_shape, st, x.device()) : Tensor();
   Tensor db = need[2] ? Tensor::empty(param_shape, st, x.device()) : Tensor();
+  if (x.device().is_cuda()) {
+    detail::cuda_layer_norm_bwd_hook(dc, xc, w, mean, rstd, dx, dw, db, M, N);
+    return {dx, dw, db};
+  }
   dispatch_float(x.dtype(), "layer_norm_backward", [&]<class T>(type_tag<T>) {
     using A = acc_t<T>;
     cpu::layer_norm_bwd_kernel<T, A>(dc.data_ptr<T>(), xc.data_ptr<T>(), detail::ptr_or_null<A>(w), mean.data_ptr<A>(),

@@ -12,7 +12,8 @@
 // strides, floating dtypes (f16/bf16 accumulate in float). Layout: a channels-last x (4-D, dense
 // as [B, H, W, C]) runs the channels-last kernels and gives a channels-last y (and dx); anything
 // else is made contiguous first and gives contiguous results. Max pools keep the int64 argmax indices (position ih * W + iw in the plane) for backward;
-// *_with_indices returns them. Kernels and reference loops: kernels/cpu/pool.hpp.
+// *_with_indices returns them. Kernels and reference loops: kernels/cpu/pool.hpp. On cuda the
+// kernel calls go to the hooks below (filled by backend/cuda/pool.hpp, kernels/cuda/pool.cuh).
 #pragma once
 
 #include <array>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "kernels/cpu/pool.hpp"
+#include "strata/tensor/detail/cuda_hook.hpp"
 #include "strata/tensor/reduce.hpp"
 
 namespace strata {
@@ -104,6 +106,15 @@ inline PoolPlan adaptive_plan(const Tensor& x, const char* name, std::array<int6
   return plan;
 }
 
+/// The cuda kernels' calls, with the tensors the CPU kernels get (idx undefined: no indices).
+inline CudaHook<void(const Tensor& x, const Tensor& y, const Tensor& idx, const PoolPlan& plan)>
+    cuda_max_pool2d_fwd_hook{"max_pool2d"};
+inline CudaHook<void(const Tensor& dout, const Tensor& idx, const Tensor& dx, bool channels_last)>
+    cuda_max_pool2d_bwd_hook{"max_pool2d_backward"};
+inline CudaHook<void(const Tensor& x, const Tensor& y, const PoolPlan& plan)> cuda_avg_pool2d_fwd_hook{"avg_pool2d"};
+inline CudaHook<void(const Tensor& dout, const Tensor& dx, const PoolPlan& plan)>
+    cuda_avg_pool2d_bwd_hook{"avg_pool2d_backward"};
+
 }  // namespace detail
 
 /// Max pool of x by `plan`: (y, int64 argmax indices into each H * W plane); no autograd.
@@ -115,6 +126,10 @@ inline std::pair<Tensor, Tensor> max_pool2d_fwd(const Tensor& x, const detail::P
   const Tensor xc = contiguous(detach(x), format);
   Tensor y = Tensor::empty(plan.out, x.dtype(), x.device(), format);
   Tensor idx = with_indices ? Tensor::empty(plan.out, DType::i64, x.device(), format) : Tensor();
+  if (x.device().is_cuda()) {
+    detail::cuda_max_pool2d_fwd_hook(xc, y, idx, plan);
+    return {y, idx};
+  }
   int64_t* ip = with_indices ? idx.data_ptr<int64_t>() : nullptr;
   const cpu::Pool2dGeom g = plan.geom();
   dispatch_float(x.dtype(), "max_pool2d", [&]<class T>(type_tag<T>) {
@@ -133,6 +148,10 @@ inline Tensor max_pool2d_bwd(const Tensor& dout, const Tensor& idx, const Shape&
   const auto format = cl ? MemoryFormat::channels_last : MemoryFormat::contiguous;
   const Tensor dc = contiguous(to(detach(dout), dtype), format), ic = contiguous(idx, format);
   Tensor dx = Tensor::empty(x_shape, dtype, dout.device(), format);
+  if (dout.device().is_cuda()) {
+    detail::cuda_max_pool2d_bwd_hook(dc, ic, dx, cl);
+    return dx;
+  }
   const int64_t in_plane = x_shape[x_shape.size() - 2] * x_shape.back(), out_plane = idx.size(-2) * idx.size(-1);
   const int64_t planes = in_plane ? numel(x_shape) / in_plane : 0;
   dispatch_float(dtype, "max_pool2d_backward", [&]<class T>(type_tag<T>) {
@@ -151,6 +170,10 @@ inline Tensor avg_pool2d_fwd(const Tensor& x, const detail::PoolPlan& plan) {
   const auto format = plan.channels_last ? MemoryFormat::channels_last : MemoryFormat::contiguous;
   const Tensor xc = contiguous(detach(x), format);
   Tensor y = Tensor::empty(plan.out, x.dtype(), x.device(), format);
+  if (x.device().is_cuda()) {
+    detail::cuda_avg_pool2d_fwd_hook(xc, y, plan);
+    return y;
+  }
   const cpu::Pool2dGeom g = plan.geom();
   dispatch_float(x.dtype(), "avg_pool2d", [&]<class T>(type_tag<T>) {
     if (plan.channels_last) cpu::avg_pool2d_fwd_nhwc_kernel<T>(xc.data_ptr<T>(), y.data_ptr<T>(), plan.C(), g);
@@ -166,6 +189,10 @@ inline Tensor avg_pool2d_bwd(const Tensor& dout, const detail::PoolPlan& plan, D
   const auto format = plan.channels_last ? MemoryFormat::channels_last : MemoryFormat::contiguous;
   const Tensor dc = contiguous(to(detach(dout), dtype), format);
   Tensor dx = Tensor::empty(plan.in, dtype, dout.device(), format);
+  if (dout.device().is_cuda()) {
+    detail::cuda_avg_pool2d_bwd_hook(dc, dx, plan);
+    return dx;
+  }
   const cpu::Pool2dGeom g = plan.geom();
   dispatch_float(dtype, "avg_pool2d_backward", [&]<class T>(type_tag<T>) {
     if (plan.channels_last) cpu::avg_pool2d_bwd_nhwc_kernel<T>(dc.data_ptr<T>(), dx.data_ptr<T>(), plan.C(), g);
