@@ -12,7 +12,8 @@
 // Two kernels, chosen by the launcher:
 //   reduce_block_kernel   one block (kReduceThreads threads) per output and split: thread t folds
 //                         positions t, t + kReduceThreads, ... of its split, then the block folds the
-//                         threads' values with a shared-memory tree. Long reductions are cut into up
+//                         threads' values: warp shuffles, the warps' results through shared memory,
+//                         shuffles again in warp 0 (two barriers). Long reductions are cut into up
 //                         to kMaxSplits splits (grid.y), whose partials (one A each, in a workspace)
 //                         a second pass of the same kernel folds: so a 2^20-element sum is spread
 //                         over 256 blocks, and each thread folds at most ~16 elements before the tree.
@@ -31,7 +32,8 @@
 // (up to the sign of a zero tied with another zero).
 // Ops carry their identity (init), computed on the host, so device code needs no numeric_limits.
 // References: PyTorch's Reduce.cuh (block/thread strategies, split reductions with a second pass);
-// Harris, "Optimizing Parallel Reduction in CUDA" (the shared-memory tree).
+// Harris, "Optimizing Parallel Reduction in CUDA" (tree reductions; warp shuffles replace its
+// unrolled last warp).
 #pragma once
 
 #include <algorithm>
@@ -47,6 +49,7 @@ namespace strata::cuda {
 
 inline constexpr int kReduceMaxDims = 16;        // = cpu::kMaxDims
 inline constexpr unsigned kReduceThreads = 256;  // threads per block (a power of two)
+static_assert(kReduceThreads % 32 == 0 && kReduceThreads <= 1024, "kReduceThreads: whole warps, at most 32");
 inline constexpr int64_t kReducePerThread = 16;  // elements a thread folds before the tree, at most (when splitting)
 inline constexpr int64_t kMaxSplits = 4096;      // splits per output (so the second pass needs one block each)
 inline constexpr int64_t kThreadMaxRed = 64;     // reductions this short: one thread per output
@@ -140,6 +143,31 @@ __device__ __forceinline__ A reduce_fold(const ReduceGeom& g, const T* x, int64_
   return op.step(total, group);
 }
 
+/// v of lane + delta (shuffle down over the full warp); 1- and 2-byte types travel as int (the
+/// CUDA shuffles take 4- and 8-byte types).
+template <class V>
+__device__ __forceinline__ V shfl_down(V v, unsigned delta) {
+  if constexpr (sizeof(V) < 4) return V(__shfl_down_sync(0xffffffffu, int(v), delta));
+  else return __shfl_down_sync(0xffffffffu, v, delta);
+}
+
+/// The fold of v over the block's kReduceThreads threads, valid in thread 0: shuffles within each
+/// warp, the warps' results through s_warp (kReduceThreads / 32 values), then shuffles in warp 0.
+/// Every thread of the block must call it; it ends with s_warp free for reuse.
+template <class A, class Op>
+__device__ __forceinline__ A block_fold(A v, const Op& op, A* s_warp) {
+  const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  for (unsigned delta = 16; delta > 0; delta /= 2) v = op.step(v, shfl_down(v, delta));
+  if (lane == 0) s_warp[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = lane < kReduceThreads / 32 ? s_warp[lane] : op.init;
+    for (unsigned delta = 16; delta > 0; delta /= 2) v = op.step(v, shfl_down(v, delta));
+  }
+  __syncthreads();  // s_warp read before anyone writes it again
+  return v;
+}
+
 // ---------------------------------------------------------------- kernels
 
 /// Block (o, s) for outputs o = blockIdx.x, blockIdx.x + gridDim.x, ... and split s = blockIdx.y of
@@ -148,7 +176,7 @@ __device__ __forceinline__ A reduce_fold(const ReduceGeom& g, const T* x, int64_
 /// x: the input's first element.
 template <class T, class A, class Out, class Op, class Post>
 __global__ void reduce_block_kernel(ReduceGeom g, const T* x, Out* out, Op op, Post post, int64_t splits) {
-  __shared__ A s_acc[kReduceThreads];
+  __shared__ A s_warp[kReduceThreads / 32];
   const unsigned t = threadIdx.x;
   const int64_t s = blockIdx.y;
   const int64_t per_split = (g.n_red + splits - 1) / splits;
@@ -158,14 +186,8 @@ __global__ void reduce_block_kernel(ReduceGeom g, const T* x, Out* out, Op op, P
     g.kept_offsets(o, in, oo);
     const int64_t first = lo + t;
     const int64_t n = first < hi ? (hi - first + kReduceThreads - 1) / kReduceThreads : 0;
-    s_acc[t] = reduce_fold<T, A>(g, x + in, first, kReduceThreads, n, op);
-    __syncthreads();
-    for (unsigned half = kReduceThreads / 2; half > 0; half /= 2) {
-      if (t < half) s_acc[t] = op.step(s_acc[t], s_acc[t + half]);
-      __syncthreads();
-    }
-    if (t == 0) store(out + (oo * splits + s), post(s_acc[0]));
-    __syncthreads();  // s_acc is reused by the next output
+    const A v = block_fold(reduce_fold<T, A>(g, x + in, first, kReduceThreads, n, op), op, s_warp);
+    if (t == 0) store(out + (oo * splits + s), post(v));
   }
 }
 
@@ -199,14 +221,25 @@ __device__ __forceinline__ bool arg_better_at(C v, int64_t i, C best, int64_t bi
   return i < bi;
 }
 
+/// (best, bi) = the best of the warp's 32 pairs (arg_better_at), valid in lane 0.
+template <class C, bool kMax>
+__device__ __forceinline__ void arg_warp_fold(C& best, int64_t& bi) {
+  for (unsigned delta = 16; delta > 0; delta /= 2) {
+    const C v = shfl_down(best, delta);
+    const int64_t i = shfl_down(bi, delta);
+    if (arg_better_at<C, kMax>(v, i, best, bi)) best = v, bi = i;
+  }
+}
+
 /// Arg-max/min along the one reduced dim (n = g.r_size[0] > 0 elements, stride g.r_in[0]), one
 /// block per output (grid-stride over blockIdx.x): indices[output offset] = first index of the
 /// extremum, values[output offset] = it (values may be null).
 template <class T, bool kMax>
 __global__ void arg_reduce_block_kernel(ReduceGeom g, const T* x, T* values, int64_t* indices) {
   using C = compute_type<T>;
-  __shared__ C s_best[kReduceThreads];
-  __shared__ int64_t s_index[kReduceThreads];
+  __shared__ C s_best[kReduceThreads / 32];
+  __shared__ int64_t s_index[kReduceThreads / 32];
+  const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const unsigned t = threadIdx.x;
   const int64_t n = g.r_size[0], rs = g.r_in[0];
   for (int64_t o = blockIdx.x; o < g.n_out; o += gridDim.x) {
@@ -219,21 +252,19 @@ __global__ void arg_reduce_block_kernel(ReduceGeom g, const T* x, T* values, int
       const C v = load(p + i * rs);
       if (arg_better<C, kMax>(v, best)) best = v, bi = i;
     }
-    s_best[t] = best;
-    s_index[t] = bi;
+    arg_warp_fold<C, kMax>(best, bi);  // within each warp, then the warps' results in warp 0
+    if (lane == 0) s_best[warp] = best, s_index[warp] = bi;
     __syncthreads();
-    for (unsigned half = kReduceThreads / 2; half > 0; half /= 2) {
-      if (t < half && arg_better_at<C, kMax>(s_best[t + half], s_index[t + half], s_best[t], s_index[t])) {
-        s_best[t] = s_best[t + half];
-        s_index[t] = s_index[t + half];
+    if (warp == 0) {
+      best = s_best[lane < kReduceThreads / 32 ? lane : 0];  // warp 0's own result stands in: ties
+      bi = s_index[lane < kReduceThreads / 32 ? lane : 0];   // with itself change nothing
+      arg_warp_fold<C, kMax>(best, bi);
+      if (lane == 0) {
+        indices[oo] = bi;
+        if (values) store(values + oo, best);
       }
-      __syncthreads();
     }
-    if (t == 0) {
-      indices[oo] = s_index[0];
-      if (values) store(values + oo, s_best[0]);
-    }
-    __syncthreads();
+    __syncthreads();  // s_best, s_index read before the next output writes them
   }
 }
 
