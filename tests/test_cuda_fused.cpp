@@ -23,7 +23,10 @@
 // Run also with STRATA_EMU_SCHEDULE=reverse (blocks and threads in reverse order).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -116,12 +119,16 @@ template <class G, class W, class Tol>
 void check_close(const std::vector<G>& got, const std::vector<W>& want, Tol tol, const char* what) {
   REQUIRE(got.size() == want.size());
   int failures = 0;
+  double worst = 0;  // largest |got - want| / tol
   for (size_t i = 0; i < got.size(); ++i) {
     const double g = double(got[i]), w = double(want[i]), t = tol(i);
     const bool ok = (std::isnan(g) && std::isnan(w)) || std::abs(g - w) <= t;
+    if (!std::isnan(g) && !std::isnan(w) && t > 0) worst = std::max(worst, std::abs(g - w) / t);
     if (!ok && failures++ < 5) FAIL_CHECK(what << "[" << i << "]: got " << std::setprecision(17) << g << ", want " << w << " (tol " << t << ")");
   }
   CHECK(failures == 0);
+  if (const char* v = std::getenv("STRATA_TEST_VERBOSE"); v && *v == '1')
+    std::printf("%s: worst |error| / tolerance %.3g over %zu values\n", what, worst, got.size());
 }
 
 // ---------------------------------------------------------------- softmax_xent
