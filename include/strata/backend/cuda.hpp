@@ -16,4 +16,8 @@
 #include "strata/backend/cuda/blas.hpp"
 #include "strata/backend/cuda/loss.hpp"
 #include "strata/backend/cuda/reduce.hpp"
+#include "strata/backend/cuda/norm.hpp"
+#include "strata/backend/cuda/pool.hpp"
 #include "strata/backend/cuda/optim.hpp"
+#include "strata/backend/cuda/amp.hpp"
+#include "strata/backend/cuda/dnn.hpp"

@@ -167,11 +167,7 @@ class TypedTransform final : public Transform {
     }
   }
   void decode(Tuple& t) const override {
-    for (Item& it : t)
-      it = std::visit([&](const auto& x) -> Item {
-        if constexpr (detail::HasDecodes<T, std::decay_t<decltype(x)>>) return t_.decodes(x);
-        else return x;
-      }, it);
+    for (Item& it : t) it = decode_one(t_, it);
   }
 
   /// The struct itself (to read its learned state, e.g. a vocab).
@@ -182,6 +178,14 @@ class TypedTransform final : public Transform {
   static Item encode_one(const T& t, const Item& it) {
     return std::visit([&](const auto& x) -> Item {
       if constexpr (detail::HasEncodes<T, std::decay_t<decltype(x)>>) return t.encodes(x);
+      else return x;
+    }, it);
+  }
+  // a static function of t, like encode_one (nvcc's front end rejects t_.decodes(x) in the discarded
+  // branch when the lambda reads the member t_ directly)
+  static Item decode_one(const T& t, const Item& it) {
+    return std::visit([&](const auto& x) -> Item {
+      if constexpr (detail::HasDecodes<T, std::decay_t<decltype(x)>>) return t.decodes(x);
       else return x;
     }, it);
   }

@@ -60,6 +60,7 @@
 #include "strata/nn/module.hpp"
 #include "strata/nn/norm.hpp"
 #include "strata/optim/optimizers.hpp"
+#include "strata/tensor/amp.hpp"
 #include "strata/tensor/tensor.hpp"
 
 namespace strata {
@@ -319,6 +320,9 @@ class Learner {
   /// there); matmuls and convolutions then run in bf16 with fp32 accumulation and fp32 master weights.
   /// In callbacks/mixed_precision.hpp.
   Learner& to_bf16();
+  /// fp16 mixed precision with dynamic loss scaling (fastai's to_fp16), for a cuda Learner: adds a
+  /// MixedPrecision(f16) callback with a GradScaler. In callbacks/mixed_precision.hpp.
+  Learner& to_fp16(GradScalerOptions scaling = {});
   /// Plain float32 again (fastai's to_fp32): removes the MixedPrecision callback. In callbacks/mixed_precision.hpp.
   Learner& to_fp32();
   /// Channels-last batches (fastai's to_channelslast): adds a ChannelsLast callback (replacing one
