@@ -12,7 +12,8 @@
 //   backward  cudnnConvolutionBackwardData (dx), cudnnConvolutionBackwardFilter (dw),
 //             cudnnConvolutionBackwardBias (db)
 // Every tensor gets a 4-D descriptor with its real strides (cudnnSetTensor4dDescriptorEx), so
-// channels-last and strided x need no copy; the filter is NCHW. Math: float32 in FMA math (no TF32,
+// channels-last and strided x need no copy; the filter is NCHW, or NHWC (a permuted copy of w, and
+// dw through one) when x is channels-last, as PyTorch gives cuDNN. Math: float32 in FMA math (no TF32,
 // as matmul), float16/bfloat16 in tensor-op math with float32 compute, float64 in double. The
 // algorithm is the first the cudnnGet*Algorithm_v7 heuristics rank as supported; its workspace comes
 // from the caching allocator for the call (stream order makes the reuse safe: every op runs on the
@@ -226,10 +227,13 @@ inline void dnn_describe(DnnTensorDesc& d, const Tensor& t, const char* op) {
               op, "cudnnSetTensor4dDescriptorEx");
 }
 
-/// The filter and convolution descriptors of problem p in dtype t.
-inline void dnn_describe_conv(DnnFilterDesc& f, DnnConvDesc& c, const cpu::Conv2dParams& p, DType t, const char* op) {
-  check_cudnn(cudnnSetFilter4dDescriptor(f.p, cudnn_type(t), CUDNN_TENSOR_NCHW, dnn_int(p.Cout, op),
-                                         dnn_int(p.Cin / p.groups, op), dnn_int(p.kH, op), dnn_int(p.kW, op)),
+/// The filter and convolution descriptors of problem p in dtype t; nhwc: the filter's memory is
+/// [Cout, kH, kW, Cin/groups] (what channels-last convolutions run fastest with), else NCHW.
+inline void dnn_describe_conv(DnnFilterDesc& f, DnnConvDesc& c, const cpu::Conv2dParams& p, DType t, bool nhwc,
+                              const char* op) {
+  check_cudnn(cudnnSetFilter4dDescriptor(f.p, cudnn_type(t), nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
+                                         dnn_int(p.Cout, op), dnn_int(p.Cin / p.groups, op), dnn_int(p.kH, op),
+                                         dnn_int(p.kW, op)),
               op, "cudnnSetFilter4dDescriptor");
   check_cudnn(cudnnSetConvolution2dDescriptor(c.p, dnn_int(p.padding[0], op), dnn_int(p.padding[1], op),
                                               dnn_int(p.stride[0], op), dnn_int(p.stride[1], op),
@@ -276,7 +280,9 @@ inline void cuda_conv2d_fwd_impl(const Tensor& out, const Tensor& x, const Tenso
   DnnConvDesc cd;
   dnn_describe(xd, x, op);
   dnn_describe(yd, out, op);
-  dnn_describe_conv(wd, cd, p, t, op);
+  const bool nhwc = conv2d_channels_last(x);
+  const Tensor wf = nhwc ? contiguous(w.permute({0, 2, 3, 1})) : w;  // the filter in x's layout
+  dnn_describe_conv(wd, cd, p, t, nhwc, op);
   cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
   int found = 0;
   check_cudnn(cudnnGetConvolutionForwardAlgorithm_v7(h, xd.p, wd.p, cd.p, yd.p, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
@@ -289,7 +295,7 @@ inline void cuda_conv2d_fwd_impl(const Tensor& out, const Tensor& x, const Tenso
   DnnWorkspace ws(bytes, device);
   const DnnScale s(t);
   void* y = dnn_void(out);
-  check_cudnn(cudnnConvolutionForward(h, s.one(), xd.p, dnn_cvoid(x), wd.p, dnn_cvoid(w), cd.p, algo.algo, ws.p,
+  check_cudnn(cudnnConvolutionForward(h, s.one(), xd.p, dnn_cvoid(x), wd.p, dnn_cvoid(wf), cd.p, algo.algo, ws.p,
                                       ws.bytes, s.zero(), yd.p, y),
               op, "cudnnConvolutionForward");
   if (b.defined()) {
@@ -306,7 +312,7 @@ inline void cuda_conv2d_fwd_impl(const Tensor& out, const Tensor& x, const Tenso
 }
 
 inline void cuda_conv2d_bwd_impl(const Tensor& dout, const Tensor& x, const Tensor& w, const Tensor& dx,
-                                 const Tensor& dw, const Tensor& db, const cpu::Conv2dParams& p, bool) {
+                                 const Tensor& dw, const Tensor& db, const cpu::Conv2dParams& p, bool channels_last) {
   constexpr const char* op = "conv2d_backward";
   conv_check(dout, {&x, &w, &dx, &dw, &db}, op);
   const int device = dout.device().index;
@@ -323,7 +329,7 @@ inline void cuda_conv2d_bwd_impl(const Tensor& dout, const Tensor& x, const Tens
   DnnFilterDesc wd;
   DnnConvDesc cd;
   dnn_describe(dyd, dout, op);
-  dnn_describe_conv(wd, cd, p, t, op);
+  dnn_describe_conv(wd, cd, p, t, channels_last, op);  // channels-last: w and dw as [Cout, kH, kW, Cin/groups]
   if (dx.defined() && dx.numel() > 0) {
     DnnTensorDesc dxd;
     dnn_describe(dxd, dx, op);
@@ -337,7 +343,8 @@ inline void cuda_conv2d_bwd_impl(const Tensor& dout, const Tensor& x, const Tens
     check_cudnn(cudnnGetConvolutionBackwardDataWorkspaceSize(h, wd.p, dyd.p, cd.p, dxd.p, algo.algo, &bytes), op,
                 "cudnnGetConvolutionBackwardDataWorkspaceSize");
     DnnWorkspace ws(bytes, device);
-    check_cudnn(cudnnConvolutionBackwardData(h, s.one(), wd.p, dnn_cvoid(w), dyd.p, dnn_cvoid(dout), cd.p,
+    const Tensor wf = channels_last ? contiguous(w.permute({0, 2, 3, 1})) : w;
+    check_cudnn(cudnnConvolutionBackwardData(h, s.one(), wd.p, dnn_cvoid(wf), dyd.p, dnn_cvoid(dout), cd.p,
                                              algo.algo, ws.p, ws.bytes, s.zero(), dxd.p, dnn_void(dx)),
                 op, "cudnnConvolutionBackwardData");
   }
@@ -354,9 +361,14 @@ inline void cuda_conv2d_bwd_impl(const Tensor& dout, const Tensor& x, const Tens
     check_cudnn(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, xd.p, dyd.p, cd.p, wd.p, algo.algo, &bytes), op,
                 "cudnnGetConvolutionBackwardFilterWorkspaceSize");
     DnnWorkspace ws(bytes, device);
+    const Tensor dwf = channels_last ? Tensor::empty({p.Cout, p.kH, p.kW, p.Cin / p.groups}, t, dw.device()) : dw;
     check_cudnn(cudnnConvolutionBackwardFilter(h, s.one(), xd.p, dnn_cvoid(x), dyd.p, dnn_cvoid(dout), cd.p,
-                                               algo.algo, ws.p, ws.bytes, s.zero(), wd.p, dnn_void(dw)),
+                                               algo.algo, ws.p, ws.bytes, s.zero(), wd.p, dnn_void(dwf)),
                 op, "cudnnConvolutionBackwardFilter");
+    if (channels_last) {  // back to dw's contiguous [Cout, Cin/groups, kH, kW]
+      Tensor d = dw;
+      copy_(d, dwf.permute({0, 3, 1, 2}));
+    }
   }
   if (db.defined()) {
     DnnTensorDesc bd;
