@@ -232,21 +232,27 @@ TEST_CASE("cuda reduce: NaN propagates through max/min, argmax/argmin pick the f
   }
 }
 
-TEST_CASE("cuda reduce: each kernel path (thread per output, block, split in two passes)", "[cuda][reduce]") {
+TEST_CASE("cuda reduce: each kernel path (thread per output, block, cols, split in two passes)", "[cuda][reduce]") {
   Generator gen(21);
+  using P = cuda::ReducePath;
   struct Case {
     Shape shape;
     std::vector<int64_t> dims;
+    P path;
+    int64_t splits;  // per output (cols kernel: 128 rows a split; block kernel: 4096 elements)
   };
-  // across rows with >= 2048 outputs (thread kernel); across rows with few outputs (block kernel,
-  // strided); along rows (block); long rows (split: 12000 / 4096 -> 3 splits, then a second pass);
-  // all dims of a long tensor; a middle dim
-  const std::vector<Case> cases = {{{300, 2500}, {0}}, {{5000, 7}, {0}}, {{40, 900}, {1}},
-                                   {{3, 12000}, {1}},  {{37, 1000}, {}}, {{20, 300, 9}, {1}}};
+  const std::vector<Case> cases = {
+      {{300, 2500}, {0}, P::cols, 3},  {{5000, 7}, {0}, P::cols, 40},      {{20, 300, 9}, {1}, P::cols, 3},
+      {{40, 900}, {1}, P::block, 1},   {{3, 12000}, {1}, P::block, 3},     {{37, 1000}, {}, P::block, 10},
+      {{3000, 50}, {1}, P::thread, 1}, {{50, 3000}, {0}, P::thread, 1},
+  };
   for (DType d : {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i64, DType::b8}) {
     for (const Case& c : cases) {
       INFO("shape " << c.shape << " dtype " << d << " dims " << c.dims.size());
       const Tensor x = random_values(c.shape, d, gen), xc = on_cuda(x);
+      const cuda::ReduceGeom g = detail::cuda_reduce_geom(xc, detail::reduce_mask(xc, c.dims, "test"));
+      REQUIRE(cuda::reduce_path(g) == c.path);
+      REQUIRE(cuda::reduce_splits(g) == c.splits);
       const Tensor mag = is_floating(d) ? sum(abs(x), c.dims) : Tensor();
       check_close(sum(xc, c.dims), sum(x, c.dims), sum_tol(d), mag);
       check_close(amax(xc, c.dims), amax(x, c.dims), 0.0);

@@ -2,14 +2,14 @@
 // of a strided tensor, and arg-max/min (index and value) along one dim.
 //
 //   cuda::ReduceGeom g = ...;  // copied from cpu::make_reduce_geom (backend/cuda/reduce.hpp does it)
-//   cuda::reduce_workspace<float>(g);                      // A values of scratch reduce() may need
+//   cuda::reduce_workspace(g);                             // A values of scratch reduce() may need
 //   cuda::reduce<f16_t, float>(g, x, out, cuda::SumOp<float>{0.0f}, cuda::ScalePost<float>{0.5f}, ws);
 //   cuda::arg_reduce<float, true>(g, x, values_or_null, indices);
 //
 // The geometry is the CPU's (kernels/cpu/reduce.hpp, ReduceGeom): kept dims give the outputs, laid
 // out contiguously (k_out strides); reduced dims have input strides r_in; both groups sorted by
 // stride with contiguous neighbours merged, so row-major over the reduced dims reads in memory order.
-// Two kernels, chosen by the launcher:
+// Three kernels, chosen by the launcher (reduce_path):
 //   reduce_block_kernel   one block (kReduceThreads threads) per output and split: thread t folds
 //                         positions t, t + kReduceThreads, ... of its split, then the block folds the
 //                         threads' values: warp shuffles, the warps' results through shared memory,
@@ -17,10 +17,14 @@
 //                         to kMaxSplits splits (grid.y), whose partials (one A each, in a workspace)
 //                         a second pass of the same kernel folds: so a 2^20-element sum is spread
 //                         over 256 blocks, and each thread folds at most ~16 elements before the tree.
+//   reduce_cols_kernel    reductions across rows (innermost kept dim contiguous, reduced dims not:
+//                         a sum over dim 0 of [N, C], a channels-last batch norm's statistics): a
+//                         block of 32 x kRows threads takes 32 neighbouring outputs (lanes: columns,
+//                         so each warp reads 32 neighbouring values, coalesced) and kRows interleaved
+//                         row streams of its split; the row streams are folded through shared memory.
+//                         Split into grid.y like the block kernel, with the same second pass.
 //   reduce_thread_kernel  one thread per output (grid-stride loop): short reductions (n_red <=
-//                         kThreadMaxRed), or reductions across rows (innermost kept dim contiguous,
-//                         e.g. a sum over dim 0 of [N, C]) with enough outputs to fill the device:
-//                         neighbouring threads read neighbouring columns (coalesced).
+//                         kThreadMaxRed), where a block's worth of threads would idle.
 // Accumulation in A: float for f16/bf16/f32, double for f64, int64 for integer/bool sums, the
 // compute type for max/min. A thread's serial fold is cascaded (chunks of kCascade, groups of
 // kCascade chunks) so its rounding error grows like 2 * kCascade + n / kCascade^2, not n; the tree
@@ -53,7 +57,7 @@ static_assert(kReduceThreads % 32 == 0 && kReduceThreads <= 1024, "kReduceThread
 inline constexpr int64_t kReducePerThread = 16;  // elements a thread folds before the tree, at most (when splitting)
 inline constexpr int64_t kMaxSplits = 4096;      // splits per output (so the second pass needs one block each)
 inline constexpr int64_t kThreadMaxRed = 64;     // reductions this short: one thread per output
-inline constexpr int64_t kThreadMinOutputs = 2048;  // across-rows reductions with this many outputs: one thread each
+inline constexpr unsigned kReduceRows = kReduceThreads / 32;  // row streams of the cols kernel
 inline constexpr int kCascade = 32;
 inline constexpr int64_t kReduceMaxBlocks = 65535;  // grid.x cap (grid-stride over outputs beyond it)
 
@@ -191,6 +195,38 @@ __global__ void reduce_block_kernel(ReduceGeom g, const T* x, Out* out, Op op, P
   }
 }
 
+/// Block (tile, s) for tiles of 32 outputs tile * 32 + threadIdx.x (tile = blockIdx.x, + gridDim.x,
+/// ...) and split s = blockIdx.y: thread (x, y) folds positions y, y + kReduceRows, ... of the split
+/// for its output; out[output offset * splits + s] = post(the fold of the kReduceRows streams).
+/// blockDim = (32, kReduceRows). x: the input's first element.
+template <class T, class A, class Out, class Op, class Post>
+__global__ void reduce_cols_kernel(ReduceGeom g, const T* x, Out* out, Op op, Post post, int64_t splits) {
+  __shared__ A s_part[kReduceRows][33];  // 33: a column of it spans all banks
+  const unsigned tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t s = blockIdx.y;
+  const int64_t per_split = (g.n_red + splits - 1) / splits;
+  const int64_t lo = s * per_split, hi = lo + per_split < g.n_red ? lo + per_split : g.n_red;
+  for (int64_t tile = blockIdx.x; tile * 32 < g.n_out; tile += gridDim.x) {
+    const int64_t o = tile * 32 + tx;
+    A v = op.init;
+    int64_t oo = 0;
+    if (o < g.n_out) {
+      int64_t in;
+      g.kept_offsets(o, in, oo);
+      const int64_t first = lo + ty;
+      const int64_t n = first < hi ? (hi - first + kReduceRows - 1) / kReduceRows : 0;
+      v = reduce_fold<T, A>(g, x + in, first, kReduceRows, n, op);
+    }
+    s_part[ty][tx] = v;
+    __syncthreads();
+    if (ty == 0 && o < g.n_out) {
+      for (unsigned r = 1; r < kReduceRows; ++r) v = op.step(v, s_part[r][tx]);
+      store(out + (oo * splits + s), post(v));
+    }
+    __syncthreads();  // s_part read before the next tile writes it
+  }
+}
+
 /// out[output offset] = post(fold of output o's reduced elements), one thread per output o
 /// (grid-stride loop). x: the input's first element.
 template <class T, class A, class Out, class Op, class Post>
@@ -291,17 +327,26 @@ __global__ void arg_reduce_thread_kernel(ReduceGeom g, const T* x, T* values, in
 
 // ---------------------------------------------------------------- launchers
 
-/// Whether one thread per output serves g: short reductions, or across rows with many outputs.
-inline bool reduce_by_thread(const ReduceGeom& g) {
-  const bool across_rows = g.nk > 0 && g.k_in[g.nk - 1] == 1 && g.nr > 0 && g.r_in[g.nr - 1] != 1;
-  return g.n_red <= kThreadMaxRed || (across_rows && g.n_out >= kThreadMinOutputs && g.n_red <= 65536);
+/// Whether g reduces across rows: the innermost kept dim is contiguous, the reduced dims are not.
+inline bool reduce_across_rows(const ReduceGeom& g) {
+  return g.nk > 0 && g.k_in[g.nk - 1] == 1 && g.nr > 0 && g.r_in[g.nr - 1] != 1;
 }
 
-/// Splits per output reduce() uses for g (1: no workspace needed).
+enum class ReducePath { thread, block, cols };
+
+/// The kernel reduce() runs for g (see the top of this file).
+inline ReducePath reduce_path(const ReduceGeom& g) {
+  if (g.n_red <= kThreadMaxRed) return ReducePath::thread;
+  return reduce_across_rows(g) ? ReducePath::cols : ReducePath::block;
+}
+
+/// Splits per output reduce() uses for g (1: no workspace needed): each thread folds at most
+/// kReducePerThread elements, up to kMaxSplits splits.
 inline int64_t reduce_splits(const ReduceGeom& g) {
-  if (reduce_by_thread(g)) return 1;
-  const int64_t per_block = int64_t(kReduceThreads) * kReducePerThread;
-  return std::clamp<int64_t>((g.n_red + per_block - 1) / per_block, 1, kMaxSplits);
+  const ReducePath path = reduce_path(g);
+  if (path == ReducePath::thread) return 1;
+  const int64_t per_split = int64_t(path == ReducePath::cols ? kReduceRows : kReduceThreads) * kReducePerThread;
+  return std::clamp<int64_t>((g.n_red + per_split - 1) / per_split, 1, kMaxSplits);
 }
 
 /// Elements of type A that reduce() needs as workspace for g (0: none).
@@ -323,23 +368,34 @@ void reduce(const ReduceGeom& g, const T* x, Out* out, Op op, Post post, A* work
   if (g.n_out == 0) return;
   STRATA_CHECK(out != nullptr && (x != nullptr || g.n_red == 0), "cuda::reduce",
                "got a null input or output pointer, expected device memory");
-  if (reduce_by_thread(g)) {
+  const ReducePath path = reduce_path(g);
+  if (path == ReducePath::thread) {
     launch(reduce_thread_kernel<T, A, Out, Op, Post>, dim3(reduce_thread_blocks(g.n_out)), dim3(kReduceThreads), 0,
            Stream{}, g, x, out, op, post);
     return;
   }
   const int64_t splits = reduce_splits(g);
-  const unsigned blocks = unsigned(std::min<int64_t>(g.n_out, kReduceMaxBlocks));
+  const bool cols = path == ReducePath::cols;
+  const dim3 block = cols ? dim3(32, kReduceRows) : dim3(kReduceThreads);
+  const unsigned blocks = unsigned(std::min<int64_t>(cols ? (g.n_out + 31) / 32 : g.n_out, kReduceMaxBlocks));
   if (splits == 1) {
-    launch(reduce_block_kernel<T, A, Out, Op, Post>, dim3(blocks), dim3(kReduceThreads), 0, Stream{}, g, x, out, op,
-           post, int64_t(1));
+    if (cols)
+      launch(reduce_cols_kernel<T, A, Out, Op, Post>, dim3(blocks), block, 0, Stream{}, g, x, out, op, post,
+             int64_t(1));
+    else
+      launch(reduce_block_kernel<T, A, Out, Op, Post>, dim3(blocks), block, 0, Stream{}, g, x, out, op, post,
+             int64_t(1));
     return;
   }
   STRATA_CHECK(workspace != nullptr, "cuda::reduce", "got no workspace, expected ", g.n_out * splits,
                " accumulator values for ", splits, " splits per output");
   // pass 1: partials[output offset * splits + s]
-  launch(reduce_block_kernel<T, A, A, Op, IdentityPost>, dim3(blocks, unsigned(splits)), dim3(kReduceThreads), 0,
-         Stream{}, g, x, workspace, op, IdentityPost{}, splits);
+  if (cols)
+    launch(reduce_cols_kernel<T, A, A, Op, IdentityPost>, dim3(blocks, unsigned(splits)), block, 0, Stream{}, g, x,
+           workspace, op, IdentityPost{}, splits);
+  else
+    launch(reduce_block_kernel<T, A, A, Op, IdentityPost>, dim3(blocks, unsigned(splits)), block, 0, Stream{}, g, x,
+           workspace, op, IdentityPost{}, splits);
   // pass 2: each output folds its splits partials (contiguous)
   ReduceGeom g2;
   g2.n_out = g.n_out;
@@ -351,8 +407,13 @@ void reduce(const ReduceGeom& g, const T* x, Out* out, Op op, Post post, A* work
   g2.nr = 1;
   g2.r_size[0] = splits;
   g2.r_in[0] = 1;
-  launch(reduce_block_kernel<A, A, Out, Op, Post>, dim3(blocks), dim3(kReduceThreads), 0, Stream{}, g2,
-         static_cast<const A*>(workspace), out, op, post, int64_t(1));
+  const A* partials = workspace;
+  if (splits <= kThreadMaxRed)
+    launch(reduce_thread_kernel<A, A, Out, Op, Post>, dim3(reduce_thread_blocks(g.n_out)), dim3(kReduceThreads), 0,
+           Stream{}, g2, partials, out, op, post);
+  else
+    launch(reduce_block_kernel<A, A, Out, Op, Post>, dim3(unsigned(std::min<int64_t>(g.n_out, kReduceMaxBlocks))),
+           dim3(kReduceThreads), 0, Stream{}, g2, partials, out, op, post, int64_t(1));
 }
 
 /// indices[o] (and values[o] unless null) = the first index (and value) of the max (kMax) or min
@@ -364,7 +425,9 @@ void arg_reduce(const ReduceGeom& g, const T* x, T* values, int64_t* indices) {
                " elements, expected one non-empty reduced dim");
   STRATA_CHECK(x != nullptr && indices != nullptr, "cuda::arg_reduce",
                "got a null input or indices pointer, expected device memory");
-  if (reduce_by_thread(g)) {
+  // one thread per output: short rows, or across rows with enough outputs to fill the device
+  const bool by_thread = g.r_size[0] <= kThreadMaxRed || (reduce_across_rows(g) && g.n_out >= 2048);
+  if (by_thread) {
     launch(arg_reduce_thread_kernel<T, kMax>, dim3(reduce_thread_blocks(g.n_out)), dim3(kReduceThreads), 0, Stream{},
            g, x, values, indices);
   } else {
