@@ -1,7 +1,7 @@
 // conv2d on cuda (backend/cuda/dnn.hpp: cuDNN on a GPU, the CPU conv kernels under the emulator)
 // against conv2d on the CPU, forward and backward (dx, dw, db), for f32, f64, f16 and bf16: padding,
 // stride, dilation, groups, depthwise, a strided (sliced) x, a channels-last x (channels-last out
-// and dx), conv2d_relu, no bias. Tolerances are error bounds: k * u(accumulation) times the same
+// and dx), conv2d_relu, no bias, and under Autocast(bf16). Tolerances are error bounds: k * u(accumulation) times the same
 // conv of |x| and |w| in float64 (sums of |terms|), plus the 16-bit roundings, so the tests hold
 // natively on a GPU too, where cuDNN sums in another order. The errors name the op.
 #include <catch2/catch.hpp>
@@ -147,6 +147,38 @@ TEST_CASE("conv2d on cuda equals the CPU op, forward and backward", "[cuda][conv
     check_conv(fused, {uniform({2, 3, 7, 6}, t), uniform({4, 3, 3, 3}, t), uniform({4}, t)}, 28, "conv2d_relu" + d,
                same, true);
   }
+}
+
+TEST_CASE("conv2d on cuda under Autocast(bf16): bf16 operands, float32 result and grads, like the CPU",
+          "[cuda][conv]") {
+  manual_seed(22);
+  const Tensor x = uniform({2, 3, 6, 5}, DType::f32), w = uniform({4, 3, 3, 3}, DType::f32);
+  const Tensor b = uniform({4}, DType::f32), g = uniform({2, 4, 6, 5}, DType::f32);
+  auto r16 = [](const Tensor& t) { return abs(to(to(t, DType::bf16), DType::f64)); };  // |bf16(t)|
+  V want_grads, got_grads;
+  Tensor want, got;
+  for (bool cuda : {false, true}) {
+    const Device d = cuda ? Device::cuda() : kCPU;
+    Tensor xl = to(x, d).detach().requires_grad_(), wl = to(w, d).detach().requires_grad_();
+    Tensor bl = to(b, d).detach().requires_grad_();
+    Tensor out;
+    {
+      Autocast ac(DType::bf16);
+      out = conv2d(xl, wl, bl, {1, 1}, {1, 1});
+    }
+    out.backward(to(g, d));
+    (cuda ? got : want) = out;
+    (cuda ? got_grads : want_grads) = V{xl.grad(), wl.grad(), bl.grad()};
+  }
+  // bounds: the same conv and grads on the bf16-rounded |values| in float64 (+ |b|)
+  V bound_grads;
+  Tensor xa = r16(x).requires_grad_(), wa = r16(w).requires_grad_(), ba = abs(to(b, DType::f64)).requires_grad_();
+  const Tensor bound = conv2d(xa, wa, ba, {1, 1}, {1, 1});
+  bound.backward(r16(g));
+  check_against(got, want, bound, 27, "autocast conv2d");
+  check_against(got_grads[0], want_grads[0], xa.grad(), 36, "autocast conv2d dx");
+  check_against(got_grads[1], want_grads[1], wa.grad(), 60, "autocast conv2d dw");
+  check_against(got_grads[2], want_grads[2], ba.grad(), 60, "autocast conv2d db");
 }
 
 TEST_CASE("conv2d on cuda: errors name the op", "[cuda][conv]") {
