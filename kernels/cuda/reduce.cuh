@@ -19,9 +19,9 @@
 //                         over 256 blocks, and each thread folds at most ~16 elements before the tree.
 //   reduce_cols_kernel    reductions across rows (innermost kept dim contiguous, reduced dims not:
 //                         a sum over dim 0 of [N, C], a channels-last batch norm's statistics): a
-//                         block of 32 x kRows threads takes 32 neighbouring outputs (lanes: columns,
-//                         so each warp reads 32 neighbouring values, coalesced) and kRows interleaved
-//                         row streams of its split; the row streams are folded through shared memory.
+//                         block of 32 x kReduceRows threads takes 32 neighbouring outputs (lanes:
+//                         columns, so a warp reads 32 neighbouring values, coalesced) and kReduceRows
+//                         interleaved row streams of its split, folded at the end through shared memory.
 //                         Split into grid.y like the block kernel, with the same second pass.
 //   reduce_thread_kernel  one thread per output (grid-stride loop): short reductions (n_red <=
 //                         kThreadMaxRed), where a block's worth of threads would idle.
@@ -54,7 +54,7 @@ namespace strata::cuda {
 inline constexpr int kReduceMaxDims = 16;        // = cpu::kMaxDims
 inline constexpr unsigned kReduceThreads = 256;  // threads per block (a power of two)
 static_assert(kReduceThreads % 32 == 0 && kReduceThreads <= 1024, "kReduceThreads: whole warps, at most 32");
-inline constexpr int64_t kReducePerThread = 16;  // elements a thread folds before the tree, at most (when splitting)
+inline constexpr int64_t kReducePerThread = 16;  // elements a thread folds before the tree (more past kMaxSplits)
 inline constexpr int64_t kMaxSplits = 4096;      // splits per output (so the second pass needs one block each)
 inline constexpr int64_t kThreadMaxRed = 64;     // reductions this short: one thread per output
 inline constexpr unsigned kReduceRows = kReduceThreads / 32;  // row streams of the cols kernel
@@ -62,7 +62,7 @@ inline constexpr int kCascade = 32;
 inline constexpr int64_t kReduceMaxBlocks = 65535;  // grid.x cap (grid-stride over outputs beyond it)
 
 /// A reduction's iteration space: the fields of cpu::ReduceGeom (same meaning), as a plain struct
-/// passed to kernels by value (656 bytes).
+/// passed to kernels by value (664 bytes).
 struct ReduceGeom {
   int nk = 0, nr = 0;
   int64_t k_size[kReduceMaxDims] = {}, k_in[kReduceMaxDims] = {}, k_out[kReduceMaxDims] = {};  // kept dims
