@@ -5,7 +5,7 @@
 // the bias and bias + relu epilogues. The tensor ops (matmul, mm, bmm, dot, linear) on cuda
 // against the same ops on the CPU: contiguous, transposed, sliced, expanded, 1-D, folded
 // ([B, T, K] @ [K, N]) and broadcast-batched ([2, 1, M, K] @ [3, K, N]) operands, K = 0, per
-// dtype, and their gradients; matmul under Autocast(bf16) (bf16 operands, float32 result).
+// dtype, and their gradients; matmul under Autocast(bf16 / f16) (16-bit operands, float32 result).
 // Tolerances are error bounds, not guesses: K * eps(accumulation) * (|A| @ |B|) for the sums plus
 // one rounding of the result (f16/bf16), so the same tests hold natively on a GPU, where cuBLASLt
 // sums in another order. The errors: devices, shapes, integer dtypes, unreadable strides.
@@ -249,30 +249,34 @@ TEST_CASE("matmul, mm, bmm, dot on cuda equal the CPU ops", "[cuda][matmul]") {
   }
 }
 
-TEST_CASE("matmul on cuda under Autocast(bf16): bf16 operands, float32 result, like the CPU", "[cuda][matmul]") {
+TEST_CASE("matmul on cuda under Autocast(bf16 / f16): 16-bit operands, float32 result, like the CPU",
+          "[cuda][matmul]") {
   manual_seed(16);
-  const Tensor a = uniform({2, 5, 9}, DType::f32), b = uniform({9, 4}, DType::f32);
-  const Tensor g = uniform({2, 5, 4}, DType::f32);
-  // the bound: |a| @ |b| of the bf16-rounded values (both sides round the operands the same way)
-  const Tensor bound = matmul(abs(to(to(a, DType::bf16), DType::f64)), abs(to(to(b, DType::bf16), DType::f64)));
-  Tensor ac = to(a, Device::cuda()).detach().requires_grad_(), bc = to(b, Device::cuda()).detach().requires_grad_();
-  Tensor ah = a.detach().requires_grad_(), bh = b.detach().requires_grad_();
-  Tensor got, want;
-  {
-    Autocast ac16(DType::bf16);
-    got = matmul(ac, bc);
-    want = matmul(ah, bh);
+  for (DType low : {DType::bf16, DType::f16}) {
+    const std::string d = std::string(" ") + std::string(dtype_name(low));
+    const Tensor a = uniform({2, 5, 9}, DType::f32), b = uniform({9, 4}, DType::f32);
+    const Tensor g = uniform({2, 5, 4}, DType::f32);
+    auto r16 = [&](const Tensor& t) { return abs(to(to(t, low), DType::f64)); };  // |low(t)|
+    // the bound: |a| @ |b| of the rounded values (both sides round the operands the same way)
+    const Tensor bound = matmul(r16(a), r16(b));
+    Tensor ac = to(a, Device::cuda()).detach().requires_grad_(), bc = to(b, Device::cuda()).detach().requires_grad_();
+    Tensor ah = a.detach().requires_grad_(), bh = b.detach().requires_grad_();
+    Tensor got, want;
+    {
+      Autocast ac16(low);
+      got = matmul(ac, bc);
+      want = matmul(ah, bh);
+    }
+    REQUIRE(got.dtype() == DType::f32);
+    check_against(got, want, bound, 9, "autocast matmul" + d);
+    got.backward(to(g, Device::cuda()));
+    want.backward(g);
+    // dA = low(g) @ low(b)^T, dB = low(a)^T @ low(g): bounds from the rounded values
+    const Tensor da_bound = matmul(r16(g), transpose(r16(b), 0, 1));
+    const Tensor db_bound = matmul(transpose(reshape(r16(a), {10, 9}), 0, 1), reshape(r16(g), {10, 4}));
+    check_against(ac.grad(), ah.grad(), da_bound, 4, "autocast matmul dA" + d);
+    check_against(bc.grad(), bh.grad(), db_bound, 10, "autocast matmul dB" + d);
   }
-  check_against(got, want, bound, 9, "autocast matmul");
-  got.backward(to(g, Device::cuda()));
-  want.backward(g);
-  // dA = bf16(g) @ bf16(b)^T, dB = bf16(a)^T @ bf16(g): bounds from the rounded values
-  const Tensor g16 = abs(to(to(g, DType::bf16), DType::f64));
-  const Tensor da_bound = matmul(g16, transpose(abs(to(to(b, DType::bf16), DType::f64)), 0, 1));
-  const Tensor db_bound = matmul(transpose(reshape(abs(to(to(a, DType::bf16), DType::f64)), {10, 9}), 0, 1),
-                                 reshape(g16, {10, 4}));
-  check_against(ac.grad(), ah.grad(), da_bound, 4, "autocast matmul dA");
-  check_against(bc.grad(), bh.grad(), db_bound, 10, "autocast matmul dB");
 }
 
 TEST_CASE("matmul on cuda: layouts cuBLASLt cannot read are copied first", "[cuda][matmul]") {

@@ -20,6 +20,8 @@
 //   too, so dA = bf16(dout) @ bf16(B)^T and dB = bf16(A)^T @ bf16(dout) also run on gemm_bf16, and the
 //   float32 inputs get float32 gradients. Like torch.autocast("cpu", dtype=torch.bfloat16), except
 //   that the product is returned (and its gradients kept) in float32 rather than rounded to bf16.
+//   Autocast(f16) does the same with float16 (multiplied in float32 on the CPU, by cuBLASLt with
+//   float32 accumulation on cuda: the fp16 mixed precision of a cuda Learner).
 // Reference: torch.matmul / torch.nn.functional.linear documentation; PyTorch's at::matmul, which
 //   also folds the batch into M when b is a plain matrix ([B, T, K] @ [K, N] is one gemm).
 #pragma once
@@ -77,7 +79,7 @@ inline Shape matmul_batch_shape(const Shape& a, const Shape& b, const char* op) 
 }  // namespace detail
 
 /// matmul's cuda path (backend/cuda/blas.hpp fills it): out = a @ b as `plan` says, in out's dtype
-/// (a's, or float32 for bfloat16 a and b); bias (undefined, or [n] in out's dtype) is added to
+/// (a's, or float32 for bfloat16/float16 a and b); bias (undefined, or [n] in out's dtype) is added to
 /// every row and relu applied after it when `relu`.
 inline detail::CudaHook<void(const Tensor& out, const Tensor& a, const Tensor& b, const detail::MatmulPlan& plan,
                              const Tensor& bias, bool relu)>
@@ -87,17 +89,24 @@ inline detail::CudaHook<void(const Tensor& out, const Tensor& a, const Tensor& b
 
 /// out[batch..., M, N] = a[..., M, K] @ b[..., K, N] for a, b with >= 2 dims (sizes checked by the
 /// caller); batch dims broadcast; result in the promoted dtype, contiguous.
-/// bf16_to_f32: a and b are taken as bfloat16 (rounded if they are not) and multiplied by
-/// cpu::gemm_bf16 into a float32 result (the autocast product).
-inline Tensor matmul_fwd(const Tensor& a_in, const Tensor& b_in, bool bf16_to_f32 = false) {
+/// low (the autocast product; float32 = off): a and b are taken as `low` (bfloat16 or float16,
+/// rounded if they are not) and multiplied with float32 accumulation into a float32 result: by
+/// cpu::gemm_bf16 for bfloat16 on the CPU, in float32 for float16 on the CPU, by cuBLASLt on cuda.
+inline Tensor matmul_fwd(const Tensor& a_in, const Tensor& b_in, DType low = DType::f32) {
   STRATA_CHECK(a_in.device() == b_in.device(), "matmul", "got devices ", a_in.device(), " and ",
                b_in.device(), ", expected the same device");
-  const DType t = bf16_to_f32 ? DType::bf16 : promote_types(a_in.dtype(), b_in.dtype());
+  const bool mixed = low != DType::f32;
+  STRATA_CHECK(!mixed || low == DType::bf16 || low == DType::f16, "matmul", "got autocast dtype ", low,
+               ", expected bfloat16 or float16");
+  const DType t = mixed ? low : promote_types(a_in.dtype(), b_in.dtype());
   STRATA_CHECK(t != DType::b8, "matmul", "got dtypes ", a_in.dtype(), " and ", b_in.dtype(),
                ", expected numeric dtypes (not bool)");
   // CPU: multiply in float32, round once (cuda multiplies 16-bit operands with float32 accumulation)
-  if (!a_in.device().is_cuda() && (t == DType::f16 || (t == DType::bf16 && !bf16_to_f32)))
-    return to(matmul_fwd(to(detach(a_in), DType::f32), to(detach(b_in), DType::f32)), t);
+  if (!a_in.device().is_cuda() && (t == DType::f16 || (t == DType::bf16 && !mixed))) {
+    auto f32 = [&](const Tensor& x) { return to(mixed ? to(detach(x), t) : detach(x), DType::f32); };
+    const Tensor r = matmul_fwd(f32(a_in), f32(b_in));
+    return mixed ? r : to(r, t);  // the autocast product stays float32
+  }
 
   const Tensor a = detail::unit_stride_matrices(to(detach(a_in), t));
   const Tensor b = detail::unit_stride_matrices(to(detach(b_in), t));
@@ -106,7 +115,7 @@ inline Tensor matmul_fwd(const Tensor& a_in, const Tensor& b_in, bool bf16_to_f3
   Shape out_shape = batch;
   out_shape.push_back(M);
   out_shape.push_back(N);
-  Tensor out = Tensor::empty(out_shape, bf16_to_f32 ? DType::f32 : t, a.device());
+  Tensor out = Tensor::empty(out_shape, mixed ? DType::f32 : t, a.device());
   if (out.numel() == 0) return out;
 
   // strides of a and b viewed as [batch..., M, K] / [batch..., K, N] (0 along broadcast dims)
@@ -165,7 +174,7 @@ inline Tensor matmul_fwd(const Tensor& a_in, const Tensor& b_in, bool bf16_to_f3
     if constexpr (std::is_same_v<T, f16>) {
       return;  // converted above
     } else {
-      using O = std::conditional_t<std::is_same_v<T, bf16>, float, T>;  // bf16 only with bf16_to_f32
+      using O = std::conditional_t<std::is_same_v<T, bf16>, float, T>;  // bf16 only when mixed
       const T* pa = a.data_ptr<T>();
       const T* pb = b.data_ptr<T>();
       O* po = out.data_ptr<O>();
@@ -198,21 +207,22 @@ inline Tensor matmul_fwd(const Tensor& a_in, const Tensor& b_in, bool bf16_to_f3
 
 /// Gradients of out = a @ b (a, b with >= 2 dims) for the inputs that need one.
 /// ad / bd: the inputs' values (undefined where not needed); ai / bi: what the inputs were.
-/// bf16: the autocast product (ad, bd already bf16): dout is rounded to bf16 and both products run
-/// on gemm_bf16; the gradients come back in the inputs' dtypes (float32).
+/// low: the autocast product (ad, bd already bf16 or f16; float32 = off): dout is rounded to `low`
+/// and both products run as matmul_fwd(..., low); the gradients come back in the inputs' dtypes
+/// (float32).
 inline std::vector<Tensor> matmul_bwd(const Tensor& dout_in, const Tensor& ad, const Tensor& bd,
-                                      const InputInfo& ai, const InputInfo& bi, bool bf16 = false) {
-  const Tensor dout = bf16 ? to(dout_in, DType::bf16) : dout_in;
+                                      const InputInfo& ai, const InputInfo& bi, DType low = DType::f32) {
+  const Tensor dout = low != DType::f32 ? to(dout_in, low) : dout_in;
   Tensor da, db;
   if (ai.requires_grad)  // dA = dout @ B^T, summed over a's broadcast batch dims
-    da = detail::grad_for(matmul_fwd(dout, detail::matrix_transpose(bd), bf16), ai);
+    da = detail::grad_for(matmul_fwd(dout, detail::matrix_transpose(bd), low), ai);
   if (bi.requires_grad) {
     if (bi.shape.size() == 2 && ad.dim() > 2) {  // b shared by every batch: one gemm over all rows
       const int64_t rows = numel(Shape(ad.shape().begin(), ad.shape().end() - 1));  // batch * M
       const Tensor a_rows = reshape(ad, {rows, ad.size(-1)}), dout_rows = reshape(dout, {rows, dout.size(-1)});
-      db = detail::grad_for(matmul_fwd(detail::matrix_transpose(a_rows), dout_rows, bf16), bi);
+      db = detail::grad_for(matmul_fwd(detail::matrix_transpose(a_rows), dout_rows, low), bi);
     } else {  // dB = A^T @ dout, summed over b's broadcast batch dims
-      db = detail::grad_for(matmul_fwd(detail::matrix_transpose(ad), dout, bf16), bi);
+      db = detail::grad_for(matmul_fwd(detail::matrix_transpose(ad), dout, low), bi);
     }
   }
   return {da, db};
@@ -223,16 +233,18 @@ inline std::vector<Tensor> matmul_bwd(const Tensor& dout_in, const Tensor& ad, c
 namespace detail {
 /// a @ b for a, b with >= 2 dims (inner sizes already checked), recorded for autograd.
 inline Tensor matmul_nd(const Tensor& a, const Tensor& b) {
-  // autocast: float32 operands rounded to bf16 once here; the rounded copies are what the backward
-  // reads (they are new tensors, never modified, so they are saved without a version check)
-  if (autocast_dtype() == DType::bf16 && a.dtype() == DType::f32 && b.dtype() == DType::f32) {
-    const Tensor a16 = to(detach(a), DType::bf16), b16 = to(detach(b), DType::bf16);
-    Tensor out = matmul_fwd(a16, b16, true);
+  // autocast: float32 operands rounded to bf16 (or f16) once here; the rounded copies are what the
+  // backward reads (they are new tensors, never modified, so they are saved without a version check)
+  const DType cast = autocast_dtype();
+  if ((cast == DType::bf16 || cast == DType::f16) && a.dtype() == DType::f32 && b.dtype() == DType::f32) {
+    const Tensor a16 = to(detach(a), cast), b16 = to(detach(b), cast);
+    Tensor out = matmul_fwd(a16, b16, cast);
     if (!any_requires_grad({a, b})) return out;
     const Tensor ad = b.requires_grad() ? a16 : Tensor(), bd = a.requires_grad() ? b16 : Tensor();
-    return record("matmul_bf16_backward", out, {a, b}, [ad, bd, ai = info(a), bi = info(b)](const Tensor& dout) {
-      return matmul_bwd(dout, ad, bd, ai, bi, true);
-    });
+    return record(cast == DType::bf16 ? "matmul_bf16_backward" : "matmul_f16_backward", out, {a, b},
+                  [ad, bd, ai = info(a), bi = info(b), cast](const Tensor& dout) {
+                    return matmul_bwd(dout, ad, bd, ai, bi, cast);
+                  });
   }
   // autocast to float16 (fp16 mixed precision, learn.to_fp16()): the operands rounded to float16 and
   // multiplied in float32, as conv2d does; the casts are recorded, so the gradients that reach a and b

@@ -330,8 +330,9 @@ inline void cuda_matmul_impl(const Tensor& out, const Tensor& a, const Tensor& b
   const DType t = a.dtype();
   STRATA_CHECK(t == DType::f32 || t == DType::f64 || t == DType::f16 || t == DType::bf16, "matmul", "got dtype ", t,
                " on ", out.device(), ", expected float32, float64, float16 or bfloat16 (cuBLASLt)");
-  STRATA_CHECK(b.dtype() == t && (out.dtype() == t || (t == DType::bf16 && out.dtype() == DType::f32)), "matmul",
-               "got dtypes ", t, " @ ", b.dtype(), " -> ", out.dtype(), ", expected the same dtype (float32 out for bfloat16)");
+  const bool to_f32 = (t == DType::bf16 || t == DType::f16) && out.dtype() == DType::f32;  // the autocast product
+  STRATA_CHECK(b.dtype() == t && (out.dtype() == t || to_f32), "matmul", "got dtypes ", t, " @ ", b.dtype(), " -> ",
+               out.dtype(), ", expected the same dtype (or float32 out for bfloat16/float16)");
   STRATA_CHECK(!bias.defined() || (bias.dtype() == out.dtype() && bias.dim() == 1 && bias.size(0) == p.n &&
                                    bias.device() == out.device()),
                "matmul", "got bias ", (bias.defined() ? bias.shape() : Shape{}), " ",
@@ -362,9 +363,12 @@ inline void cuda_matmul_impl(const Tensor& out, const Tensor& a, const Tensor& b
   switch (t) {
     case DType::f32: run(type_tag<float>{}, type_tag<float>{}); break;
     case DType::f64: run(type_tag<double>{}, type_tag<double>{}); break;
-    case DType::f16: run(type_tag<f16>{}, type_tag<f16>{}); break;
+    case DType::f16:
+      if (to_f32) run(type_tag<f16>{}, type_tag<float>{});
+      else run(type_tag<f16>{}, type_tag<f16>{});
+      break;
     default:
-      if (out.dtype() == DType::f32) run(type_tag<bf16>{}, type_tag<float>{});
+      if (to_f32) run(type_tag<bf16>{}, type_tag<float>{});
       else run(type_tag<bf16>{}, type_tag<bf16>{});
   }
 }
