@@ -48,12 +48,19 @@ inline double norm_tol(DType dt) {
 
 const std::vector<DType> kFloat = {DType::f32, DType::f64, DType::f16, DType::bf16};
 
-/// x in dtype dt with values in [lo, hi), channels-last (4-D) when asked; the same values on cuda.
+/// x in dtype dt with values in [lo, hi), channels-last (C innermost: 4-D or 3-D) when asked; the same
+/// values on cuda.
 inline std::pair<Tensor, Tensor> make_xs(const Shape& shape, DType dt, bool channels_last, double lo = -2,
-                                           double hi = 2) {
+                                         double hi = 2) {
   Tensor c = th::random(shape, DType::f64, false, lo, hi).to(dt);
   Tensor g = to(c, kCUDA);
-  if (channels_last) c = contiguous(c, MemoryFormat::channels_last), g = contiguous(g, MemoryFormat::channels_last);
+  if (channels_last && shape.size() == 4)
+    c = contiguous(c, MemoryFormat::channels_last), g = contiguous(g, MemoryFormat::channels_last);
+  if (channels_last && shape.size() == 3) {  // [B, C, L] stored as [B, L, C]
+    c = permute(contiguous(permute(c, {0, 2, 1})), {0, 2, 1});
+    g = permute(contiguous(permute(g, {0, 2, 1})), {0, 2, 1});
+  }
+  if (channels_last) REQUIRE((!c.is_contiguous() && !g.is_contiguous()));
   return {c, g};
 }
 
@@ -75,7 +82,7 @@ TEST_CASE("cuda batch_norm and batch_norm_relu equal the cpu's: forward, running
           "[cuda][norm]") {
   const std::vector<BnCase> cases = {
       {{4, 5, 3, 6}, false}, {{4, 5, 3, 6}, true},   {{6, 7}, false},         {{3, 4, 9}, false},
-      {{8, 3, 20, 20}, false}, {{2, 37, 3, 4}, true}, {{5, 40}, false},        {{1, 3, 1, 2}, false},
+      {{8, 3, 20, 20}, false}, {{2, 37, 3, 4}, true}, {{5, 40}, false},        {{3, 5, 7}, true},        {{1, 3, 1, 2}, false},
   };
   for (const DType dt : kFloat)
     for (const BnCase& bc : cases)
@@ -283,6 +290,9 @@ TEST_CASE("cuda pools match known answers and keep NaN", "[cuda][pool]") {
   REQUIRE(yv[0] == 5);
   REQUIRE(std::isnan(yv[1]));
   REQUIRE(iv == std::vector<double>{1, 7});
+  const std::vector<double> yn = th::values(to(max_pool2d(x, {2, 2}), kCPU));  // no grad: no indices kept
+  REQUIRE(yn[0] == 5);
+  REQUIRE(std::isnan(yn[1]));
   const Tensor a = avg_pool2d(x, {2, 2}, {1, 1}, {1, 1}, false, false);  // padded corners: divide by 1 or 2
   const std::vector<double> av = th::values(to(a, kCPU));
   REQUIRE(av.size() == 15);
