@@ -76,13 +76,15 @@ inline Tensor leaf(const Tensor& t) {
 struct BnCase {
   Shape shape;
   bool channels_last;
+  int64_t splits = 1;  // the kernels' path: 1 = one block per channel(s), else chunks per channel
 };
 
 TEST_CASE("cuda batch_norm and batch_norm_relu equal the cpu's: forward, running stats, gradients",
           "[cuda][norm]") {
   const std::vector<BnCase> cases = {
-      {{4, 5, 3, 6}, false}, {{4, 5, 3, 6}, true},   {{6, 7}, false},         {{3, 4, 9}, false},
-      {{8, 3, 20, 20}, false}, {{2, 37, 3, 4}, true}, {{5, 40}, false},        {{3, 5, 7}, true},        {{1, 3, 1, 2}, false},
+      {{4, 5, 3, 6}, false},      {{4, 5, 3, 6}, true},  {{6, 7}, false},         {{3, 4, 9}, false},
+      {{8, 3, 20, 20}, false, 3}, {{2, 37, 3, 4}, true}, {{5, 40}, false},        {{3, 5, 7}, true},
+      {{1, 3, 1, 2}, false},      {{1, 5, 600}, false},  {{8, 20, 16, 16}, true, 2}, {{4100, 3}, false, 4},
   };
   for (const DType dt : kFloat)
     for (const BnCase& bc : cases)
@@ -94,6 +96,8 @@ TEST_CASE("cuda batch_norm and batch_norm_relu equal the cpu's: forward, running
                                      std::string(dtype_name(dt)) + " " + (training ? "train " : "eval ") +
                                      (affine ? "affine " : "plain ") + (bc.channels_last ? "channels-last " : "") +
                                      "x " + std::to_string(bc.shape.size()) + "-d C " + std::to_string(C);
+            const cpu::BatchNormDims d = detail::batch_norm_dims(bc.shape, bc.channels_last, relu);
+            REQUIRE(cuda::batch_norm_splits(detail::cuda_bn_dims(d)) == bc.splits);
             auto [xc, xg] = make_xs(bc.shape, dt, bc.channels_last, -1.5, 3.5);  // a mean away from 0
             const DType pt = dt == DType::f64 ? DType::f64 : DType::f32;
             const Tensor w = th::random({C}, pt, false, 0.5, 1.5), b = th::random({C}, pt);

@@ -34,8 +34,10 @@
 // columns walking the rows (no atomics). Every thread reduces in a fixed order, so a run gives the
 // same bits every time; sums are in a different order from the CPU's (tiles, Chan's merge in
 // double), so results agree within a few ulp of A, not bit for bit.
-// Assumption: one block per channel limits the parallelism to C (or C / 32) blocks: fine for the
-// CNN layers strata trains (C >= 16, N up to ~10^6); a split-N version is the next rung.
+// Few channels and many values (fewer than kBnMinBlocks channel blocks): with a workspace the
+// launchers split each channel into chunks instead (partial statistics per chunk, merged per
+// channel in chunk order by Chan's update, then an elementwise pass: three launches, see "split
+// path" below), so a GPU is not left with a handful of busy SMs. Not timed on a GPU yet.
 // Idea: PyTorch's batch_norm_collect_statistics / batch_norm_backward_reduce kernels (one block per
 // channel); llm.c's layernorm kernels. CPU reference: kernels/cpu/batchnorm.hpp (`_ref` loops).
 #pragma once
@@ -61,6 +63,11 @@ struct BatchNormDims {
 /// Threads of a channels-first (or layer-norm row) block; rows of a channels-last block (x 32 lanes).
 inline constexpr unsigned kBnThreads = 256;
 inline constexpr unsigned kBnRows = 16;
+/// The split path (below): taken when the one-block-per-channel grid has fewer than kBnMinBlocks
+/// blocks (two waves of an H100's 132 SMs) and a channel has at least 2 kBnChunk values.
+inline constexpr int64_t kBnMinBlocks = 264;
+inline constexpr int64_t kBnChunk = 1024;
+inline constexpr int64_t kBnMaxGrid = 132 * 32;
 
 namespace detail {
 
@@ -269,6 +276,124 @@ __global__ void layer_norm_bwd_params_kernel(const T* dy, const T* x, const A* m
   if (db) db[j] = sb;
 }
 
+// ---------------------------------------------------------------- split path (few channels, many values)
+// With few channel blocks the one-block-per-channel kernels leave most of a GPU idle, so the
+// launchers split each channel's N values into `splits` chunks of kBnChunk or more when the caller
+// passes a workspace: a grid (channel blocks, splits) of partial kernels writes per-chunk
+// statistics, one thread per channel merges them in chunk order, and an elementwise kernel over all
+// B * C * S values writes y (or dx). Workspace (A): 3 * C * (splits + 1) values, laid out
+// [3][splits][C] (partials) then [3][C] (the backward's dx coefficients a, mdy, q).
+
+/// Training forward partials: count, mean and m2 (sum of squared deviations from the chunk's own
+/// mean, two passes) of chunk blockIdx.y of each channel.
+template <class T, class A, bool CL>
+__global__ void batch_norm_fwd_partial_kernel(const T* x, A* work, BatchNormDims d, int64_t chunk) {
+  __shared__ A s_red[2 * 32 * kBnRows];
+  const detail::BnWalk k = detail::bn_walk<CL>(d);
+  const int64_t lo = int64_t(blockIdx.y) * chunk, hi = lo + chunk < k.n ? lo + chunk : k.n, P = gridDim.y;
+  A r_sum = 0, unused = 0;
+  for (int64_t i = lo + k.first; k.active && i < hi; i += k.step) r_sum += A(load(x + detail::bn_offset<CL>(d, k.c, i)));
+  detail::bn_sum2<CL>(r_sum, unused, s_red);
+  const A m = r_sum / A(hi - lo);
+  A r_sq = 0;
+  for (int64_t i = lo + k.first; k.active && i < hi; i += k.step) {
+    const A dv = A(load(x + detail::bn_offset<CL>(d, k.c, i))) - m;
+    r_sq += dv * dv;
+  }
+  detail::bn_sum2<CL>(r_sq, unused, s_red);
+  if (!k.leader) return;
+  work[(0 * P + blockIdx.y) * d.C + k.c] = A(hi - lo);
+  work[(1 * P + blockIdx.y) * d.C + k.c] = m;
+  work[(2 * P + blockIdx.y) * d.C + k.c] = r_sq;
+}
+
+/// Forward, one thread per channel: training merges the P partials in chunk order (Chan's update)
+/// into mean and var; then invstd.
+template <class A>
+__global__ void batch_norm_fwd_finish_kernel(const A* work, A* mean, A* var, A* invstd, int64_t C, int64_t P, A eps,
+                                             bool training) {
+  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  if (training) {
+    A cnt = 0, m = 0, m2 = 0;
+    for (int64_t s = 0; s < P; ++s) {
+      const A nb = work[s * C + c], mb = work[(P + s) * C + c], qb = work[(2 * P + s) * C + c];
+      const A tot = cnt + nb, delta = mb - m;
+      m += delta * nb / tot;
+      m2 += qb + delta * delta * cnt * nb / tot;
+      cnt = tot;
+    }
+    mean[c] = m, var[c] = m2 / cnt;
+  }
+  invstd[c] = A(1) / detail::bn_sqrt(var[c] + eps);
+}
+
+/// y = (x - mean) invstd w + b (relu: max(., 0)), grid-stride over all n = B * C * S values.
+template <class T, class A>
+__global__ void batch_norm_apply_kernel(const T* x, T* y, const A* w, const A* b, const A* mean, const A* invstd,
+                                        BatchNormDims d, int64_t n) {
+  const int64_t step = int64_t(blockDim.x) * gridDim.x;
+  const bool cl = d.channels_last || d.S == 1;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
+    const int64_t c = cl ? i % d.C : i / d.S % d.C;
+    const A scale = invstd[c] * (w ? w[c] : A(1)), shift = b ? b[c] : A(0);
+    const A z = (A(load(x + i)) - mean[c]) * scale + shift;
+    store(y + i, d.relu && z < A(0) ? A(0) : z);
+  }
+}
+
+/// Backward partials: sum g and sum g (x - mean) over chunk blockIdx.y of each channel.
+template <class T, class A, bool CL>
+__global__ void batch_norm_bwd_partial_kernel(const T* dy, const T* x, const T* y, const A* mean, A* work,
+                                              BatchNormDims d, int64_t chunk) {
+  __shared__ A s_red[2 * 32 * kBnRows];
+  const detail::BnWalk k = detail::bn_walk<CL>(d);
+  const int64_t lo = int64_t(blockIdx.y) * chunk, hi = lo + chunk < k.n ? lo + chunk : k.n, P = gridDim.y;
+  const A m = k.active ? mean[k.c] : A(0);
+  A sdy = 0, sdx = 0;
+  for (int64_t i = lo + k.first; k.active && i < hi; i += k.step) {
+    const int64_t o = detail::bn_offset<CL>(d, k.c, i);
+    const A gv = d.relu && !(A(load(y + o)) > A(0)) ? A(0) : A(load(dy + o));
+    sdy += gv;
+    sdx += gv * (A(load(x + o)) - m);
+  }
+  detail::bn_sum2<CL>(sdy, sdx, s_red);
+  if (!k.leader) return;
+  work[(0 * P + blockIdx.y) * d.C + k.c] = sdy;
+  work[(1 * P + blockIdx.y) * d.C + k.c] = sdx;
+}
+
+/// Backward, one thread per channel: the P partial sums of `part` added in chunk order (P = 0: none),
+/// dw, db, and dx's coefficients a, mdy, q into coef [3][C].
+template <class A>
+__global__ void batch_norm_bwd_finish_kernel(const A* w, const A* invstd, const A* part, A* coef, A* dw, A* db,
+                                             int64_t C, int64_t P, int64_t n, bool training) {
+  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  A sdy = 0, sdx = 0;
+  for (int64_t s = 0; s < P; ++s) sdy += part[s * C + c], sdx += part[(P + s) * C + c];
+  const A is = invstd[c], inv_n = A(1) / A(n);
+  if (dw) dw[c] = sdx * is;
+  if (db) db[c] = sdy;
+  coef[c] = is * (w ? w[c] : A(1));
+  coef[C + c] = training ? sdy * inv_n : A(0);
+  coef[2 * C + c] = training ? is * is * sdx * inv_n : A(0);
+}
+
+/// dx = a (g - mdy - (x - mean) q) per channel, grid-stride over all n values (x unread in eval).
+template <class T, class A>
+__global__ void batch_norm_dx_kernel(const T* dy, const T* x, const T* y, const A* mean, const A* coef, T* dx,
+                                     BatchNormDims d, int64_t n, bool training) {
+  const int64_t step = int64_t(blockDim.x) * gridDim.x;
+  const bool cl = d.channels_last || d.S == 1;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
+    const int64_t c = cl ? i % d.C : i / d.S % d.C;
+    const A g = d.relu && !(A(load(y + i)) > A(0)) ? A(0) : A(load(dy + i));
+    const A t = training ? (A(load(x + i)) - mean[c]) * coef[2 * d.C + c] : A(0);
+    store(dx + i, coef[c] * (g - coef[d.C + c] - t));
+  }
+}
+
 // ---------------------------------------------------------------- launchers
 
 namespace detail {
@@ -279,18 +404,54 @@ inline void check_bn_dims(const BatchNormDims& d, const char* op) {
 }
 /// Threads of a 1-D block walking n values: a multiple of 32, at most kBnThreads.
 inline unsigned bn_threads(int64_t n) { return unsigned(std::clamp<int64_t>((n + 31) / 32 * 32, 32, kBnThreads)); }
+/// Blocks of a grid-stride loop over n values.
+inline unsigned bn_grid(int64_t n) {
+  return unsigned(std::clamp<int64_t>((n + kBnThreads - 1) / kBnThreads, 1, kBnMaxGrid));
+}
 }  // namespace detail
 
+/// Chunks each channel's values are split into on the split path (1: the one-kernel path): enough
+/// blocks to fill kBnMinBlocks, each chunk at least kBnChunk values.
+inline int64_t batch_norm_splits(const BatchNormDims& d) {
+  const int64_t n = d.B * d.S, blocks = d.channels_last || d.S == 1 ? (d.C + 31) / 32 : d.C;
+  if (blocks <= 0 || blocks >= kBnMinBlocks || n < 2 * kBnChunk) return 1;
+  return std::clamp<int64_t>(std::min(kBnMinBlocks / blocks, n / kBnChunk), 1, 65535);
+}
+
+/// Workspace values (of compute_type) that batch_norm_fwd / batch_norm_bwd use for d's split path;
+/// 0 when d takes the one-kernel path.
+inline int64_t batch_norm_workspace(const BatchNormDims& d) {
+  const int64_t p = batch_norm_splits(d);
+  return p > 1 ? 3 * d.C * (p + 1) : 0;
+}
+
 /// Batch norm forward (see the top of this file); device pointers; needs B * S > 0 when C > 0 (the
-/// tensor op checks it). A = compute_type<T>.
+/// tensor op checks it). A = compute_type<T>. work: batch_norm_workspace(d) values of device memory
+/// for the split path, or null (then always the one-kernel path).
 template <class T>
 void batch_norm_fwd(const T* x, T* y, const compute_type<T>* w, const compute_type<T>* b, compute_type<T>* mean,
                     compute_type<T>* var, compute_type<T>* invstd, const BatchNormDims& d, double eps, bool training,
-                    Stream stream = {}) {
+                    compute_type<T>* work = nullptr, Stream stream = {}) {
   using A = compute_type<T>;
   static_assert(is_floating_storage<T>, "batch_norm_fwd: T is float, double, f16_t or bf16_t");
   detail::check_bn_dims(d, "batch_norm_fwd");
   if (d.C == 0 || d.B * d.S == 0) return;
+  const int64_t P = batch_norm_splits(d), n = d.B * d.S;
+  if (work && P > 1) {
+    const int64_t chunk = (n + P - 1) / P;
+    const bool cl = d.channels_last || d.S == 1;
+    if (training && cl)
+      launch(batch_norm_fwd_partial_kernel<T, A, true>, dim3(unsigned((d.C + 31) / 32), unsigned(P)),
+             dim3(32, kBnRows), 0, stream, x, work, d, chunk);
+    else if (training)
+      launch(batch_norm_fwd_partial_kernel<T, A, false>, dim3(unsigned(d.C), unsigned(P)),
+             dim3(detail::bn_threads(chunk)), 0, stream, x, work, d, chunk);
+    launch(batch_norm_fwd_finish_kernel<A>, dim3(unsigned((d.C + 127) / 128)), dim3(128), 0, stream, work, mean, var,
+           invstd, d.C, P, A(eps), training);
+    launch(batch_norm_apply_kernel<T, A>, dim3(detail::bn_grid(n * d.C)), dim3(kBnThreads), 0, stream, x, y, w, b,
+           mean, invstd, d, n * d.C);
+    return;
+  }
   if (d.channels_last || d.S == 1)
     launch(batch_norm_fwd_kernel<T, A, true>, dim3(unsigned((d.C + 31) / 32)), dim3(32, kBnRows), 0, stream, x, y,
            w, b, mean, var, invstd, d, A(eps), training);
@@ -300,16 +461,33 @@ void batch_norm_fwd(const T* x, T* y, const compute_type<T>* w, const compute_ty
 }
 
 /// Batch norm backward (see the top of this file); device pointers; y read only with d.relu; any of
-/// dx, dw, db may be null.
+/// dx, dw, db may be null. work: as batch_norm_fwd's.
 template <class T>
 void batch_norm_bwd(const T* dy, const T* x, const T* y, const compute_type<T>* w, const compute_type<T>* mean,
                     const compute_type<T>* invstd, T* dx, compute_type<T>* dw, compute_type<T>* db,
-                    const BatchNormDims& d, bool training, Stream stream = {}) {
+                    const BatchNormDims& d, bool training, compute_type<T>* work = nullptr, Stream stream = {}) {
   using A = compute_type<T>;
   static_assert(is_floating_storage<T>, "batch_norm_bwd: T is float, double, f16_t or bf16_t");
   detail::check_bn_dims(d, "batch_norm_bwd");
   STRATA_CHECK(!d.relu || y, "batch_norm_bwd", "got relu = true and y = null, expected the forward's output y");
   if (d.C == 0 || d.B * d.S == 0) return;
+  const int64_t P = batch_norm_splits(d), n = d.B * d.S;
+  if (work && P > 1) {
+    const int64_t chunk = (n + P - 1) / P;
+    const bool cl = d.channels_last || d.S == 1, sums = dw || db || (dx && training);
+    if (sums && cl)
+      launch(batch_norm_bwd_partial_kernel<T, A, true>, dim3(unsigned((d.C + 31) / 32), unsigned(P)),
+             dim3(32, kBnRows), 0, stream, dy, x, y, mean, work, d, chunk);
+    else if (sums)
+      launch(batch_norm_bwd_partial_kernel<T, A, false>, dim3(unsigned(d.C), unsigned(P)),
+             dim3(detail::bn_threads(chunk)), 0, stream, dy, x, y, mean, work, d, chunk);
+    launch(batch_norm_bwd_finish_kernel<A>, dim3(unsigned((d.C + 127) / 128)), dim3(128), 0, stream, w, invstd, work,
+           work + 3 * P * d.C, dw, db, d.C, sums ? P : 0, n, training);
+    if (dx)
+      launch(batch_norm_dx_kernel<T, A>, dim3(detail::bn_grid(n * d.C)), dim3(kBnThreads), 0, stream, dy, x, y, mean,
+             work + 3 * P * d.C, dx, d, n * d.C, training);
+    return;
+  }
   if (d.channels_last || d.S == 1)
     launch(batch_norm_bwd_kernel<T, A, true>, dim3(unsigned((d.C + 31) / 32)), dim3(32, kBnRows), 0, stream, dy, x,
            y, w, mean, invstd, dx, dw, db, d, training);

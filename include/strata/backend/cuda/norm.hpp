@@ -45,11 +45,14 @@ inline void cuda_batch_norm_fwd_impl(const Tensor& x, const Tensor& y, const Ten
                                      const cpu::BatchNormDims& d, double eps, bool training) {
   const char* name = d.relu ? "batch_norm_relu" : "batch_norm";
   check_norm_device(x, {&y, &w, &b, &mean, &var, &invstd}, name);
+  const cuda::BatchNormDims cd = cuda_bn_dims(d);
+  const int64_t ws = cuda::batch_norm_workspace(cd);  // the split path's partials (few channels)
+  const Tensor work = ws ? Tensor::empty({ws}, mean.dtype(), x.device()) : Tensor();
   cuda::dispatch_device_floating(x.dtype(), name, [&]<class S>(type_tag<S>) {
     using A = cuda::compute_type<S>;
     cuda::batch_norm_fwd<S>(cuda_ptr<const S>(x), cuda_ptr<S>(y), cuda_ptr_or_null<const A>(w),
-                            cuda_ptr_or_null<const A>(b), cuda_ptr<A>(mean), cuda_ptr<A>(var), cuda_ptr<A>(invstd),
-                            cuda_bn_dims(d), eps, training);
+                            cuda_ptr_or_null<const A>(b), cuda_ptr<A>(mean), cuda_ptr<A>(var), cuda_ptr<A>(invstd), cd,
+                            eps, training, cuda_ptr_or_null<A>(work));
   });
 }
 
@@ -60,12 +63,15 @@ inline void cuda_batch_norm_bwd_impl(const Tensor& dout, const Tensor& x, const 
   const char* name = d.relu ? "batch_norm_relu_backward" : "batch_norm_backward";
   check_norm_device(x, {&dout, &y, &w, &mean, &invstd, &dx, &dw, &db}, name);
   check_norm_stats(x, {&mean, &invstd}, name);
+  const cuda::BatchNormDims cd = cuda_bn_dims(d);
+  const int64_t ws = cuda::batch_norm_workspace(cd);
+  const Tensor work = ws ? Tensor::empty({ws}, mean.dtype(), x.device()) : Tensor();
   cuda::dispatch_device_floating(x.dtype(), name, [&]<class S>(type_tag<S>) {
     using A = cuda::compute_type<S>;
     cuda::batch_norm_bwd<S>(cuda_ptr<const S>(dout), cuda_ptr<const S>(x), cuda_ptr_or_null<const S>(y),
                             cuda_ptr_or_null<const A>(w), cuda_ptr<const A>(mean), cuda_ptr<const A>(invstd),
-                            cuda_ptr_or_null<S>(dx), cuda_ptr_or_null<A>(dw), cuda_ptr_or_null<A>(db), cuda_bn_dims(d),
-                            training);
+                            cuda_ptr_or_null<S>(dx), cuda_ptr_or_null<A>(dw), cuda_ptr_or_null<A>(db), cd, training,
+                            cuda_ptr_or_null<A>(work));
   });
 }
 
