@@ -11,6 +11,9 @@
 //                                            accuracy passes 70%, and save/load predicts identically
 //   example_01_fashion_mnist --bf16          bf16 mixed precision (learn.to_bf16())
 //   example_01_fashion_mnist --channels-last channels-last batches (learn.to_channelslast())
+//   example_01_fashion_mnist --cuda          trains on the cuda device (learn.to(kCUDA)): a GPU when
+//                                            built with STRATA_CUDA, else the emulator (slow: for checks)
+//   example_01_fashion_mnist --cuda --fp16   fp16 mixed precision with loss scaling (learn.to_fp16())
 //   options: --epochs N  --lr X  --bs N  --target X  --out DIR
 // Data: Debian's dataset-fashion-mnist, or $STRATA_FASHION_MNIST_DIR.
 #include <cstdio>
@@ -19,13 +22,14 @@
 #include <string>
 
 #include <strata/strata.hpp>
+#include <strata/backend/cuda.hpp>  // the cuda device (--cuda): a GPU with STRATA_CUDA, else the emulator
 
 using namespace strata;
 
 struct Args {
   int epochs = 5, bs = 128;
   double lr = 1e-2, target = 0.925;
-  bool quick = false, find_lr = false, bf16 = false, channels_last = false;
+  bool quick = false, find_lr = false, bf16 = false, fp16 = false, channels_last = false, cuda = false;
   std::string out = ".";
 };
 
@@ -43,7 +47,9 @@ int run(const Args& a) {
   manual_seed(42);
   auto dls = fashion_mnist({.bs = a.bs, .n_train = a.quick ? 6144 : 0, .n_valid = a.quick ? 2000 : 0});
   Learner learn(dls, fashion_resnet(), nn::CrossEntropyLossFlat(), {.metrics = {accuracy()}, .path = a.out});
+  if (a.cuda) learn.to(Device::cuda(0));
   if (a.bf16) learn.to_bf16();
+  if (a.fp16) learn.to_fp16();
   if (a.channels_last) learn.to_channelslast();
 
   if (a.find_lr) {
@@ -82,7 +88,9 @@ int run(const Args& a) {
   const Tensor before = learn.get_preds().first;
   const std::string file = learn.save("fashion_mnist_quick");
   Learner other(dls, fashion_resnet(), nn::CrossEntropyLossFlat(), {.metrics = {accuracy()}, .path = a.out});
-  if (a.bf16) other.to_bf16();  // the same precision and layout as learn
+  if (a.cuda) other.to(Device::cuda(0));
+  if (a.bf16) other.to_bf16();  // the same device, precision and layout as learn
+  if (a.fp16) other.to_fp16();
   if (a.channels_last) other.to_channelslast();
   other.load("fashion_mnist_quick");
   const Tensor after = other.get_preds().first;
@@ -101,6 +109,8 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--quick")) a.quick = true, a.epochs = 1;
     else if (!std::strcmp(argv[i], "--lr-find")) a.find_lr = true;
     else if (!std::strcmp(argv[i], "--bf16")) a.bf16 = true;
+    else if (!std::strcmp(argv[i], "--fp16")) a.fp16 = true;
+    else if (!std::strcmp(argv[i], "--cuda")) a.cuda = true;
     else if (!std::strcmp(argv[i], "--channels-last")) a.channels_last = true;
     else if (!std::strcmp(argv[i], "--epochs")) a.epochs = std::atoi(next());
     else if (!std::strcmp(argv[i], "--bs")) a.bs = std::atoi(next());

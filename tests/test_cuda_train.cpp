@@ -65,6 +65,19 @@ TEST_CASE("get_preds of a cuda Learner comes back on the cpu", "[cuda][train]") 
   CHECK(targs.device().is_cpu());
   CHECK(preds.shape() == Shape{40, 10});
   th::check_close(preds.sum({1}), ones({40}), 1e-5, 1e-5, "softmax rows sum to 1");
+  // a checkpoint of a cuda Learner (its tensors come over to the host to be written) loads back into
+  // another cuda Learner, and into a cpu one, with the same predictions
+  const th::TempDir tmp("cuda_train_ckpt");
+  const std::string dir = tmp.path.string();
+  learn.path = dir;
+  learn.save("m");
+  Learner other(dls, small_resnet(99), nn::CrossEntropyLossFlat(), {.path = dir});
+  other.to(kCUDA);
+  other.load("m");
+  th::check_close(other.get_preds().first, preds, 1e-6, 1e-6, "cuda -> file -> cuda");
+  Learner host(dls, small_resnet(98), nn::CrossEntropyLossFlat(), {.path = dir});
+  host.load("m");
+  th::check_close(host.get_preds().first, preds, 1e-4, 1e-4, "cuda -> file -> cpu");
 }
 
 /// Makes the first gradient element of the first parameter infinite at after_backward of training

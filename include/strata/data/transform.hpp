@@ -142,6 +142,13 @@ template <class T, class X>
 concept HasEncodes = requires(const T& t, const X& x) { t.encodes(x); };
 template <class T, class X>
 concept HasDecodes = requires(const T& t, const X& x) { t.decodes(x); };
+// t.encodes(x) / t.decodes(x) behind a call that depends on x: inside the generic lambdas below,
+// nvcc's front end (EDG) looks up a member of the known type T at once, so `t.decodes(x)` written
+// there fails for a T without decodes even in the discarded branch of `if constexpr`
+template <class T, class X>
+auto call_encodes(const T& t, const X& x) { return t.encodes(x); }
+template <class T, class X>
+auto call_decodes(const T& t, const X& x) { return t.decodes(x); }
 }  // namespace detail
 
 /// A Transform made from a struct T with overloaded encodes/decodes (see the top of this file).
@@ -177,15 +184,13 @@ class TypedTransform final : public Transform {
  private:
   static Item encode_one(const T& t, const Item& it) {
     return std::visit([&](const auto& x) -> Item {
-      if constexpr (detail::HasEncodes<T, std::decay_t<decltype(x)>>) return t.encodes(x);
+      if constexpr (detail::HasEncodes<T, std::decay_t<decltype(x)>>) return detail::call_encodes(t, x);
       else return x;
     }, it);
   }
-  // a static function of t, like encode_one (nvcc's front end rejects t_.decodes(x) in the discarded
-  // branch when the lambda reads the member t_ directly)
   static Item decode_one(const T& t, const Item& it) {
     return std::visit([&](const auto& x) -> Item {
-      if constexpr (detail::HasDecodes<T, std::decay_t<decltype(x)>>) return t.decodes(x);
+      if constexpr (detail::HasDecodes<T, std::decay_t<decltype(x)>>) return detail::call_decodes(t, x);
       else return x;
     }, it);
   }

@@ -419,8 +419,6 @@ inline void save_safetensors(const std::string& path, const std::vector<std::pai
     names.push_back(name);
     STRATA_CHECK(t.defined(), op, "got an undefined tensor ", detail::json_quote(name), " for '", path,
                  "', expected defined tensors");
-    STRATA_CHECK(t.device().is_cpu(), op, "got tensor ", detail::json_quote(name), " on ", t.device(), " for '", path,
-                 "', expected cpu tensors (copy them to the cpu first)");
     const uint64_t bytes = uint64_t(t.numel() * t.element_size());
     header += std::string(header.size() > 1 ? "," : "") + detail::json_quote(name) + ":{\"dtype\":\"" +
               detail::safetensors_dtype_name(t.dtype()) + "\",\"shape\":[";
@@ -461,7 +459,9 @@ inline void save_safetensors(const std::string& path, const std::vector<std::pai
   for (const auto& [name, t] : tensors) {
     Tensor c;
     try {
-      c = t.is_contiguous() ? t : t.detach().contiguous();
+      // a cuda tensor's bytes come over to the host first (contiguous there)
+      c = !t.device().is_cpu() ? strata::detail::copy_to_device(t.detach(), kCPU)
+                               : t.is_contiguous() ? t : t.detach().contiguous();
     } catch (...) {
       ::close(fd);
       ::unlink(tmp.c_str());

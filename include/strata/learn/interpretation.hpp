@@ -97,7 +97,12 @@ struct GatherInputs : Callback {
   // defined in the class (an out-of-class inline definition would emit the vtable in every TU)
   void after_batch() override {
     if (learn->xb.empty() || !learn->xb[0].defined()) return;
-    const Batch b{learn->xb, learn->yb};
+    auto host = [](std::vector<Tensor> ts) {  // decoded and kept on the host (a cuda Learner's batches too)
+      for (Tensor& t : ts)
+        if (t.defined()) t = strata::to(t.detach(), kCPU);
+      return ts;
+    };
+    const Batch b{host(learn->xb), host(learn->yb)};
     const Tensor& x = b.xb[0];
     const DataLoaders& dls = learn->dls;
     if (dls.block) {  // the block's decodes (back to u8 pixels), when its inputs hold an Image

@@ -63,7 +63,7 @@ inline std::pair<Tensor, Tensor> saliency_batch(Learner& learn, const Tensor& x,
   learn.model->eval();
   for (Tensor& p : guard.params) p.requires_grad_(false);
   EnableGrad eg;
-  Tensor xi = x.detach().clone();
+  Tensor xi = to(x.detach(), learn.device).clone();  // on the model's device
   xi.requires_grad_(true);
   const Tensor z = learn.model->forward_batch({xi});
   STRATA_CHECK(z.defined() && z.dim() == 2 && z.size(0) == x.size(0), op, "got model output of shape ",
@@ -74,17 +74,19 @@ inline std::pair<Tensor, Tensor> saliency_batch(Learner& learn, const Tensor& x,
   if (target) {
     STRATA_CHECK(*target >= 0 && *target < K, op, "got target ", *target, " for ", K,
                  " classes, expected a class index in [0, ", K, ")");
-    cls = full({x.size(0)}, double(*target), {.dtype = DType::i64});
+    cls = full({x.size(0)}, double(*target), {.dtype = DType::i64, .device = z.device()});
   } else {
     cls = argmax(z.detach(), 1).to(DType::i64);
   }
-  // the sum of each item's own class score: d(sum)/dx_b = dz_b[c_b]/dx_b, items being independent
-  const Tensor score = sum(gather(z, 1, cls.unsqueeze(1)));
+  // the sum of each item's own class score: d(sum)/dx_b = dz_b[c_b]/dx_b, items being independent;
+  // the class picked by a one-hot mask (z * [k == c_b]) rather than gather, so it runs on any device
+  const Tensor hit = eq(arange(double(K), {.dtype = DType::i64, .device = z.device()}).unsqueeze(0), cls.unsqueeze(1));
+  const Tensor score = sum(mul(z, hit.to(z.dtype())));
   STRATA_CHECK(score.requires_grad(), op, "got class scores that do not depend on the input, expected a model of x");
   score.backward();
   NoGrad ng;
   const Tensor g = xi.grad().defined() ? xi.grad() : zeros_like(xi);
-  return {amax(abs(g.to(DType::f32)), {1}), cls};
+  return {to(amax(abs(g.to(DType::f32)), {1}), kCPU), to(cls, kCPU)};
 }
 
 /// Checks x and gives it as [B, C, H, W].
