@@ -161,14 +161,17 @@ TEST_CASE("cuda batch_norm errors name the op", "[cuda][norm]") {
 TEST_CASE("cuda layer_norm equals the cpu's, forward and gradients", "[cuda][norm]") {
   struct Case {
     Shape x, norm;
+    int64_t splits = 1;  // row chunks of dw, db (1: one pass over the rows)
   };
-  const std::vector<Case> cases = {{{6, 10}, {10}}, {{2, 3, 4, 5}, {4, 5}}, {{3, 700}, {700}}, {{5, 1}, {1}},
-                                   {{2, 40}, {40}}};
+  const std::vector<Case> cases = {{{6, 10}, {10}},     {{2, 3, 4, 5}, {4, 5}}, {{3, 700}, {700}},
+                                   {{5, 1}, {1}},       {{2, 40}, {40}},        {{600, 16}, {16}, 2},
+                                   {{2, 1000, 24}, {24}, 7}};  // rows of 16+: not near-degenerate (tiny var)
   for (const DType dt : kFloat)
     for (const Case& c : cases)
       for (const bool affine : {true, false}) {
         const std::string what = std::string("layer_norm ") + std::string(dtype_name(dt)) + (affine ? " affine" : "") +
                                  " N " + std::to_string(numel(c.norm));
+        REQUIRE(cuda::layer_norm_splits(numel(c.x) / numel(c.norm), numel(c.norm)) == c.splits);
         auto [xc, xg] = make_xs(c.x, dt, false, -1, 3);
         const DType pt = dt == DType::f64 ? DType::f64 : DType::f32;
         const Tensor w = th::random(c.norm, pt, false, 0.5, 1.5), b = th::random(c.norm, pt);

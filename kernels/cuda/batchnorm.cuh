@@ -31,7 +31,8 @@
 //   Forward: sum -> mean, sum of squared deviations -> var (two passes, no cancellation), then y.
 //   Backward: sum g and sum g (x - mean) in one pass, then dx (x is not read in eval).
 // Layer norm: one block per row (forward, and dx); dw, db by a second kernel, one block per 32
-// columns walking the rows (no atomics). Every thread reduces in a fixed order, so a run gives the
+// columns walking the rows (no atomics; with a workspace and few columns, the rows in chunks whose
+// partials are added in chunk order). Every thread reduces in a fixed order, so a run gives the
 // same bits every time; sums are in a different order from the CPU's (tiles, Chan's merge in
 // double), so results agree within a few ulp of A, not bit for bit.
 // Few channels and many values (fewer than kBnMinBlocks channel blocks): with a workspace the
@@ -67,6 +68,8 @@ inline constexpr unsigned kBnRows = 16;
 /// blocks (two waves of an H100's 132 SMs) and a channel has at least 2 kBnChunk values.
 inline constexpr int64_t kBnMinBlocks = 264;
 inline constexpr int64_t kBnChunk = 1024;
+/// Rows per chunk (at least) of layer norm's dw, db when they are split the same way.
+inline constexpr int64_t kLnRowChunk = 256;
 inline constexpr int64_t kBnMaxGrid = 132 * 32;
 
 namespace detail {
@@ -257,21 +260,36 @@ __global__ void layer_norm_bwd_dx_kernel(const T* dy, const T* x, const A* w, co
     store(dx + row * N + j, r * (A(load(gr + j)) * (w ? w[j] : A(1)) - mg - (A(load(xr + j)) - m) * q));
 }
 
-/// Layer norm dw, db, 32 columns per block (32, kBnRows): dw[j] = sum over rows dy xhat, db[j] = sum dy;
-/// either may be null.
+/// Layer norm dw, db, 32 columns per block (32, kBnRows) over the rows [y chunk, (y + 1) chunk) of
+/// blockIdx.y = y: dw[y N + j] = sum over those rows dy xhat, db[y N + j] = sum dy; either may be null
+/// (one chunk: dw, db themselves; more: partials, added by layer_norm_bwd_params_finish_kernel).
 template <class T, class A>
 __global__ void layer_norm_bwd_params_kernel(const T* dy, const T* x, const A* mean, const A* rstd, A* dw, A* db,
-                                             int64_t M, int64_t N) {
+                                             int64_t M, int64_t N, int64_t chunk) {
   __shared__ A s_red[2 * 32 * kBnRows];
-  const int64_t j = int64_t(blockIdx.x) * 32 + threadIdx.x;
+  const int64_t j = int64_t(blockIdx.x) * 32 + threadIdx.x, lo = int64_t(blockIdx.y) * chunk;
+  const int64_t hi = lo + chunk < M ? lo + chunk : M;
+  if (dw) dw += int64_t(blockIdx.y) * N;
+  if (db) db += int64_t(blockIdx.y) * N;
   A sw = 0, sb = 0;
-  for (int64_t i = threadIdx.y; j < N && i < M; i += blockDim.y) {
+  for (int64_t i = lo + threadIdx.y; j < N && i < hi; i += blockDim.y) {
     const A gv = A(load(dy + i * N + j));
     sw += gv * ((A(load(x + i * N + j)) - mean[i]) * rstd[i]);
     sb += gv;
   }
   detail::bn_column_sum2(sw, sb, s_red);
   if (j >= N || threadIdx.y != 0) return;
+  if (dw) dw[j] = sw;
+  if (db) db[j] = sb;
+}
+
+/// dw[j], db[j] (either may be null) = the P partials of part [2][P][N] added in chunk order.
+template <class A>
+__global__ void layer_norm_bwd_params_finish_kernel(const A* part, A* dw, A* db, int64_t N, int64_t P) {
+  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j >= N) return;
+  A sw = 0, sb = 0;
+  for (int64_t s = 0; s < P; ++s) sw += part[s * N + j], sb += part[(P + s) * N + j];
   if (dw) dw[j] = sw;
   if (db) db[j] = sb;
 }
@@ -496,6 +514,20 @@ void batch_norm_bwd(const T* dy, const T* x, const T* y, const compute_type<T>* 
            dy, x, y, w, mean, invstd, dx, dw, db, d, training);
 }
 
+/// Row chunks of layer norm's dw, db (1: one pass over all rows): when the ceil(N / 32) column blocks
+/// are fewer than kBnMinBlocks, enough chunks of at least kLnRowChunk rows to fill them.
+inline int64_t layer_norm_splits(int64_t M, int64_t N) {
+  const int64_t blocks = (N + 31) / 32;
+  if (blocks <= 0 || blocks >= kBnMinBlocks || M < 2 * kLnRowChunk) return 1;
+  return std::clamp<int64_t>(std::min(kBnMinBlocks / blocks, M / kLnRowChunk), 1, 65535);
+}
+
+/// Workspace values (of compute_type) that layer_norm_bwd uses for dw, db's row chunks; 0 for one chunk.
+inline int64_t layer_norm_workspace(int64_t M, int64_t N) {
+  const int64_t p = layer_norm_splits(M, N);
+  return p > 1 ? 2 * N * p : 0;
+}
+
 /// Layer norm forward: x, y [M, N]; w, b [N] or null; mean, rstd [M]; device pointers.
 template <class T>
 void layer_norm_fwd(const T* x, T* y, const compute_type<T>* w, const compute_type<T>* b, compute_type<T>* mean,
@@ -510,11 +542,12 @@ void layer_norm_fwd(const T* x, T* y, const compute_type<T>* w, const compute_ty
 }
 
 /// Layer norm backward: dy, x [M, N]; w [N] or null; mean, rstd [M] from the forward; dx [M, N],
-/// dw, db [N] written where not null (dw, db are 0 for M == 0); device pointers.
+/// dw, db [N] written where not null (dw, db are 0 for M == 0); device pointers. work:
+/// layer_norm_workspace(M, N) values for dw, db in row chunks, or null (one pass over the rows).
 template <class T>
 void layer_norm_bwd(const T* dy, const T* x, const compute_type<T>* w, const compute_type<T>* mean,
                     const compute_type<T>* rstd, T* dx, compute_type<T>* dw, compute_type<T>* db, int64_t M, int64_t N,
-                    Stream stream = {}) {
+                    compute_type<T>* work = nullptr, Stream stream = {}) {
   using A = compute_type<T>;
   static_assert(is_floating_storage<T>, "layer_norm_bwd: T is float, double, f16_t or bf16_t");
   STRATA_CHECK(M >= 0 && N >= 0 && M < (int64_t(1) << 31) && N < (int64_t(1) << 36), "layer_norm_bwd", "got M = ",
@@ -523,9 +556,17 @@ void layer_norm_bwd(const T* dy, const T* x, const compute_type<T>* w, const com
   if (dx && M > 0)
     launch(layer_norm_bwd_dx_kernel<T, A>, dim3(unsigned(M)), dim3(detail::bn_threads(N)), 0, stream, dy, x, w, mean,
            rstd, dx, N);
-  if (dw || db)
-    launch(layer_norm_bwd_params_kernel<T, A>, dim3(unsigned((N + 31) / 32)), dim3(32, kBnRows), 0, stream, dy, x,
-           mean, rstd, dw, db, M, N);
+  if (!dw && !db) return;
+  const int64_t P = layer_norm_splits(M, N);
+  if (work && P > 1) {
+    launch(layer_norm_bwd_params_kernel<T, A>, dim3(unsigned((N + 31) / 32), unsigned(P)), dim3(32, kBnRows), 0,
+           stream, dy, x, mean, rstd, work, work + P * N, M, N, (M + P - 1) / P);
+    launch(layer_norm_bwd_params_finish_kernel<A>, dim3(unsigned((N + 127) / 128)), dim3(128), 0, stream, work, dw, db,
+           N, P);
+    return;
+  }
+  launch(layer_norm_bwd_params_kernel<T, A>, dim3(unsigned((N + 31) / 32)), dim3(32, kBnRows), 0, stream, dy, x,
+         mean, rstd, dw, db, M, N, M);
 }
 
 }  // namespace strata::cuda

@@ -97,11 +97,13 @@ inline void cuda_layer_norm_bwd_impl(const Tensor& dout, const Tensor& x, const 
   check_norm_device(x, {&dout, &w, &mean, &rstd, &dx, &dw, &db}, "layer_norm_backward");
   const CudaReduceDeviceGuard guard(x);  // launch on x's device
   check_norm_stats(x, {&mean, &rstd}, "layer_norm_backward");
+  const int64_t ws = dw.defined() || db.defined() ? cuda::layer_norm_workspace(M, N) : 0;  // dw, db row chunks
+  const Tensor work = ws ? Tensor::empty({ws}, mean.dtype(), x.device()) : Tensor();
   cuda::dispatch_device_floating(x.dtype(), "layer_norm_backward", [&]<class S>(type_tag<S>) {
     using A = cuda::compute_type<S>;
     cuda::layer_norm_bwd<S>(cuda_ptr<const S>(dout), cuda_ptr<const S>(x), cuda_ptr_or_null<const A>(w),
                             cuda_ptr<const A>(mean), cuda_ptr<const A>(rstd), cuda_ptr_or_null<S>(dx),
-                            cuda_ptr_or_null<A>(dw), cuda_ptr_or_null<A>(db), M, N);
+                            cuda_ptr_or_null<A>(dw), cuda_ptr_or_null<A>(db), M, N, cuda_ptr_or_null<A>(work));
   });
 }
 
