@@ -373,6 +373,16 @@ TEST_CASE("fused optimizer steps on cuda equal the cpu's", "[cuda][ops][optim]")
     }
 }
 
+TEST_CASE("dropout on cuda draws the cpu's mask for the same seed", "[cuda][ops]") {
+  const Both x = make_both({6, 50}, DType::f32, Layout::transposed);
+  manual_seed(21);
+  const Tensor yc = dropout(x.cpu, 0.3, true);
+  manual_seed(21);
+  const Tensor yg = dropout(x.gpu, 0.3, true);
+  check_same(yg, yc, 0, "dropout");
+  CHECK(dropout(x.gpu, 0.3, false).is_same(x.gpu));
+}
+
 TEST_CASE("cuda elementwise errors name the op", "[cuda][ops]") {
   const Tensor c = ones({3}), g = ones({3}, {.device = kCUDA});
   th::check_throws([&] { (void)add(c, g); }, {"add", "cpu", "cuda", "expected the same device"});

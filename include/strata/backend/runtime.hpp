@@ -309,4 +309,24 @@ inline int get_device() {
 #endif
 }
 
+/// Makes device `index` current until the end of the scope, then restores the previous one (kernels
+/// and library calls run on the current device, so an op on cuda:1 tensors takes one first).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int index) : prev_(get_device()) {
+    if (prev_ != index) set_device(index);
+  }
+  ~DeviceGuard() {
+    try {
+      if (get_device() != prev_) set_device(prev_);
+    } catch (...) {  // a destructor must not throw (a sticky CUDA error is reported by the next call)
+    }
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int prev_;
+};
+
 }  // namespace strata::cuda

@@ -32,7 +32,9 @@ inline Tensor dropout(const Tensor& x, double p, bool training) {
   STRATA_CHECK(p >= 0 && p <= 1, "dropout", "got p = ", p, ", expected a probability in [0, 1]");
   detail::check_floating(x, "dropout");
   if (!training || p == 0) return x;
-  return mul(x, dropout_mask(x.shape(), x.dtype(), p));
+  // on cuda the mask is drawn on the host (the same numbers) and copied over; kernels/cuda/dropout.cuh
+  // draws the same Philox stream on the device and is the next step
+  return mul(x, detail::copy_to_device(dropout_mask(x.shape(), x.dtype(), p), x.device()));
 }
 
 }  // namespace strata

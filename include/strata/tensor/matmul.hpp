@@ -246,13 +246,6 @@ inline Tensor matmul_nd(const Tensor& a, const Tensor& b) {
                     return matmul_bwd(dout, ad, bd, ai, bi, cast);
                   });
   }
-  // autocast to float16 (fp16 mixed precision, learn.to_fp16()): the operands rounded to float16 and
-  // multiplied in float32, as conv2d does; the casts are recorded, so the gradients that reach a and b
-  // are rounded to float16 on the way (where the loss scale keeps them from underflowing or overflowing)
-  if (autocast_dtype() == DType::f16 && a.dtype() == DType::f32 && b.dtype() == DType::f32) {
-    Autocast off(DType::f32, false);
-    return matmul_nd(to(to(a, DType::f16), DType::f32), to(to(b, DType::f16), DType::f32));
-  }
   Tensor out = matmul_fwd(a, b);
   if (!any_requires_grad({a, b})) return out;
   // keep only what the backward reads: b for dA, a for dB

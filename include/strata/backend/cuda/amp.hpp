@@ -15,6 +15,7 @@ inline bool cuda_amp_unscale_impl(std::span<const Tensor> grads, double inv_scal
   if (grads.empty()) return false;
   const Device dev = grads[0].device();
   Tensor flag = zeros({}, {.device = dev});
+  const cuda::DeviceGuard guard(dev.index);
   cuda::dispatch_device_floating(grads[0].dtype(), "unscale_", [&]<class S>(type_tag<S>) {
     std::vector<cuda::TensorPtrs<S, 1>> ptrs;
     for (const Tensor& g : grads) {

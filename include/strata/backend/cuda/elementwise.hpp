@@ -69,6 +69,7 @@ cuda::Indexer<N> cuda_indexer(const Tensor& out, const std::array<const Tensor*,
 template <class O, class... I, class Op>
 void cuda_ew_launch(Op op, const Tensor& out, const std::array<const Tensor*, sizeof...(I)>& ins, std::string_view name) {
   constexpr int N = int(sizeof...(I)) + 1;
+  const cuda::DeviceGuard guard(out.device().index);  // launch on the tensors' device
   const cuda::Indexer<N> ix = cuda_indexer<N>(out, ins, name);
   [&]<size_t... Is>(std::index_sequence<Is...>) {
     cuda::cuda_elementwise<O>(op, out.numel(), ix, cuda_ptr<O>(out), cuda_ptr<const I>(*ins[Is])...);
@@ -180,6 +181,7 @@ inline void cuda_fill_impl(const Tensor& t, double value) {
     const H hv = cast_value<H>(value);
     S v;
     std::memcpy(&v, &hv, sizeof(S));
+    const cuda::DeviceGuard guard(t.device().index);
     cuda::cuda_fill<S>(t.numel(), cuda_indexer<1>(t, {}, "fill_"), cuda_ptr<S>(t), v);
   });
 }

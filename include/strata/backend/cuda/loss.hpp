@@ -12,6 +12,7 @@ namespace strata::detail {
 
 inline void cuda_softmax_xent_fwd_impl(const Tensor& x, const Tensor& y, const Tensor& loss, const Tensor& lse,
                                        double eps) {
+  const cuda::DeviceGuard guard(x.device().index);
   cuda::dispatch_device_floating(x.dtype(), "cross_entropy", [&]<class S>(type_tag<S>) {
     cuda::softmax_xent_fwd<S>(cuda_ptr<const S>(x), cuda_ptr<const int64_t>(y), cuda_ptr<S>(loss),
                               cuda_ptr<cuda::compute_type<S>>(lse), x.size(0), x.size(1), eps);
@@ -20,6 +21,7 @@ inline void cuda_softmax_xent_fwd_impl(const Tensor& x, const Tensor& y, const T
 
 inline void cuda_softmax_xent_bwd_impl(const Tensor& dloss, const Tensor& x, const Tensor& y, const Tensor& lse,
                                        const Tensor& dx, double eps) {
+  const cuda::DeviceGuard guard(x.device().index);
   cuda::dispatch_device_floating(x.dtype(), "cross_entropy_backward", [&]<class S>(type_tag<S>) {
     cuda::softmax_xent_bwd<S>(cuda_ptr<const S>(dloss), cuda_ptr<const S>(x), cuda_ptr<const int64_t>(y),
                               cuda_ptr<const cuda::compute_type<S>>(lse), cuda_ptr<S>(dx), x.size(0), x.size(1), eps);

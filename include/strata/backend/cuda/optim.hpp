@@ -14,6 +14,7 @@
 namespace strata::detail {
 
 inline void cuda_adam_impl(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, const cpu::AdamArgs& a) {
+  const cuda::DeviceGuard guard(p.device().index);
   cuda::dispatch_device_floating(p.dtype(), "adam_step", [&]<class S>(type_tag<S>) {
     const std::array<cuda::TensorPtrs<S, 4>, 1> t{{{{cuda_ptr<S>(p), cuda_ptr<S>(g), cuda_ptr<S>(m), cuda_ptr<S>(v)}, p.numel()}}};
     cuda::adam_update<S>(std::span<const cuda::TensorPtrs<S, 4>>(t), a);
@@ -21,6 +22,7 @@ inline void cuda_adam_impl(const Tensor& p, const Tensor& g, const Tensor& m, co
 }
 
 inline void cuda_sgd_momentum_impl(const Tensor& p, const Tensor& g, const Tensor& m, const cpu::SgdArgs& a) {
+  const cuda::DeviceGuard guard(p.device().index);
   cuda::dispatch_device_floating(p.dtype(), "momentum_step", [&]<class S>(type_tag<S>) {
     const std::array<cuda::TensorPtrs<S, 3>, 1> t{{{{cuda_ptr<S>(p), cuda_ptr<S>(g), cuda_ptr<S>(m)}, p.numel()}}};
     cuda::sgd_momentum_update<S>(std::span<const cuda::TensorPtrs<S, 3>>(t), a);

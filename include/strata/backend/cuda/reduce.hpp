@@ -69,7 +69,10 @@ struct CudaReduceDeviceGuard {
     if (prev != x.device().index) cuda::set_device(x.device().index);
   }
   ~CudaReduceDeviceGuard() {
-    if (cuda::get_device() != prev) cuda::set_device(prev);
+    try {
+      if (cuda::get_device() != prev) cuda::set_device(prev);
+    } catch (...) {  // a destructor must not throw
+    }
   }
   CudaReduceDeviceGuard(const CudaReduceDeviceGuard&) = delete;
   CudaReduceDeviceGuard& operator=(const CudaReduceDeviceGuard&) = delete;
