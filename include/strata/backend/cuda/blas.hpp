@@ -307,22 +307,6 @@ void gemm(int64_t M, int64_t N, int64_t K, gemm_scale_t<T> alpha,
 
 namespace detail {
 
-/// Sets the current device for a scope (cuBLASLt runs on the current device).
-struct BlasDeviceGuard {
-  int prev;
-  explicit BlasDeviceGuard(int device) : prev(get_device()) {
-    if (prev != device) set_device(device);
-  }
-  ~BlasDeviceGuard() {
-    try {
-      if (get_device() != prev) set_device(prev);
-    } catch (const Error&) {  // a destructor must not throw; the next CUDA call reports the fault
-    }
-  }
-  BlasDeviceGuard(const BlasDeviceGuard&) = delete;
-  BlasDeviceGuard& operator=(const BlasDeviceGuard&) = delete;
-};
-
 /// Fills strata::cuda_matmul_hook: plan's products as strided batches, one cuda::gemm for each run
 /// of products whose offsets in a and b step evenly (all of them for bmm and most broadcasts).
 inline void cuda_matmul_impl(const Tensor& out, const Tensor& a, const Tensor& b, const strata::detail::MatmulPlan& p,
@@ -341,7 +325,7 @@ inline void cuda_matmul_impl(const Tensor& out, const Tensor& a, const Tensor& b
   STRATA_CHECK(a.device() == out.device() && b.device() == out.device(), "matmul", "got devices ", a.device(), " and ",
                b.device(), ", expected both on ", out.device());
   const Tensor bias_c = bias.defined() ? contiguous(bias) : bias;
-  BlasDeviceGuard guard(out.device().index);
+  const cuda::DeviceGuard guard(out.device().index);  // cuBLASLt runs on the current device
   const int64_t count = int64_t(p.a_off.size()), mn = p.m * p.n;
   auto run = [&]<class T, class TC>(type_tag<T>, type_tag<TC>) {
     const T* pa = static_cast<const T*>(a.storage()->data()) + a.offset();

@@ -41,22 +41,6 @@
 
 namespace strata::cuda::detail {
 
-/// Sets the current device for a scope (cuDNN runs on the current device).
-struct DnnDeviceGuard {
-  int prev;
-  explicit DnnDeviceGuard(int device) : prev(get_device()) {
-    if (prev != device) set_device(device);
-  }
-  ~DnnDeviceGuard() {
-    try {
-      if (get_device() != prev) set_device(prev);
-    } catch (const Error&) {  // a destructor must not throw; the next CUDA call reports the fault
-    }
-  }
-  DnnDeviceGuard(const DnnDeviceGuard&) = delete;
-  DnnDeviceGuard& operator=(const DnnDeviceGuard&) = delete;
-};
-
 /// A tensor's first element as a typed pointer (emulator) or untyped (cuDNN); nullptr if undefined.
 template <class T>
 const T* dnn_cptr(const Tensor& t) {
@@ -272,7 +256,7 @@ inline void cuda_conv2d_fwd_impl(const Tensor& out, const Tensor& x, const Tenso
   conv_check(out, {&x, &w, &b}, op);
   if (out.numel() == 0) return;
   const int device = out.device().index;
-  DnnDeviceGuard guard(device);
+  const DeviceGuard guard(device);  // cuDNN runs on the current device
   cudnnHandle_t h = cudnn_handle(device);
   const DType t = out.dtype();
   DnnTensorDesc xd, yd;
@@ -316,7 +300,7 @@ inline void cuda_conv2d_bwd_impl(const Tensor& dout, const Tensor& x, const Tens
   constexpr const char* op = "conv2d_backward";
   conv_check(dout, {&x, &w, &dx, &dw, &db}, op);
   const int device = dout.device().index;
-  DnnDeviceGuard guard(device);
+  const DeviceGuard guard(device);  // cuDNN runs on the current device
   const DType t = dout.dtype();
   const DnnScale s(t);
   if (dout.numel() == 0) {  // no output: the gradients of w and b are zeros, dx too

@@ -11,7 +11,7 @@
 
 #include "kernels/cuda/batchnorm.cuh"
 #include "strata/backend/cuda/elementwise.hpp"
-#include "strata/backend/cuda/reduce.hpp"  // CudaReduceDeviceGuard
+#include "strata/backend/cuda/reduce.hpp"
 #include "strata/tensor/norm.hpp"
 
 namespace strata::detail {
@@ -46,7 +46,7 @@ inline void cuda_batch_norm_fwd_impl(const Tensor& x, const Tensor& y, const Ten
                                      const cpu::BatchNormDims& d, double eps, bool training) {
   const char* name = d.relu ? "batch_norm_relu" : "batch_norm";
   check_norm_device(x, {&y, &w, &b, &mean, &var, &invstd}, name);
-  const CudaReduceDeviceGuard guard(x);  // launch on x's device
+  const cuda::DeviceGuard guard(x.device().index);  // launch on x's device
   const cuda::BatchNormDims cd = cuda_bn_dims(d);
   const int64_t ws = cuda::batch_norm_workspace(cd);  // the split path's partials (few channels)
   const Tensor work = ws ? Tensor::empty({ws}, mean.dtype(), x.device()) : Tensor();
@@ -64,7 +64,7 @@ inline void cuda_batch_norm_bwd_impl(const Tensor& dout, const Tensor& x, const 
                                      const Tensor& db, const cpu::BatchNormDims& d, bool training) {
   const char* name = d.relu ? "batch_norm_relu_backward" : "batch_norm_backward";
   check_norm_device(x, {&dout, &y, &w, &mean, &invstd, &dx, &dw, &db}, name);
-  const CudaReduceDeviceGuard guard(x);  // launch on x's device
+  const cuda::DeviceGuard guard(x.device().index);  // launch on x's device
   check_norm_stats(x, {&mean, &invstd}, name);
   const cuda::BatchNormDims cd = cuda_bn_dims(d);
   const int64_t ws = cuda::batch_norm_workspace(cd);
@@ -82,7 +82,7 @@ inline void cuda_batch_norm_bwd_impl(const Tensor& dout, const Tensor& x, const 
 inline void cuda_layer_norm_fwd_impl(const Tensor& x, const Tensor& y, const Tensor& w, const Tensor& b,
                                      const Tensor& mean, const Tensor& rstd, int64_t M, int64_t N, double eps) {
   check_norm_device(x, {&y, &w, &b, &mean, &rstd}, "layer_norm");
-  const CudaReduceDeviceGuard guard(x);  // launch on x's device
+  const cuda::DeviceGuard guard(x.device().index);  // launch on x's device
   cuda::dispatch_device_floating(x.dtype(), "layer_norm", [&]<class S>(type_tag<S>) {
     using A = cuda::compute_type<S>;
     cuda::layer_norm_fwd<S>(cuda_ptr<const S>(x), cuda_ptr<S>(y), cuda_ptr_or_null<const A>(w),
@@ -95,7 +95,7 @@ inline void cuda_layer_norm_bwd_impl(const Tensor& dout, const Tensor& x, const 
                                      const Tensor& rstd, const Tensor& dx, const Tensor& dw, const Tensor& db,
                                      int64_t M, int64_t N) {
   check_norm_device(x, {&dout, &w, &mean, &rstd, &dx, &dw, &db}, "layer_norm_backward");
-  const CudaReduceDeviceGuard guard(x);  // launch on x's device
+  const cuda::DeviceGuard guard(x.device().index);  // launch on x's device
   check_norm_stats(x, {&mean, &rstd}, "layer_norm_backward");
   const int64_t ws = dw.defined() || db.defined() ? cuda::layer_norm_workspace(M, N) : 0;  // dw, db row chunks
   const Tensor work = ws ? Tensor::empty({ws}, mean.dtype(), x.device()) : Tensor();

@@ -15,7 +15,7 @@
 
 #include "kernels/cuda/pool.cuh"
 #include "strata/backend/cuda/elementwise.hpp"
-#include "strata/backend/cuda/reduce.hpp"  // CudaReduceDeviceGuard
+#include "strata/backend/cuda/reduce.hpp"
 #include "strata/tensor/pool.hpp"
 
 namespace strata::detail {
@@ -58,7 +58,7 @@ inline void check_pool_device(std::initializer_list<const Tensor*> ts, const cha
 /// cuda_max_pool2d_fwd_hook's implementation.
 inline void cuda_max_pool2d_fwd_impl(const Tensor& x, const Tensor& y, const Tensor& idx, const PoolPlan& plan) {
   check_pool_device({&x, &y, &idx}, "max_pool2d");
-  const CudaReduceDeviceGuard guard(x);  // launch on its device
+  const cuda::DeviceGuard guard(x.device().index);  // launch on its device
   cuda::Pool2dDims g = cuda_pool_dims(plan.in, plan.out, plan.channels_last);
   const Tensor tables = cuda_pool_tables(plan, g, x.device());
   cuda::dispatch_device_floating(x.dtype(), "max_pool2d", [&]<class S>(type_tag<S>) {
@@ -69,7 +69,7 @@ inline void cuda_max_pool2d_fwd_impl(const Tensor& x, const Tensor& y, const Ten
 /// cuda_max_pool2d_bwd_hook's implementation.
 inline void cuda_max_pool2d_bwd_impl(const Tensor& dout, const Tensor& idx, const Tensor& dx, bool channels_last) {
   check_pool_device({&dout, &idx, &dx}, "max_pool2d_backward");
-  const CudaReduceDeviceGuard guard(dx);  // launch on its device
+  const cuda::DeviceGuard guard(dx.device().index);  // launch on its device
   STRATA_CHECK(idx.dtype() == DType::i64, "max_pool2d_backward", "got indices of dtype ", idx.dtype(),
                ", expected int64");
   const cuda::Pool2dDims g = cuda_pool_dims(dx.shape(), idx.shape(), channels_last);
@@ -81,7 +81,7 @@ inline void cuda_max_pool2d_bwd_impl(const Tensor& dout, const Tensor& idx, cons
 /// cuda_avg_pool2d_fwd_hook's implementation.
 inline void cuda_avg_pool2d_fwd_impl(const Tensor& x, const Tensor& y, const PoolPlan& plan) {
   check_pool_device({&x, &y}, "avg_pool2d");
-  const CudaReduceDeviceGuard guard(x);  // launch on its device
+  const cuda::DeviceGuard guard(x.device().index);  // launch on its device
   cuda::Pool2dDims g = cuda_pool_dims(plan.in, plan.out, plan.channels_last);
   const Tensor tables = cuda_pool_tables(plan, g, x.device());
   cuda::dispatch_device_floating(x.dtype(), "avg_pool2d", [&]<class S>(type_tag<S>) {
@@ -92,7 +92,7 @@ inline void cuda_avg_pool2d_fwd_impl(const Tensor& x, const Tensor& y, const Poo
 /// cuda_avg_pool2d_bwd_hook's implementation.
 inline void cuda_avg_pool2d_bwd_impl(const Tensor& dout, const Tensor& dx, const PoolPlan& plan) {
   check_pool_device({&dout, &dx}, "avg_pool2d_backward");
-  const CudaReduceDeviceGuard guard(dx);  // launch on its device
+  const cuda::DeviceGuard guard(dx.device().index);  // launch on its device
   cuda::Pool2dDims g = cuda_pool_dims(plan.in, plan.out, plan.channels_last);
   const Tensor tables = cuda_pool_tables(plan, g, dx.device());
   cuda::dispatch_device_floating(dx.dtype(), "avg_pool2d_backward", [&]<class S>(type_tag<S>) {

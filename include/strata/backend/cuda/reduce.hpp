@@ -62,26 +62,10 @@ inline void cuda_reduce_check(const char* op, const Tensor& out, const Tensor& x
                " elements");
 }
 
-/// Makes x's device current for a launch (kernels run on the current device), and restores it.
-struct CudaReduceDeviceGuard {
-  int prev;
-  explicit CudaReduceDeviceGuard(const Tensor& x) : prev(cuda::get_device()) {
-    if (prev != x.device().index) cuda::set_device(x.device().index);
-  }
-  ~CudaReduceDeviceGuard() {
-    try {
-      if (cuda::get_device() != prev) cuda::set_device(prev);
-    } catch (...) {  // a destructor must not throw
-    }
-  }
-  CudaReduceDeviceGuard(const CudaReduceDeviceGuard&) = delete;
-  CudaReduceDeviceGuard& operator=(const CudaReduceDeviceGuard&) = delete;
-};
-
 /// Runs cuda::reduce with a workspace of A on x's device when the geometry needs one.
 template <class S, class A, class Out, class Op, class Post>
 void cuda_run_reduce(const cuda::ReduceGeom& g, const Tensor& x, Out* out, Op op, Post post, DType acc_dtype) {
-  const CudaReduceDeviceGuard guard(x);
+  const cuda::DeviceGuard guard(x.device().index);  // launch on x's device
   const int64_t ws = cuda::reduce_workspace(g);
   const Tensor workspace = ws > 0 ? Tensor::empty({ws}, acc_dtype, x.device()) : Tensor();
   cuda::reduce<S, A>(g, cuda_reduce_ptr<const S>(x), out, op, post, ws > 0 ? cuda_reduce_ptr<A>(workspace) : nullptr);
@@ -140,7 +124,7 @@ void cuda_arg_extremum_impl(const Tensor& values, const Tensor& indices, const T
   STRATA_CHECK(g.n_red > 0 || g.n_out == 0, op, "got shape ", x.shape(), " with an empty dim to reduce, "
                "expected a non-empty one");
   if (g.n_out == 0) return;
-  const CudaReduceDeviceGuard guard(x);
+  const cuda::DeviceGuard guard(x.device().index);  // launch on x's device
   cuda::dispatch_device(x.dtype(), op, [&]<class S>(type_tag<S>) {
     cuda::arg_reduce<S, kMax>(g, cuda_reduce_ptr<const S>(x), values.defined() ? cuda_reduce_ptr<S>(values) : nullptr,
                               cuda_reduce_ptr<int64_t>(indices));
