@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "helpers.hpp"
 #include "strata/backend/cuda.hpp"  // the device allocator and the ops' cuda kernels (strata_tests links them anyway)
 #include "strata/tensor/tensor.hpp"
 
@@ -21,21 +22,7 @@ using namespace strata;
 /// All elements of a cpu tensor in row-major order, as double: a plain loop over the strides.
 inline std::vector<double> host_values(const Tensor& t) {
   REQUIRE(t.device() == kCPU);
-  std::vector<double> out;
-  std::vector<int64_t> idx(size_t(t.dim()), 0);
-  dispatch_all(t.dtype(), "host_values", [&]<class T>(type_tag<T>) {
-    const T* base = static_cast<const T*>(t.storage()->data()) + t.offset();
-    for (int64_t n = 0; n < t.numel(); ++n) {
-      int64_t off = 0;
-      for (int d = 0; d < t.dim(); ++d) off += idx[size_t(d)] * t.strides()[size_t(d)];
-      out.push_back(cast_value<double>(base[off]));
-      for (int d = t.dim() - 1; d >= 0; --d) {
-        if (++idx[size_t(d)] < t.shape()[size_t(d)]) break;
-        idx[size_t(d)] = 0;
-      }
-    }
-  });
-  return out;
+  return th::values(t);  // tests/helpers.hpp: a plain loop over the strides
 }
 
 /// The elements of a contiguous cuda tensor read straight from device memory (emulator only:
