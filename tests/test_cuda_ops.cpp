@@ -373,6 +373,44 @@ TEST_CASE("fused optimizer steps on cuda equal the cpu's", "[cuda][ops][optim]")
     }
 }
 
+TEST_CASE("Optimizer::step on cuda: one multi-tensor launch per run of parameters sharing scalars", "[cuda][ops][optim]") {
+  // group 0: 20 params (5 without weight decay), group 1: 10 params at another lr -> 3 runs
+  for (int which = 0; which < 2; ++which) {  // adamw, sgd + momentum
+    ParamGroups groups[2];
+    std::unique_ptr<Optimizer> opts[2];
+    for (int dev = 0; dev < 2; ++dev) {
+      groups[dev].resize(2);
+      for (int k = 0; k < 30; ++k) {
+        Generator gen(uint64_t(7 + k));
+        Tensor p = randn({int64_t(1 + 37 * k)}, {}, gen);
+        if (dev) p = to(p, kCUDA);
+        p.requires_grad_();
+        groups[dev][k < 20 ? 0 : 1].push_back(p);
+      }
+      opts[dev] = which == 0 ? adamw(groups[dev], 1e-2, 0.9, 0.99, 1e-5, 1e-2) : sgd(groups[dev], 0.1, 0.9, 1e-2);
+      opts[dev]->set_hyper("lr", std::vector<double>{1e-2, 3e-3});
+      for (int k = 0; k < 5; ++k) opts[dev]->state_of(opts[dev]->param_groups[0].params[size_t(k)]).do_wd = false;
+    }
+    for (int step = 0; step < 3; ++step)
+      for (int dev = 0; dev < 2; ++dev) {
+        int k = 0;
+        for (ParamGroup& g : opts[dev]->param_groups)
+          for (Tensor& p : g.params) {
+            Generator gen(uint64_t(1000 * step + k++));
+            const Tensor gr = randn(p.shape(), {}, gen);
+            p.set_grad(dev ? to(gr, kCUDA) : gr);
+          }
+        const uint64_t before = cuda::launch_count();
+        opts[dev]->step();
+        if (dev && step > 0) CHECK(cuda::launch_count() - before == 3);  // step 0 also zero-fills the state
+      }
+    for (size_t g = 0; g < 2; ++g)
+      for (size_t k = 0; k < opts[0]->param_groups[g].params.size(); ++k)
+        check_same(opts[1]->param_groups[g].params[k].detach(), opts[0]->param_groups[g].params[k].detach(), 1e-6,
+                   "optimizer " + std::to_string(which) + " group " + std::to_string(g) + " param " + std::to_string(k));
+  }
+}
+
 TEST_CASE("dropout on cuda draws the cpu's mask for the same seed", "[cuda][ops]") {
   const Both x = make_both({6, 50}, DType::f32, Layout::transposed);
   manual_seed(21);

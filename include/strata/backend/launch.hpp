@@ -2,6 +2,7 @@
 //
 //   cuda::launch(kernel, grid, block, shared_bytes, stream, args...);
 //   cuda::set_max_dynamic_shared(kernel, bytes);   // opt in to more than 48 KiB of dynamic shared
+//   cuda::launch_count();                          // launches so far (tests check fusion with it)
 //
 // Under nvcc it is `kernel<<<grid, block, shared_bytes, stream>>>(args...)` followed by a check of
 // cudaGetLastError; under the emulator it runs the grid on the CPU (emu/grid.hpp) and returns when
@@ -17,6 +18,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -93,12 +95,21 @@ void set_max_dynamic_shared(void (*kernel)(Params...), size_t bytes) {
   detail::shared_limits()[key] = std::max(bytes, kDefaultMaxDynamicShared);
 }
 
+namespace detail {
+inline std::atomic<uint64_t> launches{0};
+}  // namespace detail
+
+/// Kernels launched through launch() by this process so far (for tests and profiling: a fused or
+/// multi-tensor path shows up as fewer launches).
+inline uint64_t launch_count() { return detail::launches.load(std::memory_order_relaxed); }
+
 /// Runs kernel(args...) on a grid of `grid` blocks of `block` threads with `shared_bytes` of
 /// dynamic shared memory, on `stream` (finished on return under the emulator).
 template <class... Params, class... Args>
 void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, Stream stream,
             Args&&... args) {
   static_assert(sizeof...(Params) == sizeof...(Args), "launch: pass one argument per kernel parameter");
+  detail::launches.fetch_add(1, std::memory_order_relaxed);
   detail::check_launch(grid, block, shared_bytes,
                        shared_bytes > kDefaultMaxDynamicShared
                            ? detail::max_dynamic_shared(reinterpret_cast<const void*>(kernel))

@@ -81,17 +81,23 @@ class Optimizer {
   virtual ~Optimizer() = default;
 
   /// Runs the steps, in order, on every param that requires grad and has a defined grad.
+  /// Fused cuda steps in the last position are batched and launched together at the end (multi-tensor).
   virtual void step() {
     NoGrad no_grad;
+    detail::CudaStepBatch batch;
     for (size_t g = 0; g < param_groups.size(); ++g) {
       ParamGroup& group = param_groups[g];
       std::vector<ParamState>& states = state_for(g);
       for (size_t i = 0; i < group.params.size(); ++i) {
         Tensor& p = group.params[i];
         if (!p.requires_grad() || !p.grad().defined()) continue;
-        for (const OptStep& s : steps) s(p, states[i], group.hypers);
+        for (size_t k = 0; k < steps.size(); ++k) {
+          const detail::CudaStepBatchScope scope(k + 1 == steps.size() ? &batch : nullptr);
+          steps[k](p, states[i], group.hypers);
+        }
       }
     }
+    batch.launch();
   }
 
   /// Zeroes every param's grad in place (fastai); set_to_none drops the grads instead.

@@ -12,7 +12,9 @@
 // the group's hypers.
 // Fused steps: fused_adam and fused_sgd_momentum run a whole optimizer's stats and steppers in one
 // pass per parameter (kernels/cpu/optim_update.hpp), with the same state keys, so checkpoints and
-// the unfused composition are interchangeable; adam() and sgd() use them.
+// the unfused composition are interchangeable; adam() and sgd() use them. On cuda, Optimizer::step
+// collects the fused updates of all its parameters and launches them as multi-tensor kernels (a
+// launch per run of parameters sharing device, dtype and scalars; detail::CudaStepBatch).
 // References: Kingma & Ba 2015 (Adam, Algorithm 1); Loshchilov & Hutter 2019 (AdamW, Algorithm 2);
 // Liu et al. 2020 (RAdam, Algorithm 2); You et al. 2020 (LAMB, Algorithm 2); Zhang et al. 2019
 // (Lookahead, Algorithm 1).
@@ -23,7 +25,10 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <span>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "kernels/cpu/optim_update.hpp"
 #include "strata/autograd/grad_mode.hpp"
@@ -237,11 +242,86 @@ inline bool fusable(const Tensor& p, std::initializer_list<const Tensor*> ts) {
   return true;
 }
 
-/// The cuda path of the fused steps (include/strata/backend/cuda/optim.hpp: kernels/cuda/optim_update.cuh).
-inline CudaHook<void(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, const cpu::AdamArgs& a)>
-    cuda_adam_hook{"adam_step"};
-inline CudaHook<void(const Tensor& p, const Tensor& g, const Tensor& m, const cpu::SgdArgs& a)>
-    cuda_sgd_momentum_hook{"momentum_step"};
+/// One parameter's fused cuda step: its tensors and scalars.
+struct CudaAdamItem {
+  Tensor p, g, m, v;
+  cpu::AdamArgs a;
+};
+struct CudaSgdItem {
+  Tensor p, g, m;
+  cpu::SgdArgs a;
+};
+
+/// The cuda path of the fused steps (include/strata/backend/cuda/optim.hpp: kernels/cuda/optim_update.cuh):
+/// one multi-tensor launch over a list of parameters of one device and dtype that share their scalars.
+inline CudaHook<void(std::span<const CudaAdamItem> items)> cuda_adam_hook{"adam_step"};
+inline CudaHook<void(std::span<const CudaSgdItem> items)> cuda_sgd_momentum_hook{"momentum_step"};
+
+inline bool same_args(const cpu::AdamArgs& x, const cpu::AdamArgs& y) {
+  return x.lr == y.lr && x.mom == y.mom && x.sqr_mom == y.sqr_mom && x.eps == y.eps && x.wd == y.wd &&
+         x.decay == y.decay && x.debias1 == y.debias1 && x.debias2 == y.debias2;
+}
+inline bool same_args(const cpu::SgdArgs& x, const cpu::SgdArgs& y) {
+  return x.lr == y.lr && x.mom == y.mom && x.wd == y.wd && x.decay == y.decay;
+}
+
+/// Launches items in runs that share device, dtype and scalars: one multi-tensor launch per run
+/// (a model's parameters usually make two runs, with and without weight decay).
+template <class Item, class Hook>
+void launch_runs(std::vector<Item>& items, const Hook& hook) {
+  std::vector<bool> done(items.size(), false);
+  std::vector<Item> run;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (done[i]) continue;
+    run.clear();
+    for (size_t j = i; j < items.size(); ++j)
+      if (!done[j] && items[j].p.device() == items[i].p.device() && items[j].p.dtype() == items[i].p.dtype() &&
+          same_args(items[j].a, items[i].a)) {
+        run.push_back(items[j]);
+        done[j] = true;
+      }
+    hook(std::span<const Item>(run));
+  }
+  items.clear();
+}
+
+/// The fused cuda steps of an Optimizer::step, kept while it runs its last step over every parameter
+/// and launched together at the end (multi-tensor apply: a few launches instead of one per parameter).
+/// Only the last step is batched, so no later step can read a parameter before its update.
+struct CudaStepBatch {
+  std::vector<CudaAdamItem> adam;
+  std::vector<CudaSgdItem> sgd;
+  void launch() {
+    launch_runs(adam, cuda_adam_hook);
+    launch_runs(sgd, cuda_sgd_momentum_hook);
+  }
+};
+/// The batch the fused steps add to on this thread (nullptr: launch at once).
+inline thread_local CudaStepBatch* cuda_step_batch = nullptr;
+
+/// Points cuda_step_batch at `b` for a scope.
+class CudaStepBatchScope {
+ public:
+  explicit CudaStepBatchScope(CudaStepBatch* b) : prev_(cuda_step_batch) { cuda_step_batch = b; }
+  ~CudaStepBatchScope() { cuda_step_batch = prev_; }
+  CudaStepBatchScope(const CudaStepBatchScope&) = delete;
+  CudaStepBatchScope& operator=(const CudaStepBatchScope&) = delete;
+
+ private:
+  CudaStepBatch* prev_;
+};
+
+/// Adds the step to this thread's batch, or launches it alone when there is none.
+template <class Item>
+void cuda_fused_step(Item item) {
+  if constexpr (std::is_same_v<Item, CudaAdamItem>) {
+    if (cuda_step_batch) return cuda_step_batch->adam.push_back(std::move(item));
+    cuda_adam_hook(std::span<const CudaAdamItem>(&item, 1));
+  } else {
+    if (cuda_step_batch) return cuda_step_batch->sgd.push_back(std::move(item));
+    cuda_sgd_momentum_hook(std::span<const CudaSgdItem>(&item, 1));
+  }
+}
 /// Which decay a fused step applies to p.
 inline cpu::DecayMode decay_mode(const ParamState& s, const Hypers& h, bool decouple_wd, const char* op) {
   const double wd = hyper(h, "wd", op);
@@ -273,7 +353,7 @@ inline OptStep fused_adam(bool decouple_wd) {
                           .eps = detail::hyper(h, "eps", op), .wd = detail::hyper(h, "wd", op),
                           .decay = detail::decay_mode(s, h, decouple_wd, op),
                           .debias1 = detail::debias(mom, t), .debias2 = detail::debias(sqr_mom, t)};
-    if (p.device().is_cuda()) return detail::cuda_adam_hook(p, g, m, v, a);
+    if (p.device().is_cuda()) return detail::cuda_fused_step(detail::CudaAdamItem{p, g, m, v, a});
     dispatch_float(p.dtype(), op, [&]<class T>(type_tag<T>) {
       if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
         cpu::adam_update<T>(p.data_ptr<T>(), g.data_ptr<T>(), m.data_ptr<T>(), v.data_ptr<T>(), p.numel(), a);
@@ -297,7 +377,7 @@ inline OptStep fused_sgd_momentum(bool decouple_wd) {
     }
     const cpu::SgdArgs a{.lr = detail::hyper(h, "lr", op), .mom = detail::hyper(h, "mom", op),
                          .wd = detail::hyper(h, "wd", op), .decay = detail::decay_mode(s, h, decouple_wd, op)};
-    if (p.device().is_cuda()) return detail::cuda_sgd_momentum_hook(p, g, m, a);
+    if (p.device().is_cuda()) return detail::cuda_fused_step(detail::CudaSgdItem{p, g, m, a});
     dispatch_float(p.dtype(), op, [&]<class T>(type_tag<T>) {
       if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
         cpu::sgd_momentum_update<T>(p.data_ptr<T>(), g.data_ptr<T>(), m.data_ptr<T>(), p.numel(), a);

@@ -1,11 +1,13 @@
 // The cuda path of the fused optimizer steps (optim/steppers.hpp's fused_adam and
 // fused_sgd_momentum, under adam() and sgd()): kernels/cuda/optim_update.cuh, which reads and
-// writes each element of p, g and the state once, with cpu::adam_update's arithmetic. One launch
-// per parameter today (the Optimizer steps parameter by parameter); the kernels take a whole list
-// (multi-tensor apply), which a group-level step can use later. Included by <strata/backend/cuda.hpp>.
+// writes each element of p, g and the state once, with cpu::adam_update's arithmetic. The hooks
+// take a list of parameters of one device and dtype sharing their scalars (Optimizer::step batches
+// its parameters: detail::CudaStepBatch) and run it as one multi-tensor launch (more only when the
+// list exceeds a launch's table). Included by <strata/backend/cuda.hpp>.
 #pragma once
 
-#include <array>
+#include <span>
+#include <vector>
 
 #include "kernels/cuda/optim_update.cuh"
 #include "strata/backend/cuda/elementwise.hpp"
@@ -13,19 +15,28 @@
 
 namespace strata::detail {
 
-inline void cuda_adam_impl(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, const cpu::AdamArgs& a) {
-  const cuda::DeviceGuard guard(p.device().index);
-  cuda::dispatch_device_floating(p.dtype(), "adam_step", [&]<class S>(type_tag<S>) {
-    const std::array<cuda::TensorPtrs<S, 4>, 1> t{{{{cuda_ptr<S>(p), cuda_ptr<S>(g), cuda_ptr<S>(m), cuda_ptr<S>(v)}, p.numel()}}};
-    cuda::adam_update<S>(std::span<const cuda::TensorPtrs<S, 4>>(t), a);
+inline void cuda_adam_impl(std::span<const CudaAdamItem> items) {
+  if (items.empty()) return;
+  const Tensor& p0 = items[0].p;
+  const cuda::DeviceGuard guard(p0.device().index);
+  cuda::dispatch_device_floating(p0.dtype(), "adam_step", [&]<class S>(type_tag<S>) {
+    std::vector<cuda::TensorPtrs<S, 4>> t;
+    t.reserve(items.size());
+    for (const CudaAdamItem& x : items)
+      t.push_back({{cuda_ptr<S>(x.p), cuda_ptr<S>(x.g), cuda_ptr<S>(x.m), cuda_ptr<S>(x.v)}, x.p.numel()});
+    cuda::adam_update<S>(std::span<const cuda::TensorPtrs<S, 4>>(t), items[0].a);
   });
 }
 
-inline void cuda_sgd_momentum_impl(const Tensor& p, const Tensor& g, const Tensor& m, const cpu::SgdArgs& a) {
-  const cuda::DeviceGuard guard(p.device().index);
-  cuda::dispatch_device_floating(p.dtype(), "momentum_step", [&]<class S>(type_tag<S>) {
-    const std::array<cuda::TensorPtrs<S, 3>, 1> t{{{{cuda_ptr<S>(p), cuda_ptr<S>(g), cuda_ptr<S>(m)}, p.numel()}}};
-    cuda::sgd_momentum_update<S>(std::span<const cuda::TensorPtrs<S, 3>>(t), a);
+inline void cuda_sgd_momentum_impl(std::span<const CudaSgdItem> items) {
+  if (items.empty()) return;
+  const Tensor& p0 = items[0].p;
+  const cuda::DeviceGuard guard(p0.device().index);
+  cuda::dispatch_device_floating(p0.dtype(), "momentum_step", [&]<class S>(type_tag<S>) {
+    std::vector<cuda::TensorPtrs<S, 3>> t;
+    t.reserve(items.size());
+    for (const CudaSgdItem& x : items) t.push_back({{cuda_ptr<S>(x.p), cuda_ptr<S>(x.g), cuda_ptr<S>(x.m)}, x.p.numel()});
+    cuda::sgd_momentum_update<S>(std::span<const cuda::TensorPtrs<S, 3>>(t), items[0].a);
   });
 }
 
