@@ -1,8 +1,10 @@
 // Batch augmentation (fastai's vision/augment.py batch transforms): flips, dihedral turns, rotation,
-// zoom (with its random centre, the translation), perspective warp, brightness, contrast, random
-// erasing, and aug_transforms() with fastai's defaults. They run on the collated float batch (after
-// IntToFloat), per image parameters drawn from the batch's stream, so the CUDA backend can run the
-// same transforms later.
+// zoom (with its random centre, the translation), perspective warp, random crop with padding,
+// brightness, contrast, random erasing, and aug_transforms() with fastai's defaults. They run on the
+// collated float batch (after IntToFloat), per image parameters drawn from the batch's stream. On a
+// cuda batch (DataLoaderOptions.device, fastai's dls.device) the parameters are drawn on the host
+// the same way and the resampling, lighting and erasing run on the device (backend/cuda/augment.hpp,
+// kernels/cuda/augment.cuh, through the hooks below): the same batch as on the CPU.
 //
 //   Pipeline batch_tfms(aug_transforms({.max_rotate = 15, .size_h = 128, .size_w = 128}));
 //   TfmContext ctx{.train = true, .rng = TfmRng(ctx.seed, ctx.epoch, ctx.batch)};  // batch-level stream
@@ -29,6 +31,8 @@
 //   Warp      dx, dy ~ U(-magnitude, magnitude) each w.p. p: the homography that takes the corners
 //             (-1-dy, -1-dx) (-1+dy, 1+dx) (1+dy, -1+dx) (1-dy, 1-dx) to (-1,-1) (-1,1) (1,-1) (1,1)
 //             (fastai's _WarpCoord: find_coeffs(orig_pts, targ_pts))
+//   RandomCropPad  top, left ~ randint(0, 2 padding + 1) each: a shift by (left - padding, top -
+//             padding) pixels, the crop of the padded image (torchvision's RandomCrop(padding))
 //   RandomResizedCrop  fastai's RandomResizedCropGPU draw (area, ratio, integer top-left), as the
 //             map from the output onto the crop; last in aug_transforms' parts, so it acts first
 //             on output coordinates, as fastai's separate crop after the affine resampling would
@@ -56,6 +60,8 @@
 #include "kernels/cpu/augment.hpp"
 #include "strata/data/transform.hpp"
 #include "strata/tensor/creation.hpp"
+#include "strata/tensor/detail/cuda_hook.hpp"
+#include "strata/tensor/to_device.hpp"
 
 namespace strata {
 
@@ -88,6 +94,18 @@ inline Mat3 mat3_inverse(const Mat3& m) {
   return r;
 }
 
+namespace detail {
+// The cuda paths (backend/cuda/augment.hpp fills them): y [B, C, OH, OW] of x [B, C, H, W] (both
+// contiguous, on one cuda device) at the host's matrices [B * 9]; lighting of x [B, N] into y; the
+// rectangles erased in y [B, C, H, W] in place.
+inline CudaHook<void(const Tensor& x, const Tensor& y, const std::vector<double>& mats, const cpu::GridSampleGeom& g)>
+    cuda_grid_sample_hook{"grid_sample"};
+inline CudaHook<void(const Tensor& x, const Tensor& y, const std::vector<double>& add, const std::vector<double>& mul)>
+    cuda_lighting_hook{"lighting"};
+inline CudaHook<void(const Tensor& y, const std::vector<cpu::EraseRect>& rects, std::array<uint32_t, 2> key)>
+    cuda_random_erase_hook{"random_erase"};
+}  // namespace detail
+
 /// Output size and sampling of grid_sample (0 x 0: the input's size).
 struct GridSampleOptions {
   int64_t height = 0, width = 0;
@@ -115,10 +133,12 @@ inline Tensor grid_sample(const Tensor& x, const std::vector<Mat3>& mats, const 
                               .mode = o.mode, .pad = o.pad_mode, .align_corners = o.align_corners};
   std::vector<double> m(size_t(9 * B));
   for (int64_t b = 0; b < B; ++b) std::copy_n(mats[mats.size() == 1 ? 0 : size_t(b)].begin(), 9, m.begin() + 9 * b);
-  Tensor y = empty({g.B, g.C, g.OH, g.OW}, {.dtype = x4.dtype()});
-  dispatch_all(x4.dtype(), "grid_sample", [&]<class T>(type_tag<T>) {
-    cpu::grid_sample_kernel<T>(x4.data_ptr<T>(), y.data_ptr<T>(), m.data(), g);
-  });
+  Tensor y = empty({g.B, g.C, g.OH, g.OW}, {.dtype = x4.dtype(), .device = x4.device()});
+  if (x4.device().is_cuda()) detail::cuda_grid_sample_hook(x4, y, m, g);
+  else
+    dispatch_all(x4.dtype(), "grid_sample", [&]<class T>(type_tag<T>) {
+      cpu::grid_sample_kernel<T>(x4.data_ptr<T>(), y.data_ptr<T>(), m.data(), g);
+    });
   return x.dim() == 3 ? y.squeeze(0) : y;
 }
 
@@ -131,9 +151,11 @@ inline Tensor lighting(const Tensor& x, const std::vector<double>& add, const st
   const Tensor xc = x.contiguous();
   Tensor y = empty_like(xc);
   const int64_t B = x.size(0), N = B ? x.numel() / B : 0;
-  dispatch_float(x.dtype(), "lighting", [&]<class T>(type_tag<T>) {
-    cpu::lighting_kernel<T>(xc.data_ptr<T>(), y.data_ptr<T>(), B, N, add.data(), mul.data());
-  });
+  if (xc.device().is_cuda()) detail::cuda_lighting_hook(xc, y, add, mul);
+  else
+    dispatch_float(x.dtype(), "lighting", [&]<class T>(type_tag<T>) {
+      cpu::lighting_kernel<T>(xc.data_ptr<T>(), y.data_ptr<T>(), B, N, add.data(), mul.data());
+    });
   return y;
 }
 
@@ -147,10 +169,12 @@ inline Tensor random_erase(const Tensor& x, const std::vector<cpu::EraseRect>& r
                  "random_erase", "got rectangle image ", r.image, " rows [", r.r0, ", ", r.r1, ") cols [", r.c0, ", ",
                  r.c1, "), expected one inside shape ", x.shape());
   Tensor y = x.contiguous().clone();
-  dispatch_float(x.dtype(), "random_erase", [&]<class T>(type_tag<T>) {
-    cpu::random_erase_kernel<T>(y.data_ptr<T>(), y.size(0), y.size(1), y.size(2), y.size(3), rects.data(),
-                                int64_t(rects.size()), key);
-  });
+  if (y.device().is_cuda()) detail::cuda_random_erase_hook(y, rects, key);
+  else
+    dispatch_float(x.dtype(), "random_erase", [&]<class T>(type_tag<T>) {
+      cpu::random_erase_kernel<T>(y.data_ptr<T>(), y.size(0), y.size(1), y.size(2), y.size(3), rects.data(),
+                                  int64_t(rects.size()), key);
+    });
   return y;
 }
 
@@ -176,9 +200,20 @@ struct RandomResizedCropGPUOptions {
   ResampleOptions resample = {};
 };
 
+/// The CIFAR / DAWNBench crop (torchvision's RandomCrop(size, padding), fastai's CropPad per item)
+/// as an affine part: the image padded by `padding` pixels on every side, then the original size
+/// cropped at a random integer offset, i.e. a shift by (dx, dy) in [-padding, padding]^2 pixels.
+/// Being pixel-aligned it resamples to an exact copy of the padded crop, and merges with Flip into
+/// one resampling. What the padding reads is the resampling's pad_mode (RandomCropPad's own:
+/// reflection (PyTorch's "reflect" with align_corners; "symmetric" without), zeros, or border).
+struct RandomCropPadOptions {
+  int64_t padding = 4;
+  PadMode pad_mode = PadMode::reflection;
+};
+
 /// One part of an AffineAug; each draws one matrix per image.
-using AffinePart =
-    std::variant<FlipOptions, DihedralOptions, RotateOptions, ZoomOptions, WarpOptions, RandomResizedCropGPUOptions>;
+using AffinePart = std::variant<FlipOptions, DihedralOptions, RotateOptions, ZoomOptions, WarpOptions,
+                                RandomResizedCropGPUOptions, RandomCropPadOptions>;
 
 namespace detail {
 
@@ -272,6 +307,15 @@ inline Mat3 draw_part(const RandomResizedCropGPUOptions& o, TfmRng& rng, int64_t
   return crop_mat(H, W, (H - h) / 2, (W - w) / 2, h, w);  // fastai: the fallback is centred
 }
 
+/// RandomCropPad's shift: top = randint(0, 2 p + 1), then left = randint(0, 2 p + 1) in the padded
+/// image (torchvision's order), i.e. output pixel (i, j) reads input pixel (i + top - p, j + left - p);
+/// one pixel is 2 / (size - 1) in normalized coordinates with align_corners, 2 / size without.
+inline Mat3 draw_part(const RandomCropPadOptions& o, TfmRng& rng, int64_t H, int64_t W, bool align) {
+  const int64_t top = rng.randint(0, 2 * o.padding + 1), left = rng.randint(0, 2 * o.padding + 1);
+  auto step = [&](int64_t n) { return align ? (n > 1 ? 2.0 / double(n - 1) : 0.0) : 2.0 / double(n); };
+  return affine_mat(1, 0, double(left - o.padding) * step(W), 0, 1, double(top - o.padding) * step(H));
+}
+
 /// Pixel coordinate <-> normalized coordinate (see the top of this file).
 inline double pixel_to_norm(double p, int64_t size, bool align) {
   if (align) return size > 1 ? 2 * (p - 0.5) / double(size - 1) - 1 : 0.0;
@@ -323,7 +367,13 @@ struct AffineAug {
     std::vector<Mat3> warp(size_t(B), mat3_identity());
     for (const AffinePart& part : parts)
       for (int64_t b = 0; b < B; ++b) {
-        const Mat3 m = std::visit([&](const auto& o) { return detail::draw_part(o, ctx.rng, in_h, in_w); }, part);
+        const Mat3 m = std::visit(
+            [&](const auto& o) {
+              if constexpr (std::is_same_v<std::decay_t<decltype(o)>, RandomCropPadOptions>)
+                return detail::draw_part(o, ctx.rng, in_h, in_w, resample.align_corners);
+              else return detail::draw_part(o, ctx.rng, in_h, in_w);
+            },
+            part);
         Mat3& dst = std::holds_alternative<WarpOptions>(part) ? warp[size_t(b)] : mats[size_t(b)];
         dst = mat3_mul(dst, m);
       }
@@ -361,7 +411,7 @@ struct AffineAug {
       out[4 * i] = std::clamp(x0, 0.0, W), out[4 * i + 1] = std::clamp(y0, 0.0, H);
       out[4 * i + 2] = std::clamp(x1, 0.0, W), out[4 * i + 3] = std::clamp(y1, 0.0, H);
     }
-    return BBoxes{from_vector(out, d.shape(), {.dtype = d.dtype()})};
+    return BBoxes{strata::to(from_vector(out, d.shape(), {.dtype = d.dtype()}), d.device())};
   }
 
   int64_t out_h() const { return resample.size_h ? resample.size_h : in_h; }
@@ -399,11 +449,11 @@ struct AffineAug {
         q[1] = detail::norm_to_pixel((inv[3] * u + inv[4] * w + inv[5]) / z, out_h(), al);
       }
     }
-    return from_vector(v, p.shape(), {.dtype = p.is_floating_point() ? p.dtype() : DType::f32});
+    return strata::to(from_vector(v, p.shape(), {.dtype = p.is_floating_point() ? p.dtype() : DType::f32}), p.device());
   }
-  /// All elements as double, row-major.
+  /// All elements as double, row-major (on the host: points and boxes are mapped there).
   static std::vector<double> th_values(const Tensor& t) {
-    const Tensor c = t.to(DType::f64).contiguous();
+    const Tensor c = strata::to(t, kCPU).to(DType::f64).contiguous();
     const double* p = c.data_ptr<double>();
     return std::vector<double>(p, p + c.numel());
   }
@@ -434,6 +484,17 @@ struct Zoom : AffineAug {
 struct Warp : AffineAug {
   explicit Warp(WarpOptions o = {}) : AffineAug({o}, o.resample) { name = "Warp"; }
   explicit Warp(double magnitude, double p = 0.5) : Warp(WarpOptions{.magnitude = magnitude, .p = p}) {}
+};
+/// A random crop with padding (the CIFAR recipe), per image; nearest sampling, which is exact here and
+/// works on any dtype (u8 batches before IntToFloat too): RandomCropPad({.padding = 4}).
+struct RandomCropPad : AffineAug {
+  explicit RandomCropPad(RandomCropPadOptions o = {})
+      : AffineAug({o}, {.mode = SampleMode::nearest, .pad_mode = o.pad_mode}) {
+    name = "RandomCropPad";
+    STRATA_CHECK(o.padding >= 0, name, "got padding ", o.padding, ", expected padding >= 0");
+  }
+  explicit RandomCropPad(int64_t padding, PadMode pad_mode = PadMode::reflection)
+      : RandomCropPad(RandomCropPadOptions{.padding = padding, .pad_mode = pad_mode}) {}
 };
 /// A random crop of min_scale..1 of the area, resized to resample's size (required).
 struct RandomResizedCropGPU : AffineAug {

@@ -11,7 +11,10 @@
 //   epochs, whatever the number of workers. seed = 0 takes a seed from strata's default generator
 //   the first time the loader shuffles (so manual_seed() before that makes it reproducible too).
 // - A batch is dataset.get_batch(idxs, ctx) followed by every after_batch transform(batch, ctx), in
-//   order (fastai's after_batch; here on the CPU, in the worker that made the batch). ctx is the
+//   order (fastai's after_batch, in the worker that made the batch). With .device = kCUDA (fastai's
+//   dls.device; DataLoaders::to(d), which Learner::to(d) calls) the collated batch's tensors move to
+//   that device first, so the batch transforms (IntToFloat, Normalize, the augmentations) run there;
+//   with the same seed the batches equal the CPU loader's (within the kernels' tolerances). ctx is the
 //   BatchContext {seed(), epoch, batch number}: random item and batch transforms draw from a stream
 //   of it, so a seeded loader makes the same batches whatever its number of workers. Batch-making
 //   runs with grad recording off.
@@ -50,6 +53,7 @@
 #include "strata/core/parallel.hpp"
 #include "strata/core/random.hpp"
 #include "strata/data/dataset.hpp"
+#include "strata/tensor/to_device.hpp"
 
 namespace strata {
 
@@ -90,6 +94,7 @@ struct DataLoaderOptions {
   uint64_t seed = 0;          // shuffle seed; 0: drawn once from strata's default generator
   std::vector<BatchTransform> after_batch = {};  // run in order on every batch
   Shard shard = {};           // distributed training: this rank's part of each epoch
+  Device device = kCPU;       // where batches are made: the collated batch moves here before after_batch
 };
 
 namespace detail {
@@ -145,6 +150,10 @@ class EpochRun {
     NoGrad ng;
     const int64_t lo = b * o.bs, hi = std::min<int64_t>(int64_t(order.size()), lo + o.bs);
     Batch batch = ds.get_batch(std::vector<int64_t>(order.begin() + lo, order.begin() + hi), ctx);
+    if (!o.device.is_cpu()) {  // dls.device: the batch transforms run where the model is
+      for (Tensor& t : batch.xb) t = strata::to(t, o.device);
+      for (Tensor& t : batch.yb) t = strata::to(t, o.device);
+    }
     for (const BatchTransform& t : o.after_batch) t(batch, ctx);
     return batch;
   }
@@ -387,6 +396,15 @@ struct DataLoaders {
     o.shuffle = true;
     return {.train = DataLoader(std::move(train), std::move(o)), .valid = DataLoader(std::move(valid), std::move(vo))};
   }
+  /// Makes both loaders' batches on `d` (fastai's dls.to(device) / dls.device): the collated batch
+  /// moves there before the batch transforms run. cuda needs <strata/backend/cuda.hpp>.
+  DataLoaders& to(Device d) {
+    train.options().device = d;
+    valid.options().device = d;
+    return *this;
+  }
+  /// Where the batches are made (train's; both, after to()).
+  Device device() const { return train.options().device; }
 };
 
 }  // namespace strata

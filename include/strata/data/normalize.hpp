@@ -5,7 +5,8 @@
 //   IntToFloat:  encode(x) = float(x) / div            decode(y) = round(y * div) as u8 (clamped)
 //   Normalize:   encode(x) = (x - mean) / std          decode(y) = y * std + mean
 // mean and std are [1, C, 1, 1] float32 tensors; they broadcast over [B, C, H, W] batches and are
-// viewed as [C, 1, 1] for a single [C, H, W] image. C = 1 applies one mean/std to every channel.
+// viewed as [C, 1, 1] for a single [C, H, W] image. They stay on the cpu; a cuda batch (or image)
+// gets a copy of them on its device, so both transforms run where the batch is. C = 1 applies one mean/std to every channel.
 // as_transform() gives the after_batch form, which changes xb[0] (the image input) only.
 // In a Pipeline (data/transform.hpp) both are typed transforms: Image encodes/decodes, every other
 // item type (Mask, Category, ...) passes through; orders as fastai's (IntToFloatTensor 10,
@@ -149,7 +150,8 @@ struct Normalize {
     STRATA_CHECK(C == 1 || x.size(-3) == C, op, "got shape ", x.shape(), " with ", x.size(-3),
                  " channels, expected ", C, " channels like the statistics");
     const Shape s = x.dim() == 4 ? Shape{1, C, 1, 1} : Shape{C, 1, 1};
-    return {mean.reshape(s).to(x.dtype()), std.reshape(s).to(x.dtype())};
+    // on x's device (a cuda batch: the few statistics are copied over, the batch stays there)
+    return {strata::to(mean.reshape(s).to(x.dtype()), x.device()), strata::to(std.reshape(s).to(x.dtype()), x.device())};
   }
 };
 
