@@ -223,9 +223,40 @@ TEST_CASE("ops without a cuda kernel refuse cuda tensors, naming the device", "[
   // the CPU kernels' way into memory refuses device memory
   CHECK(error_of([&] { (void)dev.data_ptr<float>(); }).rfind("data_ptr: got a tensor on cuda:0", 0) == 0);
   CHECK(error_of([&] { (void)dev.raw_data(); }).rfind("raw_data: got a tensor on cuda:0", 0) == 0);
-  // an op with no cuda kernel yet (the index ops) stops there with an Error, not a crash
-  const Tensor idx = zeros({2, 1}, {.dtype = DType::i64, .device = kCUDA});
-  CHECK(error_of([&] { (void)gather(dev, 1, idx); }).find("cuda:0") != std::string::npos);
+  // an op whose cuda kernel is not registered stops there with an Error naming it, not a crash
+  const strata::detail::CudaHook<void(const Tensor&)> unfilled{"some_op"};
+  const std::string e_hook = error_of([&] { unfilled(dev); });
+  CHECK(e_hook.rfind("some_op: got tensors on a cuda device", 0) == 0);
+  CHECK(e_hook.find("strata/backend/cuda.hpp") != std::string::npos);
+}
+
+TEST_CASE("pin_memory: page-locked host copies, cached, and copied to the device", "[cuda_tensor]") {
+  const Tensor x = counting({3, 4}, DType::f32).transpose(0, 1);  // strided: pinned copies are contiguous
+  CHECK_FALSE(x.is_pinned());
+  const MemoryStats before = cuda_pinned_memory_stats();
+  {
+    const Tensor p = x.pin_memory();
+    CHECK(p.is_pinned());
+    CHECK(p.device().is_cpu());
+    CHECK(p.is_contiguous());
+    CHECK(p.shape() == x.shape());
+    CHECK(host_values(p) == host_values(x));
+    CHECK(p.pin_memory().is_same(p));  // pinned already
+    CHECK(cuda_pinned_memory_stats().in_use == before.in_use + 512);  // 48 bytes in a 512-byte block
+    const Tensor d = p.to(kCUDA);
+    CHECK(host_values(d.to(kCPU)) == host_values(x));
+    CHECK_FALSE(d.to(kCPU).is_pinned());
+    CHECK_FALSE((p + 1).is_pinned());  // results of ops live in ordinary memory
+  }
+  const MemoryStats after = cuda_pinned_memory_stats();
+  CHECK(after.in_use == before.in_use);  // released to the cache, which the next pin reuses
+  CHECK(after.cached >= 512);
+  { const Tensor q = counting({100}, DType::f32).pin_memory(); CHECK(cuda_pinned_memory_stats().cached == after.cached - 512); }
+  // the gradient passes through
+  Tensor w = counting({5}, DType::f64).requires_grad_();
+  sum(w.pin_memory() * 2).backward();
+  CHECK(host_values(w.grad()) == std::vector<double>(5, 2.0));
+  CHECK(error_of([&] { (void)zeros({2}, {.device = kCUDA}).pin_memory(); }).rfind("pin_memory: got a tensor on cuda:0", 0) == 0);
 }
 
 TEST_CASE("cuda device errors: index out of range, no backend registered", "[cuda_tensor]") {

@@ -16,6 +16,7 @@
 //
 //   MemoryStats s = cuda_memory_stats(0);   // in_use, peak, cached (bytes, rounded sizes)
 //   cuda_empty_cache();                     // cudaFree every cached block of every device
+//   cuda_pinned_memory_stats();             // the cache of pinned host blocks (x.pin_memory())
 //   cuda_reset_peak_memory_stats(0);
 #pragma once
 
@@ -158,6 +159,73 @@ inline void cuda_empty_cache() { cuda_caching_allocator().empty_cache(); }
 /// Sets the peak of `device` to what is in use now.
 inline void cuda_reset_peak_memory_stats(int device = 0) { cuda_caching_allocator().reset_peak(device); }
 
+/// A cache of page-locked host blocks (cudaMallocHost costs about a millisecond, so pinning every
+/// batch needs a cache): free lists by the device allocator's size classes, never given back
+/// except by empty_cache(). Under the emulator the blocks are ordinary heap memory.
+class CudaPinnedAllocator {
+ public:
+  void* allocate(size_t nbytes) {
+    if (nbytes == 0) return nullptr;
+    const size_t size = CudaCachingAllocator::round_size(nbytes);
+    {
+      std::lock_guard lock(mutex_);
+      auto it = free_.find(size);
+      if (it != free_.end() && !it->second.empty()) {
+        void* p = it->second.back();
+        it->second.pop_back();
+        stats_.cached -= int64_t(size);
+        note_alloc(size);
+        return p;
+      }
+    }
+    void* p = nullptr;
+    try {
+      p = cuda::malloc_host(size);
+    } catch (const Error&) {  // out of page-locked memory: give the cache back and try once more
+      empty_cache();
+      p = cuda::malloc_host(size);
+    }
+    std::lock_guard lock(mutex_);
+    note_alloc(size);
+    return p;
+  }
+  void release(void* p, size_t nbytes) {
+    if (!p) return;
+    const size_t size = CudaCachingAllocator::round_size(nbytes);
+    std::lock_guard lock(mutex_);
+    stats_.in_use -= int64_t(size);
+    free_[size].push_back(p);
+    stats_.cached += int64_t(size);
+  }
+  void empty_cache() {
+    std::lock_guard lock(mutex_);
+    for (auto& [size, blocks] : free_)
+      for (void* p : blocks) cuda::free_host(p);
+    free_.clear();
+    stats_.cached = 0;
+  }
+  MemoryStats stats() {
+    std::lock_guard lock(mutex_);
+    return stats_;
+  }
+
+ private:
+  void note_alloc(size_t size) {
+    stats_.in_use += int64_t(size);
+    if (stats_.in_use > stats_.peak) stats_.peak = stats_.in_use;
+  }
+  std::mutex mutex_;
+  std::unordered_map<size_t, std::vector<void*>> free_;
+  MemoryStats stats_;
+};
+
+inline CudaPinnedAllocator& cuda_pinned_allocator() {
+  static auto* a = new CudaPinnedAllocator();  // never destroyed, as the device allocator
+  return *a;
+}
+/// Counters of the pinned host cache (bytes, rounded block sizes).
+inline MemoryStats cuda_pinned_memory_stats() { return cuda_pinned_allocator().stats(); }
+
 namespace detail {
 /// Fills core's cuda_backend() table; runs once, at static initialization of the program.
 inline bool register_cuda_backend() {
@@ -165,6 +233,8 @@ inline bool register_cuda_backend() {
   b.allocate = [](size_t nbytes, int device) { return cuda_caching_allocator().allocate(nbytes, device); };
   b.release = [](void* p, size_t nbytes, int device) { cuda_caching_allocator().release(p, nbytes, device); };
   b.copy = [](void* dst, const void* src, size_t nbytes) { cuda::memcpy(dst, src, nbytes); };
+  b.allocate_pinned = [](size_t nbytes) { return cuda_pinned_allocator().allocate(nbytes); };
+  b.release_pinned = [](void* p, size_t nbytes) { cuda_pinned_allocator().release(p, nbytes); };
   return true;
 }
 inline const bool cuda_backend_registered = register_cuda_backend();

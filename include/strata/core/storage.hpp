@@ -128,6 +128,8 @@ struct DeviceBackend {
   void* (*allocate)(size_t nbytes, int device) = nullptr;  // throws Error on a bad index or no memory
   void (*release)(void* p, size_t nbytes, int device) = nullptr;
   void (*copy)(void* dst, const void* src, size_t nbytes) = nullptr;  // host/device, any direction
+  void* (*allocate_pinned)(size_t nbytes) = nullptr;  // page-locked host memory (cudaMallocHost)
+  void (*release_pinned)(void* p, size_t nbytes) = nullptr;
 };
 
 /// The cuda backend's table (filled by backend/device_allocator.hpp).
@@ -159,16 +161,30 @@ class Storage {
     data_ = b.allocate(size_t(nbytes), device.index);
     release_ = b.release;  // kept: the table may change while this block lives
   }
+  /// Page-locked ("pinned") host memory from the cuda backend: a cpu block the GPU copies from and
+  /// to by DMA, at full bus speed and asynchronously (PyTorch's pin_memory).
+  struct Pinned {};
+  Storage(int64_t nbytes, Pinned) : nbytes_(nbytes), device_(kCPU) {
+    const DeviceBackend& b = cuda_backend();
+    STRATA_CHECK(b.allocate_pinned != nullptr && b.release_pinned != nullptr, "pin_memory",
+                 "got a request for pinned host memory, expected a registered cuda backend: include "
+                 "<strata/backend/device_allocator.hpp> (the emulator builds with g++, a GPU with STRATA_CUDA)");
+    data_ = b.allocate_pinned(size_t(nbytes));
+    release_pinned_ = b.release_pinned;
+  }
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
   ~Storage() {
-    if (device_.is_cpu()) host_pool().release(data_, size_t(nbytes_));
+    if (release_pinned_) release_pinned_(data_, size_t(nbytes_));
+    else if (device_.is_cpu()) host_pool().release(data_, size_t(nbytes_));
     else if (release_) release_(data_, size_t(nbytes_), device_.index);
   }
 
   void* data() const { return data_; }
   int64_t nbytes() const { return nbytes_; }
   Device device() const { return device_; }
+  /// Whether this is page-locked host memory (Storage(nbytes, Pinned{})).
+  bool pinned() const { return release_pinned_ != nullptr; }
   /// Bumped by every in-place write; autograd uses it to catch saved tensors changed in place.
   uint64_t version() const { return version_.load(std::memory_order_relaxed); }
   void bump_version() { version_.fetch_add(1, std::memory_order_relaxed); }
@@ -178,6 +194,7 @@ class Storage {
   int64_t nbytes_ = 0;
   Device device_;
   void (*release_)(void*, size_t, int) = nullptr;  // device blocks only
+  void (*release_pinned_)(void*, size_t) = nullptr;  // pinned host blocks only
   std::atomic<uint64_t> version_{0};
 };
 

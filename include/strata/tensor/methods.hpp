@@ -40,6 +40,7 @@ inline Tensor Tensor::contiguous() const { return strata::contiguous(*this); }
 inline Tensor Tensor::contiguous(MemoryFormat f) const { return strata::contiguous(*this, f); }
 inline Tensor Tensor::to(DType d) const { return strata::to(*this, d); }
 inline Tensor Tensor::to(Device d) const { return strata::to(*this, d); }
+inline Tensor Tensor::pin_memory() const { return strata::pin_memory(*this); }
 inline Tensor Tensor::view(const Shape& s) const { return strata::view(*this, s); }
 inline Tensor Tensor::reshape(const Shape& s) const { return strata::reshape(*this, s); }
 inline Tensor Tensor::permute(const std::vector<int64_t>& d) const { return strata::permute(*this, d); }

@@ -208,6 +208,9 @@ class Tensor {
   Tensor contiguous(MemoryFormat format) const;
   Tensor to(DType dtype) const;
   Tensor to(Device device) const;
+  Tensor pin_memory() const;
+  /// Whether this is a cpu tensor in page-locked host memory (see pin_memory).
+  bool is_pinned() const { return defined() && impl().storage && impl().storage->pinned(); }
   Tensor view(const Shape& shape) const;
   Tensor reshape(const Shape& shape) const;
   Tensor permute(const std::vector<int64_t>& dims) const;
