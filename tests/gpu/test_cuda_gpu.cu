@@ -13,6 +13,7 @@
 #include "test_cuda_matmul.cpp"
 #include "test_cuda_dnn.cpp"
 #include "test_cuda_normpool.cpp"
+#include "test_cuda_index.cpp"
 #include "test_cuda_train.cpp"
 #include "test_cuda_augment.cpp"
 

@@ -21,3 +21,4 @@
 #include "strata/backend/cuda/optim.hpp"
 #include "strata/backend/cuda/amp.hpp"
 #include "strata/backend/cuda/dnn.hpp"
+#include "strata/backend/cuda/index.hpp"

@@ -14,7 +14,11 @@
 //   one_hot(labels, C):             int64 [*labels.shape, C], 1 at each label; no gradient
 //   masked_fill(x, mask, v):        where(mask, v, x) in x's dtype, mask broadcast; dx = dout where !mask
 // Index tensors are int64 or int32 (any strides); values must lie in [0, size) (no negative wrap,
-// as in PyTorch), else Error naming the op, the value and the size. Kernels: kernels/cpu/index.hpp.
+// as in PyTorch), else Error naming the op, the value and the size. Kernels: kernels/cpu/index.hpp;
+// on cuda tensors the hooks below run kernels/cuda/index.cuh (include <strata/backend/cuda.hpp>;
+// glue in backend/cuda/index.hpp), which give the CPU's results bit for bit and the same Errors.
+// one_hot on cuda reads the labels on the host (to check them and to count the classes, as the
+// CPU does) and writes the one-hot rows with a device kernel.
 #pragma once
 
 #include <algorithm>
@@ -22,11 +26,20 @@
 
 #include "strata/tensor/tensor.hpp"  // first: it includes the ops, and with them autograd/node.hpp
 #include "strata/tensor/binary.hpp"
+#include "strata/tensor/detail/cuda_hook.hpp"
+#include "strata/tensor/to_device.hpp"
 #include "kernels/cpu/index.hpp"
 
 namespace strata {
 
 namespace detail {
+
+/// The cuda paths (filled by backend/cuda/index.hpp): gather_into, scatter_add_into, one_hot's rows.
+inline CudaHook<cpu::BadIndex(std::string_view op, const Tensor& out, const Tensor& x, int d, const Tensor& index)>
+    cuda_gather_hook{"gather"};
+inline CudaHook<cpu::BadIndex(std::string_view op, const Tensor& out, int d, const Tensor& index, const Tensor& src)>
+    cuda_scatter_add_hook{"scatter_add"};
+inline CudaHook<void(const Tensor& labels, const Tensor& out)> cuda_one_hot_hook{"one_hot"};
 
 /// Calls f(type_tag<I>{}) for an index dtype (int64, int32); others throw naming `op`.
 template <class F>
@@ -69,8 +82,19 @@ inline cpu::IndexLoop index_loop(const Shape& pos, int d, const Tensor& dense, c
        indexed.shape(), "), expected indices in [0, ", indexed.shape()[d], ")");
 }
 
+inline void check_index_devices(std::string_view op, const Tensor& a, const Tensor& b, const Tensor& index) {
+  STRATA_CHECK(a.device() == b.device() && index.device() == a.device(), op, "got tensors on ", a.device(), " and ",
+               b.device(), " with an index on ", index.device(), ", expected one device");
+}
+
 /// out[p] = x[p with p[d] := index[p]] for p over out's shape (index viewed with out's shape).
 inline void gather_into(std::string_view op, Tensor& out, const Tensor& x, int d, const Tensor& index) {
+  check_index_devices(op, x, out, index);
+  if (out.device().is_cuda()) {
+    const cpu::BadIndex bad = cuda_gather_hook(op, out, x, d, index);
+    if (bad.found) bad_index(op, bad.value, d, x);
+    return;
+  }
   const cpu::IndexLoop L = index_loop(out.shape(), d, out, x, index);
   const cpu::BadIndex bad = dispatch_all(x.dtype(), op, [&]<class T>(type_tag<T>) {
     return dispatch_index(index.dtype(), op, [&]<class I>(type_tag<I>) {
@@ -82,6 +106,13 @@ inline void gather_into(std::string_view op, Tensor& out, const Tensor& x, int d
 
 /// out[p with p[d] := index[p]] += src[p] for p over index's shape, in place.
 inline void scatter_add_into(std::string_view op, Tensor& out, int d, const Tensor& index, const Tensor& src) {
+  check_index_devices(op, out, src, index);
+  if (out.device().is_cuda()) {
+    const cpu::BadIndex bad = cuda_scatter_add_hook(op, out, d, index, src);
+    out.storage()->bump_version();
+    if (bad.found) bad_index(op, bad.value, d, out);
+    return;
+  }
   const cpu::IndexLoop L = index_loop(index.shape(), d, src, out, index);
   const cpu::BadIndex bad = dispatch_numeric(out.dtype(), op, [&]<class T>(type_tag<T>) {
     return dispatch_index(index.dtype(), op, [&]<class I>(type_tag<I>) {
@@ -258,11 +289,12 @@ inline Tensor one_hot(const Tensor& labels, int64_t num_classes = -1) {
   STRATA_CHECK(num_classes >= 0 || labels.numel() > 0, "one_hot", "got labels of shape ", labels.shape(),
                " and num_classes=-1, expected labels to infer the number of classes from");
   const Tensor l = contiguous(detach(labels));
+  const Tensor host = l.device().is_cuda() ? to(l, kCPU) : l;  // read on the host: checks, class count
   Shape s = labels.shape();
   s.push_back(0);
   Tensor out;
   detail::dispatch_index(l.dtype(), "one_hot", [&]<class I>(type_tag<I>) {
-    const I* p = l.data_ptr<I>();
+    const I* p = host.data_ptr<I>();
     const int64_t n = l.numel();
     int64_t lo = std::numeric_limits<int64_t>::max(), hi = std::numeric_limits<int64_t>::min();
     for (int64_t i = 0; i < n; ++i) {
@@ -274,7 +306,8 @@ inline Tensor one_hot(const Tensor& labels, int64_t num_classes = -1) {
                  "] with num_classes=", classes, ", expected labels in [0, ", classes, ")");
     s.back() = classes;
     out = Tensor::empty(s, DType::i64, labels.device());
-    cpu::one_hot_kernel<I>(n, p, classes, out.data_ptr<int64_t>());
+    if (out.device().is_cuda()) detail::cuda_one_hot_hook(l, out);
+    else cpu::one_hot_kernel<I>(n, p, classes, out.data_ptr<int64_t>());
   });
   return out;
 }
