@@ -307,11 +307,14 @@ class Learner {
 
   // ---- precision and layout
   /// Trains and predicts on `device` (PyTorch's model.to(device) plus fastai's dls.device): moves the
-  /// model's parameters and buffers there now, and every batch's inputs and targets there as it is
-  /// drawn (before before_batch, so callbacks see device tensors). Call it before fitting; an optimizer
-  /// made already is rebuilt. get_preds() still returns cpu tensors. cuda needs <strata/backend/cuda.hpp>.
+  /// model's parameters and buffers there now, and makes the loaders' batches there (dls.to(d): the
+  /// collated batch moves before the batch transforms, so augmentation and Normalize run on the
+  /// device too); a batch still elsewhere (a loader given later) is moved before before_batch, so
+  /// callbacks see device tensors. Call it before fitting; an optimizer made already is rebuilt.
+  /// get_preds() still returns cpu tensors. cuda needs <strata/backend/cuda.hpp>.
   Learner& to(Device d) {
     model->to(d);
+    dls.to(d);
     device = d;
     if (opt) create_opt();
     return *this;
@@ -520,7 +523,7 @@ class Learner {
     batch = b;
     xb = b.xb;
     yb = b.yb;
-    if (!device.is_cpu()) {  // dls.device: the batch moves to the model's device before any callback
+    if (!device.is_cpu()) {  // made elsewhere (dls.to(device) makes them here): moved before any callback
       for (Tensor& t : xb) t = strata::to(t, device);
       for (Tensor& t : yb) t = strata::to(t, device);
     }
