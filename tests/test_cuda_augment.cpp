@@ -314,15 +314,35 @@ TEST_CASE("aug_transforms + crop + Normalize + RandomErasing on a cuda batch of 
     check_same(sa::data_of(got[0]), sa::data_of(want[0]), 1e-5, "pipeline batch " + std::to_string(batch));
     check_same(sa::data_of(got[1]), sa::data_of(want[1]), 0.0, "labels");
   }
-  // Points follow the same matrices on cuda (mapped on the host, returned on the device)
-  const Tensor pts = uniform({4, 3, 2}, DType::f32, 8, 0, 28);
-  sa::Pipeline geo({sa::make_transform(sa::Rotate(30, 1.0))});
+  // a Mask (nearest), Points and BBoxes follow the same matrices on cuda (points and boxes mapped on
+  // the host, returned on the device)
+  const Tensor pts = uniform({4, 3, 2}, DType::f32, 8, 0, 28), boxes = uniform({4, 2, 4}, DType::f32, 4, 0, 28);
+  const Tensor mask = sa::randint(0, 4, {4, 28, 28}, {.dtype = DType::i64});
+  sa::Pipeline geo({sa::make_transform(sa::Rotate(30, 1.0)), sa::make_transform(sa::Zoom(1.0, 1.5, 1.0))});
   sa::TfmContext c1{.train = true, .rng = sa::TfmRng(9)}, c2 = c1;
   const Tensor img = images.narrow(0, 0, 4).to(DType::f32);
-  const sa::Tuple want = geo(sa::Tuple{sa::Image{img}, sa::Points{pts}}, c1);
-  const sa::Tuple got = geo(sa::Tuple{sa::Image{sa::to(img, sa::kCUDA)}, sa::Points{sa::to(pts, sa::kCUDA)}}, c2);
-  check_same(sa::data_of(got[1]), sa::data_of(want[1]), 0.0, "points");
-  check_same(sa::data_of(got[0]), sa::data_of(want[0]), 2e-4, "rotated u8-valued images");
+  const sa::Tuple want = geo(sa::Tuple{sa::Image{img}, sa::Mask{mask}, sa::Points{pts}, sa::BBoxes{boxes}}, c1);
+  const sa::Tuple got = geo(sa::Tuple{sa::Image{sa::to(img, sa::kCUDA)}, sa::Mask{sa::to(mask, sa::kCUDA)},
+                                      sa::Points{sa::to(pts, sa::kCUDA)}, sa::BBoxes{sa::to(boxes, sa::kCUDA)}},
+                            c2);
+  check_same(sa::data_of(got[0]), sa::data_of(want[0]), 2e-4, "rotated and zoomed u8-valued images");
+  check_same(sa::data_of(got[1]), sa::data_of(want[1]), 0.0, "mask");
+  check_same(sa::data_of(got[2]), sa::data_of(want[2]), 0.0, "points");
+  check_same(sa::data_of(got[3]), sa::data_of(want[3]), 0.0, "boxes");
+  REQUIRE(host(sa::data_of(got[1])) != host(mask));  // the geometry did something
+}
+
+TEST_CASE("IntToFloat and Normalize encode and decode cuda batches as on the cpu", "[cuda][augment]") {
+  const auto [images, labels] = fmnist(16);
+  const sa::IntToFloat itf;
+  const sa::Normalize norm = sa::Normalize::from_stats(sa::imagenet_stats);
+  const Tensor x3 = images.expand({16, 3, 28, 28}).contiguous(), xg = sa::to(x3, sa::kCUDA);
+  const Tensor f = itf.encode(x3), fg = itf.encode(xg);
+  check_same(fg, f, 0.0, "IntToFloat");
+  check_same(norm.encode(fg), norm.encode(f), 0.0, "Normalize");
+  check_same(norm.encode(fg.select(0, 3)), norm.encode(f.select(0, 3)), 0.0, "Normalize one [C, H, W] image");
+  check_same(norm.decode(norm.encode(fg)), norm.decode(norm.encode(f)), 0.0, "Normalize::decode");
+  check_same(itf.decode(fg), x3, 0.0, "IntToFloat::decode: the u8 pixels back");
 }
 
 /// The pipeline as a loader's after_batch (as DataBlock's after_batch_transform does).
