@@ -6,9 +6,21 @@
 //   pg.broadcast(weights, /*root=*/0);
 //   Tensor all = pg.all_gather(metric);       // [world_size, *metric.shape()], rank order
 //
-// Contract: tensors are contiguous CPU tensors of f32 f64 f16 bf16 i32 i64 u8 (broadcast and
-// all_gather also bool); every rank calls the same collectives in the same order (MPI's rule).
-// f16/bf16 reduce in float (widened, reduced, rounded back once). avg is for floating dtypes.
+// Contract: tensors are contiguous, on the cpu or a cuda device, of f32 f64 f16 bf16 i32 i64 u8
+// (broadcast and all_gather also bool); every rank calls the same collectives in the same order
+// (MPI's rule). f16/bf16 reduce in float (widened, reduced, rounded back once). avg is for floating dtypes.
+//
+// cuda tensors (one device per process: DistributedTrainer puts rank r on cuda(local_rank % devices)):
+// - over MPI (the emulator, or a GPU build without STRATA_NCCL): each call copies the tensor down to a
+//   pinned host buffer (cuda::malloc_host, kept in a small cache for the next call of that size), runs
+//   the MPI collective on it exactly as for a cpu tensor, and copies the result up when it completes,
+//   so the answers are the cpu tensors' answers, bit for bit.
+// - with NCCL (STRATA_CUDA and STRATA_NCCL, detail/nccl.hpp): ncclAllReduce / ncclBroadcast /
+//   ncclAllGather on the default stream (the one strata's kernels use), f16/bf16 natively, avg as
+//   ncclAvg. The communicator is made at the first collective on a cuda tensor, on that tensor's device
+//   (rank 0's ncclUniqueId broadcast over MPI; every later cuda tensor must be on the same device).
+//   The Work's completion is an event recorded after the NCCL call, polled like an MPI request, so the
+//   timeout and the lost-rank report work the same; a timed-out NCCL collective aborts the communicator.
 //
 // Timeouts: every collective is a nonblocking MPI call (MPI_Iallreduce, MPI_Ibcast, MPI_Iallgather,
 // MPI_Ibarrier) polled with MPI_Test until timeout_s. To say WHO is missing, a rank entering
@@ -33,7 +45,9 @@
 #include <condition_variable>
 #include <climits>
 #include <cstdio>
+#include <cstring>
 #include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -41,7 +55,9 @@
 #include <thread>
 #include <vector>
 
+#include "strata/backend/runtime.hpp"
 #include "strata/dist/detail/mpi.hpp"
+#include "strata/dist/detail/nccl.hpp"
 #include "strata/dist/env.hpp"
 #include "strata/dist/work.hpp"
 
@@ -56,7 +72,10 @@ class ProcessGroup {
  public:
   /// Made by init_process_group (collective over `world`: every rank must call it).
   ProcessGroup(MPI_Comm world, const InitOptions& o);
-  ~ProcessGroup() { stop_watcher(); }
+  ~ProcessGroup() {
+    stop_watcher();
+    free_host_cache();
+  }
   ProcessGroup(const ProcessGroup&) = delete;
   ProcessGroup& operator=(const ProcessGroup&) = delete;
 
@@ -66,13 +85,13 @@ class ProcessGroup {
   int local_rank() const { return local_rank_; }
   double timeout_s() const { return timeout_s_; }
 
-  /// In place: every rank ends with op over all ranks' t. t contiguous, cpu.
+  /// In place: every rank ends with op over all ranks' t. t contiguous, cpu or cuda.
   void all_reduce(Tensor& t, ReduceOp op = ReduceOp::sum) { all_reduce_async(t, op).wait(); }
   /// Starts an all_reduce and returns at once; t is written when the Work completes.
   Work all_reduce_async(Tensor& t, ReduceOp op = ReduceOp::sum);
   /// In place: every rank ends with root's t (same shape and dtype on every rank).
   void broadcast(Tensor& t, int root = 0);
-  /// Every rank's t stacked in rank order: shape [world_size, *t.shape()].
+  /// Every rank's t stacked in rank order: shape [world_size, *t.shape()], on t's device.
   Tensor all_gather(const Tensor& t);
   /// Returns once every rank has called it.
   void barrier();
@@ -98,6 +117,14 @@ class ProcessGroup {
   };
 
   void check_tensor(const Tensor& t, const char* op) const;
+  void* take_host(const WorkPtr& w, size_t bytes);  // lock held: a pinned buffer of >= bytes, owned by w
+  void give_host(void* p, size_t bytes) noexcept;   // lock held: back to the cache (or freed)
+  void free_host_cache() noexcept;
+#if defined(STRATA_DIST_NCCL)
+  void ensure_nccl(int device, const char* op);     // makes the communicator at the first cuda collective
+  void nccl_started(const WorkPtr& w, int device, ncclResult_t rc, const char* call);  // lock held
+  bool nccl_done(const WorkPtr& w);                 // lock held: the event has completed
+#endif
   WorkPtr start(const char* op, const Tensor& keep);  // lock held: numbers the collective, announces it
   void post_recv(int peer);
   void poll_control();                                 // lock held
@@ -138,7 +165,29 @@ class ProcessGroup {
   double beat_s_ = 1;               // heartbeat interval
   Clock::time_point last_beat_;
   std::vector<Send> beats_;         // one heartbeat in flight per peer at most
+  // pinned host buffers of finished cuda collectives (MPI path), by size, for the next ones
+  std::multimap<size_t, void*> host_cache_;
+  size_t host_cached_ = 0;
+  static constexpr size_t kHostCacheBytes = size_t(256) << 20;
+#if defined(STRATA_DIST_NCCL)
+  ncclComm_t nccl_ = nullptr;       // made at the first cuda collective
+  int nccl_device_ = -1;
+#endif
 };
+
+namespace detail {
+/// The first byte of t's elements, wherever they live (device memory for a cuda tensor).
+inline char* tensor_bytes(const Tensor& t) {
+  return static_cast<char*>(t.storage()->data()) + t.offset() * t.element_size();
+}
+/// Copies between host and a cuda tensor's memory on its device (synchronous: the default stream's
+/// kernels that wrote src have finished; the copy has landed on return).
+inline void copy_device(void* dst, const void* src, size_t bytes, int device) {
+  if (bytes == 0) return;
+  cuda::DeviceGuard guard(device);
+  cuda::memcpy(dst, src, bytes);
+}
+}  // namespace detail
 
 // ---- construction -------------------------------------------------------------------------------
 
@@ -183,7 +232,8 @@ inline ProcessGroup::ProcessGroup(MPI_Comm world, const InitOptions& o) : timeou
 
 inline void ProcessGroup::check_tensor(const Tensor& t, const char* op) const {
   STRATA_CHECK(t.defined(), op, "got an undefined tensor, expected a defined one");
-  STRATA_CHECK(t.device().is_cpu(), op, "got a tensor on ", t.device(), ", expected a cpu tensor");
+  STRATA_CHECK(t.device().is_cpu() || t.device().is_cuda(), op, "got a tensor on ", t.device(),
+               ", expected a cpu or cuda tensor");
   STRATA_CHECK(t.is_contiguous(), op, "got a non-contiguous tensor (shape ", t.shape(), ", strides ", t.strides(),
                "), expected a contiguous one (pass t.contiguous() and copy the result back)");
   STRATA_CHECK(t.numel() <= INT_MAX, op, "got ", t.numel(), " elements, expected at most ", INT_MAX,
@@ -197,21 +247,39 @@ inline Work ProcessGroup::all_reduce_async(Tensor& t, ReduceOp rop) {
                ", expected a numeric dtype (float32, float64, float16, bfloat16, int32, int64, uint8)");
   STRATA_CHECK(rop != ReduceOp::avg || t.is_floating_point(), op, "got ReduceOp::avg on dtype ", t.dtype(),
                ", expected a floating dtype (an integer mean would be truncated: use sum and divide)");
+  const bool on_cuda = t.device().is_cuda();
+  const int n = int(t.numel());
+  const size_t bytes = size_t(n) * t.element_size();
+#if defined(STRATA_DIST_NCCL)
+  if (on_cuda) {
+    ensure_nccl(t.device().index, op);
+    std::lock_guard lock(mutex_);
+    WorkPtr w = start(op, t);
+    void* p = detail::tensor_bytes(t);
+    cuda::DeviceGuard guard(t.device().index);
+    nccl_started(w, t.device().index,
+                 ncclAllReduce(p, p, size_t(n), detail::nccl_type(t.dtype()), detail::nccl_op(rop), nccl_, nullptr),
+                 "ncclAllReduce");
+    return Work(w);
+  }
+#endif
   std::lock_guard lock(mutex_);
   WorkPtr w = start(op, t);
-  const int n = int(t.numel());
+  // the host memory MPI works on: t's own (cpu), or a pinned copy of it (cuda), copied up at the end
+  void* data = on_cuda ? take_host(w, bytes) : t.raw_data();
+  if (on_cuda) detail::copy_device(data, detail::tensor_bytes(t), bytes, t.device().index);
   const float div = rop == ReduceOp::avg ? float(size_) : 1.0f;  // avg = sum / world_size
+  detail::WorkState* s = w.get();
   int rc = MPI_SUCCESS;
   if (t.dtype() == DType::f16 || t.dtype() == DType::bf16) {
     // widen to float, reduce in float, round back once (no per-hop rounding in 16 bits)
     w->staging.resize(size_t(n));
     dispatch_float(t.dtype(), op, [&]<class T>(type_tag<T>) {
       if constexpr (std::is_same_v<T, f16> || std::is_same_v<T, bf16>) {
-        const T* p = t.data_ptr<T>();
+        const T* p = static_cast<const T*>(data);
         for (int i = 0; i < n; ++i) w->staging[size_t(i)] = float(p[i]);
-        detail::WorkState* s = w.get();
-        s->finish = [s, n, div]() {
-          T* q = s->keep.data_ptr<T>();
+        s->finish = [s, n, div, data]() {
+          T* q = static_cast<T*>(data);
           for (int i = 0; i < n; ++i) q[i] = T(s->staging[size_t(i)] / div);
         };
       }
@@ -219,19 +287,25 @@ inline Work ProcessGroup::all_reduce_async(Tensor& t, ReduceOp rop) {
     rc = MPI_Iallreduce(MPI_IN_PLACE, w->staging.data(), n, MPI_FLOAT, detail::mpi_op(rop), comm_, &w->request);
   } else {
     if (rop == ReduceOp::avg) {
-      detail::WorkState* s = w.get();
       const int size = size_;
-      s->finish = [s, n, size]() {
-        dispatch_float(s->keep.dtype(), "all_reduce", [&]<class T>(type_tag<T>) {
+      const DType dt = t.dtype();
+      s->finish = [n, size, data, dt]() {
+        dispatch_float(dt, "all_reduce", [&]<class T>(type_tag<T>) {
           if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-            T* q = s->keep.data_ptr<T>();
+            T* q = static_cast<T*>(data);
             for (int i = 0; i < n; ++i) q[i] = q[i] / T(size);
           }
         });
       };
     }
-    rc = MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), n, detail::mpi_type(t.dtype()), detail::mpi_op(rop), comm_,
+    rc = MPI_Iallreduce(MPI_IN_PLACE, data, n, detail::mpi_type(t.dtype()), detail::mpi_op(rop), comm_,
                         &w->request);
+  }
+  if (on_cuda) {  // then the result goes up to the device
+    s->finish = [s, host_finish = std::move(s->finish), bytes]() {
+      if (host_finish) host_finish();
+      detail::copy_device(detail::tensor_bytes(s->keep), s->host, bytes, s->device);
+    };
   }
   fail_on(rc, w, op, "MPI_Iallreduce");
   return Work(w);
@@ -241,12 +315,34 @@ inline void ProcessGroup::broadcast(Tensor& t, int root) {
   const char* op = "broadcast";
   check_tensor(t, op);
   STRATA_CHECK(root >= 0 && root < size_, op, "got root ", root, ", expected a rank in [0, ", size_, ")");
+  const bool on_cuda = t.device().is_cuda();
+  const size_t bytes = size_t(t.numel()) * t.element_size();
+#if defined(STRATA_DIST_NCCL)
+  if (on_cuda) ensure_nccl(t.device().index, op);
+#endif
   WorkPtr w;
   {
     std::lock_guard lock(mutex_);
     w = start(op, t);
-    const int rc = MPI_Ibcast(t.raw_data(), int(t.numel()), detail::mpi_type(t.dtype()), root, comm_, &w->request);
-    fail_on(rc, w, op, "MPI_Ibcast");
+#if defined(STRATA_DIST_NCCL)
+    if (on_cuda) {
+      void* p = detail::tensor_bytes(t);
+      cuda::DeviceGuard guard(t.device().index);
+      nccl_started(w, t.device().index,
+                   ncclBroadcast(p, p, size_t(t.numel()), detail::nccl_type(t.dtype()), root, nccl_, nullptr),
+                   "ncclBroadcast");
+    } else
+#endif
+    {
+      void* data = on_cuda ? take_host(w, bytes) : t.raw_data();
+      if (on_cuda && rank_ == root) detail::copy_device(data, detail::tensor_bytes(t), bytes, t.device().index);
+      if (on_cuda && rank_ != root) {
+        detail::WorkState* s = w.get();
+        s->finish = [s, bytes]() { detail::copy_device(detail::tensor_bytes(s->keep), s->host, bytes, s->device); };
+      }
+      const int rc = MPI_Ibcast(data, int(t.numel()), detail::mpi_type(t.dtype()), root, comm_, &w->request);
+      fail_on(rc, w, op, "MPI_Ibcast");
+    }
   }
   wait_work(w);
 }
@@ -258,15 +354,44 @@ inline Tensor ProcessGroup::all_gather(const Tensor& t) {
   shape.insert(shape.end(), t.shape().begin(), t.shape().end());
   STRATA_CHECK(numel(shape) <= INT_MAX, op, "got ", t.numel(), " elements per rank, expected at most ",
                INT_MAX / size_, " for ", size_, " ranks (MPI counts are int)");
-  Tensor out = Tensor::empty(shape, t.dtype());
+  const bool on_cuda = t.device().is_cuda();
+  const size_t bytes = size_t(t.numel()) * t.element_size();
+#if defined(STRATA_DIST_NCCL)
+  if (on_cuda) ensure_nccl(t.device().index, op);
+#endif
+  Tensor out = Tensor::empty(shape, t.dtype(), t.device());
   WorkPtr w;
   {
     std::lock_guard lock(mutex_);
     w = start(op, out);
-    const MPI_Datatype type = detail::mpi_type(t.dtype());
     const int n = int(t.numel());
-    const int rc = MPI_Iallgather(t.raw_data(), n, type, out.raw_data(), n, type, comm_, &w->request);
-    fail_on(rc, w, op, "MPI_Iallgather");
+#if defined(STRATA_DIST_NCCL)
+    if (on_cuda) {
+      cuda::DeviceGuard guard(t.device().index);
+      nccl_started(w, t.device().index,
+                   ncclAllGather(detail::tensor_bytes(t), detail::tensor_bytes(out), size_t(n),
+                                 detail::nccl_type(t.dtype()), nccl_, nullptr),
+                   "ncclAllGather");
+    } else
+#endif
+    {
+      const MPI_Datatype type = detail::mpi_type(t.dtype());
+      const void* send = on_cuda ? nullptr : t.raw_data();
+      void* recv = on_cuda ? nullptr : out.raw_data();
+      if (on_cuda) {  // one pinned buffer: this rank's part, then everyone's
+        char* host = static_cast<char*>(take_host(w, bytes * size_t(size_ + 1)));
+        detail::copy_device(host, detail::tensor_bytes(t), bytes, t.device().index);
+        send = host;
+        recv = host + bytes;
+        detail::WorkState* s = w.get();
+        const size_t all = bytes * size_t(size_);
+        s->finish = [s, bytes, all]() {
+          detail::copy_device(detail::tensor_bytes(s->keep), static_cast<char*>(s->host) + bytes, all, s->device);
+        };
+      }
+      const int rc = MPI_Iallgather(send, n, type, recv, n, type, comm_, &w->request);
+      fail_on(rc, w, op, "MPI_Iallgather");
+    }
   }
   wait_work(w);
   return out;
@@ -283,6 +408,110 @@ inline void ProcessGroup::barrier() {
   }
   wait_work(w);
 }
+
+// ---- pinned host staging of cuda tensors (MPI path) ----------------------------------------------
+
+inline void* ProcessGroup::take_host(const WorkPtr& w, size_t bytes) {
+  w->device = w->keep.defined() && w->keep.device().is_cuda() ? w->keep.device().index : 0;
+  if (bytes == 0) return nullptr;
+  // the smallest cached buffer that fits and wastes at most half of itself (buckets repeat their sizes)
+  auto it = host_cache_.lower_bound(bytes);
+  if (it != host_cache_.end() && it->first / 2 <= bytes) {
+    w->host = it->second;
+    w->host_bytes = it->first;
+    host_cached_ -= it->first;
+    host_cache_.erase(it);
+  } else {
+    const size_t rounded = (bytes + 4095) / 4096 * 4096;
+    w->host = cuda::malloc_host(rounded);
+    w->host_bytes = rounded;
+  }
+  return w->host;
+}
+
+inline void ProcessGroup::give_host(void* p, size_t bytes) noexcept {
+  if (!p) return;
+  try {
+    host_cache_.emplace(bytes, p);
+    host_cached_ += bytes;
+    while (host_cached_ > kHostCacheBytes && !host_cache_.empty()) {  // the smallest go first
+      auto it = host_cache_.begin();
+      host_cached_ -= it->first;
+      cuda::free_host(it->second);
+      host_cache_.erase(it);
+    }
+  } catch (...) {  // a failing free (the CUDA runtime unloading at exit): the memory goes with the process
+  }
+}
+
+inline void ProcessGroup::free_host_cache() noexcept {
+  std::lock_guard lock(mutex_);
+  for (auto& [bytes, p] : host_cache_) {
+    try {
+      cuda::free_host(p);
+    } catch (...) {
+    }
+  }
+  host_cache_.clear();
+  host_cached_ = 0;
+}
+
+// ---- NCCL (cuda tensors, STRATA_CUDA + STRATA_NCCL) ----------------------------------------------
+
+#if defined(STRATA_DIST_NCCL)
+inline void ProcessGroup::ensure_nccl(int device, const char* op) {
+  {
+    std::lock_guard lock(mutex_);
+    if (nccl_) {
+      STRATA_CHECK(device == nccl_device_, op, "got a tensor on cuda:", device, ", expected cuda:", nccl_device_,
+                   " (this rank's NCCL communicator was made there at its first cuda collective: one device per "
+                   "process)");
+      return;
+    }
+  }
+  // rank 0's unique id to every rank over MPI (a collective: every rank gets here at the same call)
+  ncclUniqueId id{};
+  if (rank_ == 0) detail::nccl_check(ncclGetUniqueId(&id), op, "ncclGetUniqueId");
+  Tensor idt = Tensor::empty({int64_t(sizeof id)}, DType::u8);
+  std::memcpy(idt.raw_data(), &id, sizeof id);
+  broadcast(idt, 0);
+  std::memcpy(&id, idt.raw_data(), sizeof id);
+  cuda::DeviceGuard guard(device);
+  ncclComm_t comm = nullptr;
+  // every rank is alive and at this call (the broadcast just completed), so the blocking init returns
+  detail::nccl_check(ncclCommInitRank(&comm, size_, id, rank_), op, "ncclCommInitRank");
+  std::lock_guard lock(mutex_);
+  nccl_ = comm;
+  nccl_device_ = device;
+}
+
+inline void ProcessGroup::nccl_started(const WorkPtr& w, int device, ncclResult_t rc, const char* call) {
+  w->device = device;
+  if (rc != ncclSuccess) {
+    try { detail::nccl_check(rc, w->op, call); } catch (const Error& e) { fail_locked(w, e.what()); }
+    return;
+  }
+  try {
+    w->event = cuda::event_create();
+    cuda::event_record(w->event, cuda::Stream{});
+  } catch (const Error& e) {
+    fail_locked(w, e.what());
+  }
+}
+
+inline bool ProcessGroup::nccl_done(const WorkPtr& w) {
+  cuda::DeviceGuard guard(w->device);
+  if (nccl_) {
+    ncclResult_t async = ncclSuccess;
+    detail::nccl_check(ncclCommGetAsyncError(nccl_, &async), w->op, "ncclCommGetAsyncError");
+    detail::nccl_check(async, w->op, "the NCCL communicator (asynchronous error)");
+  }
+  if (!cuda::event_query(w->event)) return false;
+  cuda::event_destroy(w->event);
+  w->event = nullptr;
+  return true;
+}
+#endif
 
 // ---- bookkeeping: numbering, arrival messages, waiting with a deadline ---------------------------
 
@@ -334,6 +563,12 @@ inline void ProcessGroup::poll_control() {
 
 inline void ProcessGroup::fail_locked(const WorkPtr& w, const std::string& msg) {
   if (!w->completed && w->seq > 0) --inflight_;
+#if defined(STRATA_DIST_NCCL)
+  if (w->event && nccl_) {  // NCCL's kernels may wait for the lost rank forever: abort them
+    ncclCommAbort(nccl_);
+    nccl_ = nullptr;
+  }
+#endif
   w->error = std::make_exception_ptr(Error(msg));
   w->completed.store(true, std::memory_order_release);
   if (broken_.empty()) broken_ = msg;
@@ -348,6 +583,17 @@ inline void ProcessGroup::fail_on(int rc, const WorkPtr& w, const std::string& o
 inline bool ProcessGroup::complete_locked(const WorkPtr& w) {
   if (w->completed) return true;
   int flag = 0;
+#if defined(STRATA_DIST_NCCL)
+  if (w->event) {  // an NCCL collective: its event has completed
+    try {
+      if (!nccl_done(w)) return false;
+    } catch (const std::exception& e) {
+      fail_locked(w, e.what());
+      return true;
+    }
+    flag = 1;
+  }
+#endif
   const int rc = w->request == MPI_REQUEST_NULL ? MPI_SUCCESS : MPI_Test(&w->request, &flag, MPI_STATUS_IGNORE);
   if (rc != MPI_SUCCESS) {
     fail_on(rc, w, w->op, "MPI_Test");
@@ -361,6 +607,8 @@ inline bool ProcessGroup::complete_locked(const WorkPtr& w) {
     w->keep = Tensor();
     w->staging = {};
     w->finish = nullptr;
+    give_host(w->host, w->host_bytes);
+    w->host = nullptr;
     w->completed.store(true, std::memory_order_release);  // last: a Work that sees it sees the result
   }
   return w->completed;
@@ -486,6 +734,12 @@ inline bool ProcessGroup::shutdown() noexcept {
     }
     MPI_Comm_free(&ctl_);
     MPI_Comm_free(&comm_);
+#if defined(STRATA_DIST_NCCL)
+    if (nccl_) {
+      ncclCommDestroy(nccl_);
+      nccl_ = nullptr;
+    }
+#endif
     return true;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "destroy_process_group: %s\n", e.what());

@@ -7,7 +7,9 @@
 // wait() is idempotent: once done it returns at once, and a failed collective throws its Error again
 // on every call. done() never blocks and never throws: true once the collective finished or failed
 // (then wait() says how). A default-constructed Work is already done. The Work keeps the tensor's
-// storage alive until it completes.
+// storage alive until it completes. For a cuda tensor the result is in device memory once wait()
+// returns (or done() said true): staged through pinned host memory over MPI, or NCCL's kernels
+// finished (an event recorded after them has completed).
 #pragma once
 
 #include <atomic>
@@ -18,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "strata/backend/runtime.hpp"
 #include "strata/dist/detail/mpi.hpp"
 #include "strata/tensor/detail/tensor_class.hpp"
 
@@ -37,6 +40,10 @@ struct WorkState {
   std::function<void()> finish;        // runs once after MPI completes (convert back, divide for avg)
   Tensor keep;                         // the caller's tensor, alive until completion
   std::vector<float> staging;          // f16/bf16 values widened to float for the reduction
+  void* host = nullptr;                // a cuda tensor's pinned host copy (MPI path), back to the group's cache
+  size_t host_bytes = 0;               //   when the collective completes
+  cuda::Event event = nullptr;         // NCCL path: recorded after the NCCL call; done when it has completed
+  int device = 0;                      // the cuda tensor's device (for the copies and the event)
 };
 }  // namespace detail
 

@@ -8,6 +8,16 @@
 //   learn.fit_one_cycle(5, 1e-2);                     // rank 0 prints; all ranks end with the same weights
 //   if (learn.is_main_process()) learn.recorder().plot_loss("loss.png");
 //
+// One process per GPU: a Learner on cuda:0 (learn.to(kCUDA)) is moved to cuda(local_rank % device_count())
+// by to_distributed() or, when learn.to(kCUDA) came later, at before_fit (the optimizer is rebuilt
+// then, keeping its hypers), and that device becomes the process's current one (PyTorch's
+// torch.cuda.set_device(local_rank)). A Learner on another cuda:i stays there (the user chose it), and
+// so does every Learner with {.device_per_rank = false}. Everything below then runs on cuda tensors
+// (the gradient buckets live on the parameters' device; the collectives are NCCL's with STRATA_NCCL,
+// else MPI's through pinned host memory, see dist/process_group.hpp).
+//
+//   learn.to(kCUDA).to_distributed();                  // mpirun -np 4 on a 4-GPU machine: rank r on cuda:r
+//
 // Event by event (W ranks, each with the same model, data, callbacks and fits):
 // - before_fit      broadcasts rank 0's parameters and buffers; lays the trainable parameters out in
 //                   buckets and gives each one a gradient hook (once per parameter).
@@ -72,6 +82,7 @@ struct DistributedOptions {
   double bucket_mb = 1;     // gradient bucket size in MB (PyTorch's bucket_cap_mb, 25 there, sized for GPUs)
   bool sync_bn = false;     // average float buffers (BatchNorm running stats) over ranks at each epoch's end
   bool shard_valid = true;  // shard validation in fits (gathered); false: every rank validates the whole set
+  bool device_per_rank = true;  // a Learner on cuda:0 goes to cuda(local_rank % device_count()) (see the top)
 };
 
 namespace detail {
@@ -197,7 +208,31 @@ struct GradBuckets {
   }
 };
 
+/// Moves a Learner on cuda:0 to its rank's device (see the top of this file) and makes that device
+/// current; the optimizer, rebuilt by Learner::to, keeps its hypers (lr, wd, ... of the fit under way).
+inline void place_on_rank_device(Learner& l, const DistributedOptions& o, int local_rank);
+
 }  // namespace detail
+
+/// The device of a process with local rank `local_rank` whose Learner is on `d`, with `device_count`
+/// GPUs: cuda(local_rank % device_count) for cuda:0 (the default cuda device), else d itself.
+inline Device rank_device(Device d, int local_rank, int device_count) {
+  if (!d.is_cuda() || d.index != 0 || device_count <= 0) return d;
+  return Device::cuda(local_rank % device_count);
+}
+
+inline void detail::place_on_rank_device(Learner& l, const DistributedOptions& o, int local_rank) {
+  if (!o.device_per_rank || !l.device.is_cuda()) return;
+  const Device d = rank_device(l.device, local_rank, cuda::device_count());
+  if (d != l.device) {
+    std::vector<Hypers> hypers;
+    if (l.opt) hypers = l.opt->hypers();
+    l.to(d);
+    if (l.opt && hypers.size() == l.opt->param_groups.size())
+      for (size_t g = 0; g < hypers.size(); ++g) l.opt->param_groups[g].hypers = hypers[g];
+  }
+  cuda::set_device(d.index);
+}
 
 /// Data-parallel training (see the top of this file); learn.to_distributed() adds one.
 class DistributedTrainer : public Callback {
@@ -223,6 +258,7 @@ class DistributedTrainer : public Callback {
     pg_ = &dist::group();
     learn->rank = pg_->rank();
     learn->world_size = pg_->world_size();
+    detail::place_on_rank_device(*learn, opts, pg_->local_rank());
     training_started_ = false;
     broadcast_state();
     std::vector<Tensor> trainable;
@@ -397,6 +433,7 @@ inline Learner& Learner::to_distributed(const DistributedOptions& o) {
   rank = dist::group().rank();
   world_size = dist::group().world_size();
   remove_cb<DistributedTrainer>();
+  detail::place_on_rank_device(*this, o, dist::group().local_rank());
   return add_cb(std::make_shared<DistributedTrainer>(o));
 }
 inline Learner& Learner::to_distributed() { return to_distributed(DistributedOptions{}); }
