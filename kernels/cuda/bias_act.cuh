@@ -5,7 +5,11 @@
 //
 //   cuda::bias_act_fwd<float>(x, b, y, rows, C, cpu::BiasAct::gelu);          // device pointers
 //   cuda::bias_act_bwd<float>(dout, x, b, dx, db, rows, C, cpu::BiasAct::gelu);
+//   cuda::bias_act_channels_fwd<float>(x, b, y, B, C, H * W, cpu::BiasAct::relu);  // NCHW: b per channel
 //
+// bias_act_channels_fwd is the forward for x [outer, C, inner] with b [C] per channel (a conv's
+// NCHW output: inner = H*W; channels-last is bias_act_fwd's [rows, C]); b may be null there (the
+// activation alone), and y may be x (in place: each element is read, then written, by one thread).
 // Element types T: float, double, cuda::f16_t, cuda::bf16_t, computed in compute_type<T> (float;
 // double for double), rounded once to T. db is written, not accumulated.
 // Forward: grid-stride elementwise over rows*C. Backward: a block of 32 x 8 threads owns 32
@@ -68,13 +72,14 @@ __device__ __forceinline__ A bias_act_grad(int act, A g, A z) {
 
 // ---------------------------------------------------------------- kernels
 
-/// y [rows, C] = act(x + b [C]) over the n = rows*C elements, grid-stride.
+/// y [outer, C, inner] = act(x + b [C]) over the n = outer*C*inner elements, grid-stride; b null: no
+/// bias. inner = 1: x [rows, C].
 template <class T>
-__global__ void bias_act_fwd_kernel(const T* x, const T* b, T* y, int64_t n, int64_t C, int act) {
+__global__ void bias_act_fwd_kernel(const T* x, const T* b, T* y, int64_t n, int64_t C, int64_t inner, int act) {
   using A = compute_type<T>;
   const int64_t step = int64_t(blockDim.x) * gridDim.x;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
-    const A z = A(load(x + i)) + A(load(b + i % C));
+    const A z = b ? A(A(load(x + i)) + A(load(b + (inner == 1 ? i : i / inner) % C))) : A(load(x + i));
     store(y + i, detail::bias_act_value(act, z));
   }
 }
@@ -130,7 +135,23 @@ void bias_act_fwd(const T* x, const T* b, T* y, int64_t rows, int64_t C, cpu::Bi
   const int64_t n = rows * C;
   if (n == 0) return;
   const int64_t blocks = std::min<int64_t>((n + kBiasActBlock - 1) / kBiasActBlock, kBiasActMaxBlocks);
-  launch(bias_act_fwd_kernel<T>, dim3(unsigned(blocks)), dim3(kBiasActBlock), 0, stream, x, b, y, n, C, int(act));
+  launch(bias_act_fwd_kernel<T>, dim3(unsigned(blocks)), dim3(kBiasActBlock), 0, stream, x, b, y, n, C, int64_t(1),
+         int(act));
+}
+
+/// y [outer, C, inner] = act(x [outer, C, inner] + b [C]), b per channel (null: no bias); y may be x.
+template <class T>
+void bias_act_channels_fwd(const T* x, const T* b, T* y, int64_t outer, int64_t C, int64_t inner, cpu::BiasAct act,
+                           Stream stream = {}) {
+  static_assert(is_floating_storage<T>, "bias_act_channels_fwd: T is float, double, f16_t or bf16_t");
+  STRATA_CHECK(outer >= 0 && C >= 1 && inner >= 1, "bias_act_channels_fwd", "got outer = ", outer, ", C = ", C,
+               ", inner = ", inner, ", expected outer >= 0, C >= 1 and inner >= 1");
+  detail::check_bias_act(x, b ? static_cast<const void*>(b) : x, y, outer, C, act, "bias_act_channels_fwd");
+  const int64_t n = outer * C * inner;
+  if (n == 0) return;
+  const int64_t blocks = std::min<int64_t>((n + kBiasActBlock - 1) / kBiasActBlock, kBiasActMaxBlocks);
+  launch(bias_act_fwd_kernel<T>, dim3(unsigned(blocks)), dim3(kBiasActBlock), 0, stream, x, b, y, n, C, inner,
+         int(act));
 }
 
 /// dx [rows, C] = dout act'(x + b), db [C] = sum over rows of dx (written); device pointers.

@@ -14,6 +14,7 @@
 #include "test_cuda_dnn.cpp"
 #include "test_cuda_normpool.cpp"
 #include "test_cuda_index.cpp"
+#include "test_cuda_softmax.cpp"
 #include "test_cuda_train.cpp"
 #include "test_cuda_augment.cpp"
 

@@ -22,3 +22,5 @@
 #include "strata/backend/cuda/amp.hpp"
 #include "strata/backend/cuda/dnn.hpp"
 #include "strata/backend/cuda/index.hpp"
+#include "strata/backend/cuda/softmax.hpp"
+#include "strata/backend/cuda/dropout.hpp"

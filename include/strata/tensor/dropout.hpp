@@ -7,13 +7,38 @@
 // dropped when its uniform in [0, 1) falls below p), so manual_seed(s) before a call gives the
 // same mask again, independent of the thread count. It is built in one parallel pass and applied
 // with one mul, which records the backward; no hand-written backward is needed.
+// On cuda tensors the device draws the same Philox stream (kernels/cuda/dropout.cuh, through
+// cuda_dropout_hook, filled by backend/cuda/dropout.hpp): y and the mask in one kernel, bit for bit
+// the CPU's for the same generator state, and the generator advances exactly as on the CPU (one
+// Philox counter per 4 elements), so the next random op draws the same numbers too.
 #pragma once
 
 #include "strata/tensor/binary.hpp"
 #include "strata/tensor/creation.hpp"
+#include "strata/tensor/detail/cuda_hook.hpp"
 #include "strata/tensor/reduce.hpp"
 
 namespace strata {
+
+namespace detail {
+/// The cuda kernel's call: y = x * mask (both contiguous, x's dtype and device) and mask (undefined:
+/// not kept) from Philox counters first, first + 1, ... under key seed.
+inline CudaHook<void(const Tensor& x, const Tensor& y, const Tensor& mask, double p, uint64_t seed, uint64_t first)>
+    cuda_dropout_hook{"dropout"};
+
+/// dropout of a cuda x: one kernel draws the mask and applies it; backward dout * mask.
+inline Tensor cuda_dropout(const Tensor& x, double p, Generator& gen) {
+  const Tensor xc = contiguous(x);
+  const bool grad = any_requires_grad({xc});
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  const Tensor mask = grad ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();
+  const uint64_t first = gen.reserve(uint64_t((x.numel() + 3) / 4));  // as random_fill: 4 values a counter
+  cuda_dropout_hook(detach(xc), y, mask, p, gen.seed(), first);
+  if (!grad) return y;
+  const Saved md = mask;
+  return record("dropout_backward", y, {xc}, [md](const Tensor& dout) { return std::vector{mul(dout, md)}; });
+}
+}  // namespace detail
 
 /// The scaled keep-mask of dropout: 1 / (1 - p) with probability 1 - p, else 0; shape and dtype given.
 inline Tensor dropout_mask(const Shape& shape, DType dtype, double p, Generator& gen = default_generator()) {
@@ -32,9 +57,8 @@ inline Tensor dropout(const Tensor& x, double p, bool training) {
   STRATA_CHECK(p >= 0 && p <= 1, "dropout", "got p = ", p, ", expected a probability in [0, 1]");
   detail::check_floating(x, "dropout");
   if (!training || p == 0) return x;
-  // on cuda the mask is drawn on the host (the same numbers) and copied over; kernels/cuda/dropout.cuh
-  // draws the same Philox stream on the device and is the next step
-  return mul(x, detail::copy_to_device(dropout_mask(x.shape(), x.dtype(), p), x.device()));
+  if (x.device().is_cuda()) return detail::cuda_dropout(x, p, default_generator());
+  return mul(x, dropout_mask(x.shape(), x.dtype(), p));
 }
 
 }  // namespace strata

@@ -7,15 +7,25 @@
 //   log_softmax: dx = dout - exp(y) * sum(dout)
 // Any dim (negative counts from the end), any strides (a strided input is made contiguous), the
 // floating dtypes (f16/bf16 computed in float). The backward is one fused kernel, not a chain of ops.
-// Kernels and reference loops: kernels/cpu/softmax.hpp.
+// Kernels and reference loops: kernels/cpu/softmax.hpp; on cuda tensors kernels/cuda/softmax.cuh
+// through cuda_softmax_fwd_hook / cuda_softmax_bwd_hook (filled by backend/cuda/softmax.hpp).
 #pragma once
 
 #include "kernels/cpu/softmax.hpp"
+#include "strata/tensor/detail/cuda_hook.hpp"
 #include "strata/tensor/reduce.hpp"
 
 namespace strata {
 
 namespace detail {
+/// The cuda kernels' calls, on contiguous [outer, n, inner] tensors of one floating dtype and device:
+/// y = softmax/log_softmax(x); dx from dout and the forward's y.
+inline CudaHook<void(const Tensor& x, const Tensor& y, int64_t outer, int64_t n, int64_t inner, bool log)>
+    cuda_softmax_fwd_hook{"softmax"};
+inline CudaHook<void(const Tensor& dout, const Tensor& y, const Tensor& dx, int64_t outer, int64_t n, int64_t inner,
+                     bool log)>
+    cuda_softmax_bwd_hook{"softmax_backward"};
+
 /// [outer, n, inner] sizes of x around dim d (a 0-dim tensor is one row of one element).
 inline void softmax_sizes(const Shape& s, int d, int64_t& outer, int64_t& n, int64_t& inner) {
   outer = 1, n = 1, inner = 1;
@@ -31,6 +41,10 @@ inline Tensor softmax_fwd(const Tensor& x, int d, bool log) {
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   int64_t outer, n, inner;
   detail::softmax_sizes(x.shape(), d, outer, n, inner);
+  if (x.device().is_cuda()) {
+    detail::cuda_softmax_fwd_hook(xc, y, outer, n, inner, log);
+    return y;
+  }
   dispatch_float(x.dtype(), name, [&]<class T>(type_tag<T>) {
     cpu::softmax_fwd_kernel<T>(xc.data_ptr<T>(), y.data_ptr<T>(), outer, n, inner, log);
   });
@@ -46,6 +60,10 @@ inline Tensor softmax_bwd(const Tensor& dout, const Tensor& y, int d, bool log) 
   Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
   int64_t outer, n, inner;
   detail::softmax_sizes(y.shape(), d, outer, n, inner);
+  if (y.device().is_cuda()) {
+    detail::cuda_softmax_bwd_hook(dc, yc, dx, outer, n, inner, log);
+    return dx;
+  }
   dispatch_float(y.dtype(), name, [&]<class T>(type_tag<T>) {
     cpu::softmax_bwd_kernel<T>(dc.data_ptr<T>(), yc.data_ptr<T>(), dx.data_ptr<T>(), outer, n, inner, log);
   });

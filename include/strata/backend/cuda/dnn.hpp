@@ -7,8 +7,8 @@
 //
 // Native (STRATA_CUDA): cuDNN's legacy convolution API (deprecated in cuDNN 9 but complete; the
 // graph API is the way on):
-//   forward   cudnnConvolutionForward (beta 0), then cudnnAddTensor for the bias and
-//             cudnnActivationForward (RELU, NaN propagated) in place for conv2d_relu
+//   forward   cudnnConvolutionForward (beta 0), then the bias and conv2d_relu's ReLU in one pass in
+//             place (kernels/cuda/bias_act.cuh's bias_act_channels_fwd; ReLU keeps NaN, as the CPU)
 //   backward  cudnnConvolutionBackwardData (dx), cudnnConvolutionBackwardFilter (dw),
 //             cudnnConvolutionBackwardBias (db)
 // Every tensor gets a 4-D descriptor with its real strides (cudnnSetTensor4dDescriptorEx), so
@@ -20,8 +20,10 @@
 // default stream). One cudnnHandle_t per device, made on first use and kept for the process. Every
 // status is checked; a failure throws strata::Error naming the op and the call.
 // Emulator (STRATA_CUDA_EMULATE): device memory is host memory, so cpu::conv2d_fwd_kernel /
-// conv2d_bwd_kernel run on it (float, double); float16/bfloat16 are widened to float32 on the
-// device, run the same way and rounded once into the result (what the CPU op does).
+// conv2d_bwd_kernel run on it (float, double); the forward runs without bias and ReLU, and the same
+// bias_act launch as natively adds them on the device (so CI runs that kernel). float16/bfloat16
+// are widened to float32 on the device, run the same way and rounded once into the result (what
+// the CPU op does).
 #pragma once
 
 #include <climits>
@@ -30,6 +32,7 @@
 #include <vector>
 
 #include "kernels/cpu/conv.hpp"
+#include "kernels/cuda/bias_act.cuh"
 #include "strata/backend/device_allocator.hpp"
 #include "strata/backend/runtime.hpp"
 #include "strata/tensor/conv.hpp"
@@ -68,6 +71,20 @@ inline void conv_check(const Tensor& ref, std::initializer_list<const Tensor*> t
                    x->device(), ", expected ", t, " on ", ref.device());
 }
 
+/// The convolution's epilogue in place: out = relu(out + b) (relu) or out + b, one bias_act launch;
+/// b [Cout] per channel or undefined (no bias); out contiguous NCHW ([B, Cout, OH*OW]) or
+/// channels-last ([B*OH*OW, Cout]). Nothing to do without a bias and a ReLU.
+inline void conv_bias_act(const Tensor& out, const Tensor& b, bool relu, bool channels_last) {
+  if ((!b.defined() && !relu) || out.numel() == 0) return;
+  const DeviceGuard guard(out.device().index);
+  const int64_t B = out.size(0), C = out.size(1), S = out.size(2) * out.size(3);
+  const cpu::BiasAct act = relu ? cpu::BiasAct::relu : cpu::BiasAct::none;
+  dispatch_device_floating(out.dtype(), "conv2d", [&]<class E>(type_tag<E>) {
+    E* y = dnn_ptr<E>(out);
+    bias_act_channels_fwd<E>(y, dnn_cptr<E>(b), y, channels_last ? B * S : B, C, channels_last ? 1 : S, act);
+  });
+}
+
 #if defined(STRATA_CUDA_EMULATE)
 
 /// An f32 tensor of t's shape laid out like t (channels-last or contiguous), undefined for undefined.
@@ -96,11 +113,12 @@ inline void cuda_conv2d_fwd_impl(const Tensor& out, const Tensor& x, const Tenso
     conv_round_into(out, of);
     return;
   }
-  dispatch_float(out.dtype(), "conv2d", [&]<class T>(type_tag<T>) {
+  dispatch_float(out.dtype(), "conv2d", [&]<class T>(type_tag<T>) {  // the convolution alone, then the epilogue
     if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
-      cpu::conv2d_fwd_kernel<T>(p, dnn_cptr<T>(x), conv_strides(x), dnn_cptr<T>(w), dnn_cptr<T>(b), dnn_ptr<T>(out),
-                                cpu::ConvAlgo::automatic, ep);
+      cpu::conv2d_fwd_kernel<T>(p, dnn_cptr<T>(x), conv_strides(x), dnn_cptr<T>(w), nullptr, dnn_ptr<T>(out),
+                                cpu::ConvAlgo::automatic, {.channels_last = ep.channels_last, .relu = false});
   });
+  conv_bias_act(out, b, ep.relu, ep.channels_last);
 }
 
 inline void cuda_conv2d_bwd_impl(const Tensor& dout, const Tensor& x, const Tensor& w, const Tensor& dx,
@@ -161,13 +179,6 @@ struct DnnConvDesc {
   ~DnnConvDesc() { cudnnDestroyConvolutionDescriptor(p); }
   DnnConvDesc(const DnnConvDesc&) = delete;
   DnnConvDesc& operator=(const DnnConvDesc&) = delete;
-};
-struct DnnActivationDesc {
-  cudnnActivationDescriptor_t p = nullptr;
-  DnnActivationDesc() { check_cudnn(cudnnCreateActivationDescriptor(&p), "conv2d", "cudnnCreateActivationDescriptor"); }
-  ~DnnActivationDesc() { cudnnDestroyActivationDescriptor(p); }
-  DnnActivationDesc(const DnnActivationDesc&) = delete;
-  DnnActivationDesc& operator=(const DnnActivationDesc&) = delete;
 };
 /// Scratch device memory for one call, from the caching allocator.
 struct DnnWorkspace {
@@ -282,17 +293,7 @@ inline void cuda_conv2d_fwd_impl(const Tensor& out, const Tensor& x, const Tenso
   check_cudnn(cudnnConvolutionForward(h, s.one(), xd.p, dnn_cvoid(x), wd.p, dnn_cvoid(wf), cd.p, algo.algo, ws.p,
                                       ws.bytes, s.zero(), yd.p, y),
               op, "cudnnConvolutionForward");
-  if (b.defined()) {
-    DnnTensorDesc bd;
-    dnn_describe(bd, b, op);
-    check_cudnn(cudnnAddTensor(h, s.one(), bd.p, dnn_cvoid(b), s.one(), yd.p, y), op, "cudnnAddTensor");
-  }
-  if (ep.relu) {
-    DnnActivationDesc ad;
-    check_cudnn(cudnnSetActivationDescriptor(ad.p, CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0), op,
-                "cudnnSetActivationDescriptor");
-    check_cudnn(cudnnActivationForward(h, ad.p, s.one(), yd.p, y, s.zero(), yd.p, y), op, "cudnnActivationForward");
-  }
+  conv_bias_act(out, b, ep.relu, ep.channels_last);  // one pass, on the default stream after the convolution
 }
 
 inline void cuda_conv2d_bwd_impl(const Tensor& dout, const Tensor& x, const Tensor& w, const Tensor& dx,
