@@ -24,3 +24,4 @@
 #include "strata/backend/cuda/index.hpp"
 #include "strata/backend/cuda/softmax.hpp"
 #include "strata/backend/cuda/dropout.hpp"
+#include "strata/backend/cuda/augment.hpp"

@@ -11,7 +11,10 @@
 //   Tuple out = batch_tfms(Tuple{Image{xb}, Mask{mb}, Category{yb}}, ctx);
 //
 // fastai's positional spellings work too: Flip(0.5), Rotate(10, 0.75), Zoom(1, 1.2), Warp(0.2),
-// Brightness(0.2), Contrast(0.2), RandomErasing(0.5).
+// Brightness(0.2), Contrast(0.2), RandomErasing(0.5). The CIFAR / DAWNBench crop with padding:
+//   RandomCropPad({.padding = 4, .pad_mode = PadMode::reflection})              // alone (nearest, exact)
+//   AffineAug({FlipOptions{.p = 0.5}, RandomCropPadOptions{.padding = 4}}, {.pad_mode = PadMode::reflection})
+//                                                                    // flip + crop in one exact resampling
 //
 // Geometry: every affine part is a 3x3 matrix per image in normalized coordinates ([-1, 1] spans
 // the image, align_corners = true as in fastai), mapping output positions to input positions
