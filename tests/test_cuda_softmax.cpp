@@ -10,11 +10,14 @@
 //   cpu's cols path rounds exp(x - m) to the dtype before scaling, so they may land 1-2 ulp apart.
 // - dropout (backend/cuda/dropout.hpp, kernels/cuda/dropout.cuh): y, the mask (as x's gradient) and
 //   the next number drawn equal the cpu's bit for bit for the same seed; strided x too.
+// STRATA_TEST_VERBOSE=1 prints each tolerance comparison's worst |error| / tolerance.
 // - conv2d / conv2d_relu with and without bias, NCHW and channels-last (backend/cuda/dnn.hpp's one
 //   bias_act launch after the convolution), forward against the cpu.
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <limits>
 #include <string>
@@ -50,7 +53,14 @@ inline void check_same(const Tensor& got, const Tensor& want, const std::string&
   double big = 0;
   for (double v : w)
     if (std::isfinite(v)) big = std::max(big, std::abs(v));
-  th::check_close(th::values(to(got, kCPU)), w, atol * scale * big, rtol * scale, what);
+  const std::vector<double> g = th::values(to(got, kCPU));
+  th::check_close(g, w, atol * scale * big, rtol * scale, what);
+  if (std::getenv("STRATA_TEST_VERBOSE")) {  // the worst |error| / tolerance of the comparison
+    double worst = 0;
+    for (size_t i = 0; i < g.size() && i < w.size(); ++i)
+      if (std::isfinite(w[i])) worst = std::max(worst, std::abs(g[i] - w[i]) / (atol * scale * big + rtol * scale * std::abs(w[i])));
+    std::printf("%-70s worst error / tolerance %.3f\n", what.c_str(), worst);
+  }
 }
 
 /// Bit-for-bit equality (NaN equal to NaN, -0 equal to 0).
