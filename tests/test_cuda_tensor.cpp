@@ -259,6 +259,22 @@ TEST_CASE("pin_memory: page-locked host copies, cached, and copied to the device
   CHECK(error_of([&] { (void)zeros({2}, {.device = kCUDA}).pin_memory(); }).rfind("pin_memory: got a tensor on cuda:0", 0) == 0);
 }
 
+TEST_CASE("DataLoader pin_memory: 2 workers make the same batches in pinned memory", "[cuda_tensor]") {
+  const auto ds = th::blobs(40, 3);
+  DataLoader plain(ds, {.bs = 8, .shuffle = true, .num_workers = 2, .seed = 5});
+  DataLoader pinned(ds, {.bs = 8, .shuffle = true, .num_workers = 2, .seed = 5, .pin_memory = true});
+  std::vector<std::vector<double>> want;
+  for (Batch& b : plain) want.push_back(host_values(b.xb[0]));
+  size_t k = 0;
+  for (Batch& b : pinned) {
+    REQUIRE(k < want.size());
+    CHECK(b.xb[0].is_pinned());
+    CHECK(b.yb[0].is_pinned());
+    CHECK(host_values(b.xb[0].to(kCUDA).to(kCPU)) == want[k++]);  // the DMA path
+  }
+  CHECK(k == want.size());
+}
+
 TEST_CASE("cuda device errors: index out of range, no backend registered", "[cuda_tensor]") {
   const int n = cuda::device_count();
   const std::string e_range = error_of([&] { (void)Tensor::empty({4}, DType::f32, Device::cuda(n)); });

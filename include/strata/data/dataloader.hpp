@@ -14,7 +14,9 @@
 //   order (fastai's after_batch, in the worker that made the batch). With .device = kCUDA (fastai's
 //   dls.device; DataLoaders::to(d), which Learner::to(d) calls) the collated batch's tensors move to
 //   that device first, so the batch transforms (IntToFloat, Normalize, the augmentations) run there;
-//   with the same seed the batches equal the CPU loader's (within the kernels' tolerances). ctx is the
+//   with the same seed the batches equal the CPU loader's (within the kernels' tolerances). With
+//   .pin_memory (PyTorch's pin_memory=True) cpu batches are copied into page-locked memory last, on
+//   the worker (tensor/to_device.hpp; needs <strata/backend/cuda.hpp>). ctx is the
 //   BatchContext {seed(), epoch, batch number}: random item and batch transforms draw from a stream
 //   of it, so a seeded loader makes the same batches whatever its number of workers. Batch-making
 //   runs with grad recording off.
@@ -95,6 +97,7 @@ struct DataLoaderOptions {
   std::vector<BatchTransform> after_batch = {};  // run in order on every batch
   Shard shard = {};           // distributed training: this rank's part of each epoch
   Device device = kCPU;       // where batches are made: the collated batch moves here before after_batch
+  bool pin_memory = false;    // cpu batches end in page-locked memory, so their copy to a GPU is a DMA
 };
 
 namespace detail {
@@ -155,6 +158,10 @@ class EpochRun {
       for (Tensor& t : batch.yb) t = strata::to(t, o.device);
     }
     for (const BatchTransform& t : o.after_batch) t(batch, ctx);
+    if (o.pin_memory) {  // PyTorch's pin_memory=True: on the worker, off the training thread
+      for (Tensor& t : batch.xb) if (t.device().is_cpu()) t = t.pin_memory();
+      for (Tensor& t : batch.yb) if (t.device().is_cpu()) t = t.pin_memory();
+    }
     return batch;
   }
 
