@@ -16,6 +16,7 @@
 #include "test_cuda_index.cpp"
 #include "test_cuda_softmax.cpp"
 #include "test_cuda_train.cpp"
+#include "test_cuda_sweep.cpp"
 #include "test_cuda_augment.cpp"
 
 int main(int argc, char** argv) {
