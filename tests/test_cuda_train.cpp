@@ -15,6 +15,7 @@
 
 #include "helpers.hpp"
 #include "strata/backend/cuda.hpp"
+#include "strata/data/show.hpp"
 
 namespace test_cuda_train {
 
@@ -69,6 +70,11 @@ TEST_CASE("get_preds of a cuda Learner comes back on the cpu", "[cuda][train]") 
   // another cuda Learner, and into a cpu one, with the same predictions
   const th::TempDir tmp("cuda_train_ckpt");
   const std::string dir = tmp.path.string();
+  // learn.to(kCUDA) made the loaders' batches cuda too (dls.to); show_batch brings one to the host to draw it
+  CHECK(learn.dls.device().is_cuda());
+  CHECK(learn.dls.valid.one_batch().xb[0].device().is_cuda());
+  show_batch(learn.dls, dir + "/batch.png", {.max_n = 4});
+  th::check_png(dir + "/batch.png");
   learn.path = dir;
   learn.save("m");
   Learner other(dls, small_resnet(99), nn::CrossEntropyLossFlat(), {.path = dir});

@@ -384,12 +384,16 @@ inline std::pair<Tuple, std::vector<std::vector<std::string>>> decoded_batch(con
   return {std::move(t), std::move(vocabs)};
 }
 
-/// The first batch of dls.train or dls.valid (a copy of the loader: dls is not touched).
+/// The first batch of dls.train or dls.valid (a copy of the loader: dls is not touched), on the host
+/// (loaders that make their batches on cuda, after learn.to(kCUDA), hand back device tensors).
 inline Batch first_batch(const DataLoaders& dls, bool train, const char* op) {
   DataLoader dl = train ? dls.train : dls.valid;
   STRATA_CHECK(dl.size() > 0, op, "got an empty ", train ? "train" : "valid", " loader (", dl.n(),
                " items), expected at least one batch");
-  return dl.one_batch();
+  Batch b = dl.one_batch();
+  for (Tensor& t : b.xb) t = to(t, kCPU);
+  for (Tensor& t : b.yb) t = to(t, kCPU);
+  return b;
 }
 
 }  // namespace detail
