@@ -1,11 +1,15 @@
-// strata::dist: data-parallel building blocks over MPI (CPU tensors). Not part of strata.hpp:
-// it needs <mpi.h> and MPI at link time (CMake: strata::dist, or MPI::MPI_CXX beside strata::strata).
+// strata::dist: data-parallel building blocks over MPI (cpu tensors) and NCCL (cuda tensors). Not part
+// of strata.hpp: it needs <mpi.h> and MPI at link time (CMake: strata::dist, or MPI::MPI_CXX beside
+// strata::strata). cuda tensors work everywhere: over MPI through pinned host buffers (the emulator, or a
+// GPU build without NCCL), or with NCCL when built with STRATA_CUDA and STRATA_NCCL (CMake:
+// strata::dist_nccl, made with -DSTRATA_CUDA=ON when NCCL is found; by hand: -DSTRATA_CUDA -DSTRATA_NCCL,
+// link cudart and nccl). One process per GPU: mpirun -np <GPUs>, rank r on cuda(local_rank % GPUs).
 //
 //   #include <strata/dist.hpp>
 //   using namespace strata;  using namespace strata::dist;
 //   int main() {
 //     ProcessGroup& pg = init_process_group({.timeout_s = 60});   // rank/size from mpirun or RANK/WORLD_SIZE
-//     Tensor g = ...;                                             // contiguous cpu tensor
+//     Tensor g = ...;                                             // contiguous, cpu or cuda
 //     pg.all_reduce(g, ReduceOp::avg);                            // every rank: the mean over ranks
 //     Work w = pg.all_reduce_async(g);  /* compute */  w.wait();  // overlapped
 //     pg.broadcast(g, 0);  Tensor all = pg.all_gather(g);  pg.barrier();

@@ -7,6 +7,7 @@
 //   mpirun ... -np 2 ./strata_dist_tests --kill-test hang     (rank 1 stays alive but stops calling)
 // The others must name rank 1 within the timeout ("was lost" / "is alive but did not reach it");
 // mpirun needs --mca orte_abort_on_non_zero_status 0, or it kills them all when rank 1 dies.
+// Built with STRATA_CUDA (nccl_tests.cu), it exits with 77 (CTest: skipped) on a machine without a GPU.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
@@ -66,6 +67,12 @@ int kill_test(const std::string& mode) {
 }  // namespace dist_main
 
 int main(int argc, char** argv) {
+#if defined(STRATA_CUDA)
+  if (strata::cuda::device_count() == 0) {  // the nvcc build (strata_dist_nccl_tests) on a machine without a GPU
+    std::printf("%s: no CUDA device, skipped\n", argv[0]);
+    return 77;
+  }
+#endif
   if (argc > 1 && std::strcmp(argv[1], "--kill-test") == 0)
     return dist_main::kill_test(argc > 2 ? argv[2] : "");
   try {

@@ -9,20 +9,16 @@
 // BatchNorm is checked with lr = 0 (sync_bn: the averaged running mean equals one process's).
 // The shard arithmetic (DataLoaderOptions::shard) is checked against a plain loop.
 //
-// On cuda ("[cuda]": every rank on the emulated cuda device with g++; natively, one GPU per rank): each
-// collective on cuda tensors (all_reduce sum/avg/max/min and async, broadcast, all_gather; f32 f64 f16
-// bf16 i32 i64 u8, odd sizes) must give the cpu tensors' result bit for bit (test_collectives checks the
-// cpu results against closed forms; some closed forms are checked here again), and the known answer
-// above holds with every rank's Learner on cuda (against the one cpu process; replicas bit-identical;
-// sync_bn's running mean). They live in this file, not one of their own, to share its compile time
-// (the cuda backend makes this the slowest file of strata_dist_tests).
+// On cuda ("[cuda]": every rank on the emulated cuda device with g++): the known answer above holds
+// with every rank's Learner on cuda (against the one cpu process; replicas bit-identical; sync_bn's
+// running mean), and the collectives on cuda tensors of cuda_collectives.hpp run here too. They live
+// in this file, not one of their own, to share its compile time (the cuda backend makes this the
+// slowest file of strata_dist_tests).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
-#include <functional>
 #include <memory>
 #include <sstream>
 #include <vector>
@@ -33,6 +29,8 @@
 #include <strata/nn/activation.hpp>
 #include <strata/nn/linear.hpp>
 #include <strata/nn/norm.hpp>
+
+#include "cuda_collectives.hpp"  // the collectives on cuda tensors (also in strata_dist_nccl_tests)
 
 namespace ddp_test {
 using namespace strata;
@@ -254,132 +252,6 @@ TEST_CASE("ddp: buckets start all-reducing while backward still runs", "[ddp]") 
   REQUIRE(l->get_cb<DistributedTrainer>()->n_buckets() == 4);
   // layer 2's bias and weight buckets (the first two, in reverse parameter order) have started
   CHECK(at_first_layer - at_backward == 2);
-}
-
-// ---- cuda: collectives ---------------------------------------------------------------------------
-
-/// A fresh 1-d cpu tensor of dtype dt with element i = f(i).
-Tensor make(DType dt, int64_t n, const std::function<double(int64_t)>& f) {
-  Tensor t = Tensor::empty({n}, dt);
-  dispatch_all(dt, "make", [&]<class T>(type_tag<T>) {
-    T* p = t.data_ptr<T>();
-    for (int64_t i = 0; i < n; ++i) p[i] = cast_value<T>(f(i));
-  });
-  return t;
-}
-
-/// A cuda tensor's bytes equal a cpu tensor's (same dtype and shape, both contiguous).
-bool same_bytes(const Tensor& on_cuda, const Tensor& on_cpu) {
-  REQUIRE(on_cuda.device().is_cuda());
-  REQUIRE(on_cpu.device().is_cpu());
-  if (on_cuda.dtype() != on_cpu.dtype() || on_cuda.shape() != on_cpu.shape()) return false;
-  const Tensor back = on_cuda.to(kCPU);
-  return std::memcmp(back.raw_data(), on_cpu.raw_data(), size_t(on_cpu.numel()) * on_cpu.element_size()) == 0;
-}
-
-const std::vector<DType> kDtypes = {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32, DType::i64, DType::u8};
-
-/// Values kept small for the 16-bit floats and uint8 so that sums are exact there.
-int64_t period(DType dt) { return dt == DType::f16 || dt == DType::bf16 || dt == DType::u8 ? 13 : 1 << 30; }
-
-TEST_CASE("dist cuda: all_reduce on cuda tensors equals the cpu tensors' (every dtype, sum avg max min)",
-          "[dist][cuda]") {
-  auto& pg = dist::group();
-  const int P = pg.world_size(), r = pg.rank();
-  for (DType dt : kDtypes) {
-    for (int64_t n : {1, 7, 1001}) {
-      const int64_t k = period(dt);
-      for (dist::ReduceOp op : {dist::ReduceOp::sum, dist::ReduceOp::avg, dist::ReduceOp::max, dist::ReduceOp::min}) {
-        if (op == dist::ReduceOp::avg && !is_floating(dt)) continue;
-        // 0.1 steps: not exact in f16/bf16/f32, so the widening and rounding must match the cpu's
-        auto f = [&](int64_t i) {
-          const double base = double(r + 1 + i % k);
-          return is_floating(dt) ? base + 0.1 * double((i * 7 + r) % 5) : base + double((i + 3 * r) % 4);
-        };
-        Tensor c = make(dt, n, f);
-        Tensor g = c.to(kCUDA);
-        pg.all_reduce(c, op);
-        pg.all_reduce(g, op);
-        INFO("dtype " << dt << ", n " << n << ", op " << dist::reduce_op_name(op));
-        CHECK(g.device() == kCUDA);
-        CHECK(same_bytes(g, c));
-      }
-      // a closed form on the cuda result: sum_r (r + 1 + i % k)
-      Tensor g = make(dt, n, [&](int64_t i) { return r + 1 + i % k; }).to(kCUDA);
-      pg.all_reduce(g);
-      CHECK(same_bytes(g, make(dt, n, [&](int64_t i) { return P * (P + 1) / 2 + double(P) * double(i % k); })));
-    }
-  }
-  Tensor empty = Tensor::empty({0}, DType::f32, kCUDA);  // no elements: a valid collective
-  pg.all_reduce(empty);
-  CHECK(empty.numel() == 0);
-}
-
-TEST_CASE("dist cuda: all_reduce_async, several in flight, on cuda tensors", "[dist][cuda]") {
-  auto& pg = dist::group();
-  const int P = pg.world_size(), r = pg.rank();
-  Tensor a = make(DType::f32, 1 << 18, [&](int64_t i) { return r + 1 + i % 1000; }).to(kCUDA);
-  Tensor b = make(DType::bf16, 7, [&](int64_t i) { return r + 1 + i; }).to(kCUDA);
-  Tensor c = make(DType::f64, 7, [&](int64_t i) { return double(r * i) / 3; });
-  Tensor cg = c.to(kCUDA);
-  dist::Work wa = pg.all_reduce_async(a);
-  dist::Work wb = pg.all_reduce_async(b, dist::ReduceOp::max);
-  dist::Work wc = pg.all_reduce_async(cg, dist::ReduceOp::avg);
-  wb.wait();  // in another order than started
-  wc.wait();
-  wa.wait();
-  CHECK(same_bytes(a, make(DType::f32, 1 << 18, [&](int64_t i) { return P * (P + 1) / 2 + double(P) * double(i % 1000); })));
-  CHECK(same_bytes(b, make(DType::bf16, 7, [&](int64_t i) { return P + i; })));
-  pg.all_reduce(c, dist::ReduceOp::avg);
-  CHECK(same_bytes(cg, c));
-  // the same sizes again: the pinned buffers come from the cache, and the answers are still right
-  Tensor a2 = make(DType::f32, 1 << 18, [&](int64_t i) { return 2 * (r + 1) + i % 1000; }).to(kCUDA);
-  pg.all_reduce_async(a2).wait();
-  CHECK(same_bytes(a2, make(DType::f32, 1 << 18, [&](int64_t i) { return P * (P + 1) + double(P) * double(i % 1000); })));
-}
-
-TEST_CASE("dist cuda: broadcast and all_gather on cuda tensors equal the cpu tensors'", "[dist][cuda]") {
-  auto& pg = dist::group();
-  const int P = pg.world_size(), r = pg.rank();
-  for (DType dt : kDtypes) {
-    for (int64_t n : {1, 7, 1001}) {
-      const int64_t k = period(dt);
-      for (int root : {0, P - 1}) {
-        Tensor c = make(dt, n, [&](int64_t i) { return 3 * (r + 1) + i % k; });
-        Tensor g = c.to(kCUDA);
-        pg.broadcast(c, root);
-        pg.broadcast(g, root);
-        INFO("broadcast dtype " << dt << ", n " << n << ", root " << root);
-        CHECK(same_bytes(g, c));
-        CHECK(same_bytes(g, make(dt, n, [&](int64_t i) { return 3 * (root + 1) + i % k; })));
-      }
-      Tensor c = make(dt, n, [&](int64_t i) { return 2 * r + i % k; });
-      Tensor all_c = pg.all_gather(c);
-      Tensor all_g = pg.all_gather(c.to(kCUDA));
-      INFO("all_gather dtype " << dt << ", n " << n);
-      CHECK(all_g.device() == kCUDA);
-      CHECK(all_g.shape() == Shape{P, n});
-      CHECK(same_bytes(all_g, all_c));
-    }
-  }
-  Tensor b = make(DType::b8, 5, [&](int64_t i) { return (i + r) % 2; }).to(kCUDA);  // bool as bytes
-  pg.broadcast(b, P - 1);
-  CHECK(same_bytes(b, make(DType::b8, 5, [&](int64_t i) { return double((i + P - 1) % 2); })));
-  Tensor m = make(DType::f32, 6, [&](int64_t i) { return 100 * r + i; }).reshape({2, 3}).to(kCUDA);
-  Tensor all = pg.all_gather(m);
-  REQUIRE(all.shape() == Shape{P, 2, 3});
-  CHECK(same_bytes(all, make(DType::f32, 6 * P, [](int64_t j) { return 100 * (j / 6) + j % 6; }).reshape({P, 2, 3})));
-}
-
-TEST_CASE("dist cuda: a non-contiguous cuda tensor is an Error naming the op; the group stays usable",
-          "[dist][cuda]") {
-  auto& pg = dist::group();
-  Tensor m = Tensor::empty({3, 4}, DType::f32, kCUDA);
-  Tensor mt = m.transpose(0, 1);
-  CHECK_THROWS_WITH(pg.all_reduce(mt), Catch::Contains("all_reduce") && Catch::Contains("non-contiguous"));
-  CHECK_THROWS_WITH(pg.broadcast(mt), Catch::Contains("broadcast") && Catch::Contains("contiguous"));
-  CHECK_FALSE(pg.broken());
-  pg.barrier();
 }
 
 // ---- cuda: data-parallel training ------------------------------------------------------------

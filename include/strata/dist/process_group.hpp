@@ -118,6 +118,7 @@ class ProcessGroup {
 
   void check_tensor(const Tensor& t, const char* op) const;
   void* take_host(const WorkPtr& w, size_t bytes);  // lock held: a pinned buffer of >= bytes, owned by w
+  void copy_down(const WorkPtr& w, void* host, const Tensor& t);  // lock held: t's bytes to host (fails w on error)
   void give_host(void* p, size_t bytes) noexcept;   // lock held: back to the cache (or freed)
   void free_host_cache() noexcept;
 #if defined(STRATA_DIST_NCCL)
@@ -267,7 +268,7 @@ inline Work ProcessGroup::all_reduce_async(Tensor& t, ReduceOp rop) {
   WorkPtr w = start(op, t);
   // the host memory MPI works on: t's own (cpu), or a pinned copy of it (cuda), copied up at the end
   void* data = on_cuda ? take_host(w, bytes) : t.raw_data();
-  if (on_cuda) detail::copy_device(data, detail::tensor_bytes(t), bytes, t.device().index);
+  if (on_cuda) copy_down(w, data, t);
   const float div = rop == ReduceOp::avg ? float(size_) : 1.0f;  // avg = sum / world_size
   detail::WorkState* s = w.get();
   int rc = MPI_SUCCESS;
@@ -335,7 +336,7 @@ inline void ProcessGroup::broadcast(Tensor& t, int root) {
 #endif
     {
       void* data = on_cuda ? take_host(w, bytes) : t.raw_data();
-      if (on_cuda && rank_ == root) detail::copy_device(data, detail::tensor_bytes(t), bytes, t.device().index);
+      if (on_cuda && rank_ == root) copy_down(w, data, t);
       if (on_cuda && rank_ != root) {
         detail::WorkState* s = w.get();
         s->finish = [s, bytes]() { detail::copy_device(detail::tensor_bytes(s->keep), s->host, bytes, s->device); };
@@ -380,7 +381,7 @@ inline Tensor ProcessGroup::all_gather(const Tensor& t) {
       void* recv = on_cuda ? nullptr : out.raw_data();
       if (on_cuda) {  // one pinned buffer: this rank's part, then everyone's
         char* host = static_cast<char*>(take_host(w, bytes * size_t(size_ + 1)));
-        detail::copy_device(host, detail::tensor_bytes(t), bytes, t.device().index);
+        copy_down(w, host, t);
         send = host;
         recv = host + bytes;
         detail::WorkState* s = w.get();
@@ -427,6 +428,15 @@ inline void* ProcessGroup::take_host(const WorkPtr& w, size_t bytes) {
     w->host_bytes = rounded;
   }
   return w->host;
+}
+
+inline void ProcessGroup::copy_down(const WorkPtr& w, void* host, const Tensor& t) {
+  try {
+    detail::copy_device(host, detail::tensor_bytes(t), size_t(t.numel()) * t.element_size(), t.device().index);
+  } catch (const std::exception& e) {  // numbered and announced, but never started: the group breaks
+    fail_locked(w, w->op + ": copying the cuda tensor to host memory failed: " + e.what());
+    throw;
+  }
 }
 
 inline void ProcessGroup::give_host(void* p, size_t bytes) noexcept {
