@@ -2,7 +2,8 @@
 // <strata/backend/cuda.hpp>; the emulator under g++) against the same ops on the cpu, same values.
 // - softmax / log_softmax (backend/cuda/softmax.hpp, kernels/cuda/softmax.cuh): every dim of 1- to
 //   4-d tensors, contiguous and strided x, rows of 1, 7, 32, 1000, 5000 values along the last dim
-//   (rows_warp / rows_block paths) and along an earlier dim (cols path; each case asserts its path),
+//   (rows_warp / rows_block paths; rows of up to 32 share a warp) and along an earlier dim (cols path;
+//   each case asserts its path), more rows than the grid has blocks (the grid-stride loops),
 //   inf / -inf / NaN / large values, forward, softmax_bwd on the same y and dout, and gradients
 //   through autograd, for f32 f64 f16 bf16. Tolerances: the cuda sums run in another order than the
 //   cpu's (trees vs SIMD lanes), so f32 agrees to a few ulp (4e-6 relative plus 1e-6 of the
@@ -89,7 +90,8 @@ inline cuda::SoftmaxPath path_of(const Shape& s, int d) {
 /// softmax and log_softmax of x (cpu) over dim on cuda against the cpu: forward, softmax_bwd on the
 /// same y and dout, and x's gradient through autograd. view: how x is seen (strided) on both devices.
 inline void check_softmax(const Tensor& xc, int64_t dim, const std::string& what,
-                          const std::function<Tensor(const Tensor&)>& view = [](const Tensor& t) { return t; }) {
+                          const std::function<Tensor(const Tensor&)>& view = [](const Tensor& t) { return t; },
+                          bool autograd = true) {
   const Tensor xg = to(xc, kCUDA);
   const Tensor xcv = view(xc), xgv = view(xg);
   const int d = int(dim < 0 ? dim + std::max<int64_t>(xc.dim(), 1) : dim);
@@ -103,7 +105,7 @@ inline void check_softmax(const Tensor& xc, int64_t dim, const std::string& what
     const Tensor dxc = softmax_bwd(dout, yc, d, log), dxg = softmax_bwd(to(dout, kCUDA), to(yc, kCUDA), d, log);
     check_same(dxg, dxc, w + " softmax_bwd", 2);
     // autograd end to end (f32 / f64: 16-bit y differ in rounding, amplified by the backward)
-    if (xc.dtype() == DType::f32 || xc.dtype() == DType::f64) {
+    if (autograd && (xc.dtype() == DType::f32 || xc.dtype() == DType::f64)) {
       Tensor lc = leaf(xcv), lg = leaf(xgv);
       (log ? log_softmax(lc, dim) : softmax(lc, dim)).backward(dout);
       (log ? log_softmax(lg, dim) : softmax(lg, dim)).backward(to(dout, kCUDA));
@@ -129,6 +131,7 @@ TEST_CASE("softmax and log_softmax on cuda equal the cpu's: rows of 1 to 5000, e
       {{4, 5, 6}, 1, P::cols},         {{4, 5, 6}, 2, P::rows_warp},   {{2, 3, 4, 5}, 2, P::cols},
       {{2, 3, 4, 5}, -3, P::cols},     {{2, 3, 4, 5}, 3, P::rows_warp}, {{6}, 0, P::rows_warp},
       {{1, 1}, 0, P::rows_warp},       {{33, 1, 3}, 1, P::cols},       {{130, 7}, 1, P::rows_warp},
+      {{37, 3}, 1, P::rows_warp},      {{300, 17}, 1, P::rows_warp},   {{65, 2}, -1, P::rows_warp},
   };
   for (const DType dt : kFloat)
     for (const Case& c : cases) {
@@ -145,6 +148,19 @@ TEST_CASE("softmax and log_softmax on cuda equal the cpu's: rows of 1 to 5000, e
   }
 }
 
+TEST_CASE("softmax and log_softmax on cuda: more rows / tiles than the grid's blocks (grid-stride loops)",
+          "[cuda][softmax]") {
+  manual_seed(5);
+  // cols: 4300 tiles of one outer index > kSoftmaxMaxBlocks; rows_warp: 4 rows a block, 17000 rows
+  REQUIRE(4300 > cuda::kSoftmaxMaxBlocks);
+  REQUIRE(cuda::softmax_plan(4300, 2, 3).grid.x == unsigned(cuda::kSoftmaxMaxBlocks));
+  const auto same = [](const Tensor& t) { return t; };
+  check_softmax(th::random({4300, 2, 3}, DType::f32), 1, "x [4300, 2, 3]", same, false);
+  REQUIRE(cuda::softmax_plan(17000, 33, 1).grid.x == unsigned(cuda::kSoftmaxMaxBlocks));
+  REQUIRE(17000 > 4 * cuda::kSoftmaxMaxBlocks);
+  check_softmax(th::random({17000, 33}, DType::f32), 1, "x [17000, 33]", same, false);
+}
+
 TEST_CASE("softmax and log_softmax on cuda: strided x", "[cuda][softmax]") {
   manual_seed(4);
   for (const DType dt : kFloat) {
@@ -155,9 +171,11 @@ TEST_CASE("softmax and log_softmax on cuda: strided x", "[cuda][softmax]") {
       check_softmax(x, dim, "transposed x", transposed);
       check_softmax(x, dim, "sliced x", every_other);
     }
-    const Tensor x3 = th::random({4, 3, 1200}, DType::f64, false, -3, 3).to(dt);  // rows_block on a permuted view
-    check_softmax(x3, 1, "permuted x", [](const Tensor& t) { return t.permute({2, 0, 1}); });
-    check_softmax(x3, 0, "permuted x", [](const Tensor& t) { return t.permute({2, 0, 1}); });
+    // a permuted view [2, 3, 1100] of [1100, 2, 3]: rows_block (dim 2) and cols (dims 0, 1) once contiguous
+    const Tensor x3 = th::random({1100, 2, 3}, DType::f64, false, -3, 3).to(dt);
+    const auto permuted = [](const Tensor& t) { return t.permute({1, 2, 0}); };
+    REQUIRE(path_of({2, 3, 1100}, 2) == cuda::SoftmaxPath::rows_block);
+    for (const int64_t dim : {0, 1, 2}) check_softmax(x3, dim, "permuted x", permuted);
   }
 }
 

@@ -13,13 +13,17 @@
 // double for double) and rounded once to T. A row holding NaN or +inf gives NaN, a row of all -inf
 // gives NaN (as the CPU and PyTorch do).
 // Two layouts, three paths (softmax_plan says which):
-//   rows_warp   inner == 1, n <= kSoftmaxWarpMaxN: one warp per row (4 rows a block); each lane
-//               walks the row with stride 32 and the warp combines with an xor butterfly
-//               (__shfl_xor_sync), so every lane holds the row's max / sum; no shared memory.
+//   rows_warp   inner == 1, n <= kSoftmaxWarpMaxN: one warp per row, or for n <= 32 a group of
+//               2^k >= n lanes of one (so a warp holds 32 / 2^k short rows); 128 threads a block;
+//               each lane walks the row with stride 2^k and the group combines with an xor
+//               butterfly (__shfl_xor_sync), so every lane holds the row's max / sum; no shared
+//               memory. The row loop is uniform over the block (lanes of a row past the end still
+//               shuffle), as the full-mask shuffles need.
 //   rows_block  inner == 1, longer rows: one block per row (64..512 threads); a warp butterfly,
 //               one shared slot per warp, every thread summing the slots in the same order.
-//   cols        inner > 1: a block of cx x cy threads (cx * cy = 256, cx = min(32, inner rounded up
-//               to a power of 2)) owns cx neighbouring columns of one outer index; thread (tx, ty)
+//   cols        inner > 1: a block of cx x cy threads (cx = min(32, inner rounded up to a power of
+//               2), cy = min(256 / cx, n rounded up likewise)) owns cx neighbouring columns of one
+//               outer index; thread (tx, ty)
 //               walks elements ty, ty + cy, ... of column tx, so a warp reads cx adjacent values of
 //               32 / cx consecutive rows (with inner < 32 those rows are adjacent too: coalesced);
 //               the cy partials of a column are combined by a tree in shared memory.
@@ -43,7 +47,7 @@
 namespace strata::cuda {
 
 inline constexpr int64_t kSoftmaxWarpMaxN = 1024;     // rows_warp up to this length
-inline constexpr unsigned kSoftmaxWarpRows = 4;       // rows (warps) a rows_warp block
+inline constexpr unsigned kSoftmaxWarpBlock = 128;    // threads a rows_warp block
 inline constexpr unsigned kSoftmaxColThreads = 256;   // threads a cols block
 inline constexpr unsigned kSoftmaxMaxRowBlock = 512;  // threads a rows_block block at most
 inline constexpr int64_t kSoftmaxMaxBlocks = 132 * 32;
@@ -68,20 +72,20 @@ struct SmSum {
   __device__ A operator()(A a, A b) const { return a + b; }
 };
 
-/// op over the 32 lanes of the warp, returned to every lane.
+/// op over groups of `lanes` (a power of 2 <= 32) neighbouring lanes, returned to each group's lanes.
 template <class A, class Op>
-__device__ __forceinline__ A sm_warp_reduce(A v, Op op) {
-  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+__device__ __forceinline__ A sm_warp_reduce(A v, Op op, unsigned lanes = 32) {
+  for (unsigned o = lanes / 2; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, int(o), int(lanes)));
   return v;
 }
 
-/// op over a row's threads, returned to every one: the warp alone when blockDim.x == 32, else the
-/// block (blockDim.y == 1, blockDim.x a multiple of 32). s_red: 32 slots, reused call after call
-/// (the first barrier keeps the previous call's readers safe).
+/// op over a row's threads, returned to every one: the blockDim.x <= 32 lanes of a group alone,
+/// else the block (blockDim.y == 1, blockDim.x a multiple of 32). s_red: 32 slots, reused call
+/// after call (the first barrier keeps the previous call's readers safe).
 template <class A, class Op>
 __device__ __forceinline__ A sm_row_reduce(A v, Op op, A* s_red) {
+  if (blockDim.x <= 32) return sm_warp_reduce(v, op, blockDim.x);
   v = sm_warp_reduce(v, op);
-  if (blockDim.x == 32) return v;
   const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   __syncthreads();
   if (lane == 0) s_red[warp] = v;
@@ -109,24 +113,25 @@ __device__ __forceinline__ A sm_col_reduce(A v, Op op, A* s_red) {
 
 // ---------------------------------------------------------------- kernels
 
-/// inner == 1: rows of n contiguous values, one row per blockDim.x threads (a warp, blockDim.y rows
-/// a block; or the whole block, blockDim.y == 1). x, y: [rows, n].
+/// inner == 1: rows of n contiguous values, one row per blockDim.x threads (<= 32 lanes of a warp,
+/// blockDim.y rows a block; or the whole block, blockDim.y == 1). x, y: [rows, n].
 template <class T>
 __global__ void softmax_rows_fwd_kernel(const T* x, T* y, int64_t rows, int64_t n, bool log) {
   using A = compute_type<T>;
   __shared__ A s_red[32];
   const int64_t step = int64_t(gridDim.x) * blockDim.y;
-  for (int64_t r = int64_t(blockIdx.x) * blockDim.y + threadIdx.y; r < rows; r += step) {  // uniform in a row's threads
-    const T* g_x = x + r * n;
-    T* g_y = y + r * n;
+  for (int64_t r0 = int64_t(blockIdx.x) * blockDim.y; r0 < rows; r0 += step) {  // uniform in the block
+    const int64_t r = r0 + threadIdx.y, len = r < rows ? n : 0;                 // a row past the end: no values
+    const T* g_x = x + (len ? r : 0) * n;
+    T* g_y = y + (len ? r : 0) * n;
     A r_max = -A(INFINITY);
-    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) r_max = detail::SmMax{}(r_max, A(load(g_x + k)));
+    for (int64_t k = threadIdx.x; k < len; k += blockDim.x) r_max = detail::SmMax{}(r_max, A(load(g_x + k)));
     const A m = detail::sm_row_reduce(r_max, detail::SmMax{}, s_red);
     A r_sum = 0;
-    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) r_sum += detail::sm_exp(A(load(g_x + k)) - m);
+    for (int64_t k = threadIdx.x; k < len; k += blockDim.x) r_sum += detail::sm_exp(A(load(g_x + k)) - m);
     const A s = detail::sm_row_reduce(r_sum, detail::SmSum{}, s_red);
     const A f = log ? detail::sm_log(s) : A(1) / s;  // log s, or the scale 1/s
-    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
+    for (int64_t k = threadIdx.x; k < len; k += blockDim.x) {
       const A v = A(load(g_x + k)) - m;
       store(g_y + k, log ? A(v - f) : A(detail::sm_exp(v) * f));
     }
@@ -139,14 +144,16 @@ __global__ void softmax_rows_bwd_kernel(const T* dy, const T* y, T* dx, int64_t 
   using A = compute_type<T>;
   __shared__ A s_red[32];
   const int64_t step = int64_t(gridDim.x) * blockDim.y;
-  for (int64_t r = int64_t(blockIdx.x) * blockDim.y + threadIdx.y; r < rows; r += step) {
-    const T *g_dy = dy + r * n, *g_y = y + r * n;
-    T* g_dx = dx + r * n;
+  for (int64_t r0 = int64_t(blockIdx.x) * blockDim.y; r0 < rows; r0 += step) {  // uniform in the block
+    const int64_t r = r0 + threadIdx.y, len = r < rows ? n : 0;
+    const int64_t off = (len ? r : 0) * n;
+    const T *g_dy = dy + off, *g_y = y + off;
+    T* g_dx = dx + off;
     A r_sum = 0;  // softmax: sum dy * y; log_softmax: sum dy
-    for (int64_t k = threadIdx.x; k < n; k += blockDim.x)
+    for (int64_t k = threadIdx.x; k < len; k += blockDim.x)
       r_sum += log ? A(load(g_dy + k)) : A(load(g_dy + k)) * A(load(g_y + k));
     const A s = detail::sm_row_reduce(r_sum, detail::SmSum{}, s_red);
-    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
+    for (int64_t k = threadIdx.x; k < len; k += blockDim.x) {
       const A g = load(g_dy + k), v = load(g_y + k);
       store(g_dx + k, log ? A(g - detail::sm_exp(v) * s) : A(v * (g - s)));
     }
@@ -221,16 +228,21 @@ struct SoftmaxPlan {
 /// How softmax_fwd / softmax_bwd launch for [outer, n, inner] (n, inner >= 1, outer >= 1).
 inline SoftmaxPlan softmax_plan(int64_t outer, int64_t n, int64_t inner) {
   auto blocks = [](int64_t work) { return dim3(unsigned(std::clamp<int64_t>(work, 1, kSoftmaxMaxBlocks))); };
-  if (inner == 1 && n <= kSoftmaxWarpMaxN)
-    return {SoftmaxPath::rows_warp, blocks((outer + kSoftmaxWarpRows - 1) / kSoftmaxWarpRows), dim3(32, kSoftmaxWarpRows)};
+  if (inner == 1 && n <= kSoftmaxWarpMaxN) {  // lanes a row: 32, or the power of 2 >= n
+    unsigned lanes = 1;
+    while (lanes < 32 && lanes < n) lanes *= 2;
+    const unsigned per_block = kSoftmaxWarpBlock / lanes;
+    return {SoftmaxPath::rows_warp, blocks((outer + per_block - 1) / per_block), dim3(lanes, per_block)};
+  }
   if (inner == 1) {  // about 8 values a thread, a power of 2 in [64, 512]
     unsigned t = 64;
     while (t < kSoftmaxMaxRowBlock && int64_t(t) * 8 < n) t *= 2;
     return {SoftmaxPath::rows_block, blocks(outer), dim3(t)};
   }
-  unsigned cx = 1;
+  unsigned cx = 1, cy = 1;  // columns a block: inner up to 32; row streams: n up to 256 / cx
   while (cx < 32 && cx < inner) cx *= 2;
-  return {SoftmaxPath::cols, blocks(outer * ((inner + cx - 1) / cx)), dim3(cx, kSoftmaxColThreads / cx)};
+  while (cy < kSoftmaxColThreads / cx && cy < n) cy *= 2;
+  return {SoftmaxPath::cols, blocks(outer * ((inner + cx - 1) / cx)), dim3(cx, cy)};
 }
 
 namespace detail {
