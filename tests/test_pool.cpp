@@ -432,29 +432,32 @@ TEST_CASE("channels-last pool gradcheck in float64", "[pool][layout][grad]") {
 }
 
 TEST_CASE("the 2x2 stride-2 max pool fast path: ties, NaN, tails, values without indices", "[pool]") {
-  // OW = 18 (two 8-wide vectors and a tail), odd W and H; values on a coarse grid make many ties
+  // OW = 18 (two 8-wide vectors and a tail), 8 (one vector), 7 and 3 (one masked block: the 14x14
+  // and 7x7 maps of a small CNN), 1; odd and even W and H (H = 8: the last row pair ends the buffer,
+  // where the short rows' loads must stay masked); values on a coarse grid make many ties
   for (DType dt : {DType::f32, DType::f64})
-    for (bool nc : {false, true}) {
-      Tensor x = mul(th::random({2, 3, 7, 37}, DType::f64, nc), 2.0).to(DType::i64).to(dt);
-      if (!nc) {
-        NoGrad ng;
-        x.narrow(3, 5, 1).fill_(NAN);  // a NaN column: every window over it is NaN
-        x.select(2, 2).narrow(2, 20, 2).fill_(NAN);
-        x.select(2, 4).narrow(2, 30, 3).fill_(-INFINITY);
+    for (bool nc : {false, true})
+      for (auto [H, W] : std::vector<std::array<int64_t, 2>>{{7, 37}, {8, 16}, {7, 14}, {8, 14}, {8, 7}, {3, 3}}) {
+        Tensor x = mul(th::random({2, 3, H, W}, DType::f64, nc), 2.0).to(DType::i64).to(dt);
+        if (!nc && W > 5) {
+          NoGrad ng;
+          x.narrow(3, 5, 1).fill_(NAN);  // a NaN column: every window over it is NaN
+          x.select(2, 2).narrow(2, W / 2, 2).fill_(NAN);
+          x.select(2, 4).narrow(2, W - 4, 3).fill_(-INFINITY);
+        }
+        const Pool q{{2, 2}, {2, 2}, {0, 0}};
+        auto [y, idx] = max_pool2d_with_indices(x, q.k, q.s, q.p);
+        const Ref r = ref_pool(x, q, true);
+        th::check_close(th::values(y), r.y, 0, 0, "2x2 " + describe(x.shape(), q, dt, nc));
+        CHECK(th::values(idx) == std::vector<double>(r.idx.begin(), r.idx.end()));
+        NoGrad ng;  // inference: the values alone, same as with indices
+        th::check_close(max_pool2d(x, {2, 2}), y, 0, 0, "2x2 without indices");
+        th::check_close(max_pool2d(x.contiguous(MemoryFormat::channels_last), {2, 2}), y, 0, 0, "2x2 cl without indices");
+        th::check_close(max_pool2d(x, {3, 3}, {2, 2}, {1, 1}), max_pool2d_with_indices(x, {3, 3}, {2, 2}, {1, 1}).first, 0, 0,
+                        "3x3 without indices");
+        th::check_close(adaptive_max_pool2d(x, {2, 5}), adaptive_max_pool2d_with_indices(x, {2, 5}).first, 0, 0,
+                        "adaptive without indices");
       }
-      const Pool q{{2, 2}, {2, 2}, {0, 0}};
-      auto [y, idx] = max_pool2d_with_indices(x, q.k, q.s, q.p);
-      const Ref r = ref_pool(x, q, true);
-      th::check_close(th::values(y), r.y, 0, 0, "2x2 " + describe(x.shape(), q, dt, nc));
-      CHECK(th::values(idx) == std::vector<double>(r.idx.begin(), r.idx.end()));
-      NoGrad ng;  // inference: the values alone, same as with indices
-      th::check_close(max_pool2d(x, {2, 2}), y, 0, 0, "2x2 without indices");
-      th::check_close(max_pool2d(x.contiguous(MemoryFormat::channels_last), {2, 2}), y, 0, 0, "2x2 cl without indices");
-      th::check_close(max_pool2d(x, {3, 3}, {2, 2}, {1, 1}), max_pool2d_with_indices(x, {3, 3}, {2, 2}, {1, 1}).first, 0, 0,
-                      "3x3 without indices");
-      th::check_close(adaptive_max_pool2d(x, {2, 5}), adaptive_max_pool2d_with_indices(x, {2, 5}).first, 0, 0,
-                      "adaptive without indices");
-    }
 }
 
 }  // namespace test_pool

@@ -196,9 +196,13 @@ namespace detail {
 /// r0 at row 2 oh), y and idx (nullable) the output row. Same ties/NaN rule as the reference.
 /// AVX2 floats: 8 outputs at a time, the even and odd columns split by shuffles (the four taps
 /// become four vectors), the argmax kept as the tap number and turned into int64 positions with
-/// integer vector ops. Everything else (f64, 16-bit, the row's tail) is the scalar loop.
+/// integer vector ops. A row shorter than 8 outputs (the 14x14 -> 7x7 pool of a small CNN) is one
+/// block with masked loads and stores, which never touch memory past the row; a longer row's
+/// tail redoes a few outputs of the last full block (same values). Everything else (f64, 16-bit)
+/// is the scalar loop.
 template <class T>
-inline void max_pool2d_2x2_row(const T* r0, const T* r1, T* y, int64_t* idx, int64_t oh, int64_t W, int64_t OW) {
+inline void max_pool2d_2x2_row(const T* r0, const T* r1, const T* x_end, T* y, int64_t* idx, int64_t oh, int64_t W,
+                               int64_t OW) {
   using A = acc_t<T>;
   int64_t ow = 0;
 #if defined(__AVX2__) && !defined(__AVX512F__)
@@ -212,10 +216,20 @@ inline void max_pool2d_2x2_row(const T* r0, const T* r1, T* y, int64_t* idx, int
     };
     const __m256i one = _mm256_set1_epi32(1), w32 = _mm256_set1_epi32(int32_t(W));
     const __m256i lane_lo = _mm256_setr_epi64x(0, 2, 4, 6), lane_hi = _mm256_setr_epi64x(8, 10, 12, 14);
-    for (; ow < OW && OW >= V::size; ow += V::size) {
-      if (ow + V::size > OW) ow = OW - V::size;  // the tail: redo a few outputs, same values
-      const __m256 a0 = _mm256_loadu_ps(r0 + 2 * ow), a1 = _mm256_loadu_ps(r0 + 2 * ow + 8);
-      const __m256 b0 = _mm256_loadu_ps(r1 + 2 * ow), b1 = _mm256_loadu_ps(r1 + 2 * ow + 8);
+    const __m256i lanes32 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i lanes64_lo = _mm256_setr_epi64x(0, 1, 2, 3), lanes64_hi = _mm256_setr_epi64x(4, 5, 6, 7);
+    // outputs ow .. ow + n (n <= 8; n < 8: masked, reading only the row's 2 n inputs per input row)
+    auto block = [&](int64_t n) __attribute__((always_inline)) {
+      __m256 a0, a1, b0, b1;
+      if (n == V::size || r1 + 2 * ow + 16 <= x_end) {  // all 16 in x (r1 follows r0): lanes past the row unused
+        a0 = _mm256_loadu_ps(r0 + 2 * ow), a1 = _mm256_loadu_ps(r0 + 2 * ow + 8);
+        b0 = _mm256_loadu_ps(r1 + 2 * ow), b1 = _mm256_loadu_ps(r1 + 2 * ow + 8);
+      } else {  // lane i of the low half is input 2 ow + i, of the high half 2 ow + 8 + i
+        const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(2 * n)), lanes32);
+        const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(2 * n - 8)), lanes32);
+        a0 = _mm256_maskload_ps(r0 + 2 * ow, m0), a1 = _mm256_maskload_ps(r0 + 2 * ow + 8, m1);
+        b0 = _mm256_maskload_ps(r1 + 2 * ow, m0), b1 = _mm256_maskload_ps(r1 + 2 * ow + 8, m1);
+      }
       const V taps[4] = {V(even(a0, a1)), V(odd(a0, a1)), V(even(b0, b1)), V(odd(b0, b1))};
       V m(-std::numeric_limits<float>::infinity()), tap(0.0f);
       for (int k = 0; k < 4; ++k) {  // the same steps as detail::max_window
@@ -224,16 +238,32 @@ inline void max_pool2d_2x2_row(const T* r0, const T* r1, T* y, int64_t* idx, int
         m = select_nan(v, v, gt_m);
         tap = select_nan(v, kv, gt_k);
       }
-      m.store(y + ow);
-      if (!idx) continue;
+      if (n == V::size) m.store(y + ow);
+      else _mm256_maskstore_ps(y + ow, _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(n)), lanes32), m.v);
+      if (!idx) return;
       // position = (2 oh + k / 2) W + 2 ow + k % 2
       const __m256i k = _mm256_cvttps_epi32(tap.v);
       const __m256i off = _mm256_add_epi32(_mm256_and_si256(k, one), _mm256_mullo_epi32(_mm256_srli_epi32(k, 1), w32));
       const __m256i base = _mm256_set1_epi64x(2 * oh * W + 2 * ow);
       const __m256i lo = _mm256_add_epi64(_mm256_add_epi64(base, lane_lo), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(off)));
       const __m256i hi = _mm256_add_epi64(_mm256_add_epi64(base, lane_hi), _mm256_cvtepi32_epi64(_mm256_extracti128_si256(off, 1)));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + ow), lo);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + ow + 4), hi);
+      long long* ip = reinterpret_cast<long long*>(idx + ow);
+      if (n == V::size) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(ip), lo);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(ip + 4), hi);
+      } else {
+        const __m256i nn = _mm256_set1_epi64x(n);
+        _mm256_maskstore_epi64(ip, _mm256_cmpgt_epi64(nn, lanes64_lo), lo);
+        _mm256_maskstore_epi64(ip + 4, _mm256_cmpgt_epi64(nn, lanes64_hi), hi);
+      }
+    };
+    if (OW < V::size) {
+      block(OW);
+      return;
+    }
+    for (; ow < OW; ow += V::size) {
+      if (ow + V::size > OW) ow = OW - V::size;  // the tail: redo a few outputs, same values
+      block(V::size);
     }
   }
 #endif
@@ -260,10 +290,11 @@ void max_pool2d_fwd_kernel(const T* x, T* y, int64_t* idx, const Pool2dGeom& g) 
   using A = acc_t<T>;
   if (g.planes * g.OH * g.OW == 0) return;
   if (is_pool_2x2(g)) {
+    const T* x_end = x + g.planes * g.H * g.W;
     for_each_pool_row(g, g.OW * 4, [&](int64_t p, int64_t oh) {
       const T* r0 = x + p * g.H * g.W + 2 * oh * g.W;
       const int64_t o = (p * g.OH + oh) * g.OW;
-      detail::max_pool2d_2x2_row<T>(r0, r0 + g.W, y + o, idx ? idx + o : nullptr, oh, g.W, g.OW);
+      detail::max_pool2d_2x2_row<T>(r0, r0 + g.W, x_end, y + o, idx ? idx + o : nullptr, oh, g.W, g.OW);
     });
     return;
   }
