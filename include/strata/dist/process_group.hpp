@@ -486,12 +486,52 @@ inline void ProcessGroup::ensure_nccl(int device, const char* op) {
   std::memcpy(idt.raw_data(), &id, sizeof id);
   broadcast(idt, 0);
   std::memcpy(&id, idt.raw_data(), sizeof id);
-  cuda::DeviceGuard guard(device);
-  ncclComm_t comm = nullptr;
-  // every rank is alive and at this call (the broadcast just completed), so the blocking init returns
-  detail::nccl_check(ncclCommInitRank(&comm, size_, id, rank_), op, "ncclCommInitRank");
+  // ncclCommInitRank blocks until every rank has joined: it runs on a thread of its own, waited for with
+  // the group's timeout (a rank that dies now is an Error here, not a hang; the thread is then left
+  // behind, and the broken group ends the job with MPI_Abort at exit)
+  struct Init {
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+    ncclResult_t rc = ncclSuccess;
+    ncclComm_t comm = nullptr;
+    std::string error;  // from cudaSetDevice
+  };
+  auto init = std::make_shared<Init>();
+  std::thread([init, device, id, size = size_, rank = rank_] {
+    ncclComm_t comm = nullptr;
+    ncclResult_t rc = ncclSuccess;
+    std::string error;
+    try {
+      cuda::set_device(device);  // the communicator's device
+      rc = ncclCommInitRank(&comm, size, id, rank);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    std::lock_guard lock(init->m);
+    init->comm = comm;
+    init->rc = rc;
+    init->error = error;
+    init->done = true;
+    init->cv.notify_all();
+  }).detach();
+  std::unique_lock wait(init->m);
+  if (!init->cv.wait_for(wait, std::chrono::duration<double>(timeout_s_), [&] { return init->done; })) {
+    std::ostringstream os;
+    os << op << ": ncclCommInitRank did not complete within the timeout of " << timeout_s_
+       << " s (a rank died or cannot reach this one over NCCL's network). The process group (rank " << rank_
+       << " of " << size_ << ") is broken now: end this process and restart the job";
+    {
+      std::lock_guard lock(mutex_);
+      if (broken_.empty()) broken_ = os.str();
+    }
+    throw Error(os.str());
+  }
+  STRATA_CHECK(init->error.empty(), op, "got an error making the NCCL communicator on cuda:", device, " (",
+               init->error, "), expected it made");
+  detail::nccl_check(init->rc, op, "ncclCommInitRank");
   std::lock_guard lock(mutex_);
-  nccl_ = comm;
+  nccl_ = init->comm;
   nccl_device_ = device;
 }
 
