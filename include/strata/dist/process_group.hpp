@@ -18,7 +18,8 @@
 // - with NCCL (STRATA_CUDA and STRATA_NCCL, detail/nccl.hpp): ncclAllReduce / ncclBroadcast /
 //   ncclAllGather on the default stream (the one strata's kernels use), f16/bf16 natively, avg as
 //   ncclAvg. The communicator is made at the first collective on a cuda tensor, on that tensor's device
-//   (rank 0's ncclUniqueId broadcast over MPI; every later cuda tensor must be on the same device).
+//   (rank 0's ncclUniqueId broadcast over MPI; ncclCommInitRank waited for with the timeout too; every
+//   later cuda tensor must be on the same device).
 //   The Work's completion is an event recorded after the NCCL call, polled like an MPI request, so the
 //   timeout and the lost-rank report work the same; a timed-out NCCL collective aborts the communicator.
 //
