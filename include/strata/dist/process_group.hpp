@@ -16,12 +16,13 @@
 //   the MPI collective on it exactly as for a cpu tensor, and copies the result up when it completes,
 //   so the answers are the cpu tensors' answers, bit for bit.
 // - with NCCL (STRATA_CUDA and STRATA_NCCL, detail/nccl.hpp): ncclAllReduce / ncclBroadcast /
-//   ncclAllGather on the default stream (the one strata's kernels use), f16/bf16 natively, avg as
-//   ncclAvg. The communicator is made at the first collective on a cuda tensor, on that tensor's device
-//   (rank 0's ncclUniqueId broadcast over MPI; ncclCommInitRank waited for with the timeout too; every
-//   later cuda tensor must be on the same device).
-//   The Work's completion is an event recorded after the NCCL call, polled like an MPI request, so the
-//   timeout and the lost-rank report work the same; a timed-out NCCL collective aborts the communicator.
+//   ncclAllGather on a stream of the group's, after the default stream's work (where strata's kernels
+//   run; an event between them, so backward's kernels and the buckets' all-reduces overlap), f16/bf16
+//   natively, avg as ncclAvg. The communicator is made at the first collective on a cuda tensor, on
+//   that tensor's device (rank 0's ncclUniqueId broadcast over MPI; ncclCommInitRank waited for with
+//   the timeout too; every later cuda tensor must be on the same device). The Work's completion is an
+//   event recorded after the NCCL call, polled like an MPI request, so the timeout and the lost-rank
+//   report work the same; a timed-out NCCL collective aborts the communicator.
 //
 // Timeouts: every collective is a nonblocking MPI call (MPI_Iallreduce, MPI_Ibcast, MPI_Iallgather,
 // MPI_Ibarrier) polled with MPI_Test until timeout_s. To say WHO is missing, a rank entering
@@ -124,6 +125,7 @@ class ProcessGroup {
   void free_host_cache() noexcept;
 #if defined(STRATA_DIST_NCCL)
   void ensure_nccl(int device, const char* op);     // makes the communicator at the first cuda collective
+  cuda::Stream nccl_enqueue();                     // lock held: the NCCL stream, after the default stream's work
   void nccl_started(const WorkPtr& w, int device, ncclResult_t rc, const char* call);  // lock held
   bool nccl_done(const WorkPtr& w);                 // lock held: the event has completed
 #endif
@@ -174,6 +176,8 @@ class ProcessGroup {
 #if defined(STRATA_DIST_NCCL)
   ncclComm_t nccl_ = nullptr;       // made at the first cuda collective
   int nccl_device_ = -1;
+  cuda::Stream nccl_stream_ = nullptr;  // NCCL's kernels run here, so they overlap the default stream's
+  cuda::Event nccl_ready_ = nullptr;    // recorded on the default stream before each collective
 #endif
 };
 
@@ -260,7 +264,7 @@ inline Work ProcessGroup::all_reduce_async(Tensor& t, ReduceOp rop) {
     void* p = detail::tensor_bytes(t);
     cuda::DeviceGuard guard(t.device().index);
     nccl_started(w, t.device().index,
-                 ncclAllReduce(p, p, size_t(n), detail::nccl_type(t.dtype()), detail::nccl_op(rop), nccl_, nullptr),
+                 ncclAllReduce(p, p, size_t(n), detail::nccl_type(t.dtype()), detail::nccl_op(rop), nccl_, nccl_enqueue()),
                  "ncclAllReduce");
     return Work(w);
   }
@@ -331,7 +335,7 @@ inline void ProcessGroup::broadcast(Tensor& t, int root) {
       void* p = detail::tensor_bytes(t);
       cuda::DeviceGuard guard(t.device().index);
       nccl_started(w, t.device().index,
-                   ncclBroadcast(p, p, size_t(t.numel()), detail::nccl_type(t.dtype()), root, nccl_, nullptr),
+                   ncclBroadcast(p, p, size_t(t.numel()), detail::nccl_type(t.dtype()), root, nccl_, nccl_enqueue()),
                    "ncclBroadcast");
     } else
 #endif
@@ -372,7 +376,7 @@ inline Tensor ProcessGroup::all_gather(const Tensor& t) {
       cuda::DeviceGuard guard(t.device().index);
       nccl_started(w, t.device().index,
                    ncclAllGather(detail::tensor_bytes(t), detail::tensor_bytes(out), size_t(n),
-                                 detail::nccl_type(t.dtype()), nccl_, nullptr),
+                                 detail::nccl_type(t.dtype()), nccl_, nccl_enqueue()),
                    "ncclAllGather");
     } else
 #endif
@@ -531,9 +535,20 @@ inline void ProcessGroup::ensure_nccl(int device, const char* op) {
   STRATA_CHECK(init->error.empty(), op, "got an error making the NCCL communicator on cuda:", device, " (",
                init->error, "), expected it made");
   detail::nccl_check(init->rc, op, "ncclCommInitRank");
+  cuda::DeviceGuard guard(device);
   std::lock_guard lock(mutex_);
   nccl_ = init->comm;
   nccl_device_ = device;
+  nccl_stream_ = cuda::stream_create();
+  nccl_ready_ = cuda::event_create();
+}
+
+inline cuda::Stream ProcessGroup::nccl_enqueue() {
+  // the tensor was written by kernels on the default stream (strata launches there): NCCL's stream
+  // waits for them on the device, and the host waits for NCCL's event in Work::wait()
+  cuda::event_record(nccl_ready_, cuda::Stream{});
+  cuda::stream_wait_event(nccl_stream_, nccl_ready_);
+  return nccl_stream_;
 }
 
 inline void ProcessGroup::nccl_started(const WorkPtr& w, int device, ncclResult_t rc, const char* call) {
@@ -544,7 +559,7 @@ inline void ProcessGroup::nccl_started(const WorkPtr& w, int device, ncclResult_
   }
   try {
     w->event = cuda::event_create();
-    cuda::event_record(w->event, cuda::Stream{});
+    cuda::event_record(w->event, nccl_stream_);
   } catch (const Error& e) {
     fail_locked(w, e.what());
   }
@@ -789,6 +804,9 @@ inline bool ProcessGroup::shutdown() noexcept {
     if (nccl_) {
       ncclCommDestroy(nccl_);
       nccl_ = nullptr;
+      cuda::DeviceGuard guard(nccl_device_);
+      cuda::stream_destroy(nccl_stream_);
+      cuda::event_destroy(nccl_ready_);
     }
 #endif
     return true;
