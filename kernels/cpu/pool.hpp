@@ -176,7 +176,11 @@ template <class F>
 void for_each_pool_row(const Pool2dGeom& g, int64_t work_per_row, F&& f) {
   const int64_t grain = std::max<int64_t>(1, kPoolGrain / std::max<int64_t>(1, work_per_row));
   parallel_for(0, g.planes * g.OH, grain, [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; ++r) f(r / g.OH, r % g.OH);
+    int64_t p = lo / g.OH, oh = lo % g.OH;  // one division per chunk, not per row
+    for (int64_t r = lo; r < hi; ++r) {
+      f(p, oh);
+      if (++oh == g.OH) oh = 0, ++p;
+    }
   });
 }
 
@@ -196,8 +200,10 @@ namespace detail {
 /// r0 at row 2 oh), y and idx (nullable) the output row. Same ties/NaN rule as the reference.
 /// AVX2 floats: 8 outputs at a time, the even and odd columns split by shuffles (the four taps
 /// become four vectors), the argmax kept as the tap number and turned into int64 positions with
-/// integer vector ops. A row shorter than 8 outputs (the 14x14 -> 7x7 pool of a small CNN) is one
-/// block with masked loads and stores, which never touch memory past the row; a longer row's
+/// integer vector ops; without idx (inference) three vector maxes, the tap loop only for a block
+/// with a NaN. A row shorter than 8 outputs (the 14x14 -> 7x7 pool of a small CNN) is one
+/// block with masked stores; its loads read past the row (lanes unused) but never past x_end (one
+/// past the end of x), masked there; a longer row's
 /// tail redoes a few outputs of the last full block (same values). Everything else (f64, 16-bit)
 /// is the scalar loop.
 template <class T>
@@ -232,6 +238,16 @@ inline void max_pool2d_2x2_row(const T* r0, const T* r1, const T* x_end, T* y, i
       }
       const V taps[4] = {V(even(a0, a1)), V(odd(a0, a1)), V(even(b0, b1)), V(odd(b0, b1))};
       V m(-std::numeric_limits<float>::infinity()), tap(0.0f);
+      if (!idx) {  // values only (inference): max(v, m) keeps m on ties (the first tap), unless a NaN is near
+        const __m256 mx = _mm256_max_ps(taps[3].v, _mm256_max_ps(taps[2].v, _mm256_max_ps(taps[1].v, taps[0].v)));
+        const __m256 un = _mm256_or_ps(_mm256_cmp_ps(taps[0].v, taps[1].v, _CMP_UNORD_Q),
+                                       _mm256_cmp_ps(taps[2].v, taps[3].v, _CMP_UNORD_Q));
+        if (_mm256_testz_ps(un, un)) {
+          if (n == V::size) _mm256_storeu_ps(y + ow, mx);
+          else _mm256_maskstore_ps(y + ow, _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(n)), lanes32), mx);
+          return;
+        }
+      }
       for (int k = 0; k < 4; ++k) {  // the same steps as detail::max_window
         const V v = taps[k], kv = V(float(k));
         const V gt_m = select_lt(m, v, v, m), gt_k = select_lt(m, v, kv, tap);
