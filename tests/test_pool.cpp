@@ -387,6 +387,10 @@ TEST_CASE("channels-last pools match the reference loop and stay channels-last",
   auto [ty, tidx] = max_pool2d_with_indices(tc, {1, 2}, {1, 2});
   th::check_close(ty, max_pool2d(t, {1, 2}, {1, 2}).expand({1, 11, 3, 2}), 0, 0, "NaN channels_last");
   CHECK(th::values(tidx) == th::values(max_pool2d_with_indices(t, {1, 2}, {1, 2}).second.expand({1, 11, 3, 2})));
+  // without indices (inference: 8 channels in the vector loop that keeps the max alone, 3 in the scalar one)
+  th::check_close(max_pool2d(tc, {1, 2}, {1, 2}), ty, 0, 0, "NaN channels_last without indices");
+  th::check_close(max_pool2d(tc, {2, 2}, {1, 1}, {1, 1}), max_pool2d_with_indices(tc, {2, 2}, {1, 1}, {1, 1}).first, 0, 0,
+                  "NaN channels_last 2x2 padded without indices");
   CHECK(th::values(adaptive_max_pool2d_with_indices(tc, {1, 1}).second) == std::vector<double>(11, 5.0));
 }
 
