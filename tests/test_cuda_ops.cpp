@@ -411,6 +411,30 @@ TEST_CASE("Optimizer::step on cuda: one multi-tensor launch per run of parameter
   }
 }
 
+TEST_CASE("Optimizer::step on cuda: a step that throws part way still updates the parameters before, as on the cpu",
+          "[cuda][ops][optim]") {
+  // group 1 lacks "eps": adam_step throws there, after group 0's parameter has been stepped (and its
+  // step count advanced): its queued multi-tensor update must still run, or p and its state disagree
+  Tensor ps[2][2];
+  std::unique_ptr<Optimizer> opts[2];
+  for (int dev = 0; dev < 2; ++dev) {
+    for (int k = 0; k < 2; ++k) {
+      Generator gen(uint64_t(60 + k));
+      Tensor t = randn({int64_t(40 + k)}, {}, gen);
+      Generator ggen(uint64_t(70 + k));
+      Tensor gr = randn({int64_t(40 + k)}, {}, ggen);
+      ps[dev][k] = (dev ? to(t, kCUDA) : t).requires_grad_();
+      ps[dev][k].set_grad(dev ? to(gr, kCUDA) : gr);
+    }
+    opts[dev] = adamw(ParamGroups{{ps[dev][0]}, {ps[dev][1]}}, 1e-2, 0.9, 0.99, 1e-5, 1e-2);
+    opts[dev]->param_groups[1].hypers.erase("eps");
+    CHECK_THROWS_WITH(opts[dev]->step(), Catch::Contains("adam_step"));
+  }
+  Generator gen(60);
+  CHECK(th::values(ps[0][0].detach()) != th::values(randn({40}, {}, gen)));  // the cpu did step it
+  check_same(ps[1][0].detach(), ps[0][0].detach(), 1e-6, "the parameter stepped before the error");
+}
+
 TEST_CASE("dropout on cuda draws the cpu's mask for the same seed", "[cuda][ops]") {
   const Both x = make_both({6, 50}, DType::f32, Layout::transposed);
   manual_seed(21);

@@ -81,21 +81,27 @@ class Optimizer {
   virtual ~Optimizer() = default;
 
   /// Runs the steps, in order, on every param that requires grad and has a defined grad.
-  /// Fused cuda steps in the last position are batched and launched together at the end (multi-tensor).
+  /// Fused cuda steps in the last position are batched and launched together at the end (multi-tensor);
+  /// when a step throws, the parameters stepped before it are still updated (as on the cpu).
   virtual void step() {
     NoGrad no_grad;
     detail::CudaStepBatch batch;
-    for (size_t g = 0; g < param_groups.size(); ++g) {
-      ParamGroup& group = param_groups[g];
-      std::vector<ParamState>& states = state_for(g);
-      for (size_t i = 0; i < group.params.size(); ++i) {
-        Tensor& p = group.params[i];
-        if (!p.requires_grad() || !p.grad().defined()) continue;
-        for (size_t k = 0; k < steps.size(); ++k) {
-          const detail::CudaStepBatchScope scope(k + 1 == steps.size() ? &batch : nullptr);
-          steps[k](p, states[i], group.hypers);
+    try {
+      for (size_t g = 0; g < param_groups.size(); ++g) {
+        ParamGroup& group = param_groups[g];
+        std::vector<ParamState>& states = state_for(g);
+        for (size_t i = 0; i < group.params.size(); ++i) {
+          Tensor& p = group.params[i];
+          if (!p.requires_grad() || !p.grad().defined()) continue;
+          for (size_t k = 0; k < steps.size(); ++k) {
+            const detail::CudaStepBatchScope scope(k + 1 == steps.size() ? &batch : nullptr);
+            steps[k](p, states[i], group.hypers);
+          }
         }
       }
+    } catch (...) {
+      batch.launch();  // their state (step count, averages) has moved on: so must they
+      throw;
     }
     batch.launch();
   }
