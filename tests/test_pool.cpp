@@ -146,6 +146,7 @@ const std::vector<Pool> kPools = {
     {{2, 3}, {3, 2}, {1, 1}, {1, 1}, true, true},  // last window hanging over the end
     {{1, 1}, {2, 3}, {0, 0}},                      // strided pick
     {{4, 5}, {1, 1}, {2, 2}, {1, 1}, false, false},
+    {{2, 3}, {1, 2}, {0, 1}, {3, 1}},              // row dilation, stride-2 columns (max only)
 };
 
 }  // namespace
@@ -277,7 +278,9 @@ TEST_CASE("pools match PyTorch golden values", "[pool][golden]") {
 }
 
 TEST_CASE("pool kernels against their reference loops", "[pool][kernel]") {
-  // W > 2 SIMD widths: the row sums vectorize; 96 planes of 32 x 32: parallel_for splits the work
+  // W > 2 SIMD widths: the row sums vectorize; 96 planes of 32 x 32: parallel_for splits the work;
+  // stride-2 max pools with 8 or more whole windows a row take 8-output vector blocks (the last
+  // plane's last blocks fall back to the scalar loop where a load would leave x)
   for (auto [H, W, planes] : std::vector<std::array<int64_t, 3>>{{9, 37, 5}, {32, 32, 96}})
     for (const Pool& q : kPools) {
       const int64_t OH = cpu::pool_output_size(H, q.k[0], q.s[0], q.p[0], q.d[0], q.ceil);

@@ -298,9 +298,70 @@ inline void max_pool2d_2x2_row(const T* r0, const T* r1, const T* x_end, T* y, i
 }
 }  // namespace detail
 
+namespace detail {
+/// The output columns a stride-2 vector block can take: [a, b), the longest run of windows that are
+/// whole (kw taps, the widest; dw = 1) and start two columns apart (3x3 stride-2 pools, but for the
+/// padded edges). b - a < 8: no run.
+struct Stride2Run {
+  int64_t a = 0, b = 0, kw = 0;
+};
+inline Stride2Run stride2_run(const Pool2dGeom& g) {
+  Stride2Run best;
+  if (g.dw != 1) return best;
+  int64_t kw = 0;
+  for (int64_t o = 0; o < g.OW; ++o) kw = std::max(kw, g.cols[o].hi - g.cols[o].lo);
+  for (int64_t o = 0; o < g.OW;) {
+    int64_t e = o + 1;
+    if (g.cols[o].hi - g.cols[o].lo == kw)
+      while (e < g.OW && g.cols[e].hi - g.cols[e].lo == kw && g.cols[e].lo == g.cols[e - 1].lo + 2) ++e;
+    if (g.cols[o].hi - g.cols[o].lo == kw && e - o > best.b - best.a) best = {o, e, kw};
+    o = e;
+  }
+  return best;
+}
+
+#if defined(__AVX2__) && !defined(__AVX512F__)
+/// Max pool of 8 outputs y[0 .. 8) of one row whose windows are rows r (step dh) by columns
+/// lo + 2 l .. lo + 2 l + kw (l < 8), from the plane xp of width W; idx (nullable) gets ih * W + iw.
+/// Each tap is one vector: the even lanes of 16 floats loaded from column lo + j (lane 15 is loaded,
+/// never used: the caller keeps it inside x). Same tap order, ties and NaN rule as the reference.
+inline void max_pool2d_s2_block(const float* xp, float* y, int64_t* idx, const PoolWindow& r, int64_t lo, int64_t kw,
+                                int64_t dh, int64_t W) {
+  using V = Vec<float>;
+  V m(-std::numeric_limits<float>::infinity()), tap(0.0f);
+  int64_t k = 0;  // the tap number, row-major over the window
+  for (int64_t ih = r.lo; ih < r.hi; ih += dh) {
+    const float* xr = xp + ih * W + lo;
+    for (int64_t j = 0; j < kw; ++j, ++k) {
+      const __m256 a = _mm256_loadu_ps(xr + j), b = _mm256_loadu_ps(xr + j + 8);  // a0 b0 a2 b2 ... -> a0 a2 a4 a6 b0 ..
+      const V v(_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8)));
+      if (!idx) {
+        m = select_nan(v, v, vmax(v, m));
+        continue;
+      }
+      const V kv(static_cast<float>(k));
+      const V gt_m = select_lt(m, v, v, m), gt_k = select_lt(m, v, kv, tap);
+      m = select_nan(v, v, gt_m);
+      tap = select_nan(v, kv, gt_k);
+    }
+  }
+  m.store(y);
+  if (!idx) return;
+  alignas(32) float taps[V::size];
+  tap.store(taps);
+  for (int64_t l = 0; l < V::size; ++l) {
+    const int64_t t = int64_t(taps[l]);
+    idx[l] = (r.lo + t / kw * dh) * W + lo + 2 * l + t % kw;
+  }
+}
+#endif
+}  // namespace detail
+
 /// Max pool forward, x [planes, H, W] -> y, idx [planes, OH, OW] (idx may be null: no indices,
 /// for inference). Parallel over output rows; the window loops carry no bounds checks (the
-/// window tables are already clipped); the 2x2 stride-2 pool has its own vector loop.
+/// window tables are already clipped); the 2x2 stride-2 pool has its own vector loop, and other
+/// pools with stride-2 columns (3x3 stride 2: ResNet stems) take 8-output vector blocks over their
+/// whole windows (AVX2 floats; the padded edges and rows with fewer than 8 whole windows stay scalar).
 template <class T>
 void max_pool2d_fwd_kernel(const T* x, T* y, int64_t* idx, const Pool2dGeom& g) {
   using A = acc_t<T>;
@@ -316,12 +377,14 @@ void max_pool2d_fwd_kernel(const T* x, T* y, int64_t* idx, const Pool2dGeom& g) 
   }
   const int64_t taps =
       (g.rows[0].hi - g.rows[0].lo + g.dh - 1) / g.dh * ((g.cols[0].hi - g.cols[0].lo + g.dw - 1) / g.dw);
+  const detail::Stride2Run run = detail::stride2_run(g);
+  const T* x_end = x + g.planes * g.H * g.W;
   for_each_pool_row(g, g.OW * std::max<int64_t>(taps, 1), [&](int64_t p, int64_t oh) {
     const T* xp = x + p * g.H * g.W;
     T* yr = y + (p * g.OH + oh) * g.OW;
     int64_t* ir = idx ? idx + (p * g.OH + oh) * g.OW : nullptr;
     const PoolWindow r = g.rows[oh];
-    for (int64_t ow = 0; ow < g.OW; ++ow) {
+    auto one = [&](int64_t ow) {  // one output, any window
       const PoolWindow c = g.cols[ow];
       A m = -std::numeric_limits<A>::infinity();
       int64_t at = r.lo < r.hi && c.lo < c.hi ? r.lo * g.W + c.lo : -1;
@@ -344,7 +407,25 @@ void max_pool2d_fwd_kernel(const T* x, T* y, int64_t* idx, const Pool2dGeom& g) 
           }
       yr[ow] = cast_value<T>(m);
       if (ir) ir[ow] = at;
+    };
+    int64_t ow = 0;
+#if defined(__AVX2__) && !defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+      if (run.b - run.a >= 8 && r.lo < r.hi) {  // 8 outputs a vector over the run of whole stride-2 windows
+        for (; ow < run.a; ++ow) one(ow);
+        for (; ow < run.b; ow += 8) {
+          if (ow + 8 > run.b) ow = run.b - 8;  // the tail: redo a few outputs, same values
+          const int64_t lo = g.cols[ow].lo;
+          if (xp + (r.hi - 1) * g.W + lo + run.kw - 1 + 16 > x_end) {  // the last loads would leave x
+            for (int64_t o = ow; o < ow + 8; ++o) one(o);
+            continue;
+          }
+          detail::max_pool2d_s2_block(xp, yr + ow, ir ? ir + ow : nullptr, r, lo, run.kw, g.dh, g.W);
+        }
+      }
     }
+#endif
+    for (; ow < g.OW; ++ow) one(ow);
   });
 }
 
