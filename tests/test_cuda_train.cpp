@@ -32,10 +32,12 @@ inline nn::ModulePtr small_resnet(uint64_t seed) {
 }
 
 /// Per-batch training losses of `steps` batches of one epoch, on `device`.
-inline std::vector<double> train_losses(Device device, int64_t steps, std::vector<double>* valid = nullptr) {
+inline std::vector<double> train_losses(Device device, int64_t steps, std::vector<double>* valid = nullptr,
+                                        bool bf16 = false) {
   DataLoaders dls = fashion_mnist({.bs = 32, .num_workers = 0, .seed = 7, .n_train = steps * 32, .n_valid = 64});
   Learner learn(dls, small_resnet(3), nn::CrossEntropyLossFlat(), {.metrics = {accuracy()}});
   learn.to(device);
+  if (bf16) learn.to_bf16();
   learn.fit(1, 1e-3);
   if (valid) *valid = learn.recorder().values.back();
   return learn.recorder().losses;
@@ -55,6 +57,22 @@ TEST_CASE("a ResNet-style CNN trains on cuda with the cpu's losses step for step
   CHECK(cpu.back() < cpu.front());  // it learns at all
   REQUIRE(valid_gpu.size() == valid_cpu.size());
   for (size_t i = 0; i < valid_cpu.size(); ++i) CHECK(valid_gpu[i] == Approx(valid_cpu[i]).epsilon(1e-3));
+}
+
+TEST_CASE("bf16 mixed precision on cuda (no loss scaling) trains with the cpu's bf16 losses", "[cuda][train][amp]") {
+  const int64_t steps = 6;
+  const std::vector<double> cpu = train_losses(kCPU, steps, nullptr, true);
+  const std::vector<double> gpu = train_losses(Device::cuda(0), steps, nullptr, true);
+  const std::vector<double> f32 = train_losses(kCPU, steps);
+  REQUIRE(gpu.size() == cpu.size());
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    INFO("step " << i << ": cuda bf16 loss " << gpu[i] << ", cpu bf16 loss " << cpu[i] << ", cpu f32 " << f32[i]);
+    CHECK(std::isfinite(gpu[i]));
+    // both round the same operands to bf16 and accumulate in f32; the order of the sums may differ
+    CHECK(std::abs(gpu[i] - cpu[i]) <= 2e-3 * (1 + double(i)) * std::abs(cpu[i]));
+    CHECK(std::abs(gpu[i] - f32[i]) <= 0.05 * std::abs(f32[i]));  // and bf16 stays near f32
+  }
+  CHECK(gpu.back() < gpu.front());
 }
 
 TEST_CASE("get_preds of a cuda Learner comes back on the cpu", "[cuda][train]") {
