@@ -8,6 +8,7 @@
 
 #include "test_emu.cpp"
 #include "test_cuda_fused.cpp"  // the fused kernels against their CPU twins
+#include "kernels_nvcc.cuh"       // the other device launchers, instantiated (compile-only coverage in CI)
 
 int main(int argc, char** argv) {
   if (strata::cuda::device_count() == 0) {
