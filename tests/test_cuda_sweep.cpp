@@ -150,22 +150,17 @@ TEST_CASE("sweep: nn layers and losses on cuda equal the cpu", "[cuda][sweep]") 
 
   // layers: the same module (same init) on both devices
   for (const std::string which : {"GELU", "SiLU", "Tanh", "LeakyReLU", "Embedding", "LayerNorm", "Linear"}) {
-    manual_seed(40);
-    nn::ModulePtr cpu_m = which == "GELU"        ? nn::ModulePtr(std::make_shared<nn::GELU>())
-                          : which == "SiLU"      ? nn::ModulePtr(std::make_shared<nn::SiLU>())
-                          : which == "Tanh"      ? nn::ModulePtr(std::make_shared<nn::Tanh>())
-                          : which == "LeakyReLU" ? nn::ModulePtr(std::make_shared<nn::LeakyReLU>(0.2))
-                          : which == "Embedding" ? nn::ModulePtr(std::make_shared<nn::Embedding>(7, 6, 0))
-                          : which == "LayerNorm" ? nn::ModulePtr(std::make_shared<nn::LayerNorm>(6))
-                                                 : nn::ModulePtr(std::make_shared<nn::Linear>(6, 3));
-    manual_seed(40);
-    nn::ModulePtr gpu_m = which == "GELU"        ? nn::ModulePtr(std::make_shared<nn::GELU>())
-                          : which == "SiLU"      ? nn::ModulePtr(std::make_shared<nn::SiLU>())
-                          : which == "Tanh"      ? nn::ModulePtr(std::make_shared<nn::Tanh>())
-                          : which == "LeakyReLU" ? nn::ModulePtr(std::make_shared<nn::LeakyReLU>(0.2))
-                          : which == "Embedding" ? nn::ModulePtr(std::make_shared<nn::Embedding>(7, 6, 0))
-                          : which == "LayerNorm" ? nn::ModulePtr(std::make_shared<nn::LayerNorm>(6))
-                                                 : nn::ModulePtr(std::make_shared<nn::Linear>(6, 3));
+    auto make = [&which] {  // the same init on both devices: seeded before each construction
+      manual_seed(40);
+      return which == "GELU"        ? nn::ModulePtr(std::make_shared<nn::GELU>())
+             : which == "SiLU"      ? nn::ModulePtr(std::make_shared<nn::SiLU>())
+             : which == "Tanh"      ? nn::ModulePtr(std::make_shared<nn::Tanh>())
+             : which == "LeakyReLU" ? nn::ModulePtr(std::make_shared<nn::LeakyReLU>(0.2))
+             : which == "Embedding" ? nn::ModulePtr(std::make_shared<nn::Embedding>(7, 6, 0))
+             : which == "LayerNorm" ? nn::ModulePtr(std::make_shared<nn::LayerNorm>(6))
+                                    : nn::ModulePtr(std::make_shared<nn::Linear>(6, 3));
+    };
+    nn::ModulePtr cpu_m = make(), gpu_m = make();
     gpu_m->to(kCUDA);
     Tensor in_c = which == "Embedding" ? tok : to(x, DType::f32), in_g = to(in_c, kCUDA);
     if (in_c.is_floating_point()) in_c.requires_grad_(), in_g.requires_grad_();
