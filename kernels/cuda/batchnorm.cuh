@@ -50,6 +50,7 @@
 #include "strata/backend/cuda_compat.hpp"
 #include "strata/backend/launch.hpp"
 #include "strata/core/error.hpp"
+#include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/dtype.cuh"
 
 namespace strata::cuda {
@@ -78,22 +79,6 @@ template <class A>
 __device__ __forceinline__ A bn_sqrt(A v) {
   if constexpr (sizeof(A) == 4) return ::sqrtf(v);
   else return ::sqrt(v);
-}
-
-/// a, b summed over the block (1-D, blockDim.x a multiple of 32), returned to every thread in the
-/// same order. s_red: 64 shared slots (the first barrier keeps a previous call's readers safe).
-template <class A>
-__device__ __forceinline__ void bn_block_sum2(A& a, A& b, A* s_red) {
-  for (int o = 16; o > 0; o >>= 1) {
-    a += __shfl_xor_sync(0xffffffffu, a, o);
-    b += __shfl_xor_sync(0xffffffffu, b, o);
-  }
-  const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  __syncthreads();
-  if (lane == 0) s_red[warp] = a, s_red[32 + warp] = b;
-  __syncthreads();
-  a = s_red[0], b = s_red[32];
-  for (unsigned w = 1; w < warps; ++w) a += s_red[w], b += s_red[32 + w];
 }
 
 /// a, b summed over threadIdx.y of a (32, kBnRows) block, per lane x, returned to every thread of the
@@ -140,7 +125,7 @@ __device__ __forceinline__ int64_t bn_offset(const BatchNormDims& d, int64_t c, 
 template <bool CL, class A>
 __device__ __forceinline__ void bn_sum2(A& a, A& b, A* s_red) {
   if constexpr (CL) bn_column_sum2(a, b, s_red);
-  else bn_block_sum2(a, b, s_red);
+  else block_sum2(a, b, s_red);
 }
 
 }  // namespace detail
@@ -220,21 +205,19 @@ __global__ void batch_norm_bwd_kernel(const T* dy, const T* x, const T* y, const
 /// Layer norm forward, one row per block: x, y [M, N]; w, b [N] or null; mean, rstd [M] written.
 template <class T, class A>
 __global__ void layer_norm_fwd_kernel(const T* x, T* y, const A* w, const A* b, A* mean, A* rstd, int64_t N, A eps) {
-  __shared__ A s_red[64];
+  __shared__ A s_red[32];
   const int64_t row = blockIdx.x;
   const T* xr = x + row * N;
   T* yr = y + row * N;
-  A r_sum = 0, unused = 0;
+  A r_sum = 0;
   for (int64_t j = threadIdx.x; j < N; j += blockDim.x) r_sum += A(load(xr + j));
-  detail::bn_block_sum2(r_sum, unused, s_red);
-  const A m = r_sum / A(N);
+  const A m = block_reduce(r_sum, SumFn{}, s_red) / A(N);
   A r_sq = 0;
   for (int64_t j = threadIdx.x; j < N; j += blockDim.x) {
     const A dv = A(load(xr + j)) - m;
     r_sq += dv * dv;
   }
-  detail::bn_block_sum2(r_sq, unused, s_red);
-  const A r = A(1) / detail::bn_sqrt(r_sq / A(N) + eps);
+  const A r = A(1) / detail::bn_sqrt(block_reduce(r_sq, SumFn{}, s_red) / A(N) + eps);
   if (threadIdx.x == 0) mean[row] = m, rstd[row] = r;
   for (int64_t j = threadIdx.x; j < N; j += blockDim.x)
     store(yr + j, (A(load(xr + j)) - m) * r * (w ? w[j] : A(1)) + (b ? b[j] : A(0)));
@@ -254,7 +237,7 @@ __global__ void layer_norm_bwd_dx_kernel(const T* dy, const T* x, const A* w, co
     sg += gv;
     sgx += gv * (A(load(xr + j)) - m);
   }
-  detail::bn_block_sum2(sg, sgx, s_red);
+  block_sum2(sg, sgx, s_red);
   const A mg = sg / A(N), q = r * r * sgx / A(N);
   for (int64_t j = threadIdx.x; j < N; j += blockDim.x)
     store(dx + row * N + j, r * (A(load(gr + j)) * (w ? w[j] : A(1)) - mg - (A(load(xr + j)) - m) * q));

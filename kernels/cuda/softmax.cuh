@@ -42,6 +42,7 @@
 #include "strata/backend/cuda_compat.hpp"
 #include "strata/backend/launch.hpp"
 #include "strata/core/error.hpp"
+#include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/dtype.cuh"
 
 namespace strata::cuda {
@@ -63,38 +64,6 @@ __device__ __forceinline__ A sm_log(A v) {
   if constexpr (sizeof(A) == 4) return ::logf(v);
   else return ::log(v);
 }
-struct SmMax {
-  template <class A>
-  __device__ A operator()(A a, A b) const { return b > a ? b : a; }  // NaN skipped: it makes the sum NaN
-};
-struct SmSum {
-  template <class A>
-  __device__ A operator()(A a, A b) const { return a + b; }
-};
-
-/// op over groups of `lanes` (a power of 2 <= 32) neighbouring lanes, returned to each group's lanes.
-template <class A, class Op>
-__device__ __forceinline__ A sm_warp_reduce(A v, Op op, unsigned lanes = 32) {
-  for (unsigned o = lanes / 2; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, int(o), int(lanes)));
-  return v;
-}
-
-/// op over a row's threads, returned to every one: the blockDim.x <= 32 lanes of a group alone,
-/// else the block (blockDim.y == 1, blockDim.x a multiple of 32). s_red: 32 slots, reused call
-/// after call (the first barrier keeps the previous call's readers safe).
-template <class A, class Op>
-__device__ __forceinline__ A sm_row_reduce(A v, Op op, A* s_red) {
-  if (blockDim.x <= 32) return sm_warp_reduce(v, op, blockDim.x);
-  v = sm_warp_reduce(v, op);
-  const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  __syncthreads();
-  if (lane == 0) s_red[warp] = v;
-  __syncthreads();
-  v = s_red[0];
-  for (unsigned w = 1; w < warps; ++w) v = op(v, s_red[w]);
-  return v;
-}
-
 /// op over the blockDim.y threads of column threadIdx.x, returned to all of them (a tree in
 /// shared memory; blockDim.y a power of 2). s_red: blockDim.x * blockDim.y slots.
 template <class A, class Op>
@@ -125,11 +94,11 @@ __global__ void softmax_rows_fwd_kernel(const T* x, T* y, int64_t rows, int64_t 
     const T* g_x = x + (len ? r : 0) * n;
     T* g_y = y + (len ? r : 0) * n;
     A r_max = -A(INFINITY);
-    for (int64_t k = threadIdx.x; k < len; k += blockDim.x) r_max = detail::SmMax{}(r_max, A(load(g_x + k)));
-    const A m = detail::sm_row_reduce(r_max, detail::SmMax{}, s_red);
+    for (int64_t k = threadIdx.x; k < len; k += blockDim.x) r_max = MaxFn{}(r_max, A(load(g_x + k)));
+    const A m = block_reduce(r_max, MaxFn{}, s_red);
     A r_sum = 0;
     for (int64_t k = threadIdx.x; k < len; k += blockDim.x) r_sum += detail::sm_exp(A(load(g_x + k)) - m);
-    const A s = detail::sm_row_reduce(r_sum, detail::SmSum{}, s_red);
+    const A s = block_reduce(r_sum, SumFn{}, s_red);
     const A f = log ? detail::sm_log(s) : A(1) / s;  // log s, or the scale 1/s
     for (int64_t k = threadIdx.x; k < len; k += blockDim.x) {
       const A v = A(load(g_x + k)) - m;
@@ -152,7 +121,7 @@ __global__ void softmax_rows_bwd_kernel(const T* dy, const T* y, T* dx, int64_t 
     A r_sum = 0;  // softmax: sum dy * y; log_softmax: sum dy
     for (int64_t k = threadIdx.x; k < len; k += blockDim.x)
       r_sum += log ? A(load(g_dy + k)) : A(load(g_dy + k)) * A(load(g_y + k));
-    const A s = detail::sm_row_reduce(r_sum, detail::SmSum{}, s_red);
+    const A s = block_reduce(r_sum, SumFn{}, s_red);
     for (int64_t k = threadIdx.x; k < len; k += blockDim.x) {
       const A g = load(g_dy + k), v = load(g_y + k);
       store(g_dx + k, log ? A(g - detail::sm_exp(v) * s) : A(v * (g - s)));
@@ -174,12 +143,12 @@ __global__ void softmax_cols_fwd_kernel(const T* x, T* y, int64_t outer, int64_t
     T* g_y = y + o * n * inner + j;
     A r_max = -A(INFINITY);
     if (on)
-      for (int64_t k = threadIdx.y; k < n; k += blockDim.y) r_max = detail::SmMax{}(r_max, A(load(g_x + k * inner)));
-    const A m = detail::sm_col_reduce(r_max, detail::SmMax{}, s_red);
+      for (int64_t k = threadIdx.y; k < n; k += blockDim.y) r_max = MaxFn{}(r_max, A(load(g_x + k * inner)));
+    const A m = detail::sm_col_reduce(r_max, MaxFn{}, s_red);
     A r_sum = 0;
     if (on)
       for (int64_t k = threadIdx.y; k < n; k += blockDim.y) r_sum += detail::sm_exp(A(load(g_x + k * inner)) - m);
-    const A s = detail::sm_col_reduce(r_sum, detail::SmSum{}, s_red);
+    const A s = detail::sm_col_reduce(r_sum, SumFn{}, s_red);
     const A f = log ? detail::sm_log(s) : A(1) / s;
     if (on)
       for (int64_t k = threadIdx.y; k < n; k += blockDim.y) {
@@ -206,7 +175,7 @@ __global__ void softmax_cols_bwd_kernel(const T* dy, const T* y, T* dx, int64_t 
         const int64_t i = base + k * inner;
         r_sum += log ? A(load(dy + i)) : A(load(dy + i)) * A(load(y + i));
       }
-    const A s = detail::sm_col_reduce(r_sum, detail::SmSum{}, s_red);
+    const A s = detail::sm_col_reduce(r_sum, SumFn{}, s_red);
     if (on)
       for (int64_t k = threadIdx.y; k < n; k += blockDim.y) {
         const int64_t i = base + k * inner;

@@ -33,6 +33,7 @@
 #include "strata/backend/cuda_compat.hpp"
 #include "strata/backend/launch.hpp"
 #include "strata/core/error.hpp"
+#include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/dtype.cuh"
 
 namespace strata::cuda {
@@ -48,28 +49,6 @@ __device__ __forceinline__ A xent_log(A v) {
   if constexpr (sizeof(A) == 4) return ::logf(v);
   else return ::log(v);
 }
-struct XentMax {
-  template <class A>
-  __device__ A operator()(A a, A b) const { return b > a ? b : a; }  // as the CPU's max loop
-};
-struct XentSum {
-  template <class A>
-  __device__ A operator()(A a, A b) const { return a + b; }
-};
-
-/// op over the block's values of v, returned to every thread. blockDim.x: a multiple of 32, <= 1024.
-/// s_red: 32 shared slots (reused: the first barrier keeps a previous call's readers safe).
-template <class A, class Op>
-__device__ __forceinline__ A xent_block_reduce(A v, Op op, A* s_red) {
-  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-  const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  __syncthreads();
-  if (lane == 0) s_red[warp] = v;
-  __syncthreads();
-  v = s_red[0];
-  for (unsigned w = 1; w < warps; ++w) v = op(v, s_red[w]);
-  return v;
-}
 }  // namespace detail
 
 // ---------------------------------------------------------------- kernels
@@ -82,16 +61,16 @@ __global__ void softmax_xent_fwd_kernel(const T* x, const int64_t* y, T* loss, A
   const int64_t b = blockIdx.x;
   const T* row = x + b * C;
   A r_max = -A(INFINITY);
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) r_max = detail::XentMax{}(r_max, A(load(row + c)));
-  const A m = detail::xent_block_reduce(r_max, detail::XentMax{}, s_red);           // m_b
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) r_max = MaxFn{}(r_max, A(load(row + c)));
+  const A m = block_reduce(r_max, MaxFn{}, s_red);  // m_b
   A r_s = 0, r_sum_x = 0;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
     const A v = A(load(row + c));
     r_s += detail::xent_exp(v - m);
     r_sum_x += v;
   }
-  const A s = detail::xent_block_reduce(r_s, detail::XentSum{}, s_red);
-  const A sum_x = detail::xent_block_reduce(r_sum_x, detail::XentSum{}, s_red);
+  const A s = block_reduce(r_s, SumFn{}, s_red);
+  const A sum_x = block_reduce(r_sum_x, SumFn{}, s_red);
   if (threadIdx.x == 0) {
     const A l = m + detail::xent_log(s);                                             // lse_b
     const int64_t t = y[b];
