@@ -8,7 +8,8 @@
 //                               and the ranks' weights are identical
 //   options: --epochs N  --lr X  --bs N (global batch: bs / world_size per rank)  --bucket-mb X
 //            --n-train N  --n-valid N (subsets; 0: all)  --timeout S (collectives; default 120)
-//            --bf16  --channels-last  --sync-bn  --target X  --out DIR
+//            --bf16  --channels-last  --target X  --out DIR
+//            --sync-bn (SyncBatchNorm: BatchNorm normalizes with the global batch, as one process would)
 // Prints, on rank 0: the epoch table, images/s over all ranks (training phases only) and the share of
 // step time spent blocked waiting for all-reduces (what the overlap did not hide).
 #include <algorithm>

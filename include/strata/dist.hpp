@@ -13,6 +13,7 @@
 //     pg.all_reduce(g, ReduceOp::avg);                            // every rank: the mean over ranks
 //     Work w = pg.all_reduce_async(g);  /* compute */  w.wait();  // overlapped
 //     pg.broadcast(g, 0);  Tensor all = pg.all_gather(g);  pg.barrier();
+//     convert_sync_batchnorm(*model);                            // SyncBatchNorm (dist/sync_batch_norm.hpp)
 //   }                                                             // MPI_Finalize at exit
 //
 //   mpirun --allow-run-as-root --oversubscribe -np 2 ./app
@@ -31,4 +32,5 @@
 #include "strata/dist/init.hpp"
 #include "strata/dist/process_group.hpp"
 #include "strata/dist/rendezvous.hpp"
+#include "strata/dist/sync_batch_norm.hpp"
 #include "strata/dist/work.hpp"

@@ -8,10 +8,24 @@
 // Defaults: weight 1, bias 0, running_mean 0, running_var 1, eps 1e-5, momentum 0.1.
 // LayerNorm: over the trailing normalized_shape dims, weight 1, bias 0 of that shape.
 // The Learner finds batch norms with dynamic_cast<BatchNormBase*> (fastai's train_bn, bn_bias_state).
+//
+// Synchronized batch norm (PyTorch's SyncBatchNorm): a layer whose `sync` is set (by
+// dist::convert_sync_batchnorm, or learn.to_distributed({.sync_bn = true}); nn knows nothing of dist:
+// BatchNormSync is the interface dist implements) normalizes, in training, with the statistics of the
+// GLOBAL batch, every process's samples: over the N values of each channel on all processes,
+//   n = sum of the processes' counts, mean = all_reduce_sum(sum x) / n,
+//   var = all_reduce_sum(sum (x - mean)^2) / n (two passes: as exact as one process's kernel),
+//   y = (x - mean) rsqrt(var + eps) w + b (then max(y, 0) for forward_relu),
+// and updates the running statistics with mean and var n / (n - 1). It is a composite of
+// differentiable ops (statistics in float32, float64 for float64 x), so autograd gives the exact
+// backward for the global batch: the all-reduces' backward sums the gradients over the processes
+// (PyTorch's all-reduce of sum(dy) and sum(dy xhat)). Eval (running statistics) never syncs.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "strata/nn/detail/layer_config.hpp"
 #include "strata/nn/module.hpp"
@@ -26,6 +40,15 @@ struct BatchNormOptions {
   bool track_running_stats = true;       // keep running_mean / running_var (else batch stats in eval too)
 };
 
+/// How a synchronized BatchNorm reaches the other processes (dist/sync_batch_norm.hpp implements it).
+struct BatchNormSync {
+  virtual ~BatchNormSync() = default;
+  /// The sum over all processes of t (each passes its own t, same shape and dtype), differentiable:
+  /// t's gradient is the sum over the processes of the result's gradients. Every process calls it in
+  /// the same order (a collective).
+  virtual Tensor all_reduce_sum(const Tensor& t) = 0;
+};
+
 /// What BatchNorm1d and BatchNorm2d share; they differ only in the input ranks they accept.
 class BatchNormBase : public Module {
  public:
@@ -33,6 +56,7 @@ class BatchNormBase : public Module {
   Tensor running_mean, running_var, num_batches_tracked;   // [C], [C], int64 [] buffers (tracking)
   int64_t num_features;
   BatchNormOptions options;
+  std::shared_ptr<BatchNormSync> sync;  // set: training normalizes with the global batch (see the top)
 
   BatchNormBase(int64_t C, BatchNormOptions o) : num_features(C), options(o) {
     STRATA_CHECK(C >= 1, "BatchNorm", "got num_features=", C, ", expected >= 1");
@@ -91,10 +115,48 @@ class BatchNormBase : public Module {
                                              : 1.0 / double(num_batches_tracked.item<int64_t>() + 1);
     // without running stats (undefined then), eval normalizes with the batch's own statistics, as PyTorch does
     const bool batch_stats = training || !options.track_running_stats;
+    if (sync && training) return run_synced(x, relu, counting, factor);
     Tensor y = relu ? batch_norm_relu(x, running_mean, running_var, weight, bias, batch_stats, factor, options.eps)
                     : batch_norm(x, running_mean, running_var, weight, bias, batch_stats, factor, options.eps);
     if (counting) {  // after the op: a refused batch is not counted
       NoGrad ng;
+      num_batches_tracked.add_(1.0);
+    }
+    return y;
+  }
+
+  /// Training with global-batch statistics through `sync` (see the top of this file).
+  Tensor run_synced(const Tensor& x, bool relu, bool counting, double factor) {
+    const char* op = relu ? "batch_norm_relu" : "batch_norm";
+    strata::detail::check_floating(x, op);
+    const int64_t C = x.size(1), n_local = C ? x.numel() / C : 0;
+    std::vector<int64_t> dims{0};  // every dim but the channels'
+    Shape bshape(size_t(x.dim()), 1);  // [1, C, 1, ...]: a [C] statistic broadcast against x
+    bshape[1] = C;
+    for (int d = 2; d < x.dim(); ++d) dims.push_back(d);
+    const DType st = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
+    const Tensor xs = strata::to(x, st);
+    // one all-reduce for the sums and the count (exact in float up to 2^24 values per channel)
+    const Tensor s1 =
+        sync->all_reduce_sum(cat({sum(xs, dims), full({1}, double(n_local), {.dtype = st, .device = x.device()})}));
+    const double n = s1.narrow(0, C, 1).detach().to(kCPU).to(DType::f64).item<double>();
+    STRATA_CHECK(n > 1, op, "got x of shape ", x.shape(), " in training mode (", n,
+                 " values per channel over all processes), expected more than 1 value per channel");
+    const Tensor mean = div(s1.narrow(0, 0, C), n);
+    const Tensor xc = sub(xs, view(mean, bshape));
+    const Tensor var = div(sync->all_reduce_sum(sum(mul(xc, xc), dims)), n);
+    const Tensor invstd = rsqrt(add(var, options.eps));
+    Tensor y = mul(xc, view(invstd, bshape));
+    if (weight.defined()) y = mul(y, view(strata::to(weight, st), bshape));
+    if (bias.defined()) y = add(y, view(strata::to(bias, st), bshape));
+    if (relu) y = strata::relu(y);
+    y = strata::to(y, x.dtype());
+    if (counting) {  // as batch_norm's update: in float64, with the unbiased variance
+      NoGrad ng;
+      const Tensor m64 = strata::to(detach(mean), DType::f64);
+      const Tensor v64 = mul(strata::to(detach(var), DType::f64), n / (n - 1));
+      running_mean.copy_(add(mul(strata::to(detach(running_mean), DType::f64), 1.0 - factor), mul(m64, factor)));
+      running_var.copy_(add(mul(strata::to(detach(running_var), DType::f64), 1.0 - factor), mul(v64, factor)));
       num_batches_tracked.add_(1.0);
     }
     return y;

@@ -20,7 +20,11 @@
 //
 // Event by event (W ranks, each with the same model, data, callbacks and fits):
 // - before_fit      broadcasts rank 0's parameters and buffers; lays the trainable parameters out in
-//                   buckets and gives each one a gradient hook (once per parameter).
+//                   buckets and gives each one a gradient hook (once per parameter). sync_bn: makes
+//                   every BatchNorm layer without a sync hook synchronized (dist::convert_sync_batchnorm,
+//                   PyTorch's SyncBatchNorm: training normalizes with the GLOBAL batch's statistics and
+//                   the backward is exact for it, see dist/sync_batch_norm.hpp); after_fit (or an
+//                   exception) takes those hooks off again, so outside a fit the model runs alone.
 // - before_train    the training loader takes shard {rank, W} of each epoch (DataLoaderOptions::shard,
 //                   padded so that every rank takes the same number of steps) with rank 0's shuffle
 //                   seed and epoch number; put back at after_train.
@@ -37,10 +41,9 @@
 // - after_backward  starts what is left (a parameter that got no gradient sends what .grad holds, or
 //                   zeros), waits for every bucket and copies the averages into .grad. Callbacks of a
 //                   higher order (GradientClip 11, the step) see averaged gradients; this one's is 5.
-// - after_train     buffers: rank 0's broadcast (sync_bn = false, PyTorch's broadcast_buffers), or every
-//                   float buffer averaged over ranks (sync_bn = true: BatchNorm running statistics
-//                   averaged once per epoch, the simpler variant of SyncBatchNorm; batch statistics in
-//                   the forward pass stay per rank).
+// - after_train     buffers: rank 0's broadcast (PyTorch's broadcast_buffers). With sync_bn every rank's
+//                   running statistics are the global batch's already (this used to average them once
+//                   per epoch instead, while the forward normalized per rank: no longer needed).
 // - validation      (in a fit, shard_valid) the valid loader is sharded the same way; after_loss
 //                   all-gathers each batch's predictions and targets, drops the padding and recomputes
 //                   the loss on the gathered batch, so the valid loss and metrics are those of the
@@ -54,7 +57,8 @@
 // Why it equals one process: with equal shards and a mean-reduced loss, the average of the ranks'
 // batch gradients is the gradient of the mean loss over their union, the global batch (items
 // b * bs * W .. (b + 1) * bs * W of the epoch's order); identical gradients and steps keep the
-// replicas identical. A model with BatchNorm normalizes per rank, so it is not bit-equal to one process.
+// replicas identical. A model with BatchNorm normalizes per rank (each rank's bs items), so it equals
+// one process only with sync_bn = true (normalized with the global batch's statistics, as one process).
 // Timing since the fit's first training phase: wait_s (blocked in Work::wait), step_s (before_batch to
 // after_batch of training batches), steps; wait_share() = wait_s / step_s.
 // Every rank must run the same fits and callbacks (collectives pair up by order); a dead rank makes
@@ -80,7 +84,7 @@ namespace strata {
 /// learn.to_distributed's options.
 struct DistributedOptions {
   double bucket_mb = 1;     // gradient bucket size in MB (PyTorch's bucket_cap_mb, 25 there, sized for GPUs)
-  bool sync_bn = false;     // average float buffers (BatchNorm running stats) over ranks at each epoch's end
+  bool sync_bn = false;     // SyncBatchNorm during fits: BatchNorm normalizes with the global batch's statistics
   bool shard_valid = true;  // shard validation in fits (gathered); false: every rank validates the whole set
   bool device_per_rank = true;  // a Learner on cuda:0 goes to cuda(local_rank % device_count()) (see the top)
 };
@@ -261,6 +265,7 @@ class DistributedTrainer : public Callback {
     detail::place_on_rank_device(*learn, opts, pg_->local_rank());
     training_started_ = false;
     broadcast_state();
+    if (opts.sync_bn) sync_batch_norms();
     std::vector<Tensor> trainable;
     for (Tensor& p : learn->model->parameters())
       if (p.requires_grad()) trainable.push_back(p);
@@ -320,12 +325,14 @@ class DistributedTrainer : public Callback {
     if (!learn->logging) return;  // the end of a validation_context (see before_fit)
     unshard();
     training_started_ = false;
+    unsync_batch_norms();
     pg_->barrier();  // rank 0's checkpoints are written before anyone loads them
   }
   void after_exception() override {
     buckets_->disarm();
     loss_work_.reset();
     unshard();
+    unsync_batch_norms();
     training_started_ = false;
   }
 
@@ -338,6 +345,23 @@ class DistributedTrainer : public Callback {
   DataLoader* sharded_dl_ = nullptr;
   DataLoaderOptions saved_opts_;
   std::chrono::steady_clock::time_point batch_t0_{};
+  std::vector<nn::BatchNormBase*> synced_;  // the BatchNorm layers this fit made synchronized
+
+  /// sync_bn: every BatchNorm layer of the model without a sync hook gets the group's (until after_fit).
+  void sync_batch_norms() {
+    unsync_batch_norms();
+    auto sync = std::make_shared<dist::GroupBatchNormSync>(*pg_);
+    learn->model->apply([&](nn::Module& m) {
+      if (auto* bn = dynamic_cast<nn::BatchNormBase*>(&m); bn && !bn->sync) {
+        bn->sync = sync;
+        synced_.push_back(bn);
+      }
+    });
+  }
+  void unsync_batch_norms() {
+    for (nn::BatchNormBase* bn : synced_) bn->sync.reset();
+    synced_.clear();
+  }
 
   void wait_loss() {
     if (!loss_work_) return;
@@ -357,18 +381,9 @@ class DistributedTrainer : public Callback {
   void broadcast_state() {
     for (auto& named : learn->model->state_dict()) broadcast_(named.second);
   }
-  /// After each training phase: float buffers averaged (sync_bn) or rank 0's everywhere.
+  /// After each training phase: rank 0's buffers everywhere (with sync_bn they are equal already).
   void sync_buffers() {
-    NoGrad ng;
-    for (Tensor& b : learn->model->buffers()) {
-      if (!(opts.sync_bn && b.is_floating_point())) {
-        broadcast_(b);
-        continue;
-      }
-      Tensor c = b.is_contiguous() ? b : b.contiguous();
-      pg_->all_reduce(c, dist::ReduceOp::avg);
-      if (!c.is_same(b)) b.copy_(c);
-    }
+    for (Tensor& b : learn->model->buffers()) broadcast_(b);
   }
 
   /// dl takes this rank's shard, with rank 0's seed and epoch number (until unshard()).
