@@ -41,6 +41,7 @@
 #include "strata/backend/launch.hpp"
 #include "strata/core/error.hpp"
 #include "kernels/cuda/dtype.cuh"
+#include "kernels/cuda/philox.cuh"
 
 namespace strata::cuda {
 
@@ -104,28 +105,12 @@ __host__ __device__ inline void aug_project(const double* m, double u, double v,
   }
 }
 
-/// Philox4x32-10 of a full 128-bit counter under a 64-bit key (core/random.hpp's philox4x32).
-__host__ __device__ inline void aug_philox(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
-                                           uint32_t k1, uint32_t out[4]) {
-  constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
-  constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
-  for (int round = 0; round < 10; ++round) {
-    const uint64_t p0 = uint64_t(kMul0) * c0, p1 = uint64_t(kMul1) * c2;
-    const uint32_t n0 = uint32_t(p1 >> 32) ^ c1 ^ k0, n1 = uint32_t(p1), n2 = uint32_t(p0 >> 32) ^ c3 ^ k1,
-                   n3 = uint32_t(p0);
-    c0 = n0, c1 = n1, c2 = n2, c3 = n3;
-    k0 += kWeyl0;
-    k1 += kWeyl1;
-  }
-  out[0] = c0, out[1] = c1, out[2] = c2, out[3] = c3;
-}
-
 /// Standard normal number e of erasing rectangle k (cpu::detail::erase_noise, in double).
 __host__ __device__ inline double aug_erase_noise(uint32_t key0, uint32_t key1, int64_t k, uint64_t e) {
-  uint32_t w[4];
-  aug_philox(uint32_t(e / 4), uint32_t(k), 0xe5a5u, uint32_t(e / 4 >> 32), key0, key1, w);
+  const PhiloxWords words = philox4x32_10(uint32_t(e / 4), uint32_t(k), 0xe5a5u, uint32_t(e / 4 >> 32), key0, key1);
   const int j = int(e % 4), p = j / 2;
-  const double u1 = double(float(w[2 * p] >> 8) * 0x1p-24f), u2 = double(float(w[2 * p + 1] >> 8) * 0x1p-24f);
+  const double u1 = double(float(words.w[2 * p] >> 8) * 0x1p-24f);
+  const double u2 = double(float(words.w[2 * p + 1] >> 8) * 0x1p-24f);
   const double r = ::sqrt(-2.0 * ::log(1.0 - u1)), t = 6.283185307179586 * u2;
   return r * (j % 2 == 0 ? ::cos(t) : ::sin(t));
 }

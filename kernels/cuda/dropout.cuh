@@ -28,30 +28,9 @@
 #include "strata/backend/launch.hpp"
 #include "strata/core/error.hpp"
 #include "kernels/cuda/dtype.cuh"
+#include "kernels/cuda/philox.cuh"
 
 namespace strata::cuda {
-
-/// Four 32-bit random words.
-struct PhiloxWords {
-  uint32_t w[4];
-};
-
-/// Philox4x32-10 of counter (c, 0) under key `seed`: core/random.hpp's Generator::block(c), on the device.
-__host__ __device__ inline PhiloxWords philox4x32_10(uint64_t c, uint64_t seed) {
-  constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
-  constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
-  uint32_t c0 = uint32_t(c), c1 = uint32_t(c >> 32), c2 = 0, c3 = 0;
-  uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
-  for (int round = 0; round < 10; ++round) {
-    const uint64_t p0 = uint64_t(kMul0) * c0, p1 = uint64_t(kMul1) * c2;
-    const uint32_t n0 = uint32_t(p1 >> 32) ^ c1 ^ k0, n1 = uint32_t(p1), n2 = uint32_t(p0 >> 32) ^ c3 ^ k1,
-                   n3 = uint32_t(p0);
-    c0 = n0, c1 = n1, c2 = n2, c3 = n3;
-    k0 += kWeyl0;
-    k1 += kWeyl1;
-  }
-  return PhiloxWords{{c0, c1, c2, c3}};
-}
 
 // ---------------------------------------------------------------- kernels
 
