@@ -22,7 +22,6 @@
 
 #include <bit>
 #include <mutex>
-#include <unordered_map>
 #include <vector>
 
 #include "strata/backend/runtime.hpp"
@@ -50,15 +49,7 @@ class CudaCachingAllocator {
     const size_t size = round_size(nbytes);
     {
       std::lock_guard lock(mutex_);
-      PerDevice& d = at(device);
-      auto it = d.free.find(size);
-      if (it != d.free.end() && !it->second.empty()) {
-        void* p = it->second.back();
-        it->second.pop_back();
-        d.stats.cached -= int64_t(size);
-        note_alloc(d, size);
-        return p;
-      }
+      if (void* p = at(device).take(size)) return p;
     }
     void* p = nullptr;
     try {
@@ -68,7 +59,7 @@ class CudaCachingAllocator {
       p = device_malloc(size, device);
     }
     std::lock_guard lock(mutex_);
-    note_alloc(at(device), size);
+    at(device).note_alloc(size);
     return p;
   }
 
@@ -77,10 +68,7 @@ class CudaCachingAllocator {
     if (!p) return;
     const size_t size = round_size(nbytes);
     std::lock_guard lock(mutex_);
-    PerDevice& d = at(device);
-    d.stats.in_use -= int64_t(size);
-    d.free[size].push_back(p);
-    d.stats.cached += int64_t(size);
+    at(device).put(p, size);
   }
 
   /// Frees the cached blocks of `device` (all devices for -1).
@@ -88,38 +76,25 @@ class CudaCachingAllocator {
     std::lock_guard lock(mutex_);
     for (size_t i = 0; i < devices_.size(); ++i) {
       if (device >= 0 && int(i) != device) continue;
-      PerDevice& d = devices_[i];
-      for (auto& [size, blocks] : d.free)
-        for (void* p : blocks) device_free(p, int(i));
-      d.free.clear();
-      d.stats.cached = 0;
+      devices_[i].clear([i](void* p) { device_free(p, int(i)); });
     }
   }
 
   MemoryStats stats(int device) {
     std::lock_guard lock(mutex_);
-    return at(device).stats;
+    return at(device).stats();
   }
   void reset_peak(int device) {
     std::lock_guard lock(mutex_);
-    PerDevice& d = at(device);
-    d.stats.peak = d.stats.in_use;
+    at(device).reset_peak();
   }
 
  private:
-  struct PerDevice {
-    std::unordered_map<size_t, std::vector<void*>> free;
-    MemoryStats stats;
-  };
-  PerDevice& at(int device) {
+  BlockCache& at(int device) {
     STRATA_CHECK(device >= 0 && device < cuda::device_count(), "cuda allocator", "got device cuda:", device,
                  ", expected an index in [0, ", cuda::device_count(), ")");
     if (size_t(device) >= devices_.size()) devices_.resize(size_t(device) + 1);
     return devices_[size_t(device)];
-  }
-  static void note_alloc(PerDevice& d, size_t size) {
-    d.stats.in_use += int64_t(size);
-    if (d.stats.in_use > d.stats.peak) d.stats.peak = d.stats.in_use;
   }
   // cudaMalloc/cudaFree act on the current device: switch to `device` for the call
   struct DeviceGuard {
@@ -144,7 +119,7 @@ class CudaCachingAllocator {
   }
 
   std::mutex mutex_;
-  std::vector<PerDevice> devices_;
+  std::vector<BlockCache> devices_;  // by device index
 };
 
 inline CudaCachingAllocator& cuda_caching_allocator() {
@@ -169,14 +144,7 @@ class CudaPinnedAllocator {
     const size_t size = CudaCachingAllocator::round_size(nbytes);
     {
       std::lock_guard lock(mutex_);
-      auto it = free_.find(size);
-      if (it != free_.end() && !it->second.empty()) {
-        void* p = it->second.back();
-        it->second.pop_back();
-        stats_.cached -= int64_t(size);
-        note_alloc(size);
-        return p;
-      }
+      if (void* p = cache_.take(size)) return p;
     }
     void* p = nullptr;
     try {
@@ -186,37 +154,27 @@ class CudaPinnedAllocator {
       p = cuda::malloc_host(size);
     }
     std::lock_guard lock(mutex_);
-    note_alloc(size);
+    cache_.note_alloc(size);
     return p;
   }
   void release(void* p, size_t nbytes) {
     if (!p) return;
     const size_t size = CudaCachingAllocator::round_size(nbytes);
     std::lock_guard lock(mutex_);
-    stats_.in_use -= int64_t(size);
-    free_[size].push_back(p);
-    stats_.cached += int64_t(size);
+    cache_.put(p, size);
   }
   void empty_cache() {
     std::lock_guard lock(mutex_);
-    for (auto& [size, blocks] : free_)
-      for (void* p : blocks) cuda::free_host(p);
-    free_.clear();
-    stats_.cached = 0;
+    cache_.clear([](void* p) { cuda::free_host(p); });
   }
   MemoryStats stats() {
     std::lock_guard lock(mutex_);
-    return stats_;
+    return cache_.stats();
   }
 
  private:
-  void note_alloc(size_t size) {
-    stats_.in_use += int64_t(size);
-    if (stats_.in_use > stats_.peak) stats_.peak = stats_.in_use;
-  }
   std::mutex mutex_;
-  std::unordered_map<size_t, std::vector<void*>> free_;
-  MemoryStats stats_;
+  BlockCache cache_;
 };
 
 inline CudaPinnedAllocator& cuda_pinned_allocator() {

@@ -4,7 +4,8 @@
 // register), rounded up to a size class (4 classes per power of two, so at most 25% slack), and kept
 // on a free list when released, so a training step that allocates the same sizes every batch stops
 // calling the system allocator after the first one. `memory_stats()` reports bytes in use, the peak
-// and bytes cached; `empty_cache()` returns cached blocks to the system.
+// and bytes cached; `empty_cache()` returns cached blocks to the system. The free lists and counters
+// are a BlockCache, which the cuda device and pinned allocators (backend/device_allocator.hpp) use too.
 //
 // Device (cuda) memory: core never includes backend headers (they bring the CUDA runtime or the
 // emulator's CUDA names), so a cuda Storage reaches device memory through a small table of function
@@ -36,6 +37,50 @@ struct MemoryStats {
   int64_t cached = 0;   // bytes held on free lists
 };
 
+/// The free lists and counters of a caching allocator, shared by the host pool below and the cuda
+/// device and pinned allocators (backend/device_allocator.hpp): blocks kept by their rounded size
+/// (the owner's size class), bytes in use, peak and cached. Not locked: its owner holds a mutex.
+class BlockCache {
+ public:
+  /// A cached block of exactly `size` bytes, now counted in use; nullptr when none is cached.
+  void* take(size_t size) {
+    auto it = free_.find(size);
+    if (it == free_.end() || it->second.empty()) return nullptr;
+    void* p = it->second.back();
+    it->second.pop_back();
+    stats_.cached -= int64_t(size);
+    note_alloc(size);
+    return p;
+  }
+  /// Counts a new block of `size` bytes (from the system) in use.
+  void note_alloc(size_t size) {
+    stats_.in_use += int64_t(size);
+    if (stats_.in_use > stats_.peak) stats_.peak = stats_.in_use;
+  }
+  /// Counts a block of `size` bytes out of use (it goes back to the system, or to put()).
+  void note_free(size_t size) { stats_.in_use -= int64_t(size); }
+  /// Keeps a released block of `size` bytes for take(): in use -> cached.
+  void put(void* p, size_t size) {
+    note_free(size);
+    free_[size].push_back(p);
+    stats_.cached += int64_t(size);
+  }
+  /// Hands every cached block to free_block(p) and forgets them.
+  template <class F>
+  void clear(F&& free_block) {
+    for (auto& [size, blocks] : free_)
+      for (void* p : blocks) free_block(p);
+    free_.clear();
+    stats_.cached = 0;
+  }
+  const MemoryStats& stats() const { return stats_; }
+  void reset_peak() { stats_.peak = stats_.in_use; }
+
+ private:
+  std::unordered_map<size_t, std::vector<void*>> free_;
+  MemoryStats stats_;
+};
+
 /// Caching allocator for host memory (one process-wide instance: host_pool()).
 class HostPool {
  public:
@@ -51,14 +96,7 @@ class HostPool {
     const size_t size = round_size(nbytes == 0 ? 1 : nbytes);
     {
       std::lock_guard lock(mutex_);
-      auto it = free_.find(size);
-      if (it != free_.end() && !it->second.empty()) {
-        void* p = it->second.back();
-        it->second.pop_back();
-        stats_.cached -= int64_t(size);
-        note_alloc(size);
-        return p;
-      }
+      if (void* p = cache_.take(size)) return p;
     }
     void* p = std::aligned_alloc(kAlignment, size);
     if (!p) {  // out of memory: drop the cache and try once more
@@ -68,7 +106,7 @@ class HostPool {
     STRATA_CHECK(p != nullptr, "alloc", "got a request for ", nbytes,
                  " bytes, expected it to fit in host memory");
     std::lock_guard lock(mutex_);
-    note_alloc(size);
+    cache_.note_alloc(size);
     return p;
   }
 
@@ -76,40 +114,31 @@ class HostPool {
     if (!p) return;
     const size_t size = round_size(nbytes == 0 ? 1 : nbytes);
     std::lock_guard lock(mutex_);
-    stats_.in_use -= int64_t(size);
-    if (stats_.cached + int64_t(size) > cache_limit_) {
+    if (cache_.stats().cached + int64_t(size) > cache_limit_) {
+      cache_.note_free(size);
       std::free(p);
       return;
     }
-    free_[size].push_back(p);
-    stats_.cached += int64_t(size);
+    cache_.put(p, size);
   }
 
   void empty_cache() {
     std::lock_guard lock(mutex_);
-    for (auto& [size, blocks] : free_)
-      for (void* p : blocks) std::free(p);
-    free_.clear();
-    stats_.cached = 0;
+    cache_.clear([](void* p) { std::free(p); });
   }
 
   MemoryStats stats() {
     std::lock_guard lock(mutex_);
-    return stats_;
+    return cache_.stats();
   }
   void reset_peak() {
     std::lock_guard lock(mutex_);
-    stats_.peak = stats_.in_use;
+    cache_.reset_peak();
   }
 
  private:
-  void note_alloc(size_t size) {
-    stats_.in_use += int64_t(size);
-    if (stats_.in_use > stats_.peak) stats_.peak = stats_.in_use;
-  }
   std::mutex mutex_;
-  std::unordered_map<size_t, std::vector<void*>> free_;
-  MemoryStats stats_;
+  BlockCache cache_;
   int64_t cache_limit_ = int64_t(4) << 30;  // keep at most 4 GiB cached
 };
 
