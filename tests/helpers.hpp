@@ -99,6 +99,29 @@ inline void check_close(const Tensor& got, const Tensor& want, double atol = 1e-
   check_close(values(got), values(want), atol, rtol, what);
 }
 
+/// got (a cuda tensor) equals want (a cpu tensor): same shape and dtype, values within tol (absolute
+/// and relative: |got - want| <= tol + tol |want|); tol = 0: exactly.
+inline void check_cuda_same(const Tensor& got, const Tensor& want, double tol, const std::string& what) {
+  INFO(what << ": got " << got.shape() << " " << got.dtype() << " on " << got.device() << ", want " << want.shape()
+            << " " << want.dtype());
+  REQUIRE(got.defined());
+  REQUIRE(got.device().is_cuda());
+  REQUIRE(got.shape() == want.shape());
+  REQUIRE(got.dtype() == want.dtype());
+  check_close(to(got, kCPU), want, tol, tol, what);
+}
+
+/// The message of the strata::Error that f throws ("" when it throws none).
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const strata::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 /// Tolerances by dtype for comparing against a double reference.
 inline double tol(DType dt) {
   switch (dt) {

@@ -37,25 +37,9 @@ inline const char* layout_name(Layout l) {
 
 /// got (on cuda) equals want (on the cpu) exactly: same shape, dtype and values.
 inline void check_same(const Tensor& got, const Tensor& want, const std::string& what) {
-  INFO(what << ": got " << got.shape() << " " << got.dtype() << " on " << got.device() << ", want " << want.shape()
-            << " " << want.dtype());
-  REQUIRE(got.defined());
-  REQUIRE(got.device().is_cuda());
-  REQUIRE(got.shape() == want.shape());
-  REQUIRE(got.dtype() == want.dtype());
-  th::check_close(to(got, kCPU), want, 0, 0, what);
+  th::check_cuda_same(got, want, 0, what);
 }
-
-/// The message of the Error that f throws ("" when it throws none).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using th::error_of;
 
 /// Host values laid out as asked, on both devices. Transposed: stored with the dims reversed;
 /// strided: every other element of the last dim; expanded: dim 0 (or the only dim) broadcast from size 1.

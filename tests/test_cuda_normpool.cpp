@@ -24,16 +24,7 @@ namespace test_cuda_normpool {
 
 using namespace strata;
 
-/// got (on cuda) equals want (on the cpu): same shape and dtype, values within tol (relative and absolute).
-inline void check_same(const Tensor& got, const Tensor& want, double tol, const std::string& what) {
-  INFO(what << ": got " << got.shape() << " " << got.dtype() << " on " << got.device() << ", want " << want.shape()
-            << " " << want.dtype());
-  REQUIRE(got.defined());
-  REQUIRE(got.device().is_cuda());
-  REQUIRE(got.shape() == want.shape());
-  REQUIRE(got.dtype() == want.dtype());
-  th::check_close(to(got, kCPU), want, tol, tol, what);
-}
+using th::check_cuda_same;
 
 /// Tolerance of a norm result of dtype dt (see the top of this file).
 inline double norm_tol(DType dt) {
@@ -111,10 +102,10 @@ TEST_CASE("cuda batch_norm and batch_norm_relu equal the cpu's: forward, running
             };
             const Tensor yc = run(xcl, rmc, rvc, wc, bc_), yg = run(xgl, rmg, rvg, wg, bg);
             const double tol = norm_tol(dt);
-            check_same(yg, yc, tol, what + " y");
+            check_cuda_same(yg, yc, tol, what + " y");
             REQUIRE(yg.is_contiguous() == yc.is_contiguous());  // y keeps x's layout on both
-            check_same(rmg, rmc, norm_tol(pt), what + " running_mean");
-            check_same(rvg, rvc, norm_tol(pt), what + " running_var");
+            check_cuda_same(rmg, rmc, norm_tol(pt), what + " running_mean");
+            check_cuda_same(rvg, rvc, norm_tol(pt), what + " running_var");
             if (relu) {  // the fused ReLU really clips (a test that can fail)
               REQUIRE(th::values(to(yg, kCPU)).size() > 0);
               for (double v : th::values(to(yg, kCPU))) REQUIRE(v >= 0);
@@ -123,10 +114,10 @@ TEST_CASE("cuda batch_norm and batch_norm_relu equal the cpu's: forward, running
             yc.backward(dout);
             yg.backward(to(dout, kCUDA));
             // dx sums over N values with cancellation: a little more room than y
-            check_same(xgl.grad(), xcl.grad(), 4 * tol, what + " dx");
+            check_cuda_same(xgl.grad(), xcl.grad(), 4 * tol, what + " dx");
             if (affine) {
-              check_same(wg.grad(), wc.grad(), 4 * tol, what + " dweight");
-              check_same(bg.grad(), bc_.grad(), 4 * tol, what + " dbias");
+              check_cuda_same(wg.grad(), wc.grad(), 4 * tol, what + " dweight");
+              check_cuda_same(bg.grad(), bc_.grad(), 4 * tol, what + " dbias");
             }
           }
 }
@@ -179,20 +170,20 @@ TEST_CASE("cuda layer_norm equals the cpu's, forward and gradients", "[cuda][nor
         const Tensor yc = layer_norm(xcl, c.norm, affine ? wc : Tensor(), affine ? bc : Tensor());
         const Tensor yg = layer_norm(xgl, c.norm, affine ? wg : Tensor(), affine ? bg : Tensor());
         const double tol = norm_tol(dt);
-        check_same(yg, yc, tol, what + " y");
+        check_cuda_same(yg, yc, tol, what + " y");
         const Tensor dout = th::random(c.x, dt);
         yc.backward(dout);
         yg.backward(to(dout, kCUDA));
-        check_same(xgl.grad(), xcl.grad(), 4 * tol, what + " dx");
+        check_cuda_same(xgl.grad(), xcl.grad(), 4 * tol, what + " dx");
         if (affine) {
-          check_same(wg.grad(), wc.grad(), 4 * tol, what + " dweight");
-          check_same(bg.grad(), bc.grad(), 4 * tol, what + " dbias");
+          check_cuda_same(wg.grad(), wc.grad(), 4 * tol, what + " dweight");
+          check_cuda_same(bg.grad(), bc.grad(), 4 * tol, what + " dbias");
         }
       }
   // a non-contiguous x (a transposed view) is made contiguous first, on both devices
   const Tensor base = th::random({12, 6}, DType::f32);
-  check_same(layer_norm(transpose(to(base, kCUDA), 0, 1), {12}), layer_norm(transpose(base, 0, 1), {12}),
-             norm_tol(DType::f32), "layer_norm of a transposed x");
+  check_cuda_same(layer_norm(transpose(to(base, kCUDA), 0, 1), {12}), layer_norm(transpose(base, 0, 1), {12}),
+                  norm_tol(DType::f32), "layer_norm of a transposed x");
 }
 
 // ---------------------------------------------------------------- pools
@@ -216,13 +207,13 @@ void check_pool(const Shape& shape, DType dt, bool channels_last, bool ties, F p
   auto [xc, xg] = pool_input(shape, dt, channels_last, ties);
   Tensor xcl = leaf(xc), xgl = leaf(xg);
   const Tensor yc = pool(xcl), yg = pool(xgl);
-  check_same(yg, yc, fwd_tol, what + " y");
+  check_cuda_same(yg, yc, fwd_tol, what + " y");
   REQUIRE(yg.is_contiguous() == yc.is_contiguous());
   REQUIRE(yg.is_contiguous(MemoryFormat::channels_last) == yc.is_contiguous(MemoryFormat::channels_last));
   const Tensor dout = th::random(yc.shape(), dt);
   yc.backward(dout);
   yg.backward(to(dout, kCUDA));
-  check_same(xgl.grad(), xcl.grad(), 0, what + " dx");
+  check_cuda_same(xgl.grad(), xcl.grad(), 0, what + " dx");
   REQUIRE(xgl.grad().is_contiguous() == xcl.grad().is_contiguous());
 }
 
@@ -255,8 +246,8 @@ TEST_CASE("cuda max_pool2d equals the cpu's: values, indices, gradients", "[cuda
           auto [xc, xg] = pool_input(c.shape, dt, cl, ties);
           const auto [yc, ic] = max_pool2d_with_indices(xc, c.k, c.s, c.p, c.d, c.ceil);
           const auto [yg, ig] = max_pool2d_with_indices(xg, c.k, c.s, c.p, c.d, c.ceil);
-          check_same(yg, yc, 0, what + " with_indices y");
-          check_same(ig, ic, 0, what + " indices");
+          check_cuda_same(yg, yc, 0, what + " with_indices y");
+          check_cuda_same(ig, ic, 0, what + " indices");
         }
 }
 

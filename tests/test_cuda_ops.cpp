@@ -68,16 +68,7 @@ inline Both make_both(const Shape& shape, DType dt, Layout layout, double lo = -
   return {};
 }
 
-/// got (on cuda) equals want (on the cpu): same shape, dtype and device kind; values within tol
-/// (relative, plus the same absolute), NaN where NaN.
-inline void check_same(const Tensor& got, const Tensor& want, double tol, const std::string& what) {
-  INFO(what << ": got " << got.shape() << " " << got.dtype() << " on " << got.device() << ", want "
-            << want.shape() << " " << want.dtype());
-  REQUIRE(got.device().is_cuda());
-  REQUIRE(got.shape() == want.shape());
-  REQUIRE(got.dtype() == want.dtype());
-  th::check_close(to(got, kCPU), want, tol, tol, what);
-}
+using th::check_cuda_same;  // values within tol (relative, plus the same absolute), NaN where NaN
 
 /// A few ulp of dtype dt (for results of libm functions).
 inline double ulps(DType dt) {
@@ -125,7 +116,7 @@ TEST_CASE("cuda binary ops equal the cpu's on every layout and dtype", "[cuda][o
           if (!is_floating(dt) && !c.ints) continue;
           const std::string what = std::string(c.name) + " " + std::string(dtype_name(dt)) + " layouts " +
                                    std::to_string(int(la)) + "," + std::to_string(int(lb));
-          check_same(c.f(a.gpu, b.gpu), c.f(a.cpu, b.cpu), c.exact ? 0 : ulps(dt), what);
+          check_cuda_same(c.f(a.gpu, b.gpu), c.f(a.cpu, b.cpu), c.exact ? 0 : ulps(dt), what);
         }
       }
 }
@@ -136,14 +127,14 @@ TEST_CASE("cuda binary ops broadcast like the cpu's", "[cuda][ops]") {
   for (const auto& [sa, sb] : shapes)
     for (const DType dt : {DType::f32, DType::bf16, DType::i64}) {
       const Both a = make_both(sa, dt, Layout::contiguous), b = make_both(sb, dt, Layout::strided);
-      check_same(add(a.gpu, b.gpu), add(a.cpu, b.cpu), 0, "add broadcast");
-      check_same(mul(b.gpu, a.gpu), mul(b.cpu, a.cpu), 0, "mul broadcast");
-      check_same(gt(a.gpu, b.gpu), gt(a.cpu, b.cpu), 0, "gt broadcast");
+      check_cuda_same(add(a.gpu, b.gpu), add(a.cpu, b.cpu), 0, "add broadcast");
+      check_cuda_same(mul(b.gpu, a.gpu), mul(b.cpu, a.cpu), 0, "mul broadcast");
+      check_cuda_same(gt(a.gpu, b.gpu), gt(a.cpu, b.cpu), 0, "gt broadcast");
     }
   // mixed dtypes promote as on the cpu
   const Both a = make_both({4, 3}, DType::i32, Layout::contiguous), b = make_both({3}, DType::f16, Layout::contiguous);
-  check_same(add(a.gpu, b.gpu), add(a.cpu, b.cpu), 0, "i32 + f16");
-  check_same(div(a.gpu, a.gpu), div(a.cpu, a.cpu), 0, "i32 / i32 -> f32");
+  check_cuda_same(add(a.gpu, b.gpu), add(a.cpu, b.cpu), 0, "i32 + f16");
+  check_cuda_same(div(a.gpu, a.gpu), div(a.cpu, a.cpu), 0, "i32 / i32 -> f32");
 }
 
 TEST_CASE("cuda unary ops equal the cpu's", "[cuda][ops]") {
@@ -179,7 +170,7 @@ TEST_CASE("cuda unary ops equal the cpu's", "[cuda][ops]") {
         const std::string what = std::string(c.name) + " " + std::string(dtype_name(dt)) + " layout " + std::to_string(int(l));
         // exp of an integer tensor is float32 on both devices
         const double tol = c.exact ? 0 : ulps(is_floating(dt) ? dt : DType::f32) * 4;
-        check_same(c.f(x.gpu), c.f(x.cpu), tol, what);
+        check_cuda_same(c.f(x.gpu), c.f(x.cpu), tol, what);
       }
     }
 }
@@ -223,8 +214,8 @@ TEST_CASE("cuda where, in-place ops, fill and casts", "[cuda][ops]") {
     const Tensor cc = gt(c.cpu, 0.0), cg = gt(c.gpu, 0.0);
     for (const DType dt : {DType::f32, DType::f16, DType::i64}) {
       const Both a = make_both({5, 6}, dt, Layout::transposed), b = make_both({4, 5, 1}, dt, Layout::contiguous);
-      check_same(where(cg, a.gpu, b.gpu), where(cc, a.cpu, b.cpu), 0, "where");
-      check_same(where(cg, a.gpu, 2.5), where(cc, a.cpu, 2.5), 0, "where scalar");
+      check_cuda_same(where(cg, a.gpu, b.gpu), where(cc, a.cpu, b.cpu), 0, "where");
+      check_cuda_same(where(cg, a.gpu, 2.5), where(cc, a.cpu, 2.5), 0, "where scalar");
     }
   }
   SECTION("in-place add_ sub_ mul_ div_ on a strided view write only the view") {
@@ -235,27 +226,27 @@ TEST_CASE("cuda where, in-place ops, fill and casts", "[cuda][ops]") {
     mul_(vc, o.cpu), mul_(vg, o.gpu);
     sub_(vc, o.cpu), sub_(vg, o.gpu);
     div_(vc, o.cpu), div_(vg, o.gpu);
-    check_same(base.gpu, base.cpu, 0, "in place through a view");
+    check_cuda_same(base.gpu, base.cpu, 0, "in place through a view");
   }
   SECTION("fill_, zeros, full, arange, linspace and the random creators give the cpu's values") {
     for (const DType dt : {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32, DType::i64, DType::u8, DType::b8}) {
-      check_same(full({3, 4}, 2.75, {.dtype = dt, .device = kCUDA}), full({3, 4}, 2.75, {.dtype = dt}), 0, "full");
-      check_same(zeros({5}, {.dtype = dt, .device = kCUDA}), zeros({5}, {.dtype = dt}), 0, "zeros");
+      check_cuda_same(full({3, 4}, 2.75, {.dtype = dt, .device = kCUDA}), full({3, 4}, 2.75, {.dtype = dt}), 0, "full");
+      check_cuda_same(zeros({5}, {.dtype = dt, .device = kCUDA}), zeros({5}, {.dtype = dt}), 0, "zeros");
     }
-    check_same(arange(0, 10, 0.5, {.device = kCUDA}), arange(0, 10, 0.5, {}), 0, "arange");
-    check_same(linspace(-1, 1, 7, {.dtype = DType::f64, .device = kCUDA}), linspace(-1, 1, 7, {.dtype = DType::f64}), 0, "linspace");
+    check_cuda_same(arange(0, 10, 0.5, {.device = kCUDA}), arange(0, 10, 0.5, {}), 0, "arange");
+    check_cuda_same(linspace(-1, 1, 7, {.dtype = DType::f64, .device = kCUDA}), linspace(-1, 1, 7, {.dtype = DType::f64}), 0, "linspace");
     Generator g1(7), g2(7);
-    check_same(randn({9, 4}, {.device = kCUDA}, g1), randn({9, 4}, {}, g2), 0, "randn, same seed");
-    check_same(rand({33}, {.dtype = DType::bf16, .device = kCUDA}, g1), rand({33}, {.dtype = DType::bf16}, g2), 0, "rand");
-    check_same(randint(-5, 9, {20}, {.dtype = DType::i32, .device = kCUDA}, g1), randint(-5, 9, {20}, {.dtype = DType::i32}, g2), 0, "randint");
-    check_same(from_vector({1.0, 2.0, 3.5}, {3}, {.dtype = DType::f16, .device = kCUDA}),
-               from_vector({1.0, 2.0, 3.5}, {3}, {.dtype = DType::f16}), 0, "from_vector");
+    check_cuda_same(randn({9, 4}, {.device = kCUDA}, g1), randn({9, 4}, {}, g2), 0, "randn, same seed");
+    check_cuda_same(rand({33}, {.dtype = DType::bf16, .device = kCUDA}, g1), rand({33}, {.dtype = DType::bf16}, g2), 0, "rand");
+    check_cuda_same(randint(-5, 9, {20}, {.dtype = DType::i32, .device = kCUDA}, g1), randint(-5, 9, {20}, {.dtype = DType::i32}, g2), 0, "randint");
+    check_cuda_same(from_vector({1.0, 2.0, 3.5}, {3}, {.dtype = DType::f16, .device = kCUDA}),
+                    from_vector({1.0, 2.0, 3.5}, {3}, {.dtype = DType::f16}), 0, "from_vector");
     Tensor t = empty({4, 6}, {.device = kCUDA});
     Tensor tv = slice(t, 0, 0, 4, 2);
     fill_(t, 1.0), fill_(tv, -3.0);
     Tensor want = ones({4, 6}), wv = slice(want, 0, 0, 4, 2);
     fill_(wv, -3.0);  // rows 0 and 2
-    check_same(t, want, 0, "fill_ of a strided view");
+    check_cuda_same(t, want, 0, "fill_ of a strided view");
   }
   SECTION("casts between every pair of dtypes, from strided sources") {
     const std::vector<DType> all = {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32, DType::i64, DType::u8, DType::b8};
@@ -263,16 +254,16 @@ TEST_CASE("cuda where, in-place ops, fill and casts", "[cuda][ops]") {
       const Both x = make_both({4, 5}, from, Layout::transposed, from == DType::u8 ? 0 : -300, 300);
       for (const DType dt : all) {
         if (from != DType::u8 && from != DType::b8 && dt == DType::u8) continue;  // negative -> u8 is UB in C++
-        check_same(x.gpu.to(dt), x.cpu.to(dt), 0,
-                   std::string("cast ") + std::string(dtype_name(from)) + " -> " + std::string(dtype_name(dt)));
+        check_cuda_same(x.gpu.to(dt), x.cpu.to(dt), 0,
+                        std::string("cast ") + std::string(dtype_name(from)) + " -> " + std::string(dtype_name(dt)));
       }
     }
     // contiguous(x) and clone of a channels-last view, and to(channels_last)
     const Both y = make_both({2, 3, 4, 5}, DType::f32, Layout::transposed);
-    check_same(contiguous(y.gpu), contiguous(y.cpu), 0, "contiguous");
+    check_cuda_same(contiguous(y.gpu), contiguous(y.cpu), 0, "contiguous");
     const Tensor cl = contiguous(y.gpu, MemoryFormat::channels_last);
     CHECK(cl.is_contiguous(MemoryFormat::channels_last));
-    check_same(cl, contiguous(y.cpu, MemoryFormat::channels_last), 0, "channels_last");
+    check_cuda_same(cl, contiguous(y.cpu, MemoryFormat::channels_last), 0, "channels_last");
     // an elementwise op keeps a channels-last input's layout on cuda too
     CHECK(relu(cl).strides() == cl.strides());
   }
@@ -297,8 +288,8 @@ TEST_CASE("cuda gradients of elementwise chains equal the cpu's", "[cuda][ops][a
       REQUIRE(x.grad().device() == (dev ? Device::cuda(0) : kCPU));
       grads[dev] = {x.grad(), y.grad()};
     }
-    check_same(grads[1][0], grads[0][0], ulps(dt) * 8, "dx");
-    check_same(grads[1][1], grads[0][1], ulps(dt) * 8, "dy");
+    check_cuda_same(grads[1][0], grads[0][0], ulps(dt) * 8, "dx");
+    check_cuda_same(grads[1][1], grads[0][1], ulps(dt) * 8, "dy");
   }
 }
 
@@ -316,11 +307,11 @@ TEST_CASE("cuda fused softmax cross entropy equals the cpu's, forward and backwa
                                  " C " + std::to_string(C) + " eps " + std::to_string(eps);
         REQUIRE(lg.dtype() == dt);
         const double tol = dt == DType::f64 ? 1e-12 : dt == DType::f32 ? 1e-5 : 2 * th::tol(dt);
-        check_same(lg.to(xc.dtype()), lc, tol, what);
+        check_cuda_same(lg.to(xc.dtype()), lc, tol, what);
         const Tensor gc = th::make(std::vector<double>(size_t(B), 0.75), {B}, xc.dtype());
         lc.backward(gc);
         lg.backward(to(gc.to(dt), kCUDA));
-        check_same(xg.grad().to(xc.dtype()), xc.grad(), tol, what + " dx");
+        check_cuda_same(xg.grad().to(xc.dtype()), xc.grad(), tol, what + " dx");
       }
   // a target out of range is an Error naming the op, also on cuda (checked on the host)
   const Tensor xg = zeros({2, 3}, {.device = kCUDA});
@@ -332,7 +323,7 @@ TEST_CASE("copy_ and Module::to move values across devices", "[cuda][ops]") {
   Tensor dst = zeros({2, 3}, {.device = kCUDA});
   const Tensor src = th::make({1, 2, 3, 4, 5, 6}, {3, 2});
   copy_(dst, transpose(src, 0, 1));
-  check_same(dst, transpose(src, 0, 1).contiguous(), 0, "copy_ cpu -> cuda");
+  check_cuda_same(dst, transpose(src, 0, 1).contiguous(), 0, "copy_ cpu -> cuda");
   Tensor back = zeros({3}, {.dtype = DType::f64});
   copy_(back, select(dst, 0, 1));
   th::check_close(back, th::make({2, 4, 6}, {3}, DType::f64), 0, 0, "copy_ cuda -> cpu with a cast");
@@ -341,7 +332,7 @@ TEST_CASE("copy_ and Module::to move values across devices", "[cuda][ops]") {
   lin.to(kCUDA);
   CHECK(lin.weight.device().is_cuda());
   CHECK(lin.weight.requires_grad());
-  check_same(lin.weight, w, 0, "Module::to(cuda)");
+  check_cuda_same(lin.weight, w, 0, "Module::to(cuda)");
 }
 
 TEST_CASE("fused optimizer steps on cuda equal the cpu's", "[cuda][ops][optim]") {
@@ -368,8 +359,8 @@ TEST_CASE("fused optimizer steps on cuda equal the cpu's", "[cuda][ops][optim]")
           opts[dev]->step();
         }
       for (size_t k = 0; k < 2; ++k)  // same arithmetic in the same order: equal bit for bit under the emulator
-        check_same(ps[1][k].detach(), ps[0][k].detach(), dt == DType::f64 ? 1e-14 : 1e-6,
-                   "optimizer " + std::to_string(which) + " param " + std::to_string(k));
+        check_cuda_same(ps[1][k].detach(), ps[0][k].detach(), dt == DType::f64 ? 1e-14 : 1e-6,
+                        "optimizer " + std::to_string(which) + " param " + std::to_string(k));
     }
 }
 
@@ -406,8 +397,8 @@ TEST_CASE("Optimizer::step on cuda: one multi-tensor launch per run of parameter
       }
     for (size_t g = 0; g < 2; ++g)
       for (size_t k = 0; k < opts[0]->param_groups[g].params.size(); ++k)
-        check_same(opts[1]->param_groups[g].params[k].detach(), opts[0]->param_groups[g].params[k].detach(), 1e-6,
-                   "optimizer " + std::to_string(which) + " group " + std::to_string(g) + " param " + std::to_string(k));
+        check_cuda_same(opts[1]->param_groups[g].params[k].detach(), opts[0]->param_groups[g].params[k].detach(), 1e-6,
+                        "optimizer " + std::to_string(which) + " group " + std::to_string(g) + " param " + std::to_string(k));
   }
 }
 
@@ -432,7 +423,7 @@ TEST_CASE("Optimizer::step on cuda: a step that throws part way still updates th
   }
   Generator gen(60);
   CHECK(th::values(ps[0][0].detach()) != th::values(randn({40}, {}, gen)));  // the cpu did step it
-  check_same(ps[1][0].detach(), ps[0][0].detach(), 1e-6, "the parameter stepped before the error");
+  check_cuda_same(ps[1][0].detach(), ps[0][0].detach(), 1e-6, "the parameter stepped before the error");
 }
 
 TEST_CASE("dropout on cuda draws the cpu's mask for the same seed", "[cuda][ops]") {
@@ -441,7 +432,7 @@ TEST_CASE("dropout on cuda draws the cpu's mask for the same seed", "[cuda][ops]
   const Tensor yc = dropout(x.cpu, 0.3, true);
   manual_seed(21);
   const Tensor yg = dropout(x.gpu, 0.3, true);
-  check_same(yg, yc, 0, "dropout");
+  check_cuda_same(yg, yc, 0, "dropout");
   CHECK(dropout(x.gpu, 0.3, false).is_same(x.gpu));
 }
 

@@ -43,16 +43,7 @@ inline Tensor counting(const Shape& shape, DType dtype) {
   return arange(double(numel(shape)), {.dtype = dtype}).view(shape);
 }
 
-/// The message of the Error that f throws ("" when it throws none).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using th::error_of;
 
 /// src -> cuda -> cpu: the cuda copy is contiguous with src's dtype and shape and holds src's
 /// values, and so does the copy back.
