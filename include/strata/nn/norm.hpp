@@ -15,7 +15,7 @@
 // GLOBAL batch, every process's samples: over the N values of each channel on all processes,
 //   n = sum of the processes' counts, mean = all_reduce_sum(sum x) / n,
 //   var = all_reduce_sum(sum (x - mean)^2) / n (two passes: as exact as one process's kernel),
-//   y = (x - mean) rsqrt(var + eps) w + b (then max(y, 0) for forward_relu),
+//   y = (x - mean) (rsqrt(var + eps) w) + b (then max(y, 0) for forward_relu),
 // and updates the running statistics with mean and var n / (n - 1). It is a composite of
 // differentiable ops (statistics in float32, float64 for float64 x), so autograd gives the exact
 // backward for the global batch: the all-reduces' backward sums the gradients over the processes
@@ -145,9 +145,10 @@ class BatchNormBase : public Module {
     const Tensor mean = div(s1.narrow(0, 0, C), n);
     const Tensor xc = sub(xs, view(mean, bshape));
     const Tensor var = div(sync->all_reduce_sum(sum(mul(xc, xc), dims)), n);
-    const Tensor invstd = rsqrt(add(var, options.eps));
-    Tensor y = mul(xc, view(invstd, bshape));
-    if (weight.defined()) y = mul(y, view(strata::to(weight, st), bshape));
+    // y = (x - mean) scale + bias with scale = rsqrt(var + eps) w per channel: one pass less than two products
+    Tensor scale = rsqrt(add(var, options.eps));
+    if (weight.defined()) scale = mul(scale, strata::to(weight, st));
+    Tensor y = mul(xc, view(scale, bshape));
     if (bias.defined()) y = add(y, view(strata::to(bias, st), bshape));
     if (relu) y = strata::relu(y);
     y = strata::to(y, x.dtype());
