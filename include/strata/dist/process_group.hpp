@@ -22,7 +22,9 @@
 //   that tensor's device (rank 0's ncclUniqueId broadcast over MPI; ncclCommInitRank waited for with
 //   the timeout too; every later cuda tensor must be on the same device). The Work's completion is an
 //   event recorded after the NCCL call, polled like an MPI request, so the timeout and the lost-rank
-//   report work the same; a timed-out NCCL collective aborts the communicator.
+//   report work the same; a timed-out NCCL collective aborts the communicator. Work::wait() does not
+//   block the host there: it makes the default stream wait for that event (work.hpp), and the watcher
+//   thread times the collective out from then on.
 //
 // Timeouts: every collective is a nonblocking MPI call (MPI_Iallreduce, MPI_Ibcast, MPI_Iallgather,
 // MPI_Ibarrier) polled with MPI_Test until timeout_s. To say WHO is missing, a rank entering
@@ -140,6 +142,10 @@ class ProcessGroup {
   std::string describe_timeout(const detail::WorkState& w);
   void wait_work(const WorkPtr& w);
   bool test_work(const WorkPtr& w);
+#if defined(STRATA_DIST_NCCL)
+  bool order_after(const WorkPtr& w);                  // Work::wait of an NCCL collective: the default stream waits
+  void expire_ordered();                               // lock held: the timeout of those (the watcher)
+#endif
   void send_beats();                                   // lock held
   void watch();                                        // the watcher thread's loop
   void stop_watcher();
@@ -837,6 +843,9 @@ inline void ProcessGroup::watch() {
       if (seconds_since(last_beat_) >= beat_s_) send_beats();
       poll_control();  // also advances MPI's nonblocking collectives
       progress_locked();
+#if defined(STRATA_DIST_NCCL)
+      expire_ordered();
+#endif
     } catch (const std::exception& e) {
       if (broken_.empty()) broken_ = e.what();
       return;
@@ -862,6 +871,28 @@ inline void ProcessGroup::stop_watcher() {
   }
 }
 
+#if defined(STRATA_DIST_NCCL)
+inline bool ProcessGroup::order_after(const WorkPtr& w) {
+  std::lock_guard lock(mutex_);
+  // without the watcher nothing would time it out: the caller blocks in wait_work instead
+  if (!watcher_.joinable() || !w->event || test_locked(w)) return false;
+  if (!w->stream_ordered) {
+    cuda::DeviceGuard guard(w->device);
+    cuda::stream_wait_event(cuda::Stream{}, w->event);  // the default stream's next kernels run after NCCL's
+    w->stream_ordered = true;
+    w->waited_at = Clock::now();
+  }
+  return true;
+}
+
+inline void ProcessGroup::expire_ordered() {
+  for (const WorkPtr& w : running_)
+    if (w->stream_ordered && !w->completed && seconds_since(w->waited_at) > timeout_s_)
+      fail_locked(w, describe_timeout(*w));  // aborts the communicator: NCCL's kernels end, the stream goes on
+  std::erase_if(running_, [](const WorkPtr& w) { return w->completed.load(); });
+}
+#endif
+
 // ---- Work ---------------------------------------------------------------------------------------
 
 inline void Work::wait() {
@@ -870,6 +901,9 @@ inline void Work::wait() {
     if (state_->error) std::rethrow_exception(state_->error);
     return;
   }
+#if defined(STRATA_DIST_NCCL)
+  if (state_->event && state_->group->order_after(state_)) return;  // the default stream waits, not the host
+#endif
   state_->group->wait_work(state_);
 }
 

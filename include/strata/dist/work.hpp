@@ -7,12 +7,18 @@
 // wait() is idempotent: once done it returns at once, and a failed collective throws its Error again
 // on every call. done() never blocks and never throws: true once the collective finished or failed
 // (then wait() says how). A default-constructed Work is already done. The Work keeps the tensor's
-// storage alive until it completes. For a cuda tensor the result is in device memory once wait()
-// returns (or done() said true): staged through pinned host memory over MPI, or NCCL's kernels
-// finished (an event recorded after them has completed).
+// storage alive until it completes. For a cuda tensor over MPI the result is in device memory once
+// wait() returns (staged through pinned host memory). With NCCL, wait() does not block the host: it
+// orders the default stream (where strata's kernels run) after the collective (cudaStreamWaitEvent on
+// the event recorded after NCCL's kernels), so every later op sees the result and the host reads it
+// through the usual synchronizing copies (to(kCPU), item()); the group's watcher thread then applies
+// the timeout (the collective fails, the communicator is aborted so the stream goes on, and the next
+// collective throws the error naming the lost rank). Without a watcher (one rank, or MPI below
+// MPI_THREAD_SERIALIZED) wait() blocks as over MPI. done() is true once NCCL's kernels have finished.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -44,6 +50,8 @@ struct WorkState {
   size_t host_bytes = 0;               //   when the collective completes
   cuda::Event event = nullptr;         // NCCL path: recorded after the NCCL call; done when it has completed
   int device = 0;                      // the cuda tensor's device (for the copies and the event)
+  bool stream_ordered = false;         // NCCL path: wait() returned after ordering the default stream
+  std::chrono::steady_clock::time_point waited_at{};  // then: when (the watcher's timeout counts from it)
 };
 }  // namespace detail
 
