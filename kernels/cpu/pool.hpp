@@ -206,14 +206,34 @@ namespace detail {
 /// past the end of x), masked there; a longer row's
 /// tail redoes a few outputs of the last full block (same values). Everything else (f64, 16-bit)
 /// is the scalar loop.
+#if defined(__AVX2__)
+/// 8 floats in one AVX2 register: the vector blocks below are written for this width, so they
+/// compile and run the same on AVX-512 targets (where Vec<float> is 16 wide) as on AVX2 ones.
+struct PoolF8 {
+  static constexpr int size = 8;
+  __m256 v;
+  PoolF8() = default;
+  PoolF8(__m256 x) : v(x) {}
+  explicit PoolF8(float s) : v(_mm256_set1_ps(s)) {}
+  void store(float* p) const { _mm256_storeu_ps(p, v); }
+  friend PoolF8 vmax(PoolF8 a, PoolF8 b) { return _mm256_max_ps(a.v, b.v); }
+  friend PoolF8 select_lt(PoolF8 a, PoolF8 b, PoolF8 t, PoolF8 f) {  // a < b ? t : f, lane by lane
+    return _mm256_blendv_ps(f.v, t.v, _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ));
+  }
+  friend PoolF8 select_nan(PoolF8 x, PoolF8 t, PoolF8 f) {  // isnan(x) ? t : f
+    return _mm256_blendv_ps(f.v, t.v, _mm256_cmp_ps(x.v, x.v, _CMP_UNORD_Q));
+  }
+};
+#endif
+
 template <class T>
 inline void max_pool2d_2x2_row(const T* r0, const T* r1, const T* x_end, T* y, int64_t* idx, int64_t oh, int64_t W,
                                int64_t OW) {
   using A = acc_t<T>;
   int64_t ow = 0;
-#if defined(__AVX2__) && !defined(__AVX512F__)
+#if defined(__AVX2__)
   if constexpr (std::is_same_v<T, float>) {
-    using V = Vec<float>;
+    using V = PoolF8;
     auto even = [](__m256 lo, __m256 hi) {  // lo0 lo2 lo4 lo6 hi0 hi2 hi4 hi6
       return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xD8));
     };
@@ -320,14 +340,14 @@ inline Stride2Run stride2_run(const Pool2dGeom& g) {
   return best;
 }
 
-#if defined(__AVX2__) && !defined(__AVX512F__)
+#if defined(__AVX2__)
 /// Max pool of 8 outputs y[0 .. 8) of one row whose windows are rows r (step dh) by columns
 /// lo + 2 l .. lo + 2 l + kw (l < 8), from the plane xp of width W; idx (nullable) gets ih * W + iw.
 /// Each tap is one vector: the even lanes of 16 floats loaded from column lo + j (lane 15 is loaded,
 /// never used: the caller keeps it inside x). Same tap order, ties and NaN rule as the reference.
 inline void max_pool2d_s2_block(const float* xp, float* y, int64_t* idx, const PoolWindow& r, int64_t lo, int64_t kw,
                                 int64_t dh, int64_t W) {
-  using V = Vec<float>;
+  using V = PoolF8;
   V m(-std::numeric_limits<float>::infinity()), tap(0.0f);
   int64_t k = 0;  // the tap number, row-major over the window
   for (int64_t ih = r.lo; ih < r.hi; ih += dh) {
@@ -409,7 +429,7 @@ void max_pool2d_fwd_kernel(const T* x, T* y, int64_t* idx, const Pool2dGeom& g) 
       if (ir) ir[ow] = at;
     };
     int64_t ow = 0;
-#if defined(__AVX2__) && !defined(__AVX512F__)
+#if defined(__AVX2__)
     if constexpr (std::is_same_v<T, float>) {
       if (run.b - run.a >= 8 && r.lo < r.hi) {  // 8 outputs a vector over the run of whole stride-2 windows
         for (; ow < run.a; ++ow) one(ow);
