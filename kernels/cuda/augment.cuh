@@ -41,6 +41,7 @@
 #include "strata/backend/launch.hpp"
 #include "strata/core/error.hpp"
 #include "kernels/cuda/dtype.cuh"
+#include "kernels/cuda/math.cuh"
 #include "kernels/cuda/philox.cuh"
 
 namespace strata::cuda {
@@ -115,13 +116,6 @@ __host__ __device__ inline double aug_erase_noise(uint32_t key0, uint32_t key1, 
   return r * (j % 2 == 0 ? ::cos(t) : ::sin(t));
 }
 
-/// r^m in A (float or double).
-template <class A>
-__host__ __device__ inline A aug_pow(A r, A m) {
-  if constexpr (sizeof(A) == 4) return ::powf(r, m);
-  else return ::pow(r, m);
-}
-
 }  // namespace detail
 
 // ---------------------------------------------------------------- kernels
@@ -186,7 +180,7 @@ __global__ void lighting_kernel(const T* x, T* y, int64_t B, int64_t N, const do
     const A m = A(mul[b]), k = A(::exp(-mul[b] * add[b]));
     const A p = ::fmin(one - eps, ::fmax(eps, A(load(x + i))));
     const A r = (one - p) / p;
-    store(y + i, A(one / (one + k * (m == one ? r : detail::aug_pow(r, m)))));
+    store(y + i, A(one / (one + k * (m == one ? r : m_pow(r, m)))));
   }
 }
 

@@ -52,6 +52,7 @@
 #include "strata/core/error.hpp"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/dtype.cuh"
+#include "kernels/cuda/math.cuh"
 
 namespace strata::cuda {
 
@@ -74,12 +75,6 @@ inline constexpr int64_t kLnRowChunk = 256;
 inline constexpr int64_t kBnMaxGrid = 132 * 32;
 
 namespace detail {
-
-template <class A>
-__device__ __forceinline__ A bn_sqrt(A v) {
-  if constexpr (sizeof(A) == 4) return ::sqrtf(v);
-  else return ::sqrt(v);
-}
 
 /// a, b summed over threadIdx.y of a (32, kBnRows) block, per lane x, returned to every thread of the
 /// column. s_red: 2 * 32 * kBnRows shared slots.
@@ -158,7 +153,7 @@ __global__ void batch_norm_fwd_kernel(const T* x, T* y, const A* w, const A* b, 
     m = mean[k.c], v = var[k.c];
   }
   if (!k.active) return;  // no barrier below
-  const A is = A(1) / detail::bn_sqrt(v + eps);                                      // invstd
+  const A is = A(1) / m_sqrt(v + eps);                                               // invstd
   if (k.leader) invstd[k.c] = is;
   const A scale = is * (w ? w[k.c] : A(1)), shift = b ? b[k.c] : A(0);
   for (int64_t i = k.first; i < k.n; i += k.step) {
@@ -217,7 +212,7 @@ __global__ void layer_norm_fwd_kernel(const T* x, T* y, const A* w, const A* b, 
     const A dv = A(load(xr + j)) - m;
     r_sq += dv * dv;
   }
-  const A r = A(1) / detail::bn_sqrt(block_reduce(r_sq, SumFn{}, s_red) / A(N) + eps);
+  const A r = A(1) / m_sqrt(block_reduce(r_sq, SumFn{}, s_red) / A(N) + eps);
   if (threadIdx.x == 0) mean[row] = m, rstd[row] = r;
   for (int64_t j = threadIdx.x; j < N; j += blockDim.x)
     store(yr + j, (A(load(xr + j)) - m) * r * (w ? w[j] : A(1)) + (b ? b[j] : A(0)));
@@ -326,7 +321,7 @@ __global__ void batch_norm_fwd_finish_kernel(const A* work, A* mean, A* var, A* 
     }
     mean[c] = m, var[c] = m2 / cnt;
   }
-  invstd[c] = A(1) / detail::bn_sqrt(var[c] + eps);
+  invstd[c] = A(1) / m_sqrt(var[c] + eps);
 }
 
 /// y = (x - mean) invstd w + b (relu: max(., 0)), grid-stride over all n = B * C * S values.

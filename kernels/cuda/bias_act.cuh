@@ -31,26 +31,17 @@
 #include "strata/core/error.hpp"
 #include "kernels/cpu/bias_act.hpp"
 #include "kernels/cuda/dtype.cuh"
+#include "kernels/cuda/math.cuh"
 
 namespace strata::cuda {
 
 namespace detail {
-template <class A>
-__device__ __forceinline__ A act_exp(A v) {
-  if constexpr (sizeof(A) == 4) return ::expf(v);
-  else return ::exp(v);
-}
-template <class A>
-__device__ __forceinline__ A act_erf(A v) {
-  if constexpr (sizeof(A) == 4) return ::erff(v);
-  else return ::erf(v);
-}
 /// act(z), as cpu::detail::bias_act_value.
 template <class A>
 __device__ __forceinline__ A bias_act_value(int act, A z) {
   if (act == int(cpu::BiasAct::relu)) return A(0) > z ? A(0) : z;
-  if (act == int(cpu::BiasAct::gelu)) return A(0.5) * z * (A(1) + act_erf(z * A(0.70710678118654752440)));
-  if (act == int(cpu::BiasAct::silu)) return z / (A(1) + act_exp(-z));
+  if (act == int(cpu::BiasAct::gelu)) return A(0.5) * z * (A(1) + m_erf(z * A(0.70710678118654752440)));
+  if (act == int(cpu::BiasAct::silu)) return z / (A(1) + m_exp(-z));
   return z;
 }
 /// g act'(z), as cpu::detail::bias_act_grad.
@@ -58,12 +49,12 @@ template <class A>
 __device__ __forceinline__ A bias_act_grad(int act, A g, A z) {
   if (act == int(cpu::BiasAct::relu)) return z > A(0) ? g : A(0);
   if (act == int(cpu::BiasAct::gelu)) {
-    const A cdf = A(0.5) * (A(1) + act_erf(z * A(0.70710678118654752440)));
-    const A pdf = act_exp(A(-0.5) * z * z) * A(0.39894228040143267794);  // 1 / sqrt(2 pi)
+    const A cdf = A(0.5) * (A(1) + m_erf(z * A(0.70710678118654752440)));
+    const A pdf = m_exp(A(-0.5) * z * z) * A(0.39894228040143267794);  // 1 / sqrt(2 pi)
     return g * (cdf + z * pdf);
   }
   if (act == int(cpu::BiasAct::silu)) {
-    const A s = A(1) / (A(1) + act_exp(-z));
+    const A s = A(1) / (A(1) + m_exp(-z));
     return g * s * (A(1) + z * (A(1) - s));
   }
   return g;

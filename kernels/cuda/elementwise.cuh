@@ -32,32 +32,12 @@
 #include "strata/core/error.hpp"
 #include "kernels/cuda/dtype.cuh"
 #include "kernels/cuda/indexer.cuh"
+#include "kernels/cuda/math.cuh"
 
 namespace strata::cuda {
 
 namespace ew {  // the ops, as functors usable on host and device, templated on the compute type T
 
-// math in T: the float function for float, the double one for double (the device's libm on a GPU)
-#define STRATA_EW_MATH1(name, f32, f64)                                              \
-  template <class T> __host__ __device__ inline T name(T x) {                       \
-    if constexpr (sizeof(T) == 4) return ::f32(x);                                  \
-    else return ::f64(x);                                                           \
-  }
-STRATA_EW_MATH1(m_exp, expf, exp)
-STRATA_EW_MATH1(m_log, logf, log)
-STRATA_EW_MATH1(m_log1p, log1pf, log1p)
-STRATA_EW_MATH1(m_sqrt, sqrtf, sqrt)
-STRATA_EW_MATH1(m_sin, sinf, sin)
-STRATA_EW_MATH1(m_cos, cosf, cos)
-STRATA_EW_MATH1(m_tanh, tanhf, tanh)
-STRATA_EW_MATH1(m_erf, erff, erf)
-STRATA_EW_MATH1(m_fabs, fabsf, fabs)
-#undef STRATA_EW_MATH1
-template <class T> __host__ __device__ inline T m_pow(T a, T b) {
-  if constexpr (!std::is_floating_point_v<T>) return T(::pow(double(a), double(b)));  // as std::pow(int, int)
-  else if constexpr (sizeof(T) == 4) return ::powf(a, b);
-  else return ::pow(a, b);
-}
 template <class T> __host__ __device__ inline bool m_isnan(T x) { return x != x; }  // false for integers
 
 // binary (same order of operations as tensor/binary.hpp's ops::)

@@ -31,6 +31,7 @@
 #include "strata/core/error.hpp"
 #include "kernels/cpu/optim_update.hpp"
 #include "kernels/cuda/dtype.cuh"
+#include "kernels/cuda/math.cuh"
 #include "kernels/cuda/multi_tensor.cuh"
 
 namespace strata::cuda {
@@ -47,14 +48,6 @@ struct SgdScalars {
   C wd, keep, mom, lr;
   int decay;
 };
-
-namespace detail {
-template <class C>
-__device__ __forceinline__ C optim_sqrt(C v) {  // correctly rounded, as the CPU's vsqrt
-  if constexpr (sizeof(C) == 4) return ::sqrtf(v);
-  else return ::sqrt(v);
-}
-}  // namespace detail
 
 // ---------------------------------------------------------------- kernels (ops of multi_tensor_kernel)
 
@@ -74,7 +67,7 @@ struct AdamOp {
       if (a.decay == int(cpu::DecayMode::decoupled)) p = p * a.keep;
       m = a.mom * m + a.one_minus_mom * g;
       v = a.sqr_mom * v + a.one_minus_sqr_mom * (g * g);
-      const C denom = detail::optim_sqrt(v) * a.inv_sqrt_debias2 + a.eps;
+      const C denom = m_sqrt(v) * a.inv_sqrt_debias2 + a.eps;
       p = p + a.step * (m / denom);
       store(g_p + i, p), store(g_m + i, m), store(g_v + i, v);
       if (a.decay == int(cpu::DecayMode::l2)) store(g_g + i, g);

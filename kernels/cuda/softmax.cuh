@@ -44,6 +44,7 @@
 #include "strata/core/error.hpp"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/dtype.cuh"
+#include "kernels/cuda/math.cuh"
 
 namespace strata::cuda {
 
@@ -54,16 +55,6 @@ inline constexpr unsigned kSoftmaxMaxRowBlock = 512;  // threads a rows_block bl
 inline constexpr int64_t kSoftmaxMaxBlocks = 132 * 32;
 
 namespace detail {
-template <class A>
-__device__ __forceinline__ A sm_exp(A v) {
-  if constexpr (sizeof(A) == 4) return ::expf(v);
-  else return ::exp(v);
-}
-template <class A>
-__device__ __forceinline__ A sm_log(A v) {
-  if constexpr (sizeof(A) == 4) return ::logf(v);
-  else return ::log(v);
-}
 /// op over the blockDim.y threads of column threadIdx.x, returned to all of them (a tree in
 /// shared memory; blockDim.y a power of 2). s_red: blockDim.x * blockDim.y slots.
 template <class A, class Op>
@@ -97,12 +88,12 @@ __global__ void softmax_rows_fwd_kernel(const T* x, T* y, int64_t rows, int64_t 
     for (int64_t k = threadIdx.x; k < len; k += blockDim.x) r_max = MaxFn{}(r_max, A(load(g_x + k)));
     const A m = block_reduce(r_max, MaxFn{}, s_red);
     A r_sum = 0;
-    for (int64_t k = threadIdx.x; k < len; k += blockDim.x) r_sum += detail::sm_exp(A(load(g_x + k)) - m);
+    for (int64_t k = threadIdx.x; k < len; k += blockDim.x) r_sum += m_exp(A(load(g_x + k)) - m);
     const A s = block_reduce(r_sum, SumFn{}, s_red);
-    const A f = log ? detail::sm_log(s) : A(1) / s;  // log s, or the scale 1/s
+    const A f = log ? m_log(s) : A(1) / s;  // log s, or the scale 1/s
     for (int64_t k = threadIdx.x; k < len; k += blockDim.x) {
       const A v = A(load(g_x + k)) - m;
-      store(g_y + k, log ? A(v - f) : A(detail::sm_exp(v) * f));
+      store(g_y + k, log ? A(v - f) : A(m_exp(v) * f));
     }
   }
 }
@@ -124,7 +115,7 @@ __global__ void softmax_rows_bwd_kernel(const T* dy, const T* y, T* dx, int64_t 
     const A s = block_reduce(r_sum, SumFn{}, s_red);
     for (int64_t k = threadIdx.x; k < len; k += blockDim.x) {
       const A g = load(g_dy + k), v = load(g_y + k);
-      store(g_dx + k, log ? A(g - detail::sm_exp(v) * s) : A(v * (g - s)));
+      store(g_dx + k, log ? A(g - m_exp(v) * s) : A(v * (g - s)));
     }
   }
 }
@@ -147,13 +138,13 @@ __global__ void softmax_cols_fwd_kernel(const T* x, T* y, int64_t outer, int64_t
     const A m = detail::sm_col_reduce(r_max, MaxFn{}, s_red);
     A r_sum = 0;
     if (on)
-      for (int64_t k = threadIdx.y; k < n; k += blockDim.y) r_sum += detail::sm_exp(A(load(g_x + k * inner)) - m);
+      for (int64_t k = threadIdx.y; k < n; k += blockDim.y) r_sum += m_exp(A(load(g_x + k * inner)) - m);
     const A s = detail::sm_col_reduce(r_sum, SumFn{}, s_red);
-    const A f = log ? detail::sm_log(s) : A(1) / s;
+    const A f = log ? m_log(s) : A(1) / s;
     if (on)
       for (int64_t k = threadIdx.y; k < n; k += blockDim.y) {
         const A v = A(load(g_x + k * inner)) - m;
-        store(g_y + k * inner, log ? A(v - f) : A(detail::sm_exp(v) * f));
+        store(g_y + k * inner, log ? A(v - f) : A(m_exp(v) * f));
       }
   }
 }
@@ -180,7 +171,7 @@ __global__ void softmax_cols_bwd_kernel(const T* dy, const T* y, T* dx, int64_t 
       for (int64_t k = threadIdx.y; k < n; k += blockDim.y) {
         const int64_t i = base + k * inner;
         const A g = load(dy + i), v = load(y + i);
-        store(dx + i, log ? A(g - detail::sm_exp(v) * s) : A(v * (g - s)));
+        store(dx + i, log ? A(g - m_exp(v) * s) : A(v * (g - s)));
       }
   }
 }

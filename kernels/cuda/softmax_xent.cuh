@@ -35,21 +35,9 @@
 #include "strata/core/error.hpp"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/dtype.cuh"
+#include "kernels/cuda/math.cuh"
 
 namespace strata::cuda {
-
-namespace detail {
-template <class A>
-__device__ __forceinline__ A xent_exp(A v) {
-  if constexpr (sizeof(A) == 4) return ::expf(v);
-  else return ::exp(v);
-}
-template <class A>
-__device__ __forceinline__ A xent_log(A v) {
-  if constexpr (sizeof(A) == 4) return ::logf(v);
-  else return ::log(v);
-}
-}  // namespace detail
 
 // ---------------------------------------------------------------- kernels
 
@@ -66,13 +54,13 @@ __global__ void softmax_xent_fwd_kernel(const T* x, const int64_t* y, T* loss, A
   A r_s = 0, r_sum_x = 0;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
     const A v = A(load(row + c));
-    r_s += detail::xent_exp(v - m);
+    r_s += m_exp(v - m);
     r_sum_x += v;
   }
   const A s = block_reduce(r_s, SumFn{}, s_red);
   const A sum_x = block_reduce(r_sum_x, SumFn{}, s_red);
   if (threadIdx.x == 0) {
-    const A l = m + detail::xent_log(s);                                             // lse_b
+    const A l = m + m_log(s);                                             // lse_b
     const int64_t t = y[b];
     lse[b] = l;
     store(loss + b, t >= 0 && t < C ? A(l - on * A(load(row + t)) - off * sum_x) : A(NAN));  // l_b
@@ -87,7 +75,7 @@ __global__ void softmax_xent_bwd_kernel(const T* dloss, const T* x, const int64_
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
     const int64_t b = i / C, c = i - b * C;
     const A d = A(load(dloss + b));
-    T r = from_compute<T>(A(d * (detail::xent_exp(A(load(x + i)) - lse[b]) - off)));  // softmax - eps/C
+    T r = from_compute<T>(A(d * (m_exp(A(load(x + i)) - lse[b]) - off)));  // softmax - eps/C
     if (c == y[b]) r = from_compute<T>(A(A(load(&r)) - d * on));                      // - (1 - eps) at y_b
     dx[i] = r;
   }
