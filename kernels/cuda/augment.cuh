@@ -1,9 +1,11 @@
 // Batch augmentation on the device: projective grid sampling, per-image lighting, random erasing,
 // the CUDA twins of kernels/cpu/augment.hpp (read its top comment for the math; the formulas here
-// are the same, line for line).
+// are the same, line for line). The argument structs are the CPU's own (cpu::GridSampleGeom,
+// cpu::EraseRect, cpu::SampleMode, cpu::PadMode); the coordinate helpers below are __host__ __device__
+// copies of cpu::detail's (the CPU's are host functions, which device code cannot call).
 //
-//   cuda::GridSampleDims g{.B = B, .C = C, .H = H, .W = W, .OH = OH, .OW = OW,
-//                          .mode = cuda::GridSampleMode::bilinear, .pad = cuda::GridPad::reflection};
+//   cuda::GridSampleDims g{.B = B, .C = C, .H = H, .W = W, .OH = OH, .OW = OW,     // = cpu::GridSampleGeom
+//                          .mode = cpu::SampleMode::bilinear, .pad = cpu::PadMode::reflection};
 //   cuda::grid_sample<float>(x, y, mats, g);             // x [B, C, H, W], y [B, C, OH, OW], mats [B, 9] f64
 //   cuda::lighting<float>(x, y, B, N, add, mul);         // x, y [B, N]; add, mul [B] f64
 //   cuda::random_erase<float>(x, B, C, H, W, rects, n_rects, {key0, key1});   // in place
@@ -40,30 +42,17 @@
 #include "strata/backend/cuda_compat.hpp"
 #include "strata/backend/launch.hpp"
 #include "strata/core/error.hpp"
+#include "kernels/cpu/augment.hpp"  // GridSampleGeom, EraseRect: the structs are shared
 #include "kernels/cuda/dtype.cuh"
 #include "kernels/cuda/math.cuh"
 #include "kernels/cuda/philox.cuh"
 
 namespace strata::cuda {
 
-/// How a sample between pixels is read (cpu::SampleMode).
-enum class GridSampleMode : uint8_t { bilinear, nearest };
-/// What is read outside the input (cpu::PadMode).
-enum class GridPad : uint8_t { zeros, border, reflection };
-
-/// A grid sample: x [B, C, H, W] -> y [B, C, OH, OW] (both contiguous), mats [B, 3, 3] row-major f64.
-struct GridSampleDims {
-  int64_t B = 0, C = 0, H = 0, W = 0;
-  int64_t OH = 0, OW = 0;
-  GridSampleMode mode = GridSampleMode::bilinear;
-  GridPad pad = GridPad::zeros;
-  bool align_corners = true;
-};
-
-/// One rectangle of random erasing: image, rows [r0, r1), cols [c0, c1) (cpu::EraseRect's layout).
-struct EraseRect {
-  int64_t image = 0, r0 = 0, r1 = 0, c0 = 0, c1 = 0;
-};
+/// A grid sample's sizes, mode and padding: the CPU kernel's struct (passed to the kernel by value).
+using GridSampleDims = cpu::GridSampleGeom;
+/// One rectangle of random erasing: the CPU's struct, copied to device memory as it is.
+using EraseRect = cpu::EraseRect;
 
 namespace detail {
 
@@ -85,14 +74,15 @@ __host__ __device__ inline double aug_reflect(double in, int64_t twice_low, int6
 }
 
 /// Normalized coordinate -> pixel coordinate after padding (cpu::detail::source_coordinate).
-__host__ __device__ inline double aug_source(double c, int64_t size, GridPad pad, bool align) {
+__host__ __device__ inline double aug_source(double c, int64_t size, cpu::PadMode pad, bool align) {
   double p = align ? (c + 1) / 2 * double(size - 1) : ((c + 1) * double(size) - 1) / 2;
   if (!(::fabs(p) < 1e9)) p = p > 0 ? 1e9 : -1e9;  // projective blow-ups and NaN: far outside, finite
   const double r = ::nearbyint(p);
   if (::fabs(p - r) < 1e-9) p = r;  // pixel-aligned maps exact
   if (p >= 0 && p <= double(size - 1)) return p;
-  if (pad == GridPad::reflection) p = align ? aug_reflect(p, 0, 2 * (size - 1)) : aug_reflect(p, -1, 2 * size - 1);
-  if (pad != GridPad::zeros) p = ::fmin(double(size - 1), ::fmax(p, 0.0));
+  if (pad == cpu::PadMode::reflection)
+    p = align ? aug_reflect(p, 0, 2 * (size - 1)) : aug_reflect(p, -1, 2 * size - 1);
+  if (pad != cpu::PadMode::zeros) p = ::fmin(double(size - 1), ::fmax(p, 0.0));
   return p;
 }
 
@@ -135,7 +125,7 @@ __global__ void grid_sample_kernel(const T* x, T* y, const double* mats, GridSam
     const double iy = detail::aug_source(ny, g.H, g.pad, g.align_corners);
     const T* xp = x + b * g.C * plane;
     T* yp = y + b * g.C * oplane + oh * g.OW + ow;
-    if (g.mode == GridSampleMode::nearest) {
+    if (g.mode == cpu::SampleMode::nearest) {
       const auto q = int64_t(::nearbyint(ix)), r = int64_t(::nearbyint(iy));
       const bool in = r >= 0 && r < g.H && q >= 0 && q < g.W;
       const int64_t o = r * g.W + q;
@@ -226,7 +216,7 @@ void grid_sample(const T* x, T* y, const double* mats, const GridSampleDims& g, 
   STRATA_CHECK(g.B >= 0 && g.C >= 0 && g.H > 0 && g.W > 0 && g.OH >= 0 && g.OW >= 0, "grid_sample", "got B ", g.B,
                ", C ", g.C, ", input ", g.H, "x", g.W, ", output ", g.OH, "x", g.OW,
                ", expected sizes >= 0 and an input of at least 1x1");
-  STRATA_CHECK(g.mode == GridSampleMode::nearest || is_floating_storage<T>, "grid_sample",
+  STRATA_CHECK(g.mode == cpu::SampleMode::nearest || is_floating_storage<T>, "grid_sample",
                "got bilinear sampling of an integer dtype, expected a floating dtype (or nearest)");
   const int64_t n = g.B * g.OH * g.OW;
   if (n == 0 || g.C == 0) return;

@@ -35,15 +35,8 @@ inline void cuda_grid_sample_impl(const Tensor& x, const Tensor& y, const std::v
                ", expected one device");
   const cuda::DeviceGuard guard(x.device().index);  // launch on its device
   const Tensor m = cuda_aug_doubles(mats, x.device());
-  const cuda::GridSampleDims d{
-      .B = g.B, .C = g.C, .H = g.H, .W = g.W, .OH = g.OH, .OW = g.OW,
-      .mode = g.mode == cpu::SampleMode::nearest ? cuda::GridSampleMode::nearest : cuda::GridSampleMode::bilinear,
-      .pad = g.pad == cpu::PadMode::zeros     ? cuda::GridPad::zeros
-             : g.pad == cpu::PadMode::border ? cuda::GridPad::border
-                                             : cuda::GridPad::reflection,
-      .align_corners = g.align_corners};
   cuda::dispatch_device(x.dtype(), "grid_sample", [&]<class S>(type_tag<S>) {
-    cuda::grid_sample<S>(cuda_ptr<const S>(x), cuda_ptr<S>(y), cuda_ptr<const double>(m), d);
+    cuda::grid_sample<S>(cuda_ptr<const S>(x), cuda_ptr<S>(y), cuda_ptr<const double>(m), g);
   });
 }
 
@@ -66,8 +59,7 @@ inline void cuda_lighting_impl(const Tensor& x, const Tensor& y, const std::vect
 /// cuda_random_erase_hook's implementation: the rectangles of y [B, C, H, W] filled with noise, in place.
 inline void cuda_random_erase_impl(const Tensor& y, const std::vector<cpu::EraseRect>& rects,
                                    std::array<uint32_t, 2> key) {
-  static_assert(sizeof(cpu::EraseRect) == sizeof(cuda::EraseRect) && sizeof(cuda::EraseRect) == 5 * sizeof(int64_t),
-                "random_erase: the host and device rectangles share one layout");
+  static_assert(sizeof(cpu::EraseRect) == 5 * sizeof(int64_t), "random_erase: a rectangle is 5 i64 on the device");
   if (rects.empty()) return;
   const cuda::DeviceGuard guard(y.device().index);
   Tensor r = Tensor::empty({int64_t(5 * rects.size())}, DType::i64, y.device());
@@ -76,7 +68,7 @@ inline void cuda_random_erase_impl(const Tensor& y, const std::vector<cpu::Erase
   for (size_t k = 1; k < rects.size(); ++k) grouped = grouped && rects[k].image >= rects[k - 1].image;
   cuda::dispatch_device_floating(y.dtype(), "random_erase", [&]<class S>(type_tag<S>) {
     cuda::random_erase<S>(cuda_ptr<S>(y), y.size(0), y.size(1), y.size(2), y.size(3),
-                          reinterpret_cast<const cuda::EraseRect*>(cuda_ptr<const int64_t>(r)),
+                          reinterpret_cast<const cpu::EraseRect*>(cuda_ptr<const int64_t>(r)),
                           int64_t(rects.size()), grouped, key);
   });
 }
