@@ -10,7 +10,7 @@
 // backward is exact for the global batch. The math is nn/norm.hpp's (BatchNormBase::sync); this file
 // gives it the collective: all_reduce_sum, an autograd op whose forward sums t over the ranks and whose
 // backward sums the incoming gradient over the ranks (the gradient of every rank's loss with respect to
-// the shared sum). Per training forward a layer costs 2 blocking all-reduces of C + 1 and C values, its
+// the shared sum). Per training forward a layer costs 2 blocking all-reduces of C + 1 and C float64 values, its
 // backward 2 more. Eval (running statistics) runs no collective.
 //
 // Ordering: the all-reduces in backward are issued in the graph's order, the same on every rank (same

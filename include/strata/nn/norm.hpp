@@ -17,9 +17,10 @@
 //   var = all_reduce_sum(sum (x - mean)^2) / n (two passes: as exact as one process's kernel),
 //   y = (x - mean) (rsqrt(var + eps) w) + b (then max(y, 0) for forward_relu),
 // and updates the running statistics with mean and var n / (n - 1). It is a composite of
-// differentiable ops (statistics in float32, float64 for float64 x), so autograd gives the exact
-// backward for the global batch: the all-reduces' backward sums the gradients over the processes
-// (PyTorch's all-reduce of sum(dy) and sum(dy xhat)). Eval (running statistics) never syncs.
+// differentiable ops (statistics in float32, float64 for float64 x; the all-reduced sums and the count
+// in float64), so autograd gives the exact backward for the global batch: the all-reduces' backward
+// sums the gradients over the processes (PyTorch's all-reduce of sum(dy) and sum(dy xhat)). Eval
+// (running statistics) never syncs.
 #pragma once
 
 #include <memory>
@@ -136,15 +137,16 @@ class BatchNormBase : public Module {
     for (int d = 2; d < x.dim(); ++d) dims.push_back(d);
     const DType st = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
     const Tensor xs = strata::to(x, st);
-    // one all-reduce for the sums and the count (exact in float up to 2^24 values per channel)
+    // one all-reduce for the sums and the count, in float64 (the count exact at any size; [C + 1] values)
+    const TensorOptions f64{.dtype = DType::f64, .device = x.device()};
     const Tensor s1 =
-        sync->all_reduce_sum(cat({sum(xs, dims), full({1}, double(n_local), {.dtype = st, .device = x.device()})}));
-    const double n = s1.narrow(0, C, 1).detach().to(kCPU).to(DType::f64).item<double>();
+        sync->all_reduce_sum(cat({strata::to(sum(xs, dims), DType::f64), full({1}, double(n_local), f64)}));
+    const double n = s1.narrow(0, C, 1).detach().to(kCPU).item<double>();
     STRATA_CHECK(n > 1, op, "got x of shape ", x.shape(), " in training mode (", n,
                  " values per channel over all processes), expected more than 1 value per channel");
-    const Tensor mean = div(s1.narrow(0, 0, C), n);
+    const Tensor mean = strata::to(div(s1.narrow(0, 0, C), n), st);
     const Tensor xc = sub(xs, view(mean, bshape));
-    const Tensor var = div(sync->all_reduce_sum(sum(mul(xc, xc), dims)), n);
+    const Tensor var = strata::to(div(sync->all_reduce_sum(strata::to(sum(mul(xc, xc), dims), DType::f64)), n), st);
     // y = (x - mean) scale + bias with scale = rsqrt(var + eps) w per channel: one pass less than two products
     Tensor scale = rsqrt(add(var, options.eps));
     if (weight.defined()) scale = mul(scale, strata::to(weight, st));
