@@ -60,7 +60,9 @@
 // replicas identical. A model with BatchNorm normalizes per rank (each rank's bs items), so it equals
 // one process only with sync_bn = true (normalized with the global batch's statistics, as one process).
 // Timing since the fit's first training phase: wait_s (blocked in Work::wait), step_s (before_batch to
-// after_batch of training batches), steps; wait_share() = wait_s / step_s.
+// after_batch of training batches), steps; wait_share() = wait_s / step_s. (With NCCL and 2 ranks or
+// more, Work::wait orders the default stream instead of blocking the host, so wait_s stays near 0 there:
+// the GPU waits, not the host.) sync_bn's own all-reduces block inside forward and backward, uncounted.
 // Every rank must run the same fits and callbacks (collectives pair up by order); a dead rank makes
 // the others fail after the group's timeout instead of hanging.
 #pragma once
