@@ -172,6 +172,13 @@ TEST_CASE("conv2d fast kernels against the reference loops", "[conv]") {
       {6, 10, 5, 5, 12, 1, 1, {2, 2}, {0, 0}, {1, 1}, 1, 0, true},
       {3, 12, 9, 9, 8, 2, 2, {3, 3}, {0, 0}, {1, 1}, 1, 1, false},
       {2, 8, 4, 5, 8, 3, 3, {1, 1}, {3, 2}, {2, 2}, 1, 0, true},
+      // a 14x14 map (tiles of 6 inside a row) with a partial channel block (24 = 16 + 8); 1x1 output
+      // maps (NCHW is NHWC there) with one and three output channels
+      {2, 16, 14, 14, 24, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 0, true},
+      {8, 9, 1, 1, 1, 1, 1, {1, 1}, {0, 0}, {1, 1}, 1, 0, true},
+      {7, 8, 3, 3, 3, 3, 3, {1, 1}, {0, 0}, {1, 1}, 1, 1, false},
+      // weights beyond L2 (553 KB in f32): groups of more than 8 tiles (99 pixels: 17 tiles)
+      {11, 96, 3, 3, 160, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 0, true},
       // channels-last x on the direct path: all in place (Cin a multiple of MR, Cout of NR), x's
       // last image copied (Cin not a multiple of MR), stride 2; a channels-last 1-channel stem
       {3, 12, 6, 7, 32, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 3, true},

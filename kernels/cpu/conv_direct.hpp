@@ -72,6 +72,12 @@ inline void conv_valid_range(int64_t OW, int64_t W, int64_t s, int64_t pad, int6
 
 inline int64_t conv_round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
+/// conv_direct_sweep's groups of tiles: at most this many tiles, and about this many bytes of their
+/// input rows; weights above kConvL2Bytes (a core's L2) take larger groups.
+inline constexpr int64_t kConvMaxTiles = 32;
+inline constexpr int64_t kConvGroupBytes = int64_t(384) << 10;
+inline constexpr int64_t kConvL2Bytes = int64_t(512) << 10;
+
 // ================================================================================ layouts
 
 /// dst[k ds + c] = src[c ss + k] (+ add[k] when add is not null) for c < rows, k < cols: a block
@@ -320,7 +326,14 @@ void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t k
                        bool relu = false) {
   using Cfg = GemmBlocking<T>;
   constexpr int MR = Cfg::MR, NR = Cfg::NR;
-  constexpr int64_t kTiles = 8;  // tiles per group: their inputs stay in cache across the channel blocks
+  // tiles per group: the group's pixels go through every NR-channel block of the weights before the
+  // next group starts, so the weights stream in once per group. 8 tiles keep the group's inputs in
+  // L1; weights beyond L2 (MiBs for 256-512 channels, from L3 each group) take up to 32 tiles (192
+  // pixels), as long as their input rows (MR C values a tile) stay within about kConvGroupBytes:
+  // 20% faster on 512 -> 512 at 3x3, 8% on 256 -> 512 at 7x7 (2 threads, batch 256, CPU time)
+  const int64_t wbytes = nblocks * kH * kW * C * NR * int64_t(sizeof(T));
+  const int64_t kTiles = wbytes <= kConvL2Bytes ? 8
+                         : std::clamp<int64_t>(kConvGroupBytes / (MR * C * int64_t(sizeof(T))), 8, kConvMaxTiles);
   const int64_t taps = kH * kW, block = taps * C * NR, count = nb * gh * gw;
   // the pixel order: for each (row class, column class) cell, every image, the cell's positions
   const auto rcls = conv_tap_classes(rt, gh, kH), ccls = conv_tap_classes(ct, gw, kW);
@@ -344,10 +357,10 @@ void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t k
   std::vector<const T*> a(size_t(kTiles * taps * MR));
   std::vector<int64_t> toff(static_cast<size_t>(kTiles * taps)), none(static_cast<size_t>(std::max(kH, kW)), -1);
   std::vector<int64_t> vi(static_cast<size_t>(kH)), vj(static_cast<size_t>(kW));
-  int64_t ntaps[kTiles], base[MR];
+  int64_t ntaps[kConvMaxTiles], base[MR];
   const int64_t* ro[MR];
   const int64_t* co[MR];
-  T* rows[kTiles][MR];
+  T* rows[kConvMaxTiles][MR];
   for (int64_t q0 = 0; q0 < count; q0 += kTiles * MR) {
     const int64_t tiles = std::min(kTiles, (count - q0 + MR - 1) / MR);
     for (int64_t u = 0; u < tiles; ++u) {
