@@ -25,6 +25,10 @@
 //                tiles for channels-last out and a stride along W (the depthwise row loops were
 //                scalar there): 1->32 28x28 stride 2, B 64, fwd 0.4-0.7 -> 7-12 (NCHW) and 18-22
 //                (channels-last) GFLOP/s; dw ~0.6 -> 18-20 (channels-last)
+//   v6 groups    conv_direct_sweep's groups of tiles (pixels that go through every output block before
+//                the next group) grow from 8 to up to 32 tiles when the weights exceed L2: 512->512 at
+//                3x3 streamed 9.4 MB of weights from L3 per 48 pixels; fwd 17-20% faster there, 256->512
+//                at 7x7 ~5%, others equal (2 threads, batch 256, in-process A/B; bench/README.md)
 // PyTorch 1.13 (oneDNN), same layers, 1 thread, process CPU time:                        ~53 / ~68 / ~78
 // 2 threads, wall clock, quiet machine: v2 im2col ~38 / ~48 / ~55, v3 direct ~70-85 / ~117-170 /
 // ~155-180 (PyTorch ~80 / ~105 / ~140). Read ratios: the machine is shared. The batch is cut into
