@@ -640,7 +640,7 @@ inline bool conv2d_is_stem(const Conv2dParams& p) { return p.Cin == 1 && p.group
 template <class T>
 void conv2d_bwd_direct(const Conv2dParams& p, const T* x, const ConvStrides& xs, const T* w, const T* dout, T* dx,
                        T* dw, double flops, bool channels_last) {
-  using Cfg = GemmBlocking<T>;
+  using Cfg = ConvBlocking<T>;
   const int64_t taps = p.kH * p.kW, cinpm = conv_round_up(p.Cin, Cfg::MR), cpad = conv_round_up(p.Cout, Cfg::NR);
   const int64_t ohw = p.OH() * p.OW(), dwn = taps * cinpm * cpad;
   const std::vector<T> wd = dx ? conv_pack_wd(w, p.Cout, p.Cin, taps) : std::vector<T>();
@@ -709,7 +709,7 @@ void conv2d_fwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,
   const double flops = 2.0 * double(p.B) * double(p.Cout) * double(K) * double(ohw);
   algo = conv2d_choose(p, flops, algo);
   if (algo == ConvAlgo::direct) {
-    constexpr int NR = GemmBlocking<T>::NR;
+    constexpr int NR = detail::ConvBlocking<T>::NR;
     const std::vector<T> wf = detail::conv_pack_wf(w, p.Cout, p.Cin, p.kH * p.kW);
     std::vector<T> bias(b ? size_t(detail::conv_round_up(p.Cout, NR)) : 0, T(0));
     if (b) std::copy(b, b + p.Cout, bias.begin());

@@ -24,7 +24,8 @@
 // tensors are read and written in place (out, dx: when the channels are a multiple of NR, the
 // tiles' store width; else through a scratch copied row by row). The forward tiles start from the
 // bias and apply ReLU in their store (the epilogue).
-// Register tiles (MR, NR, Vec width) come from GemmBlocking<T>: AVX2 6 x 16 (f32), 6 x 8 (f64).
+// Register tiles (MR, NR, Vec width) come from ConvBlocking<T>: AVX2 6 x 16 (f32), 6 x 8 (f64); they
+// start as GemmBlocking<T>'s and are tuned apart from it (a conv's K is taps x channels, often small).
 // Assumes groups == 1; P is cpu::Conv2dParams (kernels/cpu/conv.hpp), a template parameter so
 // that this header stands alone. The launchers in kernels/cpu/conv.hpp choose this path.
 #pragma once
@@ -71,6 +72,19 @@ inline void conv_valid_range(int64_t OW, int64_t W, int64_t s, int64_t pad, int6
 }
 
 inline int64_t conv_round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+/// The direct conv's register tile: MR pixels x NR output channels (NV vectors of VS lanes), the
+/// accumulators plus NV weight vectors and one broadcast within the vector registers.
+template <class T>
+struct ConvBlocking {
+  using V = Vec<T>;
+  static constexpr int VS = V::size;
+  static constexpr bool wide = VS * sizeof(T) >= 64;  // 512-bit registers (32 of them)
+  static constexpr int NV = VS == 1 ? 4 : 2;
+  static constexpr int MR = VS == 1 ? 4 : (wide ? 14 : 6);
+  static constexpr int NR = NV * VS;
+  static_assert(VS == 1 || MR * NV + NV + 1 <= (wide ? 32 : 16), "conv tile must fit the vector registers");
+};
 
 /// conv_direct_sweep's groups of tiles: at most this many tiles, and about this many bytes of their
 /// input rows; weights above kConvL2Bytes (a core's L2) take larger groups.
@@ -156,7 +170,7 @@ void conv_from_nhwc(const T* xh, int64_t ld, int64_t nb, int64_t C, int64_t HW, 
 template <class T>
 void conv_direct_tile(int64_t ntaps, const T* const* a, const T* w, const int64_t* toff, int64_t C,
                       T* const* out, int mr, const T* bias = nullptr, bool relu = false) {
-  using Cfg = GemmBlocking<T>;
+  using Cfg = ConvBlocking<T>;
   using V = Vec<T>;
   constexpr int MR = Cfg::MR, NV = Cfg::NV, NR = Cfg::NR, VS = Cfg::VS;
   V acc[MR][NV];
@@ -204,7 +218,7 @@ struct ConvRun {
 template <class T>
 void conv_dw_tile(const ConvRun<T>* runs, int64_t nruns, int64_t xstep, int64_t c0, int64_t goff, int64_t ldg, T* dst,
                   int64_t ldd) {
-  using Cfg = GemmBlocking<T>;
+  using Cfg = ConvBlocking<T>;
   using V = Vec<T>;
   constexpr int MR = Cfg::MR, NV = Cfg::NV, VS = Cfg::VS;
   V acc[MR][NV];
@@ -239,7 +253,7 @@ void conv_dw_tile(const ConvRun<T>* runs, int64_t nruns, int64_t xstep, int64_t 
 /// parallel over the blocks.
 template <class T>
 std::vector<T> conv_pack_wf(const T* w, int64_t Cout, int64_t Cin, int64_t taps) {
-  constexpr int NR = GemmBlocking<T>::NR;
+  constexpr int NR = ConvBlocking<T>::NR;
   const int64_t nob = conv_round_up(Cout, NR) / NR, block = taps * Cin * NR;
   std::vector<T> wf(size_t(nob * block));
   parallel_for(0, nob, std::max<int64_t>(1, (int64_t(1) << 14) / block), [&](int64_t lo, int64_t hi) {
@@ -256,7 +270,7 @@ std::vector<T> conv_pack_wf(const T* w, int64_t Cout, int64_t Cin, int64_t taps)
 /// wd[cb][t][o][l] = w[o][cb NR + l][t] (0 past Cin): dx's weight blocks, packed in parallel.
 template <class T>
 std::vector<T> conv_pack_wd(const T* w, int64_t Cout, int64_t Cin, int64_t taps) {
-  constexpr int NR = GemmBlocking<T>::NR;
+  constexpr int NR = ConvBlocking<T>::NR;
   const int64_t ncb = conv_round_up(Cin, NR) / NR, block = taps * Cout * NR;
   std::vector<T> wd(size_t(ncb * block));
   parallel_for(0, ncb, std::max<int64_t>(1, (int64_t(1) << 14) / block), [&](int64_t lo, int64_t hi) {
@@ -324,7 +338,7 @@ void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t k
                        const std::vector<int64_t>& ct, const T* src, int64_t src_image, const T* zero, const T* w,
                        int64_t C, int64_t nblocks, T* out_h, int64_t ld, const T* bias = nullptr,
                        bool relu = false) {
-  using Cfg = GemmBlocking<T>;
+  using Cfg = ConvBlocking<T>;
   constexpr int MR = Cfg::MR, NR = Cfg::NR;
   // tiles per group: the group's pixels go through every NR-channel block of the weights before the
   // next group starts, so the weights stream in once per group. 8 tiles keep the group's inputs in
@@ -423,7 +437,7 @@ inline bool conv_is_nhwc(const std::array<int64_t, 4>& xs, int64_t C, int64_t W)
 template <class T, class P>
 void conv_direct_fwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, int64_t n0, int64_t nb, const T* wf,
                      const T* bias_pad, T* out, bool channels_last = false, bool relu = false) {
-  constexpr int NR = GemmBlocking<T>::NR;
+  constexpr int NR = ConvBlocking<T>::NR;
   const int64_t OH = p.OH(), OW = p.OW(), ohw = OH * OW, C = p.Cin, cpad = conv_round_up(p.Cout, NR);
   const T* src = x + n0 * xs[0];
   int64_t src_image = xs[0];
@@ -455,7 +469,7 @@ void conv_direct_fwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, i
 template <class T, class P>
 void conv_direct_bwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, const T* dout, int64_t n0, int64_t nb,
                      const T* wd, T* dx, T* dwh, bool channels_last = false) {
-  using Cfg = GemmBlocking<T>;
+  using Cfg = ConvBlocking<T>;
   constexpr int MR = Cfg::MR, NR = Cfg::NR;
   const int64_t OH = p.OH(), OW = p.OW(), ohw = OH * OW, S = nb * ohw, HW = p.H * p.W;
   const int64_t Cin = p.Cin, Cout = p.Cout, cpad = conv_round_up(Cout, NR);
