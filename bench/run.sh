@@ -42,12 +42,13 @@ build=$root/build-bench
 threads=2
 export OMP_NUM_THREADS=$threads
 
-# batches per run: [warmup, timed] for the fast models, resnet9 (~4 s a batch) and PyTorch bf16 (~10 s a batch here)
+# batches per run: [warmup, timed] for the fast models, resnet9 (~4 s a training batch; 16 timed eval
+# batches of ~1 s, as 4 left its eval ratio within noise of the 1.5x line) and PyTorch bf16 (~10 s a batch here)
 if ((quick)); then
   fast="--warmup 1 --batches 2" slow="--warmup 0 --batches 1" torch_bf16="--warmup 0 --batches 1"
   gemm_args="--n 256,512 --threads 1,2 --reps 3 --no-bf16"
 else
-  fast="--warmup 3 --batches 20" slow="--warmup 1 --batches 4" torch_bf16="--warmup 1 --batches 3"
+  fast="--warmup 3 --batches 20" slow="--warmup 1 --batches 4 --eval-batches 16" torch_bf16="--warmup 1 --batches 3"
   gemm_args="--n 1024,2048 --threads 1,2 --reps 7"
 fi
 

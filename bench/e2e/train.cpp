@@ -1,10 +1,12 @@
 // End-to-end throughput, strata side: trains a model on Fashion-MNIST for N batches and evaluates it
-// for N batches, and prints one line of images/s, peak RSS and the last training batch's loss.
+// for N batches (or --eval-batches M), and prints one line of images/s, peak RSS and the last training batch's loss.
 // bench/e2e/train.py is the same run in PyTorch (same model, init scheme, data, batch, optimizer,
 // threads); bench/run.sh runs both alternately and prints the table.
 //
 //   bench_e2e_train --model cnn|resnet9|fashion_resnet [--bs 256] [--threads 2] [--batches 20]
-//                   [--warmup 3] [--bf16] [--channels-last] [--eval-only]
+//                   [--warmup 3] [--eval-batches N] [--bf16] [--channels-last] [--eval-only]
+// --eval-batches: timed eval batches (default --batches): eval batches are ~4x cheaper than training
+// ones, so a slow model (resnet9) can time few training batches and enough eval batches to be stable.
 // Output: "strata model=cnn bs=256 threads=2 bf16=0 channels_last=0 train_ips=... eval_ips=...
 //          peak_rss_mb=... start_rss_mb=... final_loss=..."
 // Run: data = the first (warmup + batches) * bs training images, normalized, in memory; batches are
@@ -70,7 +72,7 @@ static double peak_rss_mb() {
 int main(int argc, char** argv) {
   const double start_rss_mb = peak_rss_mb();
   std::string model_name = "cnn";
-  int64_t bs = 256, batches = 20, warmup = 3;
+  int64_t bs = 256, batches = 20, warmup = 3, eval_batches = -1;
   int threads = 2;
   bool bf16 = false, channels_last = false, eval_only = false;
   for (int i = 1; i < argc; ++i) {
@@ -81,11 +83,13 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::stoi(next());
     else if (a == "--batches") batches = std::stoll(next());
     else if (a == "--warmup") warmup = std::stoll(next());
+    else if (a == "--eval-batches") eval_batches = std::stoll(next());
     else if (a == "--bf16") bf16 = true;
     else if (a == "--channels-last") channels_last = true;
     else if (a == "--eval-only") eval_only = true;
     else { std::fprintf(stderr, "bench_e2e_train: unknown argument '%s'\n", a.c_str()); return 2; }
   }
+  if (eval_batches < 0) eval_batches = batches;
   set_num_threads(threads);
   manual_seed(0);
   nn::ModulePtr model = model_name == "cnn" ? flagship_cnn()
@@ -94,7 +98,7 @@ int main(int argc, char** argv) {
                         : nullptr;
   if (!model) { std::fprintf(stderr, "bench_e2e_train: unknown model '%s'\n", model_name.c_str()); return 2; }
 
-  const int64_t n = std::min<int64_t>(60000, (warmup + batches) * bs);
+  const int64_t n = std::min<int64_t>(60000, (warmup + std::max(batches, eval_batches)) * bs);
   const std::string dir = fashion_mnist_dir();
   const Tensor images = ((read_idx(detail::fashion_mnist_file(dir, "train-images-idx3-ubyte"), n)
                               .to(DType::f32) / 255.0 - kFashionMnistMean) / kFashionMnistStd)
@@ -132,12 +136,12 @@ int main(int argc, char** argv) {
   {
     NoGrad ng;
     Autocast ac(ac_dtype, bf16);
-    for (int64_t i = 0; i < warmup + batches; ++i) {
+    for (int64_t i = 0; i < warmup + eval_batches; ++i) {
       if (i == warmup) t0 = now_s();
       (void)(*model)(batch(i).first);
     }
   }
-  const double eval_ips = double(batches * bs) / (now_s() - t0);
+  const double eval_ips = double(eval_batches * bs) / (now_s() - t0);
   std::printf("strata model=%s bs=%lld threads=%d bf16=%d channels_last=%d train_ips=%.1f eval_ips=%.1f "
               "peak_rss_mb=%.1f start_rss_mb=%.1f final_loss=%.4f\n",
               model_name.c_str(), (long long)bs, threads, int(bf16), int(channels_last), train_ips, eval_ips,

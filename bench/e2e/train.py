@@ -2,7 +2,9 @@
 data, batch, optimizer, threads), printed in the same one-line format.
 
   /usr/bin/python3 bench/e2e/train.py --model cnn|resnet9|fashion_resnet [--bs 256] [--threads 2]
-                             [--batches 20] [--warmup 3] [--bf16] [--channels-last] [--eval-only]
+                             [--batches 20] [--warmup 3] [--eval-batches N] [--bf16] [--channels-last]
+                             [--eval-only]
+--eval-batches: timed eval batches (default --batches), as train.cpp.
 --bf16 trains (and evaluates) under torch.autocast("cpu", dtype=torch.bfloat16), PyTorch's CPU mixed
 precision. --channels-last: model.to(memory_format=torch.channels_last) and each batch
 x.contiguous(memory_format=torch.channels_last).
@@ -120,10 +122,13 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batches", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--eval-batches", type=int, default=None)
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--eval-only", action="store_true")
     a = ap.parse_args()
+    if a.eval_batches is None:
+        a.eval_batches = a.batches
     start_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # interpreter + torch, ~230 MB
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -131,7 +136,7 @@ def main():
     fmt = torch.channels_last if a.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
 
-    n = min(60000, (a.warmup + a.batches) * a.bs)
+    n = min(60000, (a.warmup + max(a.batches, a.eval_batches)) * a.bs)
     x = torch.from_numpy(read_idx(fm_file("train-images-idx3-ubyte"), n).astype(np.float32) / 255.0)
     images = ((x - MEAN) / STD).reshape(n, 1, 28, 28).contiguous()
     labels = torch.from_numpy(read_idx(fm_file("train-labels-idx1-ubyte"), n).astype(np.int64))
@@ -159,11 +164,11 @@ def main():
         train_ips = a.batches * a.bs / (time.perf_counter() - t0)
     model.eval()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
-        for i in range(a.warmup + a.batches):
+        for i in range(a.warmup + a.eval_batches):
             if i == a.warmup:
                 t0 = time.perf_counter()
             model(batch(i)[0])
-    eval_ips = a.batches * a.bs / (time.perf_counter() - t0)
+    eval_ips = a.eval_batches * a.bs / (time.perf_counter() - t0)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(f"pytorch model={a.model} bs={a.bs} threads={a.threads} bf16={int(a.bf16)} "
           f"channels_last={int(a.channels_last)} train_ips={train_ips:.1f} eval_ips={eval_ips:.1f} "

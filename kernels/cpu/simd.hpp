@@ -20,7 +20,18 @@
 #include <type_traits>
 
 #if defined(__AVX512F__) || defined(__AVX2__)
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*() (`__m512 __Y = __Y;`), which
+// -Wmaybe-uninitialized reports wherever they inline, hundreds of times per TU (GCC bug 105593, fixed in
+// GCC 13 by the same pragmas inside the header): silenced for the header's own lines only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #endif
 
 namespace strata::cpu {
