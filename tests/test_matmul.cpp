@@ -52,7 +52,7 @@ void gemm_sweep(std::mt19937& g) {
   for (int64_t M : sizes)
     for (int64_t N : sizes) {
       const unsigned r = g();
-      const int64_t K = (r >> 8) % 3 == 0 ? 1 : ((r >> 8) % 3 == 1 ? 17 : 300);  // 300 > KC: two K blocks
+      const int64_t K = (r >> 8) % 3 == 0 ? 1 : ((r >> 8) % 3 == 1 ? 17 : 401);  // 401 > KC: two K blocks
       const T beta = (r >> 4) % 3 == 0 ? T(0) : ((r >> 4) % 3 == 1 ? T(1) : T(-0.5));
       check_gemm<T>(M, N, K, r & 1, r & 2, r & 4, T(r & 8 ? 1 : 1.5), beta, g);
     }
@@ -86,6 +86,7 @@ TEST_CASE("gemm on 2 and 3 threads gives the 1-thread result exactly, whichever 
   struct Case { int64_t M, N, K; const char* how; };
   const Case cases[] = {{300, 300, 400, "rows of C from a shared B, two K blocks"},
                         {20, 4100, 300, "B panel groups (few rows), two NC blocks"},
+                        {64, 1500, 400, "B panel groups each thread packs alone (AVX-512: M <= MC)"},
                         {203, 61, 100, "independent rows (little work per B block)"},
                         {8, 600, 300, "independent columns"},
                         {200, 200, 900, "three K blocks"}};

@@ -40,15 +40,18 @@
 // product of this one. Nobody waits for a thread to arrive, only for work already claimed: a thread
 // slowed by another process (shared machines) just takes fewer pieces, and one that starts late
 // finds the work done. With few rows and many columns (convolution shapes) the pieces are groups of
-// B panels instead. Each element of C is computed by one piece, in the same order whichever thread
-// runs it: results do not depend on the thread count or on scheduling. When a B block carries
-// little work (long K, small M and N: weight gradients), the threads instead split C's rows (or
-// columns) into one independent part each.
+// B panels instead; on AVX-512, when all of A fits one MC block, such pieces share nothing at all:
+// each thread packs the B panels of its piece and all of A itself, and nobody waits. Each element
+// of C is computed by one piece, in the same order whichever thread runs it: results do not depend
+// on the thread count or on scheduling. When a B block carries little work (long K, small M and N:
+// weight gradients), the threads instead split C's rows (or columns) into one independent part each.
 // Called from inside a parallel region (e.g. one gemm per batch matrix), it runs single-threaded.
 //
 // Register tiles (MR x NR), from the vector width in kernels/cpu/simd.hpp:
 //   AVX2+FMA (16 ymm):   f32 6 x 16, f64 6 x 8   : 12 accumulators + 2 B vectors + 1 broadcast = 15
-//   AVX-512  (32 zmm):   f32 14 x 32, f64 14 x 16: 28 accumulators + 2 B vectors + 1 broadcast = 31
+//   AVX-512  (32 zmm):   f32 6 x 64, f64 6 x 32  : 24 accumulators + 4 B vectors + 1 broadcast = 29
+//     (per k, 4 loads and 6 broadcasts feed 24 FMAs; on Ice Lake SP 6 x 64 beat 14 x 32, 12 x 32,
+//     8 x 48, 5 x 80 and 4 x 96 by 5-15%: bench/kernels/gemm.cpp, v7a)
 //   scalar:              4 x 4 (compilers keep 16 scalars in registers)
 // (The k loop is left rolled: unrolling it by 4 made GCC 12 spill an accumulator, -20%.)
 // Block sizes, measured on the development machine's Zen 3 cores (32 KiB L1d, 512 KiB L2, shared
@@ -59,7 +62,12 @@
 //   MC: the packed A block MC x KC stays in L2: 192 * 384 * 4 = 288 KiB (f32), 96 * 384 * 8 =
 //       288 KiB (f64): over half of a 512 KiB L2 (KC 256 / MC 144, a third of it, was ~8% slower).
 //   NC: the packed B block KC x NC sits in L3: 384 * 4080 * 4 = 6 MiB; NC is a multiple of NR.
-// The AVX-512 sizes are BLIS-style starting points, not measured (no AVX-512 machine here).
+// AVX-512, measured on Ice Lake SP (48 KiB L1d, 1.25 MiB L2) the same way: KC 384 and MC 240 (f32;
+// f64 MC 120, the same bytes): the 6 x KC A micro-panel (9 KiB) stays in L1 and the 96 KiB B
+// micro-panel streams from L2; KC 320-448 and MC 120-360 were within noise, KC 192 5-10% slower.
+// NC 1024 (f32; 512 f64): the 1.5 MiB B block stays near L2, which a conv shape with few rows
+// (64 x 50176 x 288) needs: 1.5x faster than with NC 4064; squares do not notice. K is cut into
+// equal blocks (K 400: 200 + 200, not 384 + 16, +5%); the AVX2 branch keeps KC, KC, ..., rest.
 #pragma once
 
 #include <algorithm>
@@ -72,6 +80,7 @@
 #include <type_traits>
 
 #include "kernels/cpu/simd.hpp"
+#include "strata/core/half.hpp"
 #include "strata/core/parallel.hpp"
 
 namespace strata::cpu {
@@ -104,13 +113,16 @@ struct GemmBlocking {
   using V = Vec<T>;
   static constexpr int VS = V::size;
   static constexpr bool wide = VS * sizeof(T) >= 64;      // 512-bit registers (32 of them)
-  static constexpr int NV = VS == 1 ? 4 : 2;               // vectors per micro-tile row
-  static constexpr int MR = VS == 1 ? 4 : (wide ? 14 : 6);
+  static constexpr int NV = VS == 1 ? 4 : (wide ? 4 : 2);  // vectors per micro-tile row
+  static constexpr int MR = VS == 1 ? 4 : 6;
   static constexpr int NR = NV * VS;
-  // AVX2 / scalar: KC 384, MC 192 (f32) / 96 (f64), measured on Zen 3 (bench/kernels/gemm.cpp)
-  static constexpr int64_t KC = wide ? 192 : 384;
-  static constexpr int64_t MC = MR * (sizeof(T) == 4 ? (wide ? 24 : 32) : (wide ? 12 : 16));
-  static constexpr int64_t NC = 4080 / NR * NR;
+  // AVX2 / scalar: KC 384, MC 192 (f32) / 96 (f64), measured on Zen 3 (bench/kernels/gemm.cpp);
+  // AVX-512: KC 384, MC 240 (f32) / 120 (f64), measured on Ice Lake SP
+  static constexpr int64_t KC = 384;
+  static constexpr int64_t MC = MR * (sizeof(T) == 4 ? (wide ? 40 : 32) : (wide ? 20 : 16));
+  static constexpr int64_t NC = (wide ? 4096 / int(sizeof(T)) : 4080) / NR * NR;
+  static constexpr bool even_k = wide;  // split K into equal blocks of at most KC (else KC, KC, ..., rest)
+  static constexpr bool few_rows_by_columns = wide;  // threads and M <= MC: pieces of columns (gemm_driver)
   static_assert(VS == 1 || MR * NV + NV + 1 <= (wide ? 32 : 16), "micro-tile must fit the vector registers");
 };
 
@@ -173,6 +185,23 @@ void gemm_pack_a(int64_t mc, int64_t kc, const S* A, int64_t a_rs, int64_t a_cs,
   }
 }
 
+/// dst[0, n) = src[0, n) converted to T. bf16 -> float on AVX-512 16 at a time (a bf16 is the top
+/// half of a float: zero-extend to 32 bits, shift left by 16); the compiler's own vectorization of
+/// the plain loop stops at 8 (GCC prefers 256-bit vectors for Ice Lake).
+template <class T, int n, class S>
+inline void gemm_convert(const S* __restrict src, T* __restrict dst) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float> && std::is_same_v<S, bf16> && n % 16 == 0) {
+    for (int j = 0; j < n; j += 16) {
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + j));
+      _mm512_storeu_ps(dst + j, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+    }
+    return;
+  }
+#endif
+  for (int j = 0; j < n; ++j) dst[j] = T(src[j]);
+}
+
 /// Packs B[kc, nc] into ceil(nc/NR) panels, each kc rows of NR values (zero columns pad the last).
 /// out: [ceil(nc/NR)][kc][NR]
 template <class T, int NR, class S>
@@ -183,8 +212,7 @@ void gemm_pack_b(int64_t kc, int64_t nc, const S* B, int64_t b_rs, int64_t b_cs,
     // panel-by-panel walk would stride down the rows and defeat the hardware prefetcher)
     for (int64_t p = 0; p < kc; ++p) {
       const S* row = B + p * b_rs;
-      for (int64_t q = 0; q < full; ++q)
-        for (int j = 0; j < NR; ++j) out[(q * kc + p) * NR + j] = T(row[q * NR + j]);
+      for (int64_t q = 0; q < full; ++q) gemm_convert<T, NR>(row + q * NR, out + (q * kc + p) * NR);
     }
   } else {
     for (int64_t q = 0; q < full; ++q) {
@@ -205,34 +233,34 @@ void gemm_pack_b(int64_t kc, int64_t nc, const S* B, int64_t b_rs, int64_t b_cs,
 // ================================================================================ micro-kernel
 
 /// C[mr, nr] = alpha * (a @ b) + beta * C over one packed tile; beta == 0 does not read C.
-/// a: [kc][MR] packed, b: [kc][NR] packed, C: the tile's top-left element.
-template <class T>
+/// a: [kc][MR] packed, b: [kc][NR] packed, C: the tile's top-left element. Cfg: the tile and
+/// blocks (GemmBlocking<T>; bench/kernels/gemm.cpp passes others to compare them in one process).
+template <class T, class Cfg = GemmBlocking<T>>
 void gemm_micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T alpha, T beta,
                        T* C, int64_t c_rs, int64_t c_cs, int mr, int nr) {
-  using Cfg = GemmBlocking<T>;
   using V = Vec<T>;
   constexpr int MR = Cfg::MR, NV = Cfg::NV, NR = Cfg::NR, VS = Cfg::VS;
   // the C tile is read or written only after the loop: start fetching its lines now (rows of a
   // large power-of-two stride all miss, and the loop hides the wait)
   if (c_cs == 1)
     for (int i = 0; i < mr; ++i) {
-      __builtin_prefetch(C + i * c_rs, 1);
+      for (int j = 0; j < NR; j += 64 / int(sizeof(T))) __builtin_prefetch(C + i * c_rs + j, 1);
       __builtin_prefetch(C + i * c_rs + NR - 1, 1);
     }
   V acc[MR][NV];
 #pragma GCC unroll 32
   for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int j = 0; j < NV; ++j) acc[i][j] = V(T(0));
 
   for (int64_t p = 0; p < kc; ++p) {
     V bv[NV];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int j = 0; j < NV; ++j) bv[j] = V::load(b + p * NR + j * VS);
 #pragma GCC unroll 32
     for (int i = 0; i < MR; ++i) {
       const V ai(a[p * MR + i]);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int j = 0; j < NV; ++j) acc[i][j] = gemm_madd<V>(ai, bv[j], acc[i][j]);
     }
   }
@@ -242,13 +270,13 @@ void gemm_micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b,
     if (beta == T(0)) {
 #pragma GCC unroll 32
       for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int j = 0; j < NV; ++j) (valpha * acc[i][j]).store(C + i * c_rs + j * VS);
     } else {
       const V vbeta(beta);
 #pragma GCC unroll 32
       for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int j = 0; j < NV; ++j) {
           T* c = C + i * c_rs + j * VS;
           gemm_madd<V>(vbeta, V::load(c), valpha * acc[i][j]).store(c);
@@ -284,6 +312,15 @@ inline void gemm_wait_for(const std::atomic<int64_t>& c, int64_t target) {
   }
 }
 
+/// The K block size: Cfg::KC, or with Cfg::even_k the K blocks made equal (K = 1024, KC 384: three
+/// blocks of 342 rather than 384, 384, 256: a short last block reads and writes C as often for less work).
+template <class Cfg>
+int64_t gemm_k_step(int64_t K) {
+  if (!Cfg::even_k || K <= Cfg::KC) return std::min<int64_t>(Cfg::KC, K);
+  const int64_t blocks = (K + Cfg::KC - 1) / Cfg::KC;
+  return (K + blocks - 1) / blocks;
+}
+
 /// How the threads of one gemm share the work: per (jc, pc) block, counters handing out pieces of
 /// the B packing and of the product (whole row chunks of C, or whole B panel groups when split_m
 /// is false), and counting what is done, so a thread slowed by another process just takes fewer.
@@ -304,11 +341,10 @@ struct GemmShare {
 /// Blocks alternate between pb and pb2 (a second buffer; null: pb only), so block i is packed once
 /// block i - 2 (i - 1 with one buffer) is done. A and B are converted to T
 /// while packing. Assumes M, N, K > 0.
-template <class T, class SA, class SB>
+template <class T, class SA, class SB, class Cfg = GemmBlocking<T>>
 void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t a_rs, int64_t a_cs,
                   const SB* B, int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs,
                   T* pa, T* pb, const GemmShare& sh, T* pb2 = nullptr) {
-  using Cfg = GemmBlocking<T>;
   constexpr int MR = Cfg::MR, NR = Cfg::NR;
   const bool serial = sh.threads <= 1;
   T* cur = pb;  // the packed B block in use
@@ -324,21 +360,21 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t
         const T* b = cur + jr * kc;
         for (int64_t ir = 0; ir < mc; ir += MR) {
           const int mr = int(std::min<int64_t>(MR, mc - ir));
-          gemm_micro_kernel<T>(kc, pa + ir * kc, b, alpha, beta_p, C + (ic + ir) * c_rs + (jc + jr) * c_cs, c_rs,
-                               c_cs, mr, nr);
+          gemm_micro_kernel<T, Cfg>(kc, pa + ir * kc, b, alpha, beta_p, C + (ic + ir) * c_rs + (jc + jr) * c_cs,
+                                    c_rs, c_cs, mr, nr);
         }
       }
     }
   };
   // the product's extent in block b (rows of C, or panels of its B block)
-  const int64_t kblocks = (K + Cfg::KC - 1) / Cfg::KC;
+  const int64_t KS = gemm_k_step<Cfg>(K), kblocks = (K + KS - 1) / KS;
   auto whole_of = [&](int64_t b) { return sh.split_m ? M : (std::min(Cfg::NC, N - b / kblocks * Cfg::NC) + NR - 1) / NR; };
   int64_t block = 0;
   for (int64_t jc = 0; jc < N; jc += Cfg::NC) {
     const int64_t nc = std::min<int64_t>(Cfg::NC, N - jc);
     const int64_t panels = (nc + NR - 1) / NR;
-    for (int64_t pc = 0; pc < K; pc += Cfg::KC, ++block) {
-      const int64_t kc = std::min<int64_t>(Cfg::KC, K - pc);
+    for (int64_t pc = 0; pc < K; pc += KS, ++block) {
+      const int64_t kc = std::min<int64_t>(KS, K - pc);
       cur = pb2 && block % 2 == 1 ? pb2 : pb;
       auto pack = [&](int64_t q_lo, int64_t q_hi) {  // B panels [q_lo, q_hi) of this block
         gemm_pack_b<T, NR>(kc, std::min(nc, q_hi * NR) - q_lo * NR, B + pc * b_rs + (jc + q_lo * NR) * b_cs, b_rs,
@@ -374,12 +410,11 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t
 
 /// gemm on `threads` threads (1: on the caller), A and B of element types SA, SB converted to T when
 /// packed. Buffers: the caller's scratch, grown as needed and kept for the next call.
-template <class T, class SA, class SB>
+template <class T, class SA, class SB, class Cfg = GemmBlocking<T>>
 void gemm_driver(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t a_rs, int64_t a_cs,
                  const SB* B, int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs, int threads) {
-  using Cfg = GemmBlocking<T>;
   constexpr int MR = Cfg::MR, NR = Cfg::NR;
-  const int64_t kc_max = std::min<int64_t>(Cfg::KC, K);
+  const int64_t kc_max = gemm_k_step<Cfg>(K);
   const int64_t mc_max = std::min<int64_t>(Cfg::MC, (M + MR - 1) / MR * MR);
   const int64_t nc_max = std::min<int64_t>(Cfg::NC, (N + NR - 1) / NR * NR);
   const int64_t a_block = (mc_max * kc_max + 15) / 16 * 16;  // 64-byte aligned per thread
@@ -398,21 +433,40 @@ void gemm_driver(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t 
         T* pa_t = gemm_scratch<T>(0, a_block);
         T* pb_t = gemm_scratch<T>(1, nc_max * kc_max);
         if (rows)
-          gemm_blocked(hi - lo, N, K, alpha, A + lo * a_rs, a_rs, a_cs, B, b_rs, b_cs, beta, C + lo * c_rs, c_rs, c_cs,
-                       pa_t, pb_t, sh);
+          gemm_blocked<T, SA, SB, Cfg>(hi - lo, N, K, alpha, A + lo * a_rs, a_rs, a_cs, B, b_rs, b_cs, beta,
+                                       C + lo * c_rs, c_rs, c_cs, pa_t, pb_t, sh);
         else
-          gemm_blocked(M, hi - lo, K, alpha, A, a_rs, a_cs, B + lo * b_cs, b_rs, b_cs, beta, C + lo * c_cs, c_rs, c_cs,
-                       pa_t, pb_t, sh);
+          gemm_blocked<T, SA, SB, Cfg>(M, hi - lo, K, alpha, A, a_rs, a_cs, B + lo * b_cs, b_rs, b_cs, beta,
+                                       C + lo * c_cs, c_rs, c_cs, pa_t, pb_t, sh);
+      }
+    });
+    return;
+  }
+  if (threads > 1 && Cfg::few_rows_by_columns && M <= Cfg::MC) {
+    // few rows (one A block; convolution shapes): each piece is a group of whole B panels that one
+    // thread packs and multiplies by all of A, nothing shared, no waiting: a thread slowed by another
+    // process takes fewer pieces. Pieces of at most one N block, about 4 per thread or more.
+    const int64_t panels_all = (N + NR - 1) / NR;
+    const int64_t step = std::clamp<int64_t>((panels_all + 4 * threads - 1) / (4 * threads), 1, Cfg::NC / NR);
+    std::atomic<int64_t> next{0};
+    thread_pool().run(threads, [&](int) {
+      T* pa_t = gemm_scratch<T>(0, a_block);
+      T* pb_t = gemm_scratch<T>(1, nc_max * kc_max);
+      for (int64_t q = next.fetch_add(step); q < panels_all; q = next.fetch_add(step)) {
+        const int64_t lo = q * NR, hi = std::min(N, (q + step) * NR);
+        gemm_blocked<T, SA, SB, Cfg>(M, hi - lo, K, alpha, A, a_rs, a_cs, B + lo * b_cs, b_rs, b_cs, beta,
+                                     C + lo * c_cs, c_rs, c_cs, pa_t, pb_t, sh);
       }
     });
     return;
   }
   // threads sharing several B blocks: two B buffers, so packing one overlaps the product of the other
-  const int64_t blocks = ((N + Cfg::NC - 1) / Cfg::NC) * ((K + Cfg::KC - 1) / Cfg::KC);
+  const int64_t blocks = ((N + Cfg::NC - 1) / Cfg::NC) * ((K + kc_max - 1) / kc_max);
   const bool two = threads > 1 && blocks > 1;
   T* pa = gemm_scratch<T>(0, a_block * threads);
   T* pb = gemm_scratch<T>(1, (two ? 2 : 1) * nc_max * kc_max);
-  if (threads <= 1) return gemm_blocked(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs, c_cs, pa, pb, sh);
+  if (threads <= 1)
+    return gemm_blocked<T, SA, SB, Cfg>(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs, c_cs, pa, pb, sh);
   // pieces: about 4 per thread, so the last ones even out a thread that fell behind. Split the rows
   // of C unless there are too few of them (a few rows, many columns: convolution shapes).
   sh.threads = threads;
@@ -423,8 +477,8 @@ void gemm_driver(int64_t M, int64_t N, int64_t K, T alpha, const SA* A, int64_t 
   for (int64_t i = 0; i < 4 * blocks; ++i) counters[size_t(i)].store(0, std::memory_order_relaxed);
   sh.counters = counters.get();
   thread_pool().run(threads, [&](int t) {
-    gemm_blocked(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs, c_cs, pa + t * a_block, pb, sh,
-                 two ? pb + nc_max * kc_max : nullptr);
+    gemm_blocked<T, SA, SB, Cfg>(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs, c_cs, pa + t * a_block, pb,
+                                 sh, two ? pb + nc_max * kc_max : nullptr);
   });
 }
 
