@@ -35,6 +35,25 @@
 //                0.94-0.98x; n=2048 0.89-0.93x vs 0.91-0.92x (noise at load 12)
 //   bf16         gemm_bf16 on AVX2: operands widened to float while packing, then the
 //                same driver: the f32 speed (0.86-1.02x OpenBLAS sgemm on the same values)
+// AVX-512 (Intel Xeon, Ice Lake SP, 2 cores, 48 KiB L1d, 1.25 MiB L2; OpenBLAS 0.3.21 SkylakeX
+// kernels; machine shared, load 5-7 on 2 cores: in-process alternation, medians of per-round
+// ratios, 1 thread timed by process CPU time, 2 threads by the wall clock), 2026-11-22:
+//   v6 14x32     the untuned AVX-512 branch of v6: 14 x 32 tile, KC 192, MC 336, NC 4064
+//                (BM_v6_14x32 below)                            1 thread: 0.81-0.90x, 2: 0.83-0.89x
+//   v7a tiles    the tile shape, KC/MC at each (n 1024/2048, 1 thread, x OpenBLAS): 14x32 KC 384
+//                0.93-0.96; 12x32 KC 384 MC 480 (BLIS skx) 0.95; 8x48 0.95-1.03; 5x80 0.91-0.99;
+//                4x96 0.89-1.02; 6x64 KC 384 MC 240 1.01-1.10 (shipped). 6x64: 24 accumulators,
+//                4 B vectors, 1 broadcast (29 zmm); per k 4 loads + 6 broadcasts feed 24 FMAs
+//                (14x32: 16 for 28). KC 320-448, MC 120-360 within noise (+-3%).
+//   v7b NC       NC 1024 (f32; was 4064): the packed B block (KC x NC, 1.5 MiB) stays near L2.
+//                Conv shape 64 x 50176 x 288, 1 thread: 0.78x -> 1.15x OpenBLAS (NC 512-1024
+//                best, 256 and 2048 a little slower); square 1024/2048 unchanged (+-2%)
+//   v7c K split  K cut into equal blocks (K 400: 200 + 200, not 384 + 16): K 400 +5%
+//   v7d columns  2+ threads and M <= MC: pieces of whole B panels, each thread packing its
+//                own B and all of A, no shared block and no waiting. 2 threads, conv shapes
+//                64 x 50176 x 288 +12%, 128 x 16384 x 576 +59% (0.90 -> 1.34x OpenBLAS)
+//   v7e bf16     gemm_bf16 packing B widened 16 at a time (GCC vectorized the loop 8 wide):
+//                n 1024, 1 thread: 1.03x -> 1.15x our f32 (half the bytes to read)
 // Every version is checked against gemm_ref before anything is timed.
 // With -DSTRATA_BENCH_OPENBLAS=1 (bench/CMakeLists.txt links OpenBLAS) cblas_sgemm runs alongside.
 #include <benchmark/benchmark.h>
@@ -75,6 +94,21 @@ void gemm_v0(int64_t M, int64_t N, int64_t K, const float* A, const float* B, fl
 void gemm_shipped(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C) {
   gemm<float>(M, N, K, 1.f, A, K, 1, B, N, 1, 0.f, C, N, 1);
 }
+#if defined(__AVX512F__)
+// v6's AVX-512 blocking (14 x 32 tile, KC 192, MC 336, NC 4064) run by today's driver
+struct Blocking14x32 {
+  using V = strata::cpu::Vec<float>;
+  static constexpr int VS = 16, NV = 2, MR = 14, NR = 32;
+  static constexpr int64_t KC = 192, MC = 14 * 24, NC = 4080 / NR * NR;
+  static constexpr bool even_k = false, few_rows_by_columns = false;
+};
+void gemm_v6_14x32(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C) {
+  const int threads = strata::num_threads();
+  const bool big = double(M) * double(N) * double(K) >= double(1 << 20);
+  strata::cpu::detail::gemm_driver<float, float, float, Blocking14x32>(M, N, K, 1.f, A, K, 1, B, N, 1, 0.f, C, N, 1,
+                                                                      big ? threads : 1);
+}
+#endif
 // gemm_bf16 on bf16 copies of A and B made once per thread and size (the conversion is not timed)
 void gemm_bf16_shipped(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C) {
   thread_local std::vector<strata::bf16> a16, b16;
@@ -131,19 +165,20 @@ void check_bf16() {
   if (!(err < 1e-3)) std::abort();
 }
 
-void run(benchmark::State& state, Fn fn, int threads) {
+/// Times fn on n x n x n (Arg n), or with mnk on M x N x K (Args({M, N, K})).
+void run(benchmark::State& state, Fn fn, int threads, bool mnk = false) {
   strata::set_num_threads(threads);
 #if defined(STRATA_BENCH_OPENBLAS) && STRATA_BENCH_OPENBLAS
   openblas_set_num_threads(threads);
 #endif
   const int64_t n = state.range(0);
-  Problem p(n, n, n);
+  Problem p(n, mnk ? state.range(1) : n, mnk ? state.range(2) : n);
   for (auto _ : state) {
     fn(p.M, p.N, p.K, p.A.data(), p.B.data(), p.C.data());
     benchmark::DoNotOptimize(p.C.data());
     benchmark::ClobberMemory();
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(n) * double(n) * double(n) * double(state.iterations()),
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(p.M) * double(p.N) * double(p.K) * double(state.iterations()),
                                                  benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
   strata::set_num_threads(strata::detail::default_num_threads());
 }
@@ -152,11 +187,21 @@ void BM_v0_ref(benchmark::State& s) { run(s, gemm_v0, 1); }
 void BM_v1_ikj(benchmark::State& s) { run(s, gemm_ikj, 1); }
 void BM_shipped(benchmark::State& s) { run(s, gemm_shipped, 1); }
 void BM_shipped_2threads(benchmark::State& s) { run(s, gemm_shipped, 2); }
+void BM_conv_shipped(benchmark::State& s) { run(s, gemm_shipped, 1, true); }
+void BM_conv_shipped_2threads(benchmark::State& s) { run(s, gemm_shipped, 2, true); }
+#if defined(__AVX512F__)
+void BM_v6_14x32(benchmark::State& s) { run(s, gemm_v6_14x32, 1); }
+void BM_v6_14x32_2threads(benchmark::State& s) { run(s, gemm_v6_14x32, 2); }
+void BM_conv_v6_14x32(benchmark::State& s) { run(s, gemm_v6_14x32, 1, true); }
+void BM_conv_v6_14x32_2threads(benchmark::State& s) { run(s, gemm_v6_14x32, 2, true); }
+#endif
 void BM_bf16(benchmark::State& s) { run(s, gemm_bf16_shipped, 1); }
 void BM_bf16_2threads(benchmark::State& s) { run(s, gemm_bf16_shipped, 2); }
 #if defined(STRATA_BENCH_OPENBLAS) && STRATA_BENCH_OPENBLAS
 void BM_openblas(benchmark::State& s) { run(s, gemm_openblas, 1); }
 void BM_openblas_2threads(benchmark::State& s) { run(s, gemm_openblas, 2); }
+void BM_conv_openblas(benchmark::State& s) { run(s, gemm_openblas, 1, true); }
+void BM_conv_openblas_2threads(benchmark::State& s) { run(s, gemm_openblas, 2, true); }
 #endif
 
 }  // namespace
@@ -165,17 +210,31 @@ BENCHMARK(BM_v0_ref)->Arg(128)->Arg(256)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_v1_ikj)->Arg(128)->Arg(256)->Arg(512)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_shipped)->Arg(128)->Arg(256)->Arg(512)->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_shipped_2threads)->Arg(256)->Arg(512)->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+// conv shapes (im2col forward: Cout x N*OH*OW x Cin*9): few rows, many columns
+BENCHMARK(BM_conv_shipped)->Args({64, 50176, 288})->Args({128, 16384, 576})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_conv_shipped_2threads)->Args({64, 50176, 288})->Args({128, 16384, 576})->Unit(benchmark::kMillisecond)->UseRealTime();
+#if defined(__AVX512F__)
+BENCHMARK(BM_v6_14x32)->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_v6_14x32_2threads)->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_conv_v6_14x32)->Args({64, 50176, 288})->Args({128, 16384, 576})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_conv_v6_14x32_2threads)->Args({64, 50176, 288})->Args({128, 16384, 576})->Unit(benchmark::kMillisecond)->UseRealTime();
+#endif
 BENCHMARK(BM_bf16)->Arg(256)->Arg(1024)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_bf16_2threads)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
 #if defined(STRATA_BENCH_OPENBLAS) && STRATA_BENCH_OPENBLAS
 BENCHMARK(BM_openblas)->Arg(128)->Arg(256)->Arg(512)->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_openblas_2threads)->Arg(256)->Arg(512)->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_conv_openblas)->Args({64, 50176, 288})->Args({128, 16384, 576})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_conv_openblas_2threads)->Args({64, 50176, 288})->Args({128, 16384, 576})->Unit(benchmark::kMillisecond)->UseRealTime();
 #endif
 
 int main(int argc, char** argv) {
   check("v0 ref", gemm_v0);
   check("v1 ikj", gemm_ikj);
   check("shipped", gemm_shipped);
+#if defined(__AVX512F__)
+  check("v6 14x32", gemm_v6_14x32);
+#endif
   check_bf16();
 #if defined(STRATA_BENCH_OPENBLAS) && STRATA_BENCH_OPENBLAS
   check("openblas", gemm_openblas);
