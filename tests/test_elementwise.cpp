@@ -1,7 +1,9 @@
 // Elementwise ops: values against a plain reference loop (broadcast, non-contiguous, empty, every
 // float dtype), dtype promotion, in-place variants, and a float64 gradcheck per differentiable op.
 #include "helpers.hpp"
+#include <bit>
 #include <limits>
+#include <random>
 
 namespace test_elementwise {  // keeps file-local names apart in the unity build (tests/CMakeLists.txt)
 
@@ -445,6 +447,36 @@ TEST_CASE("copy_ across dtypes rounds like cast_value, into strided targets", "[
   Tensor h = zeros({3}, {.dtype = DType::f16});
   h.copy_(th::make({65504, 70000, 1e-8}, {3}, DType::f64));  // through float: max, overflow to inf, underflow to 0
   CHECK(th::values(h) == std::vector<double>{65504, INFINITY, 0});
+}
+
+TEST_CASE("contiguous f32 <-> bf16 casts (the vector path) give the scalar conversion's exact bits", "[elementwise]") {
+  std::mt19937 rng(7);
+  auto from_bits = [](uint32_t u) { return std::bit_cast<float>(u); };
+  std::vector<float> v = {0.f, -0.f, INFINITY, -INFINITY, std::numeric_limits<float>::max(),
+                          -std::numeric_limits<float>::max(), std::numeric_limits<float>::denorm_min(),
+                          from_bits(0x7f800001u), from_bits(0xffc00001u), from_bits(0x7fbfffffu),  // NaNs
+                          from_bits(0x3f808000u), from_bits(0x3f818000u), from_bits(0x3f807fffu),  // ties, below
+                          from_bits(0x7f7f8000u), from_bits(0x007f8000u)};  // tie to inf, subnormal tie
+  while (v.size() < 1000) {
+    const uint32_t u = uint32_t(rng());
+    v.push_back(from_bits(v.size() % 3 ? u : (u & 0xffff0000u) | 0x8000u));  // any pattern; exact ties
+  }
+  v.resize(1000 + 7);  // a tail after the 16-lane blocks
+  for (int64_t off : {0, 3}) {  // 3: a start that is not 64-byte aligned
+    const Tensor f = from_vector(v, {int64_t(v.size())}).slice(0, off, int64_t(v.size()));
+    const Tensor b = f.to(DType::bf16);
+    const bf16* bp = b.data_ptr<bf16>();
+    int bad = 0;
+    for (int64_t i = 0; i < b.numel(); ++i) bad += bp[i].bits != strata::detail::float_to_bf16_bits(v[size_t(off + i)]);
+    CHECK(bad == 0);
+  }
+  std::vector<float> all(65536 + 5);  // every bf16 pattern back to float: exact, NaN payloads too
+  Tensor h = Tensor::empty({int64_t(all.size())}, DType::bf16);
+  for (size_t i = 0; i < all.size(); ++i) h.data_ptr<bf16>()[i] = bf16::from_bits(uint16_t(i));
+  const Tensor g = h.to(DType::f32);
+  int bad = 0;
+  for (size_t i = 0; i < all.size(); ++i) bad += std::bit_cast<uint32_t>(g.data_ptr<float>()[i]) != (uint32_t(i & 0xffff) << 16);
+  CHECK(bad == 0);
 }
 
 TEST_CASE("elementwise outputs keep a dense input's layout; anything else is contiguous", "[elementwise][layout]") {
