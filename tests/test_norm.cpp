@@ -670,7 +670,7 @@ TEST_CASE("Sequential fuses Conv2d, BatchNorm2d, ReLU with the unfused outputs, 
   CHECK(check_fusion(head, th::random({5, 6}), false) == "batch_norm_relu_backward < add_backward");
 }
 
-TEST_CASE("Sequential does not fuse hooked layers, subclasses, batch norms without running stats, or under autocast",
+TEST_CASE("Sequential does not fuse hooked layers, subclasses, or batch norms without running stats",
           "[norm][fusion]") {
   const Tensor x = th::random({2, 3, 5, 5});
   // a forward hook on the batch norm sees its own output (negative values: before the ReLU)
@@ -709,10 +709,42 @@ TEST_CASE("Sequential does not fuse hooked layers, subclasses, batch norms witho
                                             nn::BatchNorm2d(4, {.track_running_stats = false}), nn::ReLU());
   };
   CHECK(check_fusion(no_stats, x, false) == "batch_norm_relu_backward < conv2d_backward");
-  // under autocast the conv runs in bf16: no fold
-  {
-    Autocast ac(DType::bf16);
-    CHECK(check_fusion(conv_bn_relu, x, false) == "batch_norm_relu_backward < conv2d_backward");
+  CHECK(nn::fusion_enabled());
+}
+
+TEST_CASE("Under autocast, eval still folds Conv2d + BatchNorm2d: within bf16 rounding of the float32 model",
+          "[norm][fusion]") {
+  // the fold runs in float32 and conv2d rounds the folded weights to bf16; unfolded, conv2d rounds w and
+  // the batch norm scales in float32: both are the float32 model up to bf16 rounding
+  for (bool cl : {false, true}) {
+    INFO((cl ? "channels-last" : "contiguous") << " input");
+    const Tensor x0 = cl ? channels_last_random({4, 3, 9, 8}, DType::f32) : th::random({4, 3, 9, 8});
+    nn::ModulePtr m = conv_bn_relu();
+    randomize_bn(*m);
+    m->eval();
+    nn::set_fusion(false);
+    const Tensor y32 = (*m)(x0);  // the float32 model, unfused
+    Tensor yf, yu;
+    std::string node;
+    {
+      Autocast ac(DType::bf16);
+      nn::set_fusion(true);
+      const Tensor x = leaf(x0);
+      yf = (*m)(x);
+      node = yf.grad_fn()->name + " < " + yf.grad_fn()->next[0].fn->name;
+      mul(yf, th::random(yf.shape())).sum().backward();  // the folded path is differentiable under autocast
+      CHECK(x.grad().defined());
+      nn::set_fusion(false);
+      yu = (*m)(x0);
+      nn::set_fusion(true);
+    }
+    CHECK(node == "relu_backward < conv2d_backward");  // folded: no batch norm node
+    const double scale = y32.abs().max().item<double>();
+    const double err_f = sub(yf, y32).abs().max().item<double>(), err_u = sub(yu, y32).abs().max().item<double>();
+    INFO("max |y32| " << scale << ", folded bf16 error " << err_f << ", unfolded bf16 error " << err_u);
+    CHECK(err_f > 0);             // the operands really were rounded
+    CHECK(err_f < 1e-2 * scale);  // 27 products per output, each operand within 2^-9 relative
+    CHECK(err_f < 4 * err_u + 1e-4 * scale);
   }
   CHECK(nn::fusion_enabled());
 }

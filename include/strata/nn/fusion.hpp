@@ -8,11 +8,13 @@
 //     then the ReLU (conv2d_relu: in the conv's output store). w' and b' are computed at each forward
 //     with differentiable ops, so gradients stay right when someone takes them in eval (saliency
 //     maps, frozen batch norms), and nothing is cached that could go stale when the weights or
-//     statistics change.
+//     statistics change. Under an Autocast(bf16) the fold runs too, in float32, and conv2d then rounds
+//     w' to bf16 (as PyTorch's frozen inference graphs fold before autocast): the unfolded path rounds
+//     w and scales after, so the two differ by bf16 rounding, both that close to the float32 model.
 // Not fused: a module with forward hooks or pre-hooks (the hook must see its own module's output), a
 // subclass of these layers (exact dynamic type checked: a subclass may change forward), and for the
-// fold: a batch norm in training mode or without running statistics, a conv whose out channels do
-// not match, or an active Autocast guard (there conv2d runs in bf16 while batch norm runs in f32).
+// fold: a batch norm in training mode or without running statistics, or a conv whose out channels do
+// not match.
 // nn::set_fusion(false) turns all of it off, for debugging and for tests that compare both ways.
 // This header registers itself with Sequential (module.hpp sits below the layers and cannot include
 // them); nn/conv.hpp includes it, so any program that has Conv2d fuses.
@@ -25,7 +27,6 @@
 #include "strata/nn/conv.hpp"
 #include "strata/nn/module.hpp"
 #include "strata/nn/norm.hpp"
-#include "strata/tensor/autocast.hpp"
 
 namespace strata::nn {
 
@@ -69,9 +70,7 @@ inline size_t run_fused(std::vector<ModulePtr>& layers, size_t i, Tensor& out) {
   auto at = [&](size_t j) { return j < layers.size() ? layers[j].get() : nullptr; };
   if (auto* conv = fusable_as<Conv2d>(at(i))) {
     auto* bn = fusable_as<BatchNorm2d>(at(i + 1));
-    if (!bn || bn->training || !bn->options.track_running_stats || conv->options.out != bn->num_features ||
-        autocast_enabled())
-      return 0;
+    if (!bn || bn->training || !bn->options.track_running_stats || conv->options.out != bn->num_features) return 0;
     const bool relu = fusable_as<ReLU>(at(i + 2)) != nullptr;
     out = conv_bn_folded(*conv, *bn, out, relu);
     return relu ? 3 : 2;
