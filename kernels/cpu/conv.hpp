@@ -636,12 +636,14 @@ void conv_stem_dw(const Conv2dParams& p, const T* x, const ConvStrides& xs, cons
 inline bool conv2d_is_stem(const Conv2dParams& p) { return p.Cin == 1 && p.groups == 1; }
 
 /// conv2d_bwd_kernel's direct path: chunks of images per thread, dw partials per thread in the
-/// NHWC weight layout [taps][round_up(Cin, MR)][round_up(Cout, NR)], summed and transposed at the end.
+/// NHWC weight layout [taps][round_up(Cin, conv_dw_mr)][round_up(Cout, NR)], summed and transposed
+/// at the end.
 template <class T>
 void conv2d_bwd_direct(const Conv2dParams& p, const T* x, const ConvStrides& xs, const T* w, const T* dout, T* dx,
                        T* dw, double flops, bool channels_last) {
   using Cfg = ConvBlocking<T>;
-  const int64_t taps = p.kH * p.kW, cinpm = conv_round_up(p.Cin, Cfg::MR), cpad = conv_round_up(p.Cout, Cfg::NR);
+  const int64_t taps = p.kH * p.kW, cinpm = conv_round_up(p.Cin, conv_dw_mr<T>(p.Cin));
+  const int64_t cpad = conv_round_up(p.Cout, Cfg::NR);
   const int64_t ohw = p.OH() * p.OW(), dwn = taps * cinpm * cpad;
   const std::vector<T> wd = dx ? conv_pack_wd(w, p.Cout, p.Cin, taps) : std::vector<T>();
   const int64_t per_image = p.H * p.W * (p.Cin + conv_round_up(p.Cin, Cfg::NR)) + ohw * cpad;

@@ -74,7 +74,10 @@ inline void conv_valid_range(int64_t OW, int64_t W, int64_t s, int64_t pad, int6
 inline int64_t conv_round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 /// The direct conv's register tile: MR pixels x NR output channels (NV vectors of VS lanes), the
-/// accumulators plus NV weight vectors and one broadcast within the vector registers.
+/// accumulators plus NV weight vectors and one broadcast within the vector registers. dw's tile is
+/// MR or DW_MR input channels x NR output channels (conv_dw_mr): on AVX-512 f32, 8 channels (16
+/// accumulators still cover the FMA latency) for the narrow layers that 14 would round up by more
+/// than 1/8 (32 channels: 42).
 template <class T>
 struct ConvBlocking {
   using V = Vec<T>;
@@ -83,6 +86,7 @@ struct ConvBlocking {
   static constexpr int NV = VS == 1 ? 4 : 2;
   static constexpr int MR = VS == 1 ? 4 : (wide ? 14 : 6);
   static constexpr int NR = NV * VS;
+  static constexpr int DW_MR = wide && sizeof(T) == 4 ? 8 : MR;
   static_assert(VS == 1 || MR * NV + NV + 1 <= (wide ? 32 : 16), "conv tile must fit the vector registers");
 };
 
@@ -213,14 +217,15 @@ struct ConvRun {
   int64_t len;
 };
 
-/// dst[r][0, NR) += sum over the runs' pixels of x[c0 + r] * g[goff + (0, NR)] for r < MR (all MR
-/// rows of dst exist; rows past the channels read the next pixel's values or slack, and are ignored).
-template <class T>
+/// dst[r][0, NR) += sum over the runs' pixels of x[c0 + r] * g[goff + (0, NR)] for r < DW_MR (all
+/// DW_MR rows of dst exist; rows past the channels read the next pixel's values or slack, and are
+/// ignored).
+template <class T, int MR>
 void conv_dw_tile(const ConvRun<T>* runs, int64_t nruns, int64_t xstep, int64_t c0, int64_t goff, int64_t ldg, T* dst,
                   int64_t ldd) {
   using Cfg = ConvBlocking<T>;
   using V = Vec<T>;
-  constexpr int MR = Cfg::MR, NV = Cfg::NV, VS = Cfg::VS;
+  constexpr int NV = Cfg::NV, VS = Cfg::VS;
   V acc[MR][NV];
 #pragma GCC unroll 32
   for (int r = 0; r < MR; ++r)
@@ -245,6 +250,16 @@ void conv_dw_tile(const ConvRun<T>* runs, int64_t nruns, int64_t xstep, int64_t 
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) acc[r][j].store(dst + r * ldd + j * VS);
+}
+
+/// dw's tile height for Cin input channels (dwh's channels are rounded up to it): DW_MR where
+/// rounding up to MR would add more than 1/8 (AVX-512: 32 channels to 42; dw 13-26% faster on 16-
+/// and 32-channel inputs, 1 thread, in-process A/B), else MR (8 is 10-15% slower at 256 and 512
+/// channels: each 8-channel pass reads all of dout's block again).
+template <class T>
+int conv_dw_mr(int64_t Cin) {
+  using Cfg = ConvBlocking<T>;
+  return conv_round_up(Cin, Cfg::MR) * 8 > Cin * 9 ? Cfg::DW_MR : Cfg::MR;
 }
 
 // ================================================================================ weight packing
@@ -463,14 +478,77 @@ void conv_direct_fwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, i
     conv_from_nhwc(oh, cpad, nb, p.Cout, ohw, static_cast<const T*>(nullptr), out + n0 * p.Cout * ohw);
 }
 
+/// conv_direct_dw with the dw tile of MR channels.
+template <class T, int MR, class P>
+void conv_direct_dw_mr(const P& p, const T* x, const std::array<int64_t, 4>& xs, const T* gh, int64_t n0, int64_t nb,
+                       T* dwh, int64_t cpad) {
+  constexpr int NR = ConvBlocking<T>::NR;
+  const int64_t OH = p.OH(), OW = p.OW(), HW = p.H * p.W, Cin = p.Cin, cinpm = conv_round_up(Cin, MR);
+  // x_h: x itself when channels-last and the tiles' reads past the last pixel's channels (up to
+  // MR - 1 values: tiles read MR channels) stay inside x (the next image follows); else a copy
+  // with MR values of slack after it
+  const T* xh = x + n0 * xs[0];
+  int64_t ximg = xs[0];
+  if (!conv_is_nhwc(xs, Cin, p.W) || (cinpm != Cin && (n0 + nb == p.B || xs[0] != HW * Cin))) {
+    T* xc = conv_scratch<T>(0, nb * HW * Cin + MR);
+    if (conv_is_nhwc(xs, Cin, p.W))
+      for (int64_t n = 0; n < nb; ++n) std::memcpy(xc + n * HW * Cin, xh + n * xs[0], size_t(HW * Cin) * sizeof(T));
+    else
+      conv_to_nhwc(xh, xs, nb, Cin, p.H, p.W, xc, Cin);
+    std::fill(xc + nb * HW * Cin, xc + nb * HW * Cin + MR, T(0));
+    xh = xc, ximg = HW * Cin;
+  }
+  // output rows in blocks of about kPixels pixels, so that the x rows and dout rows one tap's
+  // tiles read (an MR-channel slice of x, NR-channel blocks of dout: 4 KiB each) stay in L1 across
+  // the tiles (256 pixels, L2-resident, measured ~15% slower); per tap, each output row's pixels
+  // whose tap is inside the image are one run. On AVX-512 (Ice Lake server, 1.25 MiB L2), a dwh
+  // beyond kConvL2Bytes (MiBs at 256-512 channels), which goes through the caches once per block,
+  // takes 256 pixels: dw 10-14% faster at 256 -> 512 and 512 -> 512 (1 thread, in-process A/B;
+  // 512 pixels: 29% slower at 256 -> 512); AVX2 (Zen 3) keeps 64, as tuned there
+  const bool big = ConvBlocking<T>::wide && p.kH * p.kW * cinpm * cpad * int64_t(sizeof(T)) > kConvL2Bytes;
+  const int64_t kPixels = big ? 256 : 64;
+  const int64_t rows_per = std::max<int64_t>(1, kPixels / OW), xstep = p.stride[1] * Cin;
+  std::vector<ConvRun<T>> runs(static_cast<size_t>(rows_per));
+  for (int64_t r0 = 0; r0 < nb * OH; r0 += rows_per) {
+    const int64_t r1 = std::min(nb * OH, r0 + rows_per);
+    for (int64_t i = 0; i < p.kH; ++i)
+      for (int64_t j = 0; j < p.kW; ++j) {
+        int64_t zlo, zhi;  // output columns whose tap column is inside the image
+        conv_valid_range(OW, p.W, p.stride[1], p.padding[1], j * p.dilation[1], zlo, zhi);
+        int64_t nruns = 0;
+        for (int64_t r = r0; r < r1 && zhi > zlo; ++r) {  // output rows r = (n, y)
+          const int64_t n = r / OH, ih = r % OH * p.stride[0] - p.padding[0] + i * p.dilation[0];
+          if (ih < 0 || ih >= p.H) continue;
+          const int64_t iw = zlo * p.stride[1] - p.padding[1] + j * p.dilation[1];
+          runs[size_t(nruns++)] = {xh + n * ximg + (ih * p.W + iw) * Cin, gh + (r * OW + zlo) * cpad, zhi - zlo};
+        }
+        T* dt = dwh + (i * p.kW + j) * cinpm * cpad;
+        for (int64_t c0 = 0; c0 < cinpm; c0 += MR)
+          for (int64_t ob = 0; ob < cpad / NR; ++ob)
+            conv_dw_tile<T, MR>(runs.data(), nruns, xstep, c0, ob * NR, cpad, dt + c0 * cpad + ob * NR, cpad);
+      }
+  }
+}
+
+/// conv_direct_bwd's dw: dwh[t][c][o] += for images [n0, n0 + nb), from gh = dout_h[s][o] (cpad
+/// channels a pixel), with the dw tile of mr channels (conv_dw_mr).
+template <class T, class P>
+void conv_direct_dw(const P& p, const T* x, const std::array<int64_t, 4>& xs, const T* gh, int64_t n0, int64_t nb,
+                    T* dwh, int64_t cpad, int mr) {
+  using Cfg = ConvBlocking<T>;
+  if (mr != Cfg::MR) return conv_direct_dw_mr<T, Cfg::DW_MR>(p, x, xs, gh, n0, nb, dwh, cpad);
+  conv_direct_dw_mr<T, Cfg::MR>(p, x, xs, gh, n0, nb, dwh, cpad);
+}
+
 /// Backward of images [n0, n0 + nb): dx (null: skip) from wd (conv_pack_wd), and dwh[t][c][o] +=
-/// (c < round_up(Cin, MR), o < round_up(Cout, NR); null: skip). dout and dx are contiguous NCHW,
-/// or NHWC when channels_last (read and written in place when the channels are a multiple of NR).
+/// (c < round_up(Cin, conv_dw_mr), o < round_up(Cout, NR); null: skip). dout and dx are contiguous
+/// NCHW, or NHWC when channels_last (read and written in place when the channels are a multiple of
+/// NR).
 template <class T, class P>
 void conv_direct_bwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, const T* dout, int64_t n0, int64_t nb,
                      const T* wd, T* dx, T* dwh, bool channels_last = false) {
   using Cfg = ConvBlocking<T>;
-  constexpr int MR = Cfg::MR, NR = Cfg::NR;
+  constexpr int NR = Cfg::NR;
   const int64_t OH = p.OH(), OW = p.OW(), ohw = OH * OW, S = nb * ohw, HW = p.H * p.W;
   const int64_t Cin = p.Cin, Cout = p.Cout, cpad = conv_round_up(Cout, NR);
   // dout_h[s][o], zero-padded to cpad channels; gzero: a zero row for the padding taps
@@ -498,49 +576,7 @@ void conv_direct_bwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, c
     else if (!channels_last)
       conv_from_nhwc<T>(dxh, cinpad, nb, Cin, HW, nullptr, dx + n0 * Cin * HW);
   }
-  if (dwh) {
-    const int64_t cinpm = conv_round_up(Cin, MR);
-    // x_h: x itself when channels-last and the tiles' reads past the last pixel's channels (up to
-    // MR - 1 values: tiles read MR channels) stay inside x (the next image follows); else a copy
-    // with MR values of slack after it
-    const T* xh = x + n0 * xs[0];
-    int64_t ximg = xs[0];
-    if (!conv_is_nhwc(xs, Cin, p.W) || (cinpm != Cin && (n0 + nb == p.B || xs[0] != HW * Cin))) {
-      T* xc = conv_scratch<T>(0, nb * HW * Cin + MR);
-      if (conv_is_nhwc(xs, Cin, p.W))
-        for (int64_t n = 0; n < nb; ++n) std::memcpy(xc + n * HW * Cin, xh + n * xs[0], size_t(HW * Cin) * sizeof(T));
-      else
-        conv_to_nhwc(xh, xs, nb, Cin, p.H, p.W, xc, Cin);
-      std::fill(xc + nb * HW * Cin, xc + nb * HW * Cin + MR, T(0));
-      xh = xc, ximg = HW * Cin;
-    }
-    // output rows in blocks of about kPixels pixels, so that the x rows and dout rows one tap's
-    // tiles read (an MR-channel slice of x, NR-channel blocks of dout: 4 KiB each) stay in L1 across
-    // the tiles (256 pixels, L2-resident, measured ~15% slower); per tap, each output row's pixels
-    // whose tap is inside the image are one run
-    constexpr int64_t kPixels = 64;
-    const int64_t rows_per = std::max<int64_t>(1, kPixels / OW), xstep = p.stride[1] * Cin;
-    std::vector<ConvRun<T>> runs(static_cast<size_t>(rows_per));
-    for (int64_t r0 = 0; r0 < nb * OH; r0 += rows_per) {
-      const int64_t r1 = std::min(nb * OH, r0 + rows_per);
-      for (int64_t i = 0; i < p.kH; ++i)
-        for (int64_t j = 0; j < p.kW; ++j) {
-          int64_t zlo, zhi;  // output columns whose tap column is inside the image
-          conv_valid_range(OW, p.W, p.stride[1], p.padding[1], j * p.dilation[1], zlo, zhi);
-          int64_t nruns = 0;
-          for (int64_t r = r0; r < r1 && zhi > zlo; ++r) {  // output rows r = (n, y)
-            const int64_t n = r / OH, ih = r % OH * p.stride[0] - p.padding[0] + i * p.dilation[0];
-            if (ih < 0 || ih >= p.H) continue;
-            const int64_t iw = zlo * p.stride[1] - p.padding[1] + j * p.dilation[1];
-            runs[size_t(nruns++)] = {xh + n * ximg + (ih * p.W + iw) * Cin, gh + (r * OW + zlo) * cpad, zhi - zlo};
-          }
-          T* dt = dwh + (i * p.kW + j) * cinpm * cpad;
-          for (int64_t c0 = 0; c0 < cinpm; c0 += MR)
-            for (int64_t ob = 0; ob < cpad / NR; ++ob)
-              conv_dw_tile<T>(runs.data(), nruns, xstep, c0, ob * NR, cpad, dt + c0 * cpad + ob * NR, cpad);
-        }
-    }
-  }
+  if (dwh) conv_direct_dw<T>(p, x, xs, gh, n0, nb, dwh, cpad, conv_dw_mr<T>(Cin));
 }
 
 }  // namespace strata::cpu::detail
