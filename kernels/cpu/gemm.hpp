@@ -286,7 +286,9 @@ void gemm_micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b,
   }
   // partial tile or strided C: through a buffer, element by element
   alignas(64) T buf[MR * NR];
+#pragma GCC unroll 32
   for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
     for (int j = 0; j < NV; ++j) acc[i][j].store(buf + i * NR + j * VS);
   for (int i = 0; i < mr; ++i)
     for (int j = 0; j < nr; ++j) {
