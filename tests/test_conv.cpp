@@ -184,11 +184,13 @@ TEST_CASE("conv2d fast kernels against the reference loops", "[conv]") {
       {3, 12, 6, 7, 32, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 3, true},
       {5, 16, 5, 5, 16, 3, 3, {2, 2}, {1, 1}, {1, 1}, 1, 3, true},
       {2, 1, 12, 11, 8, 3, 3, {2, 2}, {1, 1}, {1, 1}, 1, 3, true},
-      // dw's two tile heights (conv_dw_mr; AVX-512: 8 channels for 32, 14 for 28 and 70) on a
-      // channels-last x read in place, and 70 through the copy with slack
+      // dw's tiles (conv_dw_mr; AVX-512: 8 channels for 32, 14 for 28 and 70, 6 x 64 for outputs
+      // in 64s) on a channels-last x read in place, and through the copy with slack (70, 13)
       {3, 32, 5, 6, 32, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 3, false},
       {3, 28, 5, 6, 40, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 3, true},
       {2, 70, 4, 5, 24, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 0, false},
+      {3, 13, 5, 6, 64, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 0, true},
+      {2, 12, 6, 5, 128, 3, 3, {2, 2}, {1, 1}, {1, 1}, 1, 3, false},
       // stems (1 input channel) on their register tiles: partial vectors of channels, blocks of 32,
       // channels-last dout for dw; a 5x5 stem (dw through the depthwise loops)
       {3, 1, 9, 10, 21, 3, 3, {1, 2}, {1, 1}, {1, 1}, 1, 3, true},

@@ -642,7 +642,7 @@ template <class T>
 void conv2d_bwd_direct(const Conv2dParams& p, const T* x, const ConvStrides& xs, const T* w, const T* dout, T* dx,
                        T* dw, double flops, bool channels_last) {
   using Cfg = ConvBlocking<T>;
-  const int64_t taps = p.kH * p.kW, cinpm = conv_round_up(p.Cin, conv_dw_mr<T>(p.Cin));
+  const int64_t taps = p.kH * p.kW, cinpm = conv_round_up(p.Cin, conv_dw_mr<T>(p.Cin, p.Cout));
   const int64_t cpad = conv_round_up(p.Cout, Cfg::NR);
   const int64_t ohw = p.OH() * p.OW(), dwn = taps * cinpm * cpad;
   const std::vector<T> wd = dx ? conv_pack_wd(w, p.Cout, p.Cin, taps) : std::vector<T>();
