@@ -29,6 +29,11 @@
 //                the next group) grow from 8 to up to 32 tiles when the weights exceed L2: 512->512 at
 //                3x3 streamed 9.4 MB of weights from L3 per 48 pixels; fwd 17-20% faster there, 256->512
 //                at 7x7 ~5%, others equal (2 threads, batch 256, in-process A/B; bench/README.md)
+//   v7 AVX-512   first run on AVX-512 (Ice Lake SP, zmm FMA peak ~155 GFLOP/s per core measured): the
+//                forward / dx tile stays 14 x 32 (12 x 32, 6 x 64, 28 x 16 lost); dw takes 8 x 32 tiles
+//                where 14 rows would round Cin up by > 1/8, 6 x 64 where Cout is a multiple of 64, and
+//                256-pixel blocks when its partial exceeds L2: dw 11-24% faster on 16-32 channel inputs,
+//                11-19% on all of ResNet-9's layers (1 thread, in-process A/B; bench/README.md)
 // PyTorch 1.13 (oneDNN), same layers, 1 thread, process CPU time:                        ~53 / ~68 / ~78
 // 2 threads, wall clock, quiet machine: v2 im2col ~38 / ~48 / ~55, v3 direct ~70-85 / ~117-170 /
 // ~155-180 (PyTorch ~80 / ~105 / ~140). Read ratios: the machine is shared. The batch is cut into
