@@ -227,8 +227,8 @@ struct PoolF8 {
 #endif
 
 template <class T>
-inline void max_pool2d_2x2_row(const T* r0, const T* r1, const T* x_end, T* y, int64_t* idx, int64_t oh, int64_t W,
-                               int64_t OW) {
+inline void max_pool2d_2x2_row(const T* r0, const T* r1, [[maybe_unused]] const T* x_end, T* y, int64_t* idx,
+                               int64_t oh, int64_t W, int64_t OW) {
   using A = acc_t<T>;
   int64_t ow = 0;
 #if defined(__AVX2__)
@@ -397,8 +397,8 @@ void max_pool2d_fwd_kernel(const T* x, T* y, int64_t* idx, const Pool2dGeom& g) 
   }
   const int64_t taps =
       (g.rows[0].hi - g.rows[0].lo + g.dh - 1) / g.dh * ((g.cols[0].hi - g.cols[0].lo + g.dw - 1) / g.dw);
-  const detail::Stride2Run run = detail::stride2_run(g);
-  const T* x_end = x + g.planes * g.H * g.W;
+  [[maybe_unused]] const detail::Stride2Run run = detail::stride2_run(g);
+  [[maybe_unused]] const T* x_end = x + g.planes * g.H * g.W;
   for_each_pool_row(g, g.OW * std::max<int64_t>(taps, 1), [&](int64_t p, int64_t oh) {
     const T* xp = x + p * g.H * g.W;
     T* yr = y + (p * g.OH + oh) * g.OW;

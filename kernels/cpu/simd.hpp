@@ -19,6 +19,8 @@
 #include <cstring>
 #include <type_traits>
 
+#include "strata/core/half.hpp"
+
 #if defined(__AVX512F__) || defined(__AVX2__)
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_*() (`__m512 __Y = __Y;`), which
 // -Wmaybe-uninitialized reports wherever they inline, hundreds of times per TU (GCC bug 105593, fixed in
@@ -298,6 +300,62 @@ inline Vec<double> vexp(Vec<double> x) {
   x.store(t);
   for (double& v : t) v = std::exp(v);
   return Vec<double>::load(t);
+}
+
+// ---- float <-> bf16 over contiguous rows ----
+
+/// out[i] = bf16(in[i]) for a contiguous row: float_to_bf16_bits (core/half.hpp: nearest, ties to
+/// even; NaN stays a quiet NaN) 16 or 8 lanes at a time. Autocast rounds every matmul/conv operand
+/// this way, so the scalar loop (which gcc does not vectorize: the NaN branch) showed in profiles;
+/// the GEMM widens its packed bf16 operands with cvt_bf16_to_f32.
+inline void cvt_f32_to_bf16(const float* in, bf16* out, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7fff), quiet = _mm512_set1_epi32(0x40);
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(in + i);
+    const __m512i x = _mm512_castps_si512(v);
+    const __m512i hi = _mm512_srli_epi32(x, 16);
+    const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(x, _mm512_add_epi32(half, _mm512_and_si512(hi, one))), 16);
+    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    const __m512i y = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, quiet));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm512_cvtepi32_epi16(y));
+  }
+#elif defined(__AVX2__)
+  const __m256i one = _mm256_set1_epi32(1), half = _mm256_set1_epi32(0x7fff), quiet = _mm256_set1_epi32(0x40);
+  for (; i + 16 <= n; i += 16) {
+    __m256i y[2];
+    for (int k = 0; k < 2; ++k) {
+      const __m256 v = _mm256_loadu_ps(in + i + 8 * k);
+      const __m256i x = _mm256_castps_si256(v);
+      const __m256i hi = _mm256_srli_epi32(x, 16);
+      const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(x, _mm256_add_epi32(half, _mm256_and_si256(hi, one))), 16);
+      const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      y[k] = _mm256_blendv_epi8(r, _mm256_or_si256(hi, quiet), nan);
+    }
+    // values fit 16 bits, so the unsigned saturating pack is exact; it packs per 128-bit lane
+    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(y[0], y[1]), 0xd8);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), packed);
+  }
+#endif
+  for (; i < n; ++i) out[i] = bf16::from_bits(strata::detail::float_to_bf16_bits(in[i]));
+}
+
+/// out[i] = float(in[i]) for a contiguous row: a bf16 is the top half of a float.
+inline void cvt_bf16_to_f32(const bf16* in, float* out, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i));
+    _mm512_storeu_si512(out + i, _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+#elif defined(__AVX2__)
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+#endif
+  for (; i < n; ++i) out[i] = float(in[i]);
 }
 
 }  // namespace strata::cpu
