@@ -174,6 +174,10 @@ void conv_from_nhwc(const T* xh, int64_t ld, int64_t nb, int64_t C, int64_t HW, 
 /// out[r][0, NR) = bias[0, NR) + sum_{t < ntaps} sum_{c < C} a[t][r][c] * w[toff[t] + c NR + (0, NR)]
 /// for r < mr, then max(., 0) when relu (the epilogue, in the store). a: ntaps x MR row pointers (C
 /// values each), w + toff[t]: a [C][NR] weight block, bias: NR values or null, out: MR rows.
+/// On AVX-512 the weight rows are prefetched 16 ahead: blocks of 64+ channels (73 KiB at 64 x 3x3)
+/// stream from L2 for every tile, and the hardware prefetchers alone left the tile at 124 GFLOP/s
+/// with 128 channels against 144 with 32 (131 with the prefetch; fwd and dx 3-12% faster on
+/// ResNet-9's layers and 64 -> 64, 1 thread, in-process A/B; 8 ahead: the same).
 template <class T>
 void conv_direct_tile(int64_t ntaps, const T* const* a, const T* w, const int64_t* toff, int64_t C,
                       T* const* out, int mr, const T* bias = nullptr, bool relu = false) {
@@ -191,6 +195,10 @@ void conv_direct_tile(int64_t ntaps, const T* const* a, const T* w, const int64_
     for (int r = 0; r < MR; ++r) ap[r] = a[r];
     const T* bp = w + toff[t];
     for (int64_t c = 0; c < C; ++c, bp += NR) {
+      if constexpr (Cfg::wide) {  // the weight rows 16 ahead (see above)
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) __builtin_prefetch(bp + 16 * NR + j * VS);
+      }
       V bv[NV];
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) bv[j] = V::load(bp + j * VS);
