@@ -185,15 +185,23 @@ void gemm_pack_a(int64_t mc, int64_t kc, const S* A, int64_t a_rs, int64_t a_cs,
   }
 }
 
-/// dst[0, n) = src[0, n) converted to T; bf16 -> float through cvt_bf16_to_f32 (kernels/cpu/simd.hpp),
-/// 16 at a time on AVX-512 (the compiler's own vectorization of the plain loop stops at 8: GCC
-/// prefers 256-bit vectors for Ice Lake).
+/// dst[0, n) = src[0, n) converted to T. bf16 -> float on AVX-512 16 at a time (a bf16 is the top
+/// half of a float: zero-extend to 32 bits, shift left by 16); the compiler's own vectorization of
+/// the plain loop stops at 8 (GCC prefers 256-bit vectors for Ice Lake). cvt_bf16_to_f32 (simd.hpp)
+/// does the same for rows of any length; its scalar tail, inlined here with n fixed, made GCC 12 warn
+/// (-Waggressive-loop-optimizations), so whole panels keep this tail-free loop.
 template <class T, int n, class S>
 inline void gemm_convert(const S* __restrict src, T* __restrict dst) {
-  if constexpr (std::is_same_v<T, float> && std::is_same_v<S, bf16>)
-    cvt_bf16_to_f32(src, dst, n);
-  else
-    for (int j = 0; j < n; ++j) dst[j] = T(src[j]);
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float> && std::is_same_v<S, bf16> && n % 16 == 0) {
+    for (int j = 0; j < n; j += 16) {
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + j));
+      _mm512_storeu_ps(dst + j, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+    }
+    return;
+  }
+#endif
+  for (int j = 0; j < n; ++j) dst[j] = T(src[j]);
 }
 
 /// Packs B[kc, nc] into ceil(nc/NR) panels, each kc rows of NR values (zero columns pad the last).

@@ -307,7 +307,7 @@ inline Vec<double> vexp(Vec<double> x) {
 /// out[i] = bf16(in[i]) for a contiguous row: float_to_bf16_bits (core/half.hpp: nearest, ties to
 /// even; NaN stays a quiet NaN) 16 or 8 lanes at a time. Autocast rounds every matmul/conv operand
 /// this way, so the scalar loop (which gcc does not vectorize: the NaN branch) showed in profiles;
-/// the GEMM widens its packed bf16 operands with cvt_bf16_to_f32.
+/// the GEMM's packing has a fixed-length twin (gemm_convert in gemm.hpp).
 inline void cvt_f32_to_bf16(const float* in, bf16* out, int64_t n) {
   int64_t i = 0;
 #if defined(__AVX512F__)
