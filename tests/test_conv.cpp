@@ -5,6 +5,8 @@
 // PyTorch golden case; f64 gradcheck of x, w, b; f16/bf16; which gradients are computed; errors.
 #include <catch2/catch.hpp>
 
+#include <bit>
+#include <limits>
 #include <sstream>
 
 #include "helpers.hpp"
@@ -374,14 +376,14 @@ TEST_CASE("conv2d under Autocast(bf16) multiplies bf16-rounded operands into flo
     REQUIRE(y.dtype() == DType::f32);
     CHECK(conv2d_channels_last(y) == cl);
     y.backward(g);
-    // the same in float32 on the rounded operands (dout rounded too)
-    Tensor xr = round(x0).requires_grad_(), wr = round(w).requires_grad_(), br = b.detach().requires_grad_();
-    const Tensor want = conv2d(xr, wr, br, {1, 1}, {1, 1});
+    // the same in float32 on the rounded operands (dout rounded too); db sums dout as it is
+    Tensor xr = round(x0).requires_grad_(), wr = round(w).requires_grad_();
+    const Tensor want = conv2d(xr, wr, b.detach(), {1, 1}, {1, 1});
     want.backward(round(g));
     th::check_close(y, want, 1e-5, 1e-5, "autocast out");
     th::check_close(x.grad(), xr.grad(), 1e-5, 1e-5, "autocast dx");
     th::check_close(w.grad(), wr.grad(), 1e-4, 1e-5, "autocast dw");
-    th::check_close(b.grad(), br.grad(), 1e-4, 1e-5, "autocast db");
+    th::check_close(b.grad(), g.sum({0, 2, 3}), 1e-4, 1e-5, "autocast db");
     CHECK(x.grad().dtype() == DType::f32);
     // the rounding is visible: without autocast the result differs
     const double diff = th::values((conv2d(x0, w.detach(), b.detach(), {1, 1}, {1, 1}) - want).abs().max())[0];
@@ -393,6 +395,91 @@ TEST_CASE("conv2d under Autocast(bf16) multiplies bf16-rounded operands into flo
   const Tensor y = conv2d(x, w);
   Autocast off(DType::bf16, false);
   th::check_close(y, conv2d(x, w), 0);
+}
+
+TEST_CASE("round_to_bf16 keeps float(bf16(v)) bit for bit, 16, 8 and 1 lanes at a time", "[conv][amp]") {
+  std::vector<float> v = {0.f, -0.f, 1.f, -1.5f, 3.4e38f, -3.4e38f, 1e-40f, -1e-45f,
+                          std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                          std::numeric_limits<float>::quiet_NaN(), std::bit_cast<float>(0x7f800001u),   // signalling NaN
+                          std::bit_cast<float>(0xffc12345u), std::bit_cast<float>(0x3f808000u),         // tie, even: down
+                          std::bit_cast<float>(0x3f818000u), std::bit_cast<float>(0x7f7fffffu)};        // tie, odd: up; max
+  for (uint32_t k = 0; k < 4000; ++k) v.push_back(std::bit_cast<float>(k * 1073741u + (k & 1 ? 0x8000u : 0x7fffu)));
+  std::vector<float> got(v.size() + 1);
+  cpu::round_to_bf16(v.data(), got.data() + 1, int64_t(v.size()));  // an unaligned destination
+  for (size_t i = 0; i < v.size(); ++i) {
+    const uint32_t want = std::bit_cast<uint32_t>(float(bf16(v[i])));
+    INFO("i " << i << " bits " << std::hex << std::bit_cast<uint32_t>(v[i]));
+    REQUIRE(std::bit_cast<uint32_t>(got[i + 1]) == want);
+  }
+}
+
+TEST_CASE("conv kernels with bf16 operands (round_bf16) equal the kernels on rounded copies, every path", "[conv][amp]") {
+  // each case on every path that applies: the flagged kernels (rounding x and dout in their
+  // transposes and copies, or on their own rounded copies) against the plain kernels on copies
+  // rounded beforehand, bit for bit; db from dout unrounded
+  auto round = [](const Tensor& t) { return t.detach().to(DType::bf16).to(DType::f32); };
+  const std::vector<Case> cases = {
+      {3, 16, 9, 7, 24, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 0, true},   // direct, NCHW (8 x 8 transposes)
+      {3, 12, 6, 7, 32, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 3, true},   // direct, channels-last x (copied, slack)
+      {5, 13, 6, 6, 9, 3, 3, {2, 2}, {1, 1}, {1, 1}, 1, 1, false},   // direct, strided view of x
+      {2, 32, 5, 6, 64, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 3, true},   // direct, channels-last read in place otherwise
+      {2, 3, 7, 9, 4, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 0, true},     // im2col
+      {2, 8, 32, 33, 6, 1, 1, {1, 1}, {0, 0}, {1, 1}, 1, 2, true},   // sliced x: a dense rounded copy
+      {2, 5, 10, 11, 5, 3, 3, {1, 1}, {1, 1}, {1, 1}, 5, 1, true},   // depthwise
+      {2, 1, 12, 11, 8, 3, 3, {2, 2}, {1, 1}, {1, 1}, 1, 3, true},   // channels-last stem
+      {3, 1, 9, 10, 21, 3, 3, {1, 2}, {1, 1}, {1, 1}, 1, 0, true},   // strided stem
+  };
+  for (const Case& c : cases) {
+    const Tensor x = make_x(c, DType::f32), w = th::random({c.Cout, c.Cin / c.groups, c.kH, c.kW});
+    const Tensor b = c.bias ? th::random({c.Cout}) : Tensor();
+    cpu::Conv2dParams p{.B = c.B, .Cin = c.Cin, .H = c.H, .W = c.W, .Cout = c.Cout, .kH = c.kH, .kW = c.kW,
+                        .stride = c.stride, .padding = c.padding, .dilation = c.dilation, .groups = c.groups};
+    const int64_t ohw = p.OH() * p.OW();
+    const Tensor g = th::random({c.B, c.Cout, p.OH(), p.OW()});
+    const Tensor gl = contiguous(g.permute({0, 2, 3, 1}));
+    // the rounded copies: x dense in its own layout when it is dense, else contiguous NCHW (as the kernels' copies)
+    const bool cl = c.layout == 3;
+    const Tensor xr = cl ? round(contiguous(x.permute({0, 2, 3, 1}))).permute({0, 3, 1, 2}) : round(contiguous(x));
+    const Tensor wr = round(w), gr = round(g), glr = round(gl);
+    const cpu::ConvStrides xs{x.stride(0), x.stride(1), x.stride(2), x.stride(3)};
+    const cpu::ConvStrides xrs{xr.stride(0), xr.stride(1), xr.stride(2), xr.stride(3)};
+    const float* bp = c.bias ? b.data_ptr<float>() : nullptr;
+    const size_t no = size_t(c.B * c.Cout * ohw), nx = size_t(x.numel()), nw = size_t(w.numel());
+    for (cpu::ConvAlgo algo : {cpu::ConvAlgo::im2col, cpu::ConvAlgo::direct, cpu::ConvAlgo::depthwise}) {
+      if (cpu::conv2d_choose(p, 0, algo) != algo) continue;
+      std::ostringstream os;
+      os << c << " algo " << int(algo);
+      INFO(os.str());
+      for (bool out_cl : {false, true}) {
+        INFO("channels-last out, dout, dx: " << out_cl);
+        std::vector<float> o(no), o_want(no), dx(nx), dx_want(nx), dw(nw), dw_want(nw), db(size_t(c.Cout)),
+            db_want(size_t(c.Cout));
+        const float* gp = (out_cl ? gl : g).data_ptr<float>();
+        const float* grp = (out_cl ? glr : gr).data_ptr<float>();
+        p.round_bf16 = true;
+        cpu::conv2d_fwd_kernel<float>(p, x.data_ptr<float>(), xs, w.data_ptr<float>(), bp, o.data(), algo,
+                                      {.channels_last = out_cl, .relu = out_cl});
+        cpu::conv2d_bwd_kernel<float>(p, x.data_ptr<float>(), xs, w.data_ptr<float>(), gp, dx.data(), dw.data(),
+                                      db.data(), algo, out_cl);
+        p.round_bf16 = false;
+        cpu::conv2d_fwd_kernel<float>(p, xr.data_ptr<float>(), xrs, wr.data_ptr<float>(), bp, o_want.data(), algo,
+                                      {.channels_last = out_cl, .relu = out_cl});
+        cpu::conv2d_bwd_kernel<float>(p, xr.data_ptr<float>(), xrs, wr.data_ptr<float>(), grp, dx_want.data(),
+                                      dw_want.data(), nullptr, algo, out_cl);
+        cpu::conv2d_bwd_kernel<float>(p, xr.data_ptr<float>(), xrs, wr.data_ptr<float>(), gp, nullptr, nullptr,
+                                      db_want.data(), algo, out_cl);
+        CHECK(o == o_want);
+        CHECK(dx == dx_want);
+        CHECK(dw == dw_want);
+        CHECK(db == db_want);
+        // the rounding is visible: unrounded operands give other values
+        std::vector<float> o_plain(no);
+        cpu::conv2d_fwd_kernel<float>(p, x.data_ptr<float>(), xs, w.data_ptr<float>(), bp, o_plain.data(), algo,
+                                      {.channels_last = out_cl, .relu = out_cl});
+        CHECK(o_plain != o);
+      }
+    }
+  }
 }
 
 }  // namespace test_conv

@@ -37,6 +37,11 @@
 //   their dw (3x3 and smaller, channels-last or transposed dout) 16 channels x 9 taps (conv_stem_dw).
 // Channels-last: the direct path reads x, dout and writes out, dx in place (no NCHW <-> NHWC
 // transposes; conv_direct.hpp); the im2col and depthwise paths run on NCHW copies.
+// bf16 operands (Conv2dParams::round_bf16, set by autocast): x, w and dout are taken as their
+// nearest bf16 values (round_to_bf16, kernels/cpu/simd.hpp) and multiplied with float accumulation,
+// exactly as on bf16-rounded copies. The direct path rounds x and dout in the transposes and copies
+// it makes anyway; the other paths run on rounded copies; w is rounded into a copy (it is small).
+// db sums dout as given (a sum, not a product: no bf16 operand).
 // Threads (direct and im2col): with at least as many images as threads, the batch is cut into
 // chunks and the chunks into groups of consecutive chunks, about kConvGroupsPerThread per thread,
 // which the threads take from a counter (a thread slowed by another process takes fewer), each
@@ -65,6 +70,7 @@ struct Conv2dParams {
   int64_t Cout = 1, kH = 1, kW = 1;      // w: [Cout, Cin / groups, kH, kW]
   std::array<int64_t, 2> stride{1, 1}, padding{0, 0}, dilation{1, 1};
   int64_t groups = 1;
+  bool round_bf16 = false;  // x, w, dout rounded to bf16 as they are read (autocast; see the top)
   int64_t OH() const { return (H + 2 * padding[0] - dilation[0] * (kH - 1) - 1) / stride[0] + 1; }
   int64_t OW() const { return (W + 2 * padding[1] - dilation[1] * (kW - 1) - 1) / stride[1] + 1; }
 };
@@ -635,12 +641,38 @@ void conv_stem_dw(const Conv2dParams& p, const T* x, const ConvStrides& xs, cons
 /// out or a stride the depthwise row loops do not vectorize.
 inline bool conv2d_is_stem(const Conv2dParams& p) { return p.Cin == 1 && p.groups == 1; }
 
+/// A copy of the n values of a contiguous array, each rounded to bf16 (round_to_bf16), in parallel.
+template <class T>
+std::unique_ptr<T[]> conv_rounded(const T* a, int64_t n) {
+  std::unique_ptr<T[]> r(new T[size_t(n)]);
+  parallel_for(0, n, int64_t(1) << 15, [&](int64_t lo, int64_t hi) { round_to_bf16(a + lo, r.get() + lo, hi - lo); });
+  return r;
+}
+
+/// x [B, C, H, W] (strides xs) rounded to bf16 into a dense copy: x's own layout when x is dense
+/// (contiguous NCHW or channels-last), else contiguous NCHW; xs is set to the copy's strides.
+template <class T>
+std::unique_ptr<T[]> conv_rounded_x(const T* x, ConvStrides& xs, int64_t B, int64_t C, int64_t H, int64_t W) {
+  const int64_t HW = H * W, n = B * C * HW;
+  const bool nchw = xs == ConvStrides{C * HW, HW, W, 1}, nhwc = xs == ConvStrides{HW * C, 1, W * C, C};
+  if (nchw || nhwc || n == 0) return conv_rounded(x, n);
+  std::unique_ptr<T[]> r(new T[size_t(n)]);
+  parallel_for(0, B * C, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t q = lo; q < hi; ++q)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t w = 0; w < W; ++w)
+          r[size_t((q * H + h) * W + w)] = round_to_bf16(x[q / C * xs[0] + q % C * xs[1] + h * xs[2] + w * xs[3]]);
+  });
+  xs = {C * HW, HW, W, 1};
+  return r;
+}
+
 /// conv2d_bwd_kernel's direct path: chunks of images per thread, dw partials per thread in the
 /// NHWC weight layout [taps][round_up(Cin, conv_dw_mr)][round_up(Cout, NR)], summed and transposed
 /// at the end.
 template <class T>
 void conv2d_bwd_direct(const Conv2dParams& p, const T* x, const ConvStrides& xs, const T* w, const T* dout, T* dx,
-                       T* dw, double flops, bool channels_last) {
+                       T* dw, double flops, bool channels_last, bool round = false) {
   using Cfg = ConvBlocking<T>;
   const int64_t taps = p.kH * p.kW, cinpm = conv_round_up(p.Cin, conv_dw_mr<T>(p.Cin, p.Cout));
   const int64_t cpad = conv_round_up(p.Cout, Cfg::NR);
@@ -655,7 +687,8 @@ void conv2d_bwd_direct(const Conv2dParams& p, const T* x, const ConvStrides& xs,
       std::fill(dwh.get() + lo * dwn, dwh.get() + hi * dwn, T(0));
     });
   conv_for_chunks(plan, p.B, [&](int64_t group, int64_t n0, int64_t nb) {
-    conv_direct_bwd<T>(p, x, xs, dout, n0, nb, wd.data(), dx, dw ? dwh.get() + group * dwn : nullptr, channels_last);
+    conv_direct_bwd<T>(p, x, xs, dout, n0, nb, wd.data(), dx, dw ? dwh.get() + group * dwn : nullptr, channels_last,
+                       round);
   });
   if (!dw) return;
   // sum the groups into the first, in group order, split over contiguous ranges of the partial
@@ -710,6 +743,18 @@ void conv2d_fwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,
   const int64_t cin_g = p.Cin / G, cout_g = p.Cout / G, K = cin_g * p.kH * p.kW;
   const double flops = 2.0 * double(p.B) * double(p.Cout) * double(K) * double(ohw);
   algo = conv2d_choose(p, flops, algo);
+  std::unique_ptr<T[]> wr;  // bf16 operands: w rounded; x in the direct path's transposes, else a rounded copy
+  if (p.round_bf16) {
+    wr = detail::conv_rounded(w, p.Cout * K);
+    if (algo != ConvAlgo::direct) {
+      Conv2dParams q = p;
+      q.round_bf16 = false;
+      ConvStrides xrs = xs;
+      const std::unique_ptr<T[]> xr = detail::conv_rounded_x(x, xrs, p.B, p.Cin, p.H, p.W);
+      return conv2d_fwd_kernel<T>(q, xr.get(), xrs, wr.get(), b, out, algo, ep);
+    }
+    w = wr.get();
+  }
   if (algo == ConvAlgo::direct) {
     constexpr int NR = detail::ConvBlocking<T>::NR;
     const std::vector<T> wf = detail::conv_pack_wf(w, p.Cout, p.Cin, p.kH * p.kW);
@@ -719,7 +764,7 @@ void conv2d_fwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,
     const detail::ConvPlan plan = detail::conv_plan(p, per_image / ohw + 1, flops);
     detail::conv_for_chunks(plan, p.B, [&](int64_t, int64_t n0, int64_t nb) {
       detail::conv_direct_fwd<T>(p, x, xs, n0, nb, wf.data(), b ? bias.data() : nullptr, out, ep.channels_last,
-                                 ep.relu);
+                                 ep.relu, p.round_bf16);
     });
     return;
   }
@@ -790,7 +835,25 @@ void conv2d_bwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,
   const int64_t OH = p.OH(), OW = p.OW(), ohw = OH * OW, G = p.groups;
   const int64_t cin_g = p.Cin / G, cout_g = p.Cout / G, K = cin_g * p.kH * p.kW;
   const double flops = 2.0 * double(p.B) * double(p.Cout) * double(K) * double(ohw);
-  if (channels_last && p.B > 0 && ohw > 0) {
+  // bf16 operands: w rounded; dout and x in the direct path's transposes and copies, else rounded
+  // copies (after db, which sums dout as given)
+  std::unique_ptr<T[]> wr;
+  if (p.round_bf16 && (dx || dw) && p.B > 0 && ohw > 0) {
+    if (dx) {
+      wr = detail::conv_rounded(w, p.Cout * K);
+      w = wr.get();
+    }
+    if (conv2d_choose(p, flops, algo) != ConvAlgo::direct) {
+      Conv2dParams q = p;
+      q.round_bf16 = false;
+      if (db) conv2d_bwd_kernel<T>(q, x, xs, w, dout, nullptr, nullptr, db, algo, channels_last);
+      const std::unique_ptr<T[]> gr = detail::conv_rounded(dout, p.B * p.Cout * ohw);
+      ConvStrides xrs = xs;
+      const std::unique_ptr<T[]> xr = dw ? detail::conv_rounded_x(x, xrs, p.B, p.Cin, p.H, p.W) : nullptr;
+      return conv2d_bwd_kernel<T>(q, dw ? xr.get() : x, xrs, w, gr.get(), dx, dw, nullptr, algo, channels_last);
+    }
+  }
+  if (channels_last && p.B > 0 && ohw > 0 && (dx || dw)) {
     algo = conv2d_choose(p, flops, algo);
     if (algo == ConvAlgo::depthwise && detail::conv2d_is_stem(p) && p.kH * p.kW <= 9 && dw) {
       detail::conv_stem_dw<T>(p, x, xs, dout, dw);  // from the channels-last dout in place
@@ -858,7 +921,8 @@ void conv2d_bwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,
     if (!dx) return;
   }
   if (algo == ConvAlgo::depthwise) return detail::conv_depthwise_bwd<T>(p, x, xs, w, dout, dx, dw);
-  if (algo == ConvAlgo::direct) return detail::conv2d_bwd_direct<T>(p, x, xs, w, dout, dx, dw, flops, channels_last);
+  if (algo == ConvAlgo::direct)
+    return detail::conv2d_bwd_direct<T>(p, x, xs, w, dout, dx, dw, flops, channels_last, p.round_bf16);
   const bool pointwise = conv2d_is_pointwise(p, xs);
   const detail::ConvPlan plan = detail::conv_plan(p, pointwise ? 0 : K, flops, dw ? p.Cout * K : 0);
   // dw partials: group 0 accumulates into dw itself, the others into their own buffers

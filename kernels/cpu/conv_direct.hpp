@@ -103,16 +103,20 @@ inline constexpr int64_t kConvL2Bytes = int64_t(512) << 10;
 
 /// dst[k ds + c] = src[c ss + k] (+ add[k] when add is not null) for c < rows, k < cols: a block
 /// transpose. Full 8 x 8 float blocks go through AVX2 shuffles (unpack, shuffle, 128-bit permute:
-/// the usual 24-instruction transpose); other blocks through a scalar loop.
-template <class T>
+/// the usual 24-instruction transpose); other blocks through a scalar loop. Round: each src value
+/// rounded to bf16 (round_to_bf16, autocast's operands) on the way.
+template <class T, bool Round = false>
 void conv_transpose_block(const T* src, int64_t ss, T* dst, int64_t ds, int64_t rows, int64_t cols, const T* add) {
 #if defined(__AVX2__)
   if constexpr (std::is_same_v<T, float>) {
     if (rows == 8 && cols == 8) {
-      const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ss), r2 = _mm256_loadu_ps(src + 2 * ss),
-                   r3 = _mm256_loadu_ps(src + 3 * ss), r4 = _mm256_loadu_ps(src + 4 * ss),
-                   r5 = _mm256_loadu_ps(src + 5 * ss), r6 = _mm256_loadu_ps(src + 6 * ss),
-                   r7 = _mm256_loadu_ps(src + 7 * ss);
+      auto row = [&](int64_t c) {
+        const __m256 v = _mm256_loadu_ps(src + c * ss);
+        if constexpr (Round) return round_to_bf16_ps(v);
+        else return v;
+      };
+      const __m256 r0 = row(0), r1 = row(1), r2 = row(2), r3 = row(3), r4 = row(4), r5 = row(5), r6 = row(6),
+                   r7 = row(7);
       const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
                    t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
                    t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
@@ -131,13 +135,18 @@ void conv_transpose_block(const T* src, int64_t ss, T* dst, int64_t ds, int64_t 
   }
 #endif
   for (int64_t k = 0; k < cols; ++k)
-    for (int64_t c = 0; c < rows; ++c) dst[k * ds + c] = add ? src[c * ss + k] + add[k] : src[c * ss + k];
+    for (int64_t c = 0; c < rows; ++c) {
+      T v = src[c * ss + k];
+      if constexpr (Round) v = round_to_bf16(v);
+      dst[k * ds + c] = add ? v + add[k] : v;
+    }
 }
 
 /// xh[n][h][w][0, C) = x[n][c][h][w] for nb images (x: any strides xs); xh rows are ld apart.
+/// round: each value rounded to bf16 (autocast's operands, see conv_transpose_block).
 template <class T>
 void conv_to_nhwc(const T* x, const std::array<int64_t, 4>& xs, int64_t nb, int64_t C, int64_t H, int64_t W, T* xh,
-                  int64_t ld) {
+                  int64_t ld, bool round = false) {
   constexpr int64_t kBlock = 8;  // 8 channels x 8 pixels at a time
   // contiguous planes are one run of H W pixels; otherwise each row is a run
   const bool flat = xs[3] == 1 && xs[2] == W;
@@ -149,11 +158,17 @@ void conv_to_nhwc(const T* x, const std::array<int64_t, 4>& xs, int64_t nb, int6
         T* dst = xh + ((n * H + h) * W + w0) * ld;
         const T* src = x + n * xs[0] + h * xs[2] + w0 * xs[3];
         if (xs[3] == 1)
-          for (int64_t c0 = 0; c0 < C; c0 += kBlock)
-            conv_transpose_block<T>(src + c0 * xs[1], xs[1], dst + c0, ld, std::min(kBlock, C - c0), wn, nullptr);
+          for (int64_t c0 = 0; c0 < C; c0 += kBlock) {
+            const int64_t cn = std::min(kBlock, C - c0);
+            if (round) conv_transpose_block<T, true>(src + c0 * xs[1], xs[1], dst + c0, ld, cn, wn, nullptr);
+            else conv_transpose_block<T>(src + c0 * xs[1], xs[1], dst + c0, ld, cn, wn, nullptr);
+          }
         else
           for (int64_t c = 0; c < C; ++c)
-            for (int64_t k = 0; k < wn; ++k) dst[k * ld + c] = src[c * xs[1] + k * xs[3]];
+            for (int64_t k = 0; k < wn; ++k) {
+              const T v = src[c * xs[1] + k * xs[3]];
+              dst[k * ld + c] = round ? round_to_bf16(v) : v;
+            }
       }
 }
 
@@ -462,18 +477,23 @@ inline bool conv_is_nhwc(const std::array<int64_t, 4>& xs, int64_t C, int64_t W)
 /// conv_pack_wf, bias_pad: round_up(Cout, NR) values (0 past Cout) or null. x in channels-last is
 /// read in place, any other x is transposed to NHWC first. out is contiguous NCHW, or NHWC
 /// ([B][OH][OW][Cout]) when channels_last: written in place by the tiles when Cout is a multiple of
-/// NR, else through a scratch (the tiles store NR channels at a time).
+/// NR, else through a scratch (the tiles store NR channels at a time). round_x: x's values rounded to
+/// bf16 on the way (in the transpose; a channels-last x is then copied, not read in place).
 template <class T, class P>
 void conv_direct_fwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, int64_t n0, int64_t nb, const T* wf,
-                     const T* bias_pad, T* out, bool channels_last = false, bool relu = false) {
+                     const T* bias_pad, T* out, bool channels_last = false, bool relu = false, bool round_x = false) {
   constexpr int NR = ConvBlocking<T>::NR;
   const int64_t OH = p.OH(), OW = p.OW(), ohw = OH * OW, C = p.Cin, cpad = conv_round_up(p.Cout, NR);
   const T* src = x + n0 * xs[0];
   int64_t src_image = xs[0];
-  if (!conv_is_nhwc(xs, C, p.W)) {
-    T* xh = conv_scratch<T>(0, nb * p.H * p.W * C);
-    conv_to_nhwc(x + n0 * xs[0], xs, nb, C, p.H, p.W, xh, C);
-    src = xh, src_image = p.H * p.W * C;
+  if (!conv_is_nhwc(xs, C, p.W) || round_x) {
+    const int64_t hwc = p.H * p.W * C;
+    T* xh = conv_scratch<T>(0, nb * hwc);
+    if (conv_is_nhwc(xs, C, p.W))
+      for (int64_t n = 0; n < nb; ++n) round_to_bf16(src + n * xs[0], xh + n * hwc, hwc);
+    else
+      conv_to_nhwc(src, xs, nb, C, p.H, p.W, xh, C, round_x);
+    src = xh, src_image = hwc;
   }
   T* zero = conv_scratch<T>(3, C);
   std::fill(zero, zero + C, T(0));
@@ -495,20 +515,22 @@ void conv_direct_fwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, i
 /// conv_direct_dw with the dw tile of MR channels x NV vectors.
 template <class T, int MR, int NV, class P>
 void conv_direct_dw_mr(const P& p, const T* x, const std::array<int64_t, 4>& xs, const T* gh, int64_t n0, int64_t nb,
-                       T* dwh, int64_t cpad) {
+                       T* dwh, int64_t cpad, bool round_x) {
   constexpr int NR = NV * ConvBlocking<T>::VS;
   const int64_t OH = p.OH(), OW = p.OW(), HW = p.H * p.W, Cin = p.Cin, cinpm = conv_round_up(Cin, MR);
   // x_h: x itself when channels-last and the tiles' reads past the last pixel's channels (up to
   // MR - 1 values: tiles read MR channels) stay inside x (the next image follows); else a copy
-  // with MR values of slack after it
+  // with MR values of slack after it (and a copy when round_x: x's values rounded to bf16)
   const T* xh = x + n0 * xs[0];
   int64_t ximg = xs[0];
-  if (!conv_is_nhwc(xs, Cin, p.W) || (cinpm != Cin && (n0 + nb == p.B || xs[0] != HW * Cin))) {
+  if (!conv_is_nhwc(xs, Cin, p.W) || (cinpm != Cin && (n0 + nb == p.B || xs[0] != HW * Cin)) || round_x) {
     T* xc = conv_scratch<T>(0, nb * HW * Cin + MR);
-    if (conv_is_nhwc(xs, Cin, p.W))
+    if (conv_is_nhwc(xs, Cin, p.W) && round_x)
+      for (int64_t n = 0; n < nb; ++n) round_to_bf16(xh + n * xs[0], xc + n * HW * Cin, HW * Cin);
+    else if (conv_is_nhwc(xs, Cin, p.W))
       for (int64_t n = 0; n < nb; ++n) std::memcpy(xc + n * HW * Cin, xh + n * xs[0], size_t(HW * Cin) * sizeof(T));
     else
-      conv_to_nhwc(xh, xs, nb, Cin, p.H, p.W, xc, Cin);
+      conv_to_nhwc(xh, xs, nb, Cin, p.H, p.W, xc, Cin, round_x);
     std::fill(xc + nb * HW * Cin, xc + nb * HW * Cin + MR, T(0));
     xh = xc, ximg = HW * Cin;
   }
@@ -545,24 +567,25 @@ void conv_direct_dw_mr(const P& p, const T* x, const std::array<int64_t, 4>& xs,
 }
 
 /// conv_direct_bwd's dw: dwh[t][c][o] += for images [n0, n0 + nb), from gh = dout_h[s][o] (cpad
-/// channels a pixel), with the dw tile that mr names (conv_dw_mr).
+/// channels a pixel), with the dw tile that mr names (conv_dw_mr); round_x: x rounded to bf16.
 template <class T, class P>
 void conv_direct_dw(const P& p, const T* x, const std::array<int64_t, 4>& xs, const T* gh, int64_t n0, int64_t nb,
-                    T* dwh, int64_t cpad, int mr) {
+                    T* dwh, int64_t cpad, int mr, bool round_x = false) {
   using Cfg = ConvBlocking<T>;
   if constexpr (Cfg::dw64)
-    if (mr == Cfg::DW64_MR) return conv_direct_dw_mr<T, Cfg::DW64_MR, Cfg::DW64_NV>(p, x, xs, gh, n0, nb, dwh, cpad);
-  if (mr != Cfg::MR) return conv_direct_dw_mr<T, Cfg::DW_MR, Cfg::NV>(p, x, xs, gh, n0, nb, dwh, cpad);
-  conv_direct_dw_mr<T, Cfg::MR, Cfg::NV>(p, x, xs, gh, n0, nb, dwh, cpad);
+    if (mr == Cfg::DW64_MR)
+      return conv_direct_dw_mr<T, Cfg::DW64_MR, Cfg::DW64_NV>(p, x, xs, gh, n0, nb, dwh, cpad, round_x);
+  if (mr != Cfg::MR) return conv_direct_dw_mr<T, Cfg::DW_MR, Cfg::NV>(p, x, xs, gh, n0, nb, dwh, cpad, round_x);
+  conv_direct_dw_mr<T, Cfg::MR, Cfg::NV>(p, x, xs, gh, n0, nb, dwh, cpad, round_x);
 }
 
 /// Backward of images [n0, n0 + nb): dx (null: skip) from wd (conv_pack_wd), and dwh[t][c][o] +=
 /// (c < round_up(Cin, conv_dw_mr), o < round_up(Cout, NR); null: skip). dout and dx are contiguous
-/// NCHW, or NHWC when channels_last (read and written in place when the channels are a multiple of
-/// NR).
+/// NR). round: dout and x rounded to bf16 as they are transposed or copied (autocast's operands;
+/// dout is then always copied).
 template <class T, class P>
 void conv_direct_bwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, const T* dout, int64_t n0, int64_t nb,
-                     const T* wd, T* dx, T* dwh, bool channels_last = false) {
+                     const T* wd, T* dx, T* dwh, bool channels_last = false, bool round = false) {
   using Cfg = ConvBlocking<T>;
   constexpr int NR = Cfg::NR;
   const int64_t OH = p.OH(), OW = p.OW(), ohw = OH * OW, S = nb * ohw, HW = p.H * p.W;
@@ -571,13 +594,15 @@ void conv_direct_bwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, c
   T* gzero = conv_scratch<T>(3, cpad);
   std::fill(gzero, gzero + cpad, T(0));
   const T* gh = dout + n0 * Cout * ohw;
-  if (!channels_last || cpad != Cout) {
+  if (!channels_last || cpad != Cout || round) {
     T* g = conv_scratch<T>(1, S * cpad);
     if (cpad != Cout) std::fill(g, g + S * cpad, T(0));
-    if (channels_last)
+    if (channels_last && round)
+      for (int64_t s = 0; s < S; ++s) round_to_bf16(gh + s * Cout, g + s * cpad, Cout);
+    else if (channels_last)
       for (int64_t s = 0; s < S; ++s) std::memcpy(g + s * cpad, gh + s * Cout, size_t(Cout) * sizeof(T));
     else
-      conv_to_nhwc(gh, {Cout * ohw, ohw, OW, 1}, nb, Cout, OH, OW, g, cpad);
+      conv_to_nhwc(gh, {Cout * ohw, ohw, OW, 1}, nb, Cout, OH, OW, g, cpad, round);
     gh = g;
   }
   if (dx) {
@@ -592,7 +617,7 @@ void conv_direct_bwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, c
     else if (!channels_last)
       conv_from_nhwc<T>(dxh, cinpad, nb, Cin, HW, nullptr, dx + n0 * Cin * HW);
   }
-  if (dwh) conv_direct_dw<T>(p, x, xs, gh, n0, nb, dwh, cpad, conv_dw_mr<T>(Cin, Cout));
+  if (dwh) conv_direct_dw<T>(p, x, xs, gh, n0, nb, dwh, cpad, conv_dw_mr<T>(Cin, Cout), round);
 }
 
 }  // namespace strata::cpu::detail

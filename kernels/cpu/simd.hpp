@@ -358,4 +358,52 @@ inline void cvt_bf16_to_f32(const bf16* in, float* out, int64_t n) {
   for (; i < n; ++i) out[i] = float(in[i]);
 }
 
+// ---- float rounded to bf16, kept in float ----
+// Autocast's conv kernels multiply bf16-rounded operands in float32: they round each value as they
+// transpose or copy it, instead of a bf16 copy and a float copy. round_to_bf16(v) == float(bf16(v))
+// bit for bit: nearest, ties to even, Inf stays Inf, NaN stays a quiet NaN (low 16 bits cleared).
+
+/// float(bf16(v)) for one value (double: through float).
+inline float round_to_bf16(float v) {
+  return strata::detail::bf16_bits_to_float(strata::detail::float_to_bf16_bits(v));
+}
+inline double round_to_bf16(double v) { return double(round_to_bf16(float(v))); }
+
+#if defined(__AVX512F__)
+/// round_to_bf16 on 16 lanes.
+inline __m512 round_to_bf16_ps(__m512 v) {
+  const __m512i x = _mm512_castps_si512(v), mask = _mm512_set1_epi32(int(0xffff0000u));
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_add_epi32(x, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd));
+  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  const __m512i y = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(x, _mm512_set1_epi32(0x00400000)));
+  return _mm512_castsi512_ps(_mm512_and_si512(y, mask));
+}
+#endif
+#if defined(__AVX2__)
+/// round_to_bf16 on 8 lanes.
+inline __m256 round_to_bf16_ps(__m256 v) {
+  const __m256i x = _mm256_castps_si256(v), mask = _mm256_set1_epi32(int(0xffff0000u));
+  const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+  const __m256i r = _mm256_add_epi32(x, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), odd));
+  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  const __m256i y = _mm256_blendv_epi8(r, _mm256_or_si256(x, _mm256_set1_epi32(0x00400000)), nan);
+  return _mm256_castsi256_ps(_mm256_and_si256(y, mask));
+}
+#endif
+
+/// out[i] = round_to_bf16(in[i]) for a contiguous row (out == in allowed).
+template <class T>
+void round_to_bf16(const T* in, T* out, int64_t n) {
+  int64_t i = 0;
+  if constexpr (std::is_same_v<T, float>) {
+#if defined(__AVX512F__)
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, round_to_bf16_ps(_mm512_loadu_ps(in + i)));
+#elif defined(__AVX2__)
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, round_to_bf16_ps(_mm256_loadu_ps(in + i)));
+#endif
+  }
+  for (; i < n; ++i) out[i] = round_to_bf16(in[i]);
+}
+
 }  // namespace strata::cpu

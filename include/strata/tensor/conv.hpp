@@ -16,6 +16,8 @@
 // (inference fusion; with autograd it is relu(conv2d(...))).
 // Autocast (strata/tensor/autocast.hpp): inside an Autocast(bf16), float32 x and w are rounded to
 // bf16 (dout too in backward) and multiplied with float32 accumulation; out, dx, dw are float32.
+// db sums dout unrounded on the CPU, where the kernels round the operands as they read them
+// (cpu::Conv2dParams::round_bf16: no bf16 copies); elsewhere the operands are rounded copies.
 // Kernels (NHWC direct tiles, im2col + GEMM, depthwise loops) and reference loops: kernels/cpu/conv.hpp.
 #pragma once
 
@@ -178,15 +180,19 @@ namespace detail {
 /// conv2d, and conv2d_relu when relu (see the top).
 inline Tensor conv2d_op(const Tensor& x, const Tensor& w, const Tensor& b, std::array<int64_t, 2> stride,
                         std::array<int64_t, 2> padding, std::array<int64_t, 2> dilation, int64_t groups, bool relu) {
-  const cpu::Conv2dParams p = conv2d_params(x, w, b, stride, padding, dilation, groups);
+  cpu::Conv2dParams p = conv2d_params(x, w, b, stride, padding, dilation, groups);
   const bool grad = any_requires_grad({x, w, b});
   if (relu && grad) return strata::relu(conv2d_op(x, w, b, stride, padding, dilation, groups, false));
   const bool cl = conv2d_channels_last(x);
   const DType dt = x.dtype(), cast = autocast_dtype();
   const Conv2dGrads need{.x = x.requires_grad(), .w = w.requires_grad(), .b = b.defined() && b.requires_grad()};
-  if (cast != DType::f32 && dt == DType::f32) {
-    // autocast: x and w rounded to the autocast dtype (kept so, half the memory, for backward),
-    // multiplied in float32; dout rounded likewise in backward; out, dx, dw float32
+  // autocast(bf16) on the CPU: the kernels round x, w (and dout in backward) to bf16 as they read
+  // them (p.round_bf16), in the transposes and copies they make anyway; the float32 path below
+  // otherwise, saving x and w themselves
+  if (cast == DType::bf16 && dt == DType::f32 && !x.device().is_cuda()) p.round_bf16 = true;
+  if (cast != DType::f32 && dt == DType::f32 && !p.round_bf16) {
+    // autocast elsewhere (cuda, f16): x and w rounded to the autocast dtype (kept so, half the
+    // memory, for backward), multiplied in float32; dout rounded likewise in backward; out, dx, dw float32
     const Tensor xr = conv_dense(x, cast, cl), wr = contiguous(to(detach(w), cast));
     Tensor out = conv2d_fwd(conv_dense(xr, DType::f32, cl), to(wr, DType::f32), b, p, {.channels_last = cl, .relu = relu});
     if (!grad) return out;
