@@ -15,6 +15,8 @@
 // rows combined with Chan's update, so no sum-of-squares cancellation), a second pass writes
 // y = (x - mean) * scale + b. Backward: one pass for sum g and sum g * (x - mean), one that
 // writes dx = a * (g - mean g - (x - mean) * q) (centred, so no cancellation for a large mean).
+// A channel's rows are S values C * S apart: on AVX-512 every pass prefetches the rows ~4 KB ahead
+// (norm_ahead), and the second pass walks the rows down, so it starts on the rows the first left in L2.
 // Channels-last (and [B, C], where S == 1 makes the layouts equal): x is R = B * S rows of C, SIMD runs
 // across channels. The rows are cut into at most kNormMaxBlocks blocks (parallel, fixed by R and C, so
 // the result does not depend on the thread count); each block walks tiles of about kNormTile values
@@ -55,6 +57,27 @@ inline constexpr int64_t kNormTile = 4096;
 /// SIMD paths need the storage type to be the accumulation type (float, double).
 template <class T, class A>
 inline constexpr bool norm_vec = has_vec<T> && std::is_same_v<T, A>;
+/// Bytes ahead that a channels-first pass prefetches (see norm_ahead).
+inline constexpr int64_t kNormPrefetchBytes = 4096;
+
+/// Elements ahead to prefetch while a channels-first pass walks row n of B rows of S values, `stride`
+/// elements apart (the same channel of the next images), up (n = 0, 1, ..) or down (B - 1, B - 2, ..):
+/// k rows on, k the fewest rows that make kNormPrefetchBytes, 0 (none) past the ends. The rows of a
+/// channel are short and far apart, so the hardware streamer starts over at every row; software
+/// prefetches of one line per vector keep the memory busy. Only where a vector is one 64-byte line
+/// (AVX-512): 0 elsewhere.
+template <class T, class A>
+int64_t norm_ahead(int64_t n, int64_t B, int64_t S, int64_t stride, bool down = false) {
+  if constexpr (norm_vec<T, A>) {
+    if constexpr (sizeof(Vec<T>) == 64) {
+      const int64_t k = (kNormPrefetchBytes + S * int64_t(sizeof(T)) - 1) / (S * int64_t(sizeof(T)));
+      if (down) return n - k >= 0 ? -k * stride : 0;
+      return n + k < B ? k * stride : 0;
+    }
+  }
+  (void)n, (void)B, (void)S, (void)stride, (void)down;
+  return 0;
+}
 
 /// Sizes and memory layout of a batch-norm input x [B, C, S] (S = product of the spatial dims).
 struct BatchNormDims {
@@ -169,7 +192,7 @@ void layer_norm_bwd_ref(const T* dy, const T* x, const A* w, const A* mean, cons
 /// kNormBlock, blocks added in double. `second` = false skips the second sum (one pass for the plain sum).
 template <class T, class A>
 void norm_row_sums(const T* x, const T* dy, int64_t n, A m, bool second, double& s1, double& s2,
-                   const T* mask = nullptr) {
+                   const T* mask = nullptr, int64_t ahead = 0) {
   s1 = 0, s2 = 0;
   for (int64_t b0 = 0; b0 < n; b0 += kNormBlock) {
     const int64_t b1 = std::min(n, b0 + kNormBlock);
@@ -180,6 +203,11 @@ void norm_row_sums(const T* x, const T* dy, int64_t n, A m, bool second, double&
       V v1(T(0)), v2(T(0));
       const V vm(m), zero(T(0));
       for (; i + V::size <= b1; i += V::size) {
+        if (ahead) {  // one line of each stream (norm_ahead)
+          __builtin_prefetch(x + i + ahead);
+          if (dy) __builtin_prefetch(dy + i + ahead);
+          if (mask) __builtin_prefetch(mask + i + ahead);
+        }
         const V d = V::load(x + i) - vm;
         if (dy) {
           const V g = mask ? select_lt(zero, V::load(mask + i), V::load(dy + i), zero) : V::load(dy + i);
@@ -208,15 +236,18 @@ void norm_row_sums(const T* x, const T* dy, int64_t n, A m, bool second, double&
 /// y = (x - m) * a + c over a contiguous run (centering first: no cancellation for a large m);
 /// relu: y = max(0, that) (NaN stays NaN).
 template <class T, class A>
-void norm_row_scale(const T* x, T* y, int64_t n, A m, A a, A c, bool relu = false) {
+void norm_row_scale(const T* x, T* y, int64_t n, A m, A a, A c, bool relu = false, int64_t ahead = 0) {
   int64_t i = 0;
   if constexpr (norm_vec<T, A>) {
     using V = Vec<T>;
     const V vm(m), va(a), vc(c), zero(T(0));
+    auto pf = [&](int64_t j) {
+      if (ahead) __builtin_prefetch(x + j + ahead), __builtin_prefetch(y + j + ahead, 1);
+    };
     if (relu)
-      for (; i + V::size <= n; i += V::size) vmax(zero, vfmadd(V::load(x + i) - vm, va, vc)).store(y + i);
+      for (; i + V::size <= n; i += V::size) pf(i), vmax(zero, vfmadd(V::load(x + i) - vm, va, vc)).store(y + i);
     else
-      for (; i + V::size <= n; i += V::size) vfmadd(V::load(x + i) - vm, va, vc).store(y + i);
+      for (; i + V::size <= n; i += V::size) pf(i), vfmadd(V::load(x + i) - vm, va, vc).store(y + i);
   }
   for (; i < n; ++i) {
     const A z = (static_cast<A>(x[i]) - m) * a + c;
@@ -227,12 +258,20 @@ void norm_row_scale(const T* x, T* y, int64_t n, A m, A a, A c, bool relu = fals
 /// dx = a * (g - mdy - (x - m) * q) over a contiguous run, g = dy (or dy * [mask > 0] with a mask);
 /// x may be null when q == 0 (dx = a * (g - mdy)).
 template <class T, class A>
-void norm_row_dx(const T* dy, const T* x, T* dx, int64_t n, A a, A mdy, A m, A q, const T* mask = nullptr) {
+void norm_row_dx(const T* dy, const T* x, T* dx, int64_t n, A a, A mdy, A m, A q, const T* mask = nullptr,
+                 int64_t ahead = 0) {
   int64_t i = 0;
   if constexpr (norm_vec<T, A>) {
     using V = Vec<T>;
     const V va(a), vmdy(mdy), vm(m), vq(q), zero(T(0));
-    auto g = [&](int64_t j) { return mask ? select_lt(zero, V::load(mask + j), V::load(dy + j), zero) : V::load(dy + j); };
+    auto g = [&](int64_t j) {
+      if (ahead) {
+        __builtin_prefetch(dy + j + ahead), __builtin_prefetch(dx + j + ahead, 1);
+        if (x) __builtin_prefetch(x + j + ahead);
+        if (mask) __builtin_prefetch(mask + j + ahead);
+      }
+      return mask ? select_lt(zero, V::load(mask + j), V::load(dy + j), zero) : V::load(dy + j);
+    };
     if (x)
       for (; i + V::size <= n; i += V::size) (va * vfmadd(vm - V::load(x + i), vq, g(i) - vmdy)).store(dx + i);
     else
@@ -443,7 +482,7 @@ void batch_norm_fwd_kernel(const T* x, T* y, const A* w, const A* b, A* mean, A*
         for (int64_t n = 0; n < B; ++n) {
           const T* xr = x + (n * C + c) * S;
           double s, unused;
-          norm_row_sums<T, A>(xr, nullptr, S, A(0), false, s, unused);
+          norm_row_sums<T, A>(xr, nullptr, S, A(0), false, s, unused, nullptr, norm_ahead<T, A>(n, B, S, C * S));
           const A rm = A(s / double(S));
           double rm2;
           norm_row_sums<T, A>(xr, nullptr, S, rm, true, unused, rm2);
@@ -455,8 +494,9 @@ void batch_norm_fwd_kernel(const T* x, T* y, const A* w, const A* b, A* mean, A*
       }
       finish(c);
       const A scale = invstd[c] * (w ? w[c] : A(1)), shift = b ? b[c] : A(0);
-      for (int64_t n = 0; n < B; ++n)
-        norm_row_scale<T, A>(x + (n * C + c) * S, y + (n * C + c) * S, S, mean[c], scale, shift, d.relu);
+      for (int64_t n = B - 1; n >= 0; --n)  // down: the rows the statistics read last are still in L2
+        norm_row_scale<T, A>(x + (n * C + c) * S, y + (n * C + c) * S, S, mean[c], scale, shift, d.relu,
+                             norm_ahead<T, A>(n, B, S, C * S, true));
     }
   });
 }
@@ -500,7 +540,8 @@ void batch_norm_bwd_kernel(const T* dy, const T* x, const T* y, const A* w, cons
         for (int64_t n = 0; n < B; ++n) {
           const int64_t off = (n * C + c) * S;
           double s1, s2;
-          norm_row_sums<T, A>(x + off, dy + off, S, mean[c], true, s1, s2, mask ? mask + off : nullptr);
+          norm_row_sums<T, A>(x + off, dy + off, S, mean[c], true, s1, s2, mask ? mask + off : nullptr,
+                              norm_ahead<T, A>(n, B, S, C * S));
           sdy += s1, sdx += s2;
         }
       if (dw) dw[c] = A(sdx) * invstd[c];
@@ -508,10 +549,10 @@ void batch_norm_bwd_kernel(const T* dy, const T* x, const T* y, const A* w, cons
       if (!dx) continue;
       A a, mdy, q;
       coefficients(c, A(sdy), A(sdx), a, mdy, q);
-      for (int64_t n = 0; n < B; ++n) {
+      for (int64_t n = B - 1; n >= 0; --n) {  // down: the rows the sums read last are still in cache
         const int64_t off = (n * C + c) * S;
         norm_row_dx<T, A>(dy + off, training ? x + off : nullptr, dx + off, S, a, mdy, mean[c], q,
-                          mask ? mask + off : nullptr);
+                          mask ? mask + off : nullptr, norm_ahead<T, A>(n, B, S, C * S, true));
       }
     }
   });
