@@ -11,8 +11,10 @@
 //   AVX512-BF16 (Zen 4, Sapphire Rapids): vdpbf16ps multiplies pairs of bf16 and adds both products
 //     to a float lane: B is packed once into [N/16][K/2][16][2] (the two k of a pair side by side
 //     per column), a row's pair (a[i,k], a[i,k+1]) is broadcast as one 32-bit value, and a 4 x 16
-//     tile accumulates over all of K in registers. Kept small: this path cannot run on the
-//     AVX2-only development machine, so it is written to be checked by eye (and tested where it runs).
+//     tile accumulates over all of K in registers. Kept small: no development machine so far had
+//     AVX512-BF16 (AVX2 Zen 3, then AVX-512 Ice Lake SP), so it is written to be checked by eye, and
+//     tests/bf16_emulation/ runs it against gemm_bf16_ref with vdpbf16ps emulated in AVX-512F (its
+//     speed is unmeasured).
 //   otherwise (AVX2; AVX-512 without BF16, e.g. Ice Lake; scalar): bf16 -> float while packing (a
 //     bf16 is the top half of a float, so the conversion is a 16-bit shift; B's rows 16 at a time on
 //     AVX-512: gemm_convert in gemm.hpp), then gemm's own blocked driver and float micro-kernel: f32
