@@ -454,9 +454,10 @@ Tensor leaf(const Tensor& t) {
 TEST_CASE("batch norm kernels in both layouts, with and without the fused ReLU, against their reference loops",
           "[norm][kernel]") {
   // odd channel counts hit the SIMD tails; {4, 64, 300} and {8, 13, 1000} span several row blocks and tiles;
-  // {8, 13, 1000} and {12, 3, 196} have enough rows per channel for the channels-first prefetches
-  for (const Shape& s :
-       std::vector<Shape>{{3, 5, 7}, {2, 19, 33}, {2, 3, 1}, {4, 64, 300}, {8, 13, 1000}, {12, 3, 196}}) {
+  // {8, 13, 1000} and {12, 3, 196} have enough rows per channel for the channels-first prefetches;
+  // 53 and 37 channels: groups of 3 and 2 vectors (and 4 + 2 on AVX2) plus tails in channels-last
+  for (const Shape& s : std::vector<Shape>{
+           {3, 5, 7}, {2, 19, 33}, {2, 3, 1}, {4, 64, 300}, {8, 13, 1000}, {12, 3, 196}, {3, 53, 7}, {2, 37, 9}}) {
     const int64_t B = s[0], C = s[1], S = s[2], n = B * C * S;
     const Tensor x = th::random({n}, DType::f32, false, -2, 6), w = th::random({C}), b = th::random({C}),
                  dy = th::random({n});

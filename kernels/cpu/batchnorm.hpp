@@ -38,6 +38,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/elementwise.hpp"
@@ -302,24 +303,54 @@ void norm_chan_merge(double na, double* ma, double* qa, double nb, const B* mb, 
   }
 }
 
-/// acc[c] += x[c] over one row of C (x - m)^2 when m is given.
-template <class T, class A>
-void norm_cols_add(A* acc, const T* xr, const A* m, int64_t C) {
+/// Calls f(c, k) over the channels [0, C) of a rows-layout kernel by groups of k <= 4 SIMD vectors
+/// (std::integral_constant k, so a group's sums can live in registers across the rows), c the first
+/// channel of the group; returns the first channel left for the scalar tail.
+template <class T, class F>
+int64_t norm_col_groups(int64_t C, F&& f) {
+  using V = Vec<T>;
   int64_t c = 0;
+  for (; c + 4 * V::size <= C; c += 4 * V::size) f(c, std::integral_constant<int, 4>{});
+  switch ((C - c) / V::size) {
+    case 3: f(c, std::integral_constant<int, 3>{}), c += 3 * V::size; break;
+    case 2: f(c, std::integral_constant<int, 2>{}), c += 2 * V::size; break;
+    case 1: f(c, std::integral_constant<int, 1>{}), c += V::size; break;
+    default: break;
+  }
+  return c;
+}
+
+/// acc[c] = sum over the rows [r0, r1) of x [r, c], or of (x [r, c] - m[c])^2 when m is given: the
+/// sums taken row after row in A, the SIMD channels' sums in registers.
+template <class T, class A>
+void norm_cols_tile(A* acc, const T* x, const A* m, int64_t r0, int64_t r1, int64_t C) {
+  int64_t c0 = 0;
   if constexpr (norm_vec<T, A>) {
     using V = Vec<T>;
-    if (m)
-      for (; c + V::size <= C; c += V::size) {
-        const V d = V::load(xr + c) - V::load(m + c);
-        vfmadd(d, d, V::load(acc + c)).store(acc + c);
+    c0 = norm_col_groups<T>(C, [&]<int K>(int64_t c, std::integral_constant<int, K>) {
+      V sum[K];
+      for (int j = 0; j < K; ++j) sum[j] = V(T(0));
+      if (m) {
+        V mv[K];
+        for (int j = 0; j < K; ++j) mv[j] = V::load(m + c + j * V::size);
+        for (int64_t r = r0; r < r1; ++r)
+          for (int j = 0; j < K; ++j) {
+            const V d = V::load(x + r * C + c + j * V::size) - mv[j];
+            sum[j] = vfmadd(d, d, sum[j]);
+          }
+      } else {
+        for (int64_t r = r0; r < r1; ++r)
+          for (int j = 0; j < K; ++j) sum[j] = sum[j] + V::load(x + r * C + c + j * V::size);
       }
-    else
-      for (; c + V::size <= C; c += V::size) (V::load(acc + c) + V::load(xr + c)).store(acc + c);
+      for (int j = 0; j < K; ++j) sum[j].store(acc + c + j * V::size);
+    });
   }
-  for (; c < C; ++c) {
-    const A v = static_cast<A>(xr[c]) - (m ? m[c] : A(0));
-    acc[c] += m ? v * v : v;
-  }
+  std::fill(acc + c0, acc + C, A(0));
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t c = c0; c < C; ++c) {
+      const A v = static_cast<A>(x[r * C + c]) - (m ? m[c] : A(0));
+      acc[c] += m ? v * v : v;
+    }
 }
 
 /// Per-channel mean and biased var of x [R, C] (see the top of this file: blocks of tiles, Chan's update).
@@ -336,11 +367,9 @@ void batch_norm_rows_stats(const T* x, A* mean, A* var, int64_t R, int64_t C) {
       const int64_t r_end = std::min(R, (k + 1) * rows);
       for (int64_t r0 = k * rows; r0 < r_end; r0 += tile) {
         const int64_t r1 = std::min(r_end, r0 + tile);
-        std::fill(tm.begin(), tm.end(), A(0));
-        std::fill(tq.begin(), tq.end(), A(0));
-        for (int64_t r = r0; r < r1; ++r) norm_cols_add<T, A>(tm.data(), x + r * C, nullptr, C);
+        norm_cols_tile<T, A>(tm.data(), x, nullptr, r0, r1, C);
         for (A& v : tm) v /= A(r1 - r0);
-        for (int64_t r = r0; r < r1; ++r) norm_cols_add<T, A>(tq.data(), x + r * C, tm.data(), C);  // from L1
+        norm_cols_tile<T, A>(tq.data(), x, tm.data(), r0, r1, C);  // from L1
         norm_chan_merge(cnt, bm, bq, double(r1 - r0), tm.data(), tq.data(), C);
         cnt += double(r1 - r0);
       }
@@ -397,21 +426,32 @@ void batch_norm_rows_grad_sums(const T* dy, const T* x, const T* mask, const A* 
       const int64_t r_end = std::min(R, (k + 1) * rows);
       for (int64_t r0 = k * rows; r0 < r_end; r0 += tile) {
         const int64_t r1 = std::min(r_end, r0 + tile);
-        std::fill(t1.begin(), t1.end(), A(0));
-        std::fill(t2.begin(), t2.end(), A(0));
+        int64_t c0 = 0;
+        if constexpr (norm_vec<T, A>) {  // the SIMD channels' tile sums in registers (norm_col_groups)
+          using V = Vec<T>;
+          c0 = norm_col_groups<T>(C, [&]<int K>(int64_t c, std::integral_constant<int, K>) {
+            const V zero(T(0));
+            V s1[K], s2[K], mv[K];
+            for (int j = 0; j < K; ++j) s1[j] = zero, s2[j] = zero, mv[j] = V::load(mean + c + j * V::size);
+            auto rows = [&](auto masked) {
+              for (int64_t r = r0; r < r1; ++r)
+                for (int j = 0; j < K; ++j) {
+                  const int64_t o = r * C + c + j * V::size;
+                  const V g = masked ? select_lt(zero, V::load(mask + o), V::load(dy + o), zero) : V::load(dy + o);
+                  s1[j] = s1[j] + g;
+                  s2[j] = vfmadd(g, V::load(x + o) - mv[j], s2[j]);
+                }
+            };
+            if (mask) rows(std::true_type{});
+            else rows(std::false_type{});
+            for (int j = 0; j < K; ++j) s1[j].store(t1.data() + c + j * V::size), s2[j].store(t2.data() + c + j * V::size);
+          });
+        }
+        std::fill(t1.begin() + c0, t1.end(), A(0));
+        std::fill(t2.begin() + c0, t2.end(), A(0));
         for (int64_t r = r0; r < r1; ++r) {
           const T *gr = dy + r * C, *xr = x + r * C, *mr = mask ? mask + r * C : nullptr;
-          int64_t c = 0;
-          if constexpr (norm_vec<T, A>) {
-            using V = Vec<T>;
-            const V zero(T(0));
-            for (; c + V::size <= C; c += V::size) {
-              const V g = mr ? select_lt(zero, V::load(mr + c), V::load(gr + c), zero) : V::load(gr + c);
-              (V::load(t1.data() + c) + g).store(t1.data() + c);
-              vfmadd(g, V::load(xr + c) - V::load(mean + c), V::load(t2.data() + c)).store(t2.data() + c);
-            }
-          }
-          for (; c < C; ++c) {
+          for (int64_t c = c0; c < C; ++c) {
             const A g = mr && !(static_cast<A>(mr[c]) > A(0)) ? A(0) : static_cast<A>(gr[c]);
             t1[size_t(c)] += g, t2[size_t(c)] += g * (static_cast<A>(xr[c]) - mean[c]);
           }
