@@ -203,22 +203,36 @@ void norm_row_sums(const T* x, const T* dy, int64_t n, A m, bool second, double&
       using V = Vec<T>;
       V v1(T(0)), v2(T(0));
       const V vm(m), zero(T(0));
-      for (; i + V::size <= b1; i += V::size) {
-        if (ahead) {  // one line of each stream (norm_ahead)
-          __builtin_prefetch(x + i + ahead);
-          if (dy) __builtin_prefetch(dy + i + ahead);
-          if (mask) __builtin_prefetch(mask + i + ahead);
+      // the loop for one case (grad sums with or without a mask, sum, sum and squares; prefetching or
+      // not), so that no test is left in it (-O2 does not unswitch loops)
+      auto loop = [&](auto grad, auto masked, auto squares, auto prefetch) {
+        for (; i + V::size <= b1; i += V::size) {
+          if constexpr (prefetch) {  // one line of each stream (norm_ahead)
+            __builtin_prefetch(x + i + ahead);
+            if constexpr (grad) __builtin_prefetch(dy + i + ahead);
+            if constexpr (masked) __builtin_prefetch(mask + i + ahead);
+          }
+          if constexpr (grad) {
+            const V g = masked ? select_lt(zero, V::load(mask + i), V::load(dy + i), zero) : V::load(dy + i);
+            v1 = v1 + g;
+            v2 = vfmadd(g, V::load(x + i) - vm, v2);
+          } else {
+            const V xv = V::load(x + i);
+            v1 = v1 + xv;
+            if constexpr (squares) v2 = vfmadd(xv - vm, xv - vm, v2);
+          }
         }
-        const V d = V::load(x + i) - vm;
-        if (dy) {
-          const V g = mask ? select_lt(zero, V::load(mask + i), V::load(dy + i), zero) : V::load(dy + i);
-          v1 = v1 + g;
-          v2 = vfmadd(g, d, v2);
-        } else {
-          v1 = v1 + V::load(x + i);
-          if (second) v2 = vfmadd(d, d, v2);
-        }
-      }
+      };
+      auto with = [&](auto grad, auto masked, auto squares) {
+        if (ahead) loop(grad, masked, squares, std::true_type{});
+        else loop(grad, masked, squares, std::false_type{});
+      };
+      constexpr std::true_type yes;
+      constexpr std::false_type no;
+      if (dy && mask) with(yes, yes, yes);
+      else if (dy) with(yes, no, yes);
+      else if (second) with(no, no, yes);
+      else with(no, no, no);
       p1 = reduce_add(v1), p2 = reduce_add(v2);
     }
     for (; i < b1; ++i) {
@@ -242,13 +256,15 @@ void norm_row_scale(const T* x, T* y, int64_t n, A m, A a, A c, bool relu = fals
   if constexpr (norm_vec<T, A>) {
     using V = Vec<T>;
     const V vm(m), va(a), vc(c), zero(T(0));
-    auto pf = [&](int64_t j) {
-      if (ahead) __builtin_prefetch(x + j + ahead), __builtin_prefetch(y + j + ahead, 1);
+    auto loop = [&](auto with_relu, auto prefetch) {  // one loop per case (see norm_row_sums)
+      for (; i + V::size <= n; i += V::size) {
+        if constexpr (prefetch) __builtin_prefetch(x + i + ahead), __builtin_prefetch(y + i + ahead, 1);
+        const V z = vfmadd(V::load(x + i) - vm, va, vc);
+        (with_relu ? vmax(zero, z) : z).store(y + i);
+      }
     };
-    if (relu)
-      for (; i + V::size <= n; i += V::size) pf(i), vmax(zero, vfmadd(V::load(x + i) - vm, va, vc)).store(y + i);
-    else
-      for (; i + V::size <= n; i += V::size) pf(i), vfmadd(V::load(x + i) - vm, va, vc).store(y + i);
+    if (relu) ahead ? loop(std::true_type{}, std::true_type{}) : loop(std::true_type{}, std::false_type{});
+    else ahead ? loop(std::false_type{}, std::true_type{}) : loop(std::false_type{}, std::false_type{});
   }
   for (; i < n; ++i) {
     const A z = (static_cast<A>(x[i]) - m) * a + c;
@@ -265,18 +281,26 @@ void norm_row_dx(const T* dy, const T* x, T* dx, int64_t n, A a, A mdy, A m, A q
   if constexpr (norm_vec<T, A>) {
     using V = Vec<T>;
     const V va(a), vmdy(mdy), vm(m), vq(q), zero(T(0));
-    auto g = [&](int64_t j) {
-      if (ahead) {
-        __builtin_prefetch(dy + j + ahead), __builtin_prefetch(dx + j + ahead, 1);
-        if (x) __builtin_prefetch(x + j + ahead);
-        if (mask) __builtin_prefetch(mask + j + ahead);
+    auto loop = [&](auto with_x, auto masked, auto prefetch) {  // one loop per case (see norm_row_sums)
+      for (; i + V::size <= n; i += V::size) {
+        if constexpr (prefetch) {
+          __builtin_prefetch(dy + i + ahead), __builtin_prefetch(dx + i + ahead, 1);
+          if constexpr (with_x) __builtin_prefetch(x + i + ahead);
+          if constexpr (masked) __builtin_prefetch(mask + i + ahead);
+        }
+        const V g = masked ? select_lt(zero, V::load(mask + i), V::load(dy + i), zero) : V::load(dy + i);
+        if constexpr (with_x) (va * vfmadd(vm - V::load(x + i), vq, g - vmdy)).store(dx + i);
+        else (va * (g - vmdy)).store(dx + i);
       }
-      return mask ? select_lt(zero, V::load(mask + j), V::load(dy + j), zero) : V::load(dy + j);
     };
-    if (x)
-      for (; i + V::size <= n; i += V::size) (va * vfmadd(vm - V::load(x + i), vq, g(i) - vmdy)).store(dx + i);
-    else
-      for (; i + V::size <= n; i += V::size) (va * (g(i) - vmdy)).store(dx + i);
+    auto with = [&](auto with_x, auto masked) {
+      if (ahead) loop(with_x, masked, std::true_type{});
+      else loop(with_x, masked, std::false_type{});
+    };
+    constexpr std::true_type yes;
+    constexpr std::false_type no;
+    if (x) mask ? with(yes, yes) : with(yes, no);
+    else mask ? with(no, yes) : with(no, no);
   }
   for (; i < n; ++i) {
     const A g = mask && !(static_cast<A>(mask[i]) > A(0)) ? A(0) : static_cast<A>(dy[i]);
