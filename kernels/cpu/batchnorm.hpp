@@ -421,10 +421,13 @@ void batch_norm_rows_apply(const T* x, T* y, const A* mean, const A* scale, cons
       if constexpr (norm_vec<T, A>) {
         using V = Vec<T>;
         const V zero(T(0));
-        for (; c + V::size <= C; c += V::size) {
-          const V z = vfmadd(V::load(xr + c) - V::load(mean + c), V::load(scale + c), V::load(shift + c));
-          (relu ? vmax(zero, z) : z).store(yr + c);
-        }
+        auto loop = [&](auto with_relu) {  // one loop per case: -O2 does not unswitch loops
+          for (; c + V::size <= C; c += V::size) {
+            const V z = vfmadd(V::load(xr + c) - V::load(mean + c), V::load(scale + c), V::load(shift + c));
+            (with_relu ? vmax(zero, z) : z).store(yr + c);
+          }
+        };
+        relu ? loop(std::true_type{}) : loop(std::false_type{});
       }
       for (; c < C; ++c) {
         const A z = (static_cast<A>(xr[c]) - mean[c]) * scale[c] + shift[c];
@@ -502,11 +505,14 @@ void batch_norm_rows_dx(const T* dy, const T* x, const T* mask, const A* mean, c
       if constexpr (norm_vec<T, A>) {
         using V = Vec<T>;
         const V zero(T(0));
-        for (; c + V::size <= C; c += V::size) {
-          const V g = mr ? select_lt(zero, V::load(mr + c), V::load(gr + c), zero) : V::load(gr + c);
-          const V t = vfmadd(V::load(mean + c) - V::load(xr + c), V::load(q + c), g - V::load(mdy + c));
-          (V::load(a + c) * t).store(dr + c);
-        }
+        auto loop = [&](auto masked) {  // one loop per case: -O2 does not unswitch loops
+          for (; c + V::size <= C; c += V::size) {
+            const V g = masked ? select_lt(zero, V::load(mr + c), V::load(gr + c), zero) : V::load(gr + c);
+            const V t = vfmadd(V::load(mean + c) - V::load(xr + c), V::load(q + c), g - V::load(mdy + c));
+            (V::load(a + c) * t).store(dr + c);
+          }
+        };
+        mr ? loop(std::true_type{}) : loop(std::false_type{});
       }
       for (; c < C; ++c) {
         const A g = mr && !(static_cast<A>(mr[c]) > A(0)) ? A(0) : static_cast<A>(gr[c]);
