@@ -10,17 +10,27 @@
 // Bytes are nominal, the least traffic each case needs: forward reads x and writes y (2 tensors);
 // backward reads dy and x and writes dx (3 more). A kernel that reads x twice (statistics, then
 // normalize) shows as a lower GB/s. Arg(0) = which shape (0, 1), Arg(1) = threads (1, 2).
-// The dev machine (AMD EPYC Zen 3, 2 cores) is shared: read ratios between rows and against the
-// elementwise lab's stream rates. Forward and backward are checked against plain double loops on a
+// The kernels alone (kernels/cpu/batchnorm.hpp, f32, fused ReLU, training, as the CNN runs them),
+// Arg(0) = shape, Arg(1) = layout (0 channels-first, 1 channels-last), Arg(2) = threads:
+//   kernel_fwd     batch_norm_fwd_kernel: statistics + y (bytes: x read, y written)
+//   kernel_bwd     batch_norm_bwd_kernel: sums + dx (bytes: dy, x, y read, dx written)
+// and the machine's memory rate to hold them against, Arg(0) = threads:
+//   stream_read    sum of 6.4M floats (25.7 MB, the first shape), SIMD, 4 accumulators
+//   stream_copy    memcpy of the same (bytes: read + written)
+// The dev machines (AMD EPYC Zen 3, then an AVX-512 Xeon, 2 cores) are shared: read ratios between
+// rows and against the stream rows. Forward and backward are checked against plain double loops on a
 // small odd shape before anything is timed.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include <strata/strata.hpp>
+
+#include "kernels/cpu/batchnorm.hpp"
 
 namespace {
 
@@ -122,8 +132,106 @@ void BM_eval_fwd(benchmark::State& s) {
   }, 2);
 }
 
+/// The kernels on one of kShapes, f32 with the fused ReLU, training.
+struct KernelProblem {
+  int64_t B, C, S;
+  std::vector<float> x, y, dy, dx, w, b, mean, var, invstd, dw, db;
+  cpu::BatchNormDims d;
+  KernelProblem(const Shape& s, bool channels_last) : B(s[0]), C(s[1]), S(s[2] * s[3]) {
+    const size_t n = size_t(B * C * S), c = size_t(C);
+    x.resize(n), y.resize(n), dy.resize(n), dx.resize(n), w.assign(c, 1.5f), b.assign(c, 0.1f);
+    mean.resize(c), var.resize(c), invstd.resize(c), dw.resize(c), db.resize(c);
+    for (size_t i = 0; i < n; ++i) x[i] = float(i % 251) * 0.01f - 1, dy[i] = float(i % 127) * 0.02f - 1;
+    d = {.B = B, .C = C, .S = S, .channels_last = channels_last, .relu = true};
+  }
+  void fwd() {
+    cpu::batch_norm_fwd_kernel<float, float>(x.data(), y.data(), w.data(), b.data(), mean.data(), var.data(),
+                                             invstd.data(), d, 1e-5, true);
+  }
+  void bwd() {
+    cpu::batch_norm_bwd_kernel<float, float>(dy.data(), x.data(), y.data(), w.data(), mean.data(), invstd.data(),
+                                             dx.data(), dw.data(), db.data(), d, true);
+  }
+};
+
+void BM_kernel_fwd(benchmark::State& state) {
+  KernelProblem p(kShapes[state.range(0)], state.range(1) != 0);
+  set_num_threads(int(state.range(2)));
+  for (auto _ : state) {
+    p.fwd();
+    benchmark::DoNotOptimize(p.y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(int64_t(2 * 4 * p.x.size() * size_t(state.iterations())));
+  set_num_threads(strata::detail::default_num_threads());
+}
+void BM_kernel_bwd(benchmark::State& state) {
+  KernelProblem p(kShapes[state.range(0)], state.range(1) != 0);
+  set_num_threads(int(state.range(2)));
+  p.fwd();
+  for (auto _ : state) {
+    p.bwd();
+    benchmark::DoNotOptimize(p.dx.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(int64_t(4 * 4 * p.x.size() * size_t(state.iterations())));
+  set_num_threads(strata::detail::default_num_threads());
+}
+
+constexpr int64_t kStreamFloats = 256 * 32 * 28 * 28;
+
+/// Sum of a[lo, hi), in Vec<T> lanes with 4 accumulators where there is a Vec<T>.
+template <class T>
+T stream_sum(const T* a, int64_t lo, int64_t hi) {
+  T s = 0;
+  int64_t i = lo;
+  if constexpr (cpu::has_vec<T>) {
+    using V = cpu::Vec<T>;
+    V s0(T(0)), s1(T(0)), s2(T(0)), s3(T(0));
+    for (; i + 4 * V::size <= hi; i += 4 * V::size) {
+      s0 = s0 + V::load(a + i), s1 = s1 + V::load(a + i + V::size);
+      s2 = s2 + V::load(a + i + 2 * V::size), s3 = s3 + V::load(a + i + 3 * V::size);
+    }
+    s = reduce_add((s0 + s1) + (s2 + s3));  // a friend of Vec (found by ADL)
+  }
+  for (; i < hi; ++i) s += a[i];
+  return s;
+}
+
+void BM_stream_read(benchmark::State& state) {
+  std::vector<float> a(static_cast<size_t>(kStreamFloats), 1.0f);
+  set_num_threads(int(state.range(0)));
+  for (auto _ : state) {
+    std::vector<float> part(size_t(kStreamFloats >> 16) + 1, 0.0f);  // one per chunk (chunks are >= 2^16 long)
+    parallel_for(0, kStreamFloats, 1 << 16, [&](int64_t lo, int64_t hi) {
+      const float s = stream_sum(a.data(), lo, hi);
+      part[size_t(lo >> 16)] = s;
+    });
+    benchmark::DoNotOptimize(part.data());
+  }
+  state.SetBytesProcessed(int64_t(4 * kStreamFloats * state.iterations()));
+  set_num_threads(strata::detail::default_num_threads());
+}
+void BM_stream_copy(benchmark::State& state) {
+  std::vector<float> a(static_cast<size_t>(kStreamFloats), 1.0f), b(a.size());
+  set_num_threads(int(state.range(0)));
+  for (auto _ : state) {
+    parallel_for(0, kStreamFloats, 1 << 16, [&](int64_t lo, int64_t hi) {
+      std::memcpy(b.data() + lo, a.data() + lo, size_t(hi - lo) * sizeof(float));
+    });
+    benchmark::DoNotOptimize(b.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(int64_t(2 * 4 * kStreamFloats * state.iterations()));
+  set_num_threads(strata::detail::default_num_threads());
+}
+
 }  // namespace
 
+BENCHMARK(BM_stream_read)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_stream_copy)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_kernel_fwd)->ArgsProduct({{0, 1}, {0, 1}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_kernel_bwd)->ArgsProduct({{0, 1}, {0, 1}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_train_fwd_bwd)->ArgsProduct({{0, 1}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_train_fwd)->ArgsProduct({{0, 1}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_eval_fwd)->ArgsProduct({{0, 1}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
