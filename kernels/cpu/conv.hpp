@@ -678,18 +678,36 @@ void conv2d_bwd_direct(const Conv2dParams& p, const T* x, const ConvStrides& xs,
 /// The ways conv2d can run (see the top); `automatic` picks by shape (conv2d_choose).
 enum class ConvAlgo { automatic, im2col, direct, depthwise };
 
+/// Which pass a path is chosen for: the forward with an NCHW out, or any other (the backward, and
+/// channels-last tensors, which the direct path reads and writes in place).
+enum class ConvPass { any, fwd };
+
+/// Whether, on AVX-512, a 1x1 stride-1 unpadded conv from at most 32 input channels runs its NCHW
+/// forward faster as im2col (a plain copy for 1x1) + GEMM than on the direct path, whose tiles
+/// reduce over those few channels only (one tap), so that their setup and the NCHW <-> NHWC
+/// transposes outweigh the FMAs: 16 -> 32 at 14x14 1.7x, 32 -> 64 at 7x7 1.2x, 64 -> 128 at 4x4
+/// stays direct (batch 256, 2 threads, in-process A/B). The backward stays direct: dx alone would
+/// run 1.4x faster on im2col at 16 -> 32, but dx and dw together share their dout transpose on the
+/// direct path, and the split measured no faster. AVX2 keeps the direct path.
+inline bool conv2d_pointwise_prefers_gemm(const Conv2dParams& p, ConvPass pass) {
+  return detail::ConvBlocking<float>::wide && pass == ConvPass::fwd && p.kH == 1 && p.kW == 1 && p.stride[0] == 1 &&
+         p.stride[1] == 1 && p.padding[0] == 0 && p.padding[1] == 0 && p.groups == 1 && p.Cin <= 32;
+}
+
 /// The path for problem p: `want` when it applies (direct: one group; depthwise: one input channel
 /// per group), im2col when it does not; automatic takes depthwise when it applies, else the direct
 /// path for one group with enough channels for its tiles and a batch that splits over the threads
-/// (a few large images run faster as im2col + one GEMM that splits itself).
-inline ConvAlgo conv2d_choose(const Conv2dParams& p, double flops, ConvAlgo want = ConvAlgo::automatic) {
+/// (a few large images run faster as im2col + one GEMM that splits itself), except the narrow 1x1
+/// forwards of conv2d_pointwise_prefers_gemm.
+inline ConvAlgo conv2d_choose(const Conv2dParams& p, double flops, ConvAlgo want = ConvAlgo::automatic,
+                              ConvPass pass = ConvPass::any) {
   const bool depthwise = p.groups == p.Cin, direct = p.groups == 1;
   if ((want == ConvAlgo::depthwise && depthwise) || (want == ConvAlgo::direct && direct)) return want;
   if (want != ConvAlgo::automatic) return ConvAlgo::im2col;
   if (depthwise) return ConvAlgo::depthwise;
   const int threads = strata::detail::in_parallel_region ? 1 : num_threads();
   if (direct && p.Cin >= kConvDirectMinChannels && p.Cout >= kConvDirectMinChannels &&
-      (threads == 1 || p.B >= threads || flops < double(1 << 20)))
+      (threads == 1 || p.B >= threads || flops < double(1 << 20)) && !conv2d_pointwise_prefers_gemm(p, pass))
     return ConvAlgo::direct;
   return ConvAlgo::im2col;
 }
@@ -709,7 +727,7 @@ void conv2d_fwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,
   if (p.B == 0 || p.Cout == 0 || ohw <= 0) return;
   const int64_t cin_g = p.Cin / G, cout_g = p.Cout / G, K = cin_g * p.kH * p.kW;
   const double flops = 2.0 * double(p.B) * double(p.Cout) * double(K) * double(ohw);
-  algo = conv2d_choose(p, flops, algo);
+  algo = conv2d_choose(p, flops, algo, ep.channels_last ? ConvPass::any : ConvPass::fwd);
   if (algo == ConvAlgo::direct) {
     constexpr int NR = detail::ConvBlocking<T>::NR;
     const std::vector<T> wf = detail::conv_pack_wf(w, p.Cout, p.Cin, p.kH * p.kW);
