@@ -222,7 +222,7 @@ TEST_CASE("conv2d gradients repeat bit for bit with several threads", "[conv]") 
   set_num_threads(saved);
 }
 
-TEST_CASE("conv2d direct path: narrow tiles (16 channels) and 1x1 forwards by GEMM on AVX-512", "[conv]") {
+TEST_CASE("conv2d direct path: narrow tiles (16 channels), 1x1 forwards by GEMM, short depthwise rows", "[conv]") {
   // outputs of one vector (AVX-512: <= 16 f32 or 8 f64 channels: a forward's Cout, dx's Cin) take the
   // NARROW_MR x 1 vector tiles: stride 2, 1x1, partial tiles (pixel counts not a multiple of the
   // tile), channels-last x/out/dout/dx in place or through a scratch, 16 -> 32 as fashion_resnet's
@@ -235,6 +235,11 @@ TEST_CASE("conv2d direct path: narrow tiles (16 channels) and 1x1 forwards by GE
       {3, 12, 6, 5, 16, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 3, true},    // fwd and dx narrow, channels-last
       {2, 9, 5, 7, 8, 3, 3, {2, 1}, {1, 0}, {1, 1}, 1, 0, true},      // narrow in f64 too (8 lanes)
       {5, 16, 4, 4, 16, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 3, false},   // 16 channels: one vector, 4x4 maps
+      // depthwise rows of at most 2 vectors (AVX-512: 4 rows at a time, masked stores; the first
+      // case's 1-channel stem at 28x28 too): 2 vectors (f32) dilated, 1 vector (f32) / 2 (f64)
+      // with 3 rows left over
+      {2, 3, 19, 21, 6, 3, 3, {1, 1}, {2, 2}, {2, 2}, 3, 0, true},
+      {3, 2, 7, 9, 2, 3, 3, {1, 1}, {1, 1}, {1, 1}, 2, 1, false},
   };
   for (const Case& c : cases) {
     check_case<float>(c);
