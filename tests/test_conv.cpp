@@ -240,6 +240,7 @@ TEST_CASE("conv2d direct path: narrow tiles (16 channels), 1x1 forwards by GEMM,
       // with 3 rows left over
       {2, 3, 19, 21, 6, 3, 3, {1, 1}, {2, 2}, {2, 2}, 3, 0, true},
       {3, 2, 7, 9, 2, 3, 3, {1, 1}, {1, 1}, {1, 1}, 2, 1, false},
+      {2, 4, 6, 7, 4, 2, 5, {1, 1}, {1, 2}, {1, 1}, 4, 0, false},  // dw's rows with a 2x5 kernel (run-time taps)
   };
   for (const Case& c : cases) {
     check_case<float>(c);
