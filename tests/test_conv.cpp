@@ -224,6 +224,41 @@ TEST_CASE("conv2d gradients repeat bit for bit with several threads", "[conv]") 
   set_num_threads(saved);
 }
 
+TEST_CASE("conv2d direct path: narrow tiles (16 channels), 1x1 forwards by GEMM, short depthwise rows", "[conv]") {
+  // outputs of one vector (AVX-512: <= 16 f32 or 8 f64 channels: a forward's Cout, dx's Cin) take the
+  // NARROW_MR x 1 vector tiles: stride 2, 1x1, partial tiles (pixel counts not a multiple of the
+  // tile), channels-last x/out/dout/dx in place or through a scratch, 16 -> 32 as fashion_resnet's
+  // first ResBlock; AVX2 and scalar builds run the same cases on their usual tiles
+  const std::vector<Case> cases = {
+      // B Cin H W Cout kH kW stride padding dilation groups layout bias
+      {3, 16, 9, 11, 32, 3, 3, {2, 2}, {1, 1}, {1, 1}, 1, 0, false},  // dx narrow, stride 2, odd map
+      {2, 16, 7, 5, 32, 1, 1, {1, 1}, {0, 0}, {1, 1}, 1, 0, true},    // 1x1 shortcut: forward by GEMM
+      {2, 32, 5, 6, 64, 1, 1, {1, 1}, {0, 0}, {1, 1}, 1, 3, false},   // 1x1, channels-last: direct
+      {3, 12, 6, 5, 16, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 3, true},    // fwd and dx narrow, channels-last
+      {2, 9, 5, 7, 8, 3, 3, {2, 1}, {1, 0}, {1, 1}, 1, 0, true},      // narrow in f64 too (8 lanes)
+      {5, 16, 4, 4, 16, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 3, false},   // 16 channels: one vector, 4x4 maps
+      // depthwise rows of at most 2 vectors (AVX-512: 4 rows at a time, masked stores; the first
+      // case's 1-channel stem at 28x28 too): 2 vectors (f32) dilated, 1 vector (f32) / 2 (f64)
+      // with 3 rows left over
+      {2, 3, 19, 21, 6, 3, 3, {1, 1}, {2, 2}, {2, 2}, 3, 0, true},
+      {3, 2, 7, 9, 2, 3, 3, {1, 1}, {1, 1}, {1, 1}, 2, 1, false},
+      {2, 4, 6, 7, 4, 2, 5, {1, 1}, {1, 2}, {1, 1}, 4, 0, false},  // dw's rows with a 2x5 kernel (run-time taps)
+  };
+  for (const Case& c : cases) {
+    check_case<float>(c);
+    check_case<double>(c);
+  }
+  // the choice: a narrow 1x1 forward on NCHW goes to im2col + GEMM on AVX-512 only; its backward,
+  // a channels-last forward and a 64-channel 1x1 stay direct
+  const cpu::Conv2dParams one{.B = 8, .Cin = 16, .H = 14, .W = 14, .Cout = 32};
+  const cpu::Conv2dParams wide_in{.B = 8, .Cin = 64, .H = 4, .W = 4, .Cout = 128};
+  const bool avx512 = cpu::detail::ConvBlocking<float>::wide;
+  CHECK(cpu::conv2d_choose(one, 1e9, cpu::ConvAlgo::automatic, cpu::ConvPass::fwd) ==
+        (avx512 ? cpu::ConvAlgo::im2col : cpu::ConvAlgo::direct));
+  CHECK(cpu::conv2d_choose(one, 1e9, cpu::ConvAlgo::automatic, cpu::ConvPass::any) == cpu::ConvAlgo::direct);
+  CHECK(cpu::conv2d_choose(wide_in, 1e9, cpu::ConvAlgo::automatic, cpu::ConvPass::fwd) == cpu::ConvAlgo::direct);
+}
+
 TEST_CASE("conv2d matches PyTorch on a grouped, strided, dilated case", "[conv]") {
   // torch.nn.functional.conv2d(x, w, b, stride=(2,1), padding=(1,2), dilation=(1,2), groups=2) in float64,
   // x = (arange(240).reshape(2,4,5,6) % 7 - 3) / 4, w = (arange(72).reshape(6,2,3,2) % 5 - 2) / 3,

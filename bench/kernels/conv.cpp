@@ -34,6 +34,16 @@
 //                where 14 rows would round Cin up by > 1/8, 6 x 64 where Cout is a multiple of 64, and
 //                256-pixel blocks when its partial exceeds L2: dw 11-24% faster on 16-32 channel inputs,
 //                11-19% on all of ResNet-9's layers (1 thread, in-process A/B; bench/README.md)
+//   v8 narrow    AVX-512, fashion_resnet's 16-channel layers (batch 256, 2 threads, process CPU time,
+//                in-process A/B against v7 at load ~3.4): dx into 16 channels takes 12 x 16 tiles (14 x
+//                32 computed 16 padding channels): 16->32 3x3 stride 2 at 28x28 dx 27 -> 29-31, bwd
+//                (dx + dw) 31 -> 34 (1.13-1.20x); a 1x1 NCHW forward from <= 32 channels goes to im2col
+//                + GEMM (conv2d_choose): 16->32 at 14x14 fwd 11 -> 20 (1.78x), 32->64 at 7x7 1.1-1.2x.
+//                conv2d_choose re-measured on AVX-512: direct beats im2col on every other pass of the
+//                model's layers (3x3: 1.3-4.5x; 1x1 dw 1.8-2.8x; 64->128 1x1 all passes). The 1->16
+//                stem at 28x28 (depthwise loops): fwd 4 rows x 2 vectors with masked tail stores
+//                9.7 -> 17.7 (1.85-2.2x), dw's rows in one call with a masked tail load 10.3 -> 16.5
+//                (1.6-1.8x)
 // PyTorch 1.13 (oneDNN), same layers, 1 thread, process CPU time:                        ~53 / ~68 / ~78
 // 2 threads, wall clock, quiet machine: v2 im2col ~38 / ~48 / ~55, v3 direct ~70-85 / ~117-170 /
 // ~155-180 (PyTorch ~80 / ~105 / ~140). Read ratios: the machine is shared. The batch is cut into

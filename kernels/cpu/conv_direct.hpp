@@ -26,6 +26,7 @@
 // bias and apply ReLU in their store (the epilogue).
 // Register tiles (MR, NR, Vec width) come from ConvBlocking<T>: AVX2 6 x 16 (f32), 6 x 8 (f64); they
 // start as GemmBlocking<T>'s and are tuned apart from it (a conv's K is taps x channels, often small).
+// AVX-512: 14 x 32 (f32), and 12 x 16 for outputs of one vector (conv_direct_sweep_for).
 // Assumes groups == 1; P is cpu::Conv2dParams (kernels/cpu/conv.hpp), a template parameter so
 // that this header stands alone. The launchers in kernels/cpu/conv.hpp choose this path.
 #pragma once
@@ -37,6 +38,7 @@
 #include <cstring>
 #include <new>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/gemm.hpp"
@@ -90,7 +92,9 @@ struct ConvBlocking {
   static constexpr bool dw64 = wide && sizeof(T) == 4;  // the 6 x 64 dw tile exists
   static constexpr int DW_MR = dw64 ? 8 : MR;
   static constexpr int DW64_MR = 6, DW64_NV = 4;
+  static constexpr int NARROW_MR = 12;  // AVX-512: pixels of the one-vector tile (conv_direct_sweep_for)
   static_assert(VS == 1 || MR * NV + NV + 1 <= (wide ? 32 : 16), "conv tile must fit the vector registers");
+  static_assert(!wide || NARROW_MR + 2 <= 32, "the narrow tile must fit the vector registers");
 };
 
 /// conv_direct_sweep's groups of tiles: at most this many tiles, and about this many bytes of their
@@ -186,19 +190,20 @@ void conv_from_nhwc(const T* xh, int64_t ld, int64_t nb, int64_t C, int64_t HW, 
 
 // ================================================================================ micro-kernels
 
-/// out[r][0, NR) = bias[0, NR) + sum_{t < ntaps} sum_{c < C} a[t][r][c] * w[toff[t] + c NR + (0, NR)]
-/// for r < mr, then max(., 0) when relu (the epilogue, in the store). a: ntaps x MR row pointers (C
-/// values each), w + toff[t]: a [C][NR] weight block, bias: NR values or null, out: MR rows.
+/// out[r][0, N) = bias[0, N) + sum_{t < ntaps} sum_{c < C} a[t][r][c] * w[toff[t] + c NR + (0, N)]
+/// for r < mr, N = NV VS (NR, or one vector for the narrow tile), then max(., 0) when relu (the
+/// epilogue, in the store). a: ntaps x MR row pointers (C values each), w + toff[t]: a [C][NR]
+/// weight block, bias: N values or null, out: MR rows.
 /// On AVX-512 the weight rows are prefetched 16 ahead: blocks of 64+ channels (73 KiB at 64 x 3x3)
 /// stream from L2 for every tile, and the hardware prefetchers alone left the tile at 124 GFLOP/s
 /// with 128 channels against 144 with 32 (131 with the prefetch; fwd and dx 3-12% faster on
 /// ResNet-9's layers and 64 -> 64, 1 thread, in-process A/B; 8 ahead: the same).
-template <class T>
+template <class T, int MR = ConvBlocking<T>::MR, int NV = ConvBlocking<T>::NV>
 void conv_direct_tile(int64_t ntaps, const T* const* a, const T* w, const int64_t* toff, int64_t C,
                       T* const* out, int mr, const T* bias = nullptr, bool relu = false) {
   using Cfg = ConvBlocking<T>;
   using V = Vec<T>;
-  constexpr int MR = Cfg::MR, NV = Cfg::NV, NR = Cfg::NR, VS = Cfg::VS;
+  constexpr int NR = Cfg::NR, VS = Cfg::VS;  // NR: the packed weight rows' stride (NV VS or more)
   V acc[MR][NV];
 #pragma GCC unroll 32
   for (int r = 0; r < MR; ++r)
@@ -377,13 +382,13 @@ inline std::vector<std::vector<int64_t>> conv_tap_classes(const std::vector<int6
 /// rows and columns, stride phases; each group through all nb images), so that the MR pixels of a
 /// tile share their taps and a padding tap is skipped, not multiplied by zeros. bias (nblocks NR
 /// values, or null) and relu: the tiles' epilogue.
-template <class T>
+template <class T, int MR = ConvBlocking<T>::MR, int NV = ConvBlocking<T>::NV>
 void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t kW, const std::vector<int64_t>& rt,
                        const std::vector<int64_t>& ct, const T* src, int64_t src_image, const T* zero, const T* w,
                        int64_t C, int64_t nblocks, T* out_h, int64_t ld, const T* bias = nullptr,
                        bool relu = false) {
   using Cfg = ConvBlocking<T>;
-  constexpr int MR = Cfg::MR, NR = Cfg::NR;
+  constexpr int NR = Cfg::NR;
   // tiles per group: the group's pixels go through every NR-channel block of the weights before the
   // next group starts, so the weights stream in once per group. 8 tiles keep the group's inputs in
   // L1; weights beyond L2 (MiBs for 256-512 channels, from L3 each group) take up to 32 tiles (192
@@ -461,10 +466,25 @@ void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t k
       for (int64_t u = 0; u < tiles; ++u) {
         T* out[MR];
         for (int r = 0; r < MR; ++r) out[r] = rows[u][r] + ob * NR;
-        conv_direct_tile<T>(ntaps[u], a.data() + u * taps * MR, w + ob * block, toff.data() + u * taps, C, out,
+        conv_direct_tile<T, MR, NV>(ntaps[u], a.data() + u * taps * MR, w + ob * block, toff.data() + u * taps, C, out,
                             int(std::min<int64_t>(MR, count - q0 - u * MR)), bias ? bias + ob * NR : nullptr, relu);
       }
   }
+}
+
+/// conv_direct_sweep for a grid whose outputs have `channels` channels: on AVX-512, at most one
+/// vector of them (16 f32: dx of a 16-channel input) takes NARROW_MR x 1 vector tiles, which compute
+/// no padding channels (the 14 x 32 tile rounds 16 up to 32, half of its FMAs wasted). 12 pixels:
+/// their row pointers stay in the 16 general registers (28, which would fill the vector registers,
+/// reloads a spilled pointer for most broadcasts, two loads per FMA, and measured no faster than
+/// 14 x 32): dx 12-17% faster on 16 -> 32 3x3 stride 2 at 28x28, 7-10% on the 1x1 at 14x14
+/// (in-process A/B, CPU time; 8 and 16 pixels: no better).
+template <class T, class... A>
+void conv_direct_sweep_for(int64_t channels, A&&... args) {
+  using Cfg = ConvBlocking<T>;
+  if constexpr (Cfg::wide)
+    if (channels <= Cfg::VS) return conv_direct_sweep<T, Cfg::NARROW_MR, 1>(std::forward<A>(args)...);
+  conv_direct_sweep<T>(std::forward<A>(args)...);
 }
 
 /// Whether x (strides xs of n, c, h, w) is channels-last inside each image: [H][W][C] dense, so
@@ -500,12 +520,13 @@ void conv_direct_fwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, i
   const std::vector<int64_t> rt = conv_tap_table(OH, p.kH, p.H, p.stride[0], p.padding[0], p.dilation[0], p.W * C, false);
   const std::vector<int64_t> ct = conv_tap_table(OW, p.kW, p.W, p.stride[1], p.padding[1], p.dilation[1], C, false);
   if (channels_last && cpad == p.Cout) {  // the tiles store straight into out
-    conv_direct_sweep<T>(nb, OH, OW, p.kH, p.kW, rt, ct, src, src_image, zero, wf, C, cpad / NR,
-                         out + n0 * ohw * p.Cout, p.Cout, bias_pad, relu);
+    conv_direct_sweep_for<T>(p.Cout, nb, OH, OW, p.kH, p.kW, rt, ct, src, src_image, zero, wf, C, cpad / NR,
+                             out + n0 * ohw * p.Cout, p.Cout, bias_pad, relu);
     return;
   }
   T* oh = conv_scratch<T>(1, nb * ohw * cpad);
-  conv_direct_sweep<T>(nb, OH, OW, p.kH, p.kW, rt, ct, src, src_image, zero, wf, C, cpad / NR, oh, cpad, bias_pad, relu);
+  conv_direct_sweep_for<T>(p.Cout, nb, OH, OW, p.kH, p.kW, rt, ct, src, src_image, zero, wf, C, cpad / NR, oh, cpad,
+                           bias_pad, relu);
   if (channels_last)
     for (int64_t s = 0; s < nb * ohw; ++s) std::memcpy(out + (n0 * ohw + s) * p.Cout, oh + s * cpad, size_t(p.Cout) * sizeof(T));
   else
@@ -611,7 +632,8 @@ void conv_direct_bwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, c
     T* dxh = in_place ? dx + n0 * HW * Cin : conv_scratch<T>(2, nb * HW * cinpad);
     const std::vector<int64_t> rt = conv_tap_table(p.H, p.kH, OH, sh, p.padding[0], p.dilation[0], OW * cpad, true);
     const std::vector<int64_t> ct = conv_tap_table(p.W, p.kW, OW, sw, p.padding[1], p.dilation[1], cpad, true);
-    conv_direct_sweep<T>(nb, p.H, p.W, p.kH, p.kW, rt, ct, gh, ohw * cpad, gzero, wd, Cout, cinpad / NR, dxh, cinpad);
+    conv_direct_sweep_for<T>(Cin, nb, p.H, p.W, p.kH, p.kW, rt, ct, gh, ohw * cpad, gzero, wd, Cout, cinpad / NR, dxh,
+                             cinpad);
     if (channels_last && !in_place)
       for (int64_t q = 0; q < nb * HW; ++q) std::memcpy(dx + (n0 * HW + q) * Cin, dxh + q * cinpad, size_t(Cin) * sizeof(T));
     else if (!channels_last)
