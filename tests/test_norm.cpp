@@ -5,6 +5,7 @@
 // mask statistics and reproducibility, and errors.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 
 #include "golden/poolnorm.hpp"
@@ -493,6 +494,32 @@ TEST_CASE("batch norm kernels in both layouts, with and without the fused ReLU, 
           th::check_close(d(db), d(dbr), 1e-4, 1e-5, "db " + what);
         }
   }
+}
+
+TEST_CASE("batch norm row loops write the same values with non-temporal stores", "[norm][kernel]") {
+  // the channels-first passes stream y and dx past the caches for large tensors (kNormStreamBytes):
+  // the same rows here, small, with and without stream (taken on AVX-512 for 64-byte aligned whole lines)
+  alignas(64) float x[160], dy[160], mask[160], y0[160], y1[160];
+  for (int i = 0; i < 160; ++i)
+    x[i] = float(i % 13) * 0.3f - 1.5f, dy[i] = float(i % 7) * 0.5f - 1.0f, mask[i] = float(i % 3) - 1.0f;
+#if defined(__AVX512F__)
+  CHECK(cpu::norm_streams<float, float>(y1, 160));
+#endif
+  CHECK_FALSE(cpu::norm_streams<float, float>(y1 + 1, 144));
+  for (int64_t n : {160, 150})
+    for (bool relu : {false, true}) {
+      cpu::norm_row_scale<float, float>(x, y0, n, 0.25f, 1.5f, -0.1f, relu, 0, false);
+      cpu::norm_row_scale<float, float>(x, y1, n, 0.25f, 1.5f, -0.1f, relu, 0, true);
+      cpu::norm_stream_fence();
+      CHECK(std::equal(y0, y0 + n, y1));
+      for (const float* mk : {static_cast<const float*>(nullptr), static_cast<const float*>(mask)})
+        for (const float* xx : {static_cast<const float*>(nullptr), static_cast<const float*>(x)}) {
+          cpu::norm_row_dx<float, float>(dy, xx, y0, n, 0.7f, 0.1f, 0.25f, xx ? 0.3f : 0.0f, mk, 0, false);
+          cpu::norm_row_dx<float, float>(dy, xx, y1, n, 0.7f, 0.1f, 0.25f, xx ? 0.3f : 0.0f, mk, 0, true);
+          cpu::norm_stream_fence();
+          CHECK(std::equal(y0, y0 + n, y1));
+        }
+    }
 }
 
 TEST_CASE("batch_norm_relu matches relu(batch_norm) in values, gradients and running stats, in every layout",

@@ -16,7 +16,8 @@
 // y = (x - mean) * scale + b. Backward: one pass for sum g and sum g * (x - mean), one that
 // writes dx = a * (g - mean g - (x - mean) * q) (centred, so no cancellation for a large mean).
 // A channel's rows are S values C * S apart: on AVX-512 every pass prefetches the rows ~4 KB ahead
-// (norm_ahead), and the second pass walks the rows down, so it starts on the rows the first left in L2.
+// (norm_ahead), and the second pass walks the rows down, so it starts on the rows the first left in L2;
+// y and dx of more than kNormStreamBytes go out with non-temporal stores (rows of whole lines).
 // Channels-last (and [B, C], where S == 1 makes the layouts equal): x is R = B * S rows of C, SIMD runs
 // across channels. The rows are cut into at most kNormMaxBlocks blocks (parallel, fixed by R and C, so
 // the result does not depend on the thread count); each block walks tiles of about kNormTile values
@@ -60,6 +61,42 @@ template <class T, class A>
 inline constexpr bool norm_vec = has_vec<T> && std::is_same_v<T, A>;
 /// Bytes ahead that a channels-first pass prefetches (see norm_ahead).
 inline constexpr int64_t kNormPrefetchBytes = 4096;
+/// Outputs (y, dx) of more bytes than this are written with non-temporal stores by the channels-first
+/// passes where they can (norm_streams): the pass moves at least twice as many bytes through the caches,
+/// so the output's first lines are gone by the time the next op reads them, and a plain store would
+/// read every line before writing it.
+inline constexpr int64_t kNormStreamBytes = int64_t(16) << 20;
+
+/// Whether a run of n values at y can take non-temporal stores: AVX-512 floats, y 64-byte aligned and
+/// n a multiple of 16 (whole lines).
+template <class T, class A>
+bool norm_streams(const T* y, int64_t n) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float> && std::is_same_v<A, float>)
+    return n % 16 == 0 && (reinterpret_cast<uintptr_t>(y) & 63) == 0;
+#endif
+  (void)y, (void)n;
+  return false;
+}
+
+/// Stores v at p: a plain store, or a non-temporal one (only where norm_streams said yes).
+template <bool stream, class V, class T>
+inline void norm_store(V v, T* p) {
+#if defined(__AVX512F__)
+  if constexpr (stream && std::is_same_v<T, float> && sizeof(V) == 64) {
+    _mm512_stream_ps(p, v.v);
+    return;
+  }
+#endif
+  v.store(p);
+}
+
+/// Orders a thread's non-temporal stores before what follows (the end of its parallel task).
+inline void norm_stream_fence() {
+#if defined(__AVX512F__)
+  _mm_sfence();
+#endif
+}
 
 /// Elements ahead to prefetch while a channels-first pass walks row n of B rows of S values, `stride`
 /// elements apart (the same channel of the next images), up (n = 0, 1, ..) or down (B - 1, B - 2, ..):
@@ -249,22 +286,33 @@ void norm_row_sums(const T* x, const T* dy, int64_t n, A m, bool second, double&
 }
 
 /// y = (x - m) * a + c over a contiguous run (centering first: no cancellation for a large m);
-/// relu: y = max(0, that) (NaN stays NaN).
+/// relu: y = max(0, that) (NaN stays NaN). stream: non-temporal stores where norm_streams(y, n) (the
+/// caller fences).
 template <class T, class A>
-void norm_row_scale(const T* x, T* y, int64_t n, A m, A a, A c, bool relu = false, int64_t ahead = 0) {
+void norm_row_scale(const T* x, T* y, int64_t n, A m, A a, A c, bool relu = false, int64_t ahead = 0,
+                    bool stream = false) {
   int64_t i = 0;
   if constexpr (norm_vec<T, A>) {
     using V = Vec<T>;
     const V vm(m), va(a), vc(c), zero(T(0));
-    auto loop = [&](auto with_relu, auto prefetch) {  // one loop per case (see norm_row_sums)
+    auto loop = [&](auto with_relu, auto prefetch, auto nt) {  // one loop per case (see norm_row_sums)
       for (; i + V::size <= n; i += V::size) {
-        if constexpr (prefetch) __builtin_prefetch(x + i + ahead), __builtin_prefetch(y + i + ahead, 1);
+        if constexpr (prefetch) {
+          __builtin_prefetch(x + i + ahead);
+          if constexpr (!nt) __builtin_prefetch(y + i + ahead, 1);
+        }
         const V z = vfmadd(V::load(x + i) - vm, va, vc);
-        (with_relu ? vmax(zero, z) : z).store(y + i);
+        norm_store<nt>(with_relu ? vmax(zero, z) : z, y + i);
       }
     };
-    if (relu) ahead ? loop(std::true_type{}, std::true_type{}) : loop(std::true_type{}, std::false_type{});
-    else ahead ? loop(std::false_type{}, std::true_type{}) : loop(std::false_type{}, std::false_type{});
+    auto with = [&](auto with_relu, auto nt) {
+      if (ahead) loop(with_relu, std::true_type{}, nt);
+      else loop(with_relu, std::false_type{}, nt);
+    };
+    constexpr std::true_type yes;
+    constexpr std::false_type no;
+    if (stream && norm_streams<T, A>(y, n)) relu ? with(yes, yes) : with(no, yes);
+    else relu ? with(yes, no) : with(no, no);
   }
   for (; i < n; ++i) {
     const A z = (static_cast<A>(x[i]) - m) * a + c;
@@ -276,31 +324,36 @@ void norm_row_scale(const T* x, T* y, int64_t n, A m, A a, A c, bool relu = fals
 /// x may be null when q == 0 (dx = a * (g - mdy)).
 template <class T, class A>
 void norm_row_dx(const T* dy, const T* x, T* dx, int64_t n, A a, A mdy, A m, A q, const T* mask = nullptr,
-                 int64_t ahead = 0) {
+                 int64_t ahead = 0, bool stream = false) {
   int64_t i = 0;
   if constexpr (norm_vec<T, A>) {
     using V = Vec<T>;
     const V va(a), vmdy(mdy), vm(m), vq(q), zero(T(0));
-    auto loop = [&](auto with_x, auto masked, auto prefetch) {  // one loop per case (see norm_row_sums)
+    auto loop = [&](auto with_x, auto masked, auto prefetch, auto nt) {  // one loop per case (see norm_row_sums)
       for (; i + V::size <= n; i += V::size) {
         if constexpr (prefetch) {
-          __builtin_prefetch(dy + i + ahead), __builtin_prefetch(dx + i + ahead, 1);
+          __builtin_prefetch(dy + i + ahead);
+          if constexpr (!nt) __builtin_prefetch(dx + i + ahead, 1);
           if constexpr (with_x) __builtin_prefetch(x + i + ahead);
           if constexpr (masked) __builtin_prefetch(mask + i + ahead);
         }
         const V g = masked ? select_lt(zero, V::load(mask + i), V::load(dy + i), zero) : V::load(dy + i);
-        if constexpr (with_x) (va * vfmadd(vm - V::load(x + i), vq, g - vmdy)).store(dx + i);
-        else (va * (g - vmdy)).store(dx + i);
+        if constexpr (with_x) norm_store<nt>(va * vfmadd(vm - V::load(x + i), vq, g - vmdy), dx + i);
+        else norm_store<nt>(va * (g - vmdy), dx + i);
       }
     };
-    auto with = [&](auto with_x, auto masked) {
-      if (ahead) loop(with_x, masked, std::true_type{});
-      else loop(with_x, masked, std::false_type{});
+    auto with = [&](auto with_x, auto masked, auto nt) {
+      if (ahead) loop(with_x, masked, std::true_type{}, nt);
+      else loop(with_x, masked, std::false_type{}, nt);
     };
     constexpr std::true_type yes;
     constexpr std::false_type no;
-    if (x) mask ? with(yes, yes) : with(yes, no);
-    else mask ? with(no, yes) : with(no, no);
+    auto stores = [&](auto nt) {
+      if (x) mask ? with(yes, yes, nt) : with(yes, no, nt);
+      else mask ? with(no, yes, nt) : with(no, no, nt);
+    };
+    if (stream && norm_streams<T, A>(dx, n)) stores(yes);
+    else stores(no);
   }
   for (; i < n; ++i) {
     const A g = mask && !(static_cast<A>(mask[i]) > A(0)) ? A(0) : static_cast<A>(dy[i]);
@@ -545,6 +598,7 @@ void batch_norm_fwd_kernel(const T* x, T* y, const A* w, const A* b, A* mean, A*
     return;
   }
   const int64_t grain = std::max<int64_t>(1, kNormGrain / per_channel);
+  const bool stream = per_channel * C * int64_t(sizeof(T)) > kNormStreamBytes;  // y / dx: non-temporal stores
   parallel_for(0, C, grain, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       if (training) {  // Chan's update over rows: (count, mean, m2) += (S, row mean, row m2)
@@ -566,7 +620,8 @@ void batch_norm_fwd_kernel(const T* x, T* y, const A* w, const A* b, A* mean, A*
       const A scale = invstd[c] * (w ? w[c] : A(1)), shift = b ? b[c] : A(0);
       for (int64_t n = B - 1; n >= 0; --n)  // down: the rows the statistics read last are still in L2
         norm_row_scale<T, A>(x + (n * C + c) * S, y + (n * C + c) * S, S, mean[c], scale, shift, d.relu,
-                             norm_ahead<T, A>(n, B, S, C * S, true));
+                             norm_ahead<T, A>(n, B, S, C * S, true), stream);
+      if (stream) norm_stream_fence();
     }
   });
 }
@@ -603,6 +658,7 @@ void batch_norm_bwd_kernel(const T* dy, const T* x, const T* y, const A* w, cons
     return;
   }
   const int64_t grain = std::max<int64_t>(1, kNormGrain / per_channel);
+  const bool stream = per_channel * C * int64_t(sizeof(T)) > kNormStreamBytes;  // y / dx: non-temporal stores
   parallel_for(0, C, grain, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       double sdy = 0, sdx = 0;
@@ -622,8 +678,9 @@ void batch_norm_bwd_kernel(const T* dy, const T* x, const T* y, const A* w, cons
       for (int64_t n = B - 1; n >= 0; --n) {  // down: the rows the sums read last are still in cache
         const int64_t off = (n * C + c) * S;
         norm_row_dx<T, A>(dy + off, training ? x + off : nullptr, dx + off, S, a, mdy, mean[c], q,
-                          mask ? mask + off : nullptr, norm_ahead<T, A>(n, B, S, C * S, true));
+                          mask ? mask + off : nullptr, norm_ahead<T, A>(n, B, S, C * S, true), stream);
       }
+      if (stream) norm_stream_fence();
     }
   });
 }
