@@ -147,6 +147,7 @@ const std::vector<Pool> kPools = {
     {{1, 1}, {2, 3}, {0, 0}},                      // strided pick
     {{4, 5}, {1, 1}, {2, 2}, {1, 1}, false, false},
     {{2, 3}, {1, 2}, {0, 1}, {3, 1}},              // row dilation, stride-2 columns (max only)
+    {{2, 2}, {2, 2}, {0, 0}, {1, 1}, true},        // fastai's ResBlock shortcut: odd sizes end in a partial window
 };
 
 }  // namespace
