@@ -282,7 +282,8 @@ TEST_CASE("pool kernels against their reference loops", "[pool][kernel]") {
   // W > 2 SIMD widths: the row sums vectorize; 96 planes of 32 x 32: parallel_for splits the work;
   // stride-2 max pools with 8 or more whole windows a row take 8-output vector blocks (the last
   // plane's last blocks fall back to the scalar loop where a load would leave x)
-  for (auto [H, W, planes] : std::vector<std::array<int64_t, 3>>{{9, 37, 5}, {32, 32, 96}})
+  // 14 x 14 and 7 x 7 (fashion_resnet's shortcut pools): rows of 7 and 3 pairs, all in the masked tail
+  for (auto [H, W, planes] : std::vector<std::array<int64_t, 3>>{{9, 37, 5}, {32, 32, 96}, {14, 14, 6}, {7, 7, 4}})
     for (const Pool& q : kPools) {
       const int64_t OH = cpu::pool_output_size(H, q.k[0], q.s[0], q.p[0], q.d[0], q.ceil);
       const int64_t OW = cpu::pool_output_size(W, q.k[1], q.s[1], q.p[1], q.d[1], q.ceil);
