@@ -4,15 +4,7 @@
 // gemm_bf16_ref on machines that cannot run it (the development machines so far: AVX2 Zen 3, Ice Lake
 // SP). Needs AVX-512F at run time; exits 77 (CTest: skipped) without it. A plain main, not Catch, so
 // that it builds in seconds; tests/CMakeLists.txt builds it where the compiler takes -mavx512bf16.
-#if defined(__GNUC__) && !defined(__clang__)  // GCC 12's AVX-512 false positives, as in kernels/cpu/simd.hpp
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "kernels/cpu/simd.hpp"  // immintrin.h (GCC 12's AVX-512 false positives silenced); no vdpbf16ps in it
 
 // vdpbf16ps (Intel Intrinsics Guide): per float lane j, acc += a.bf16[2j+1] b.bf16[2j+1], then
 // += a.bf16[2j] b.bf16[2j]; a product of two bf16 is exact in float, so each step is one fma.
