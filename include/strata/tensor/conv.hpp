@@ -16,8 +16,8 @@
 // (inference fusion; with autograd it is relu(conv2d(...))).
 // Autocast (strata/tensor/autocast.hpp): inside an Autocast(bf16), float32 x and w are rounded to
 // bf16 (dout too in backward) and multiplied with float32 accumulation; out, dx, dw are float32.
-// db sums dout unrounded on the CPU, where the kernels round the operands as they read them
-// (cpu::Conv2dParams::round_bf16: no bf16 copies); elsewhere the operands are rounded copies.
+// db sums dout unrounded (a sum, not a product). On the CPU the kernels round the operands as they
+// read them (cpu::Conv2dParams::round_bf16: no bf16 copies); elsewhere the operands are rounded copies.
 // Kernels (NHWC direct tiles, im2col + GEMM, depthwise loops) and reference loops: kernels/cpu/conv.hpp.
 #pragma once
 
@@ -192,14 +192,22 @@ inline Tensor conv2d_op(const Tensor& x, const Tensor& w, const Tensor& b, std::
   if (cast == DType::bf16 && dt == DType::f32 && !x.device().is_cuda()) p.round_bf16 = true;
   if (cast != DType::f32 && dt == DType::f32 && !p.round_bf16) {
     // autocast elsewhere (cuda, f16): x and w rounded to the autocast dtype (kept so, half the
-    // memory, for backward), multiplied in float32; dout rounded likewise in backward; out, dx, dw float32
+    // memory, for backward), multiplied in float32; dout rounded likewise for dx and dw, db from dout
+    // as it is (as on the CPU); out, dx, dw float32
     const Tensor xr = conv_dense(x, cast, cl), wr = contiguous(to(detach(w), cast));
     Tensor out = conv2d_fwd(conv_dense(xr, DType::f32, cl), to(wr, DType::f32), b, p, {.channels_last = cl, .relu = relu});
     if (!grad) return out;
     const Saved xd = need.w ? Saved(xr) : Saved(), wd = need.x ? Saved(wr) : Saved();
     return record("conv2d_backward", out, {x, w, b}, [xd, wd, p, need, cl, cast](const Tensor& dout) {
       auto f32 = [cl](const Tensor& t, bool c) { return t.defined() ? conv_dense(t, DType::f32, c && cl) : Tensor(); };
-      return conv2d_bwd(f32(conv_dense(dout, cast, cl), true), f32(xd.get(), true), f32(wd.get(), false), p, need, cl);
+      std::vector<Tensor> g;
+      if (need.x || need.w)
+        g = conv2d_bwd(f32(conv_dense(dout, cast, cl), true), f32(xd.get(), true), f32(wd.get(), false), p,
+                       {.x = need.x, .w = need.w, .b = false}, cl);
+      else
+        g = {Tensor(), Tensor(), Tensor()};
+      if (need.b) g[2] = conv2d_bwd(f32(dout, true), Tensor(), Tensor(), p, {.x = false, .w = false, .b = true}, cl)[2];
+      return g;
     });
   }
   Tensor out = conv2d_fwd(x, w, b, p, {.channels_last = cl, .relu = relu});
