@@ -250,19 +250,19 @@ void gemm_micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b,
       __builtin_prefetch(C + i * c_rs + NR - 1, 1);
     }
   V acc[MR][NV];
-#pragma GCC unroll 32
+  STRATA_UNROLL(32)
   for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
+    STRATA_UNROLL(8)
     for (int j = 0; j < NV; ++j) acc[i][j] = V(T(0));
 
   for (int64_t p = 0; p < kc; ++p) {
     V bv[NV];
-#pragma GCC unroll 8
+    STRATA_UNROLL(8)
     for (int j = 0; j < NV; ++j) bv[j] = V::load(b + p * NR + j * VS);
-#pragma GCC unroll 32
+    STRATA_UNROLL(32)
     for (int i = 0; i < MR; ++i) {
       const V ai(a[p * MR + i]);
-#pragma GCC unroll 8
+      STRATA_UNROLL(8)
       for (int j = 0; j < NV; ++j) acc[i][j] = gemm_madd<V>(ai, bv[j], acc[i][j]);
     }
   }
@@ -270,15 +270,15 @@ void gemm_micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b,
   const V valpha(alpha);
   if (mr == MR && nr == NR && c_cs == 1) {  // full tile, contiguous rows: vector stores
     if (beta == T(0)) {
-#pragma GCC unroll 32
+      STRATA_UNROLL(32)
       for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
+        STRATA_UNROLL(8)
         for (int j = 0; j < NV; ++j) (valpha * acc[i][j]).store(C + i * c_rs + j * VS);
     } else {
       const V vbeta(beta);
-#pragma GCC unroll 32
+      STRATA_UNROLL(32)
       for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
+        STRATA_UNROLL(8)
         for (int j = 0; j < NV; ++j) {
           T* c = C + i * c_rs + j * VS;
           gemm_madd<V>(vbeta, V::load(c), valpha * acc[i][j]).store(c);
@@ -288,9 +288,9 @@ void gemm_micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b,
   }
   // partial tile or strided C: through a buffer, element by element
   alignas(64) T buf[MR * NR];
-#pragma GCC unroll 32
+  STRATA_UNROLL(32)
   for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
+    STRATA_UNROLL(8)
     for (int j = 0; j < NV; ++j) acc[i][j].store(buf + i * NR + j * VS);
   for (int i = 0; i < mr; ++i)
     for (int j = 0; j < nr; ++j) {

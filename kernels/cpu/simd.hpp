@@ -36,6 +36,15 @@
 #endif
 #endif
 
+// STRATA_UNROLL(n): `#pragma GCC unroll n` for the host compilers; nothing under nvcc, whose front end
+// does not know the pragma (warning 1675 per use) and sees these headers when a .cu includes strata.
+#define STRATA_PRAGMA(x) _Pragma(#x)
+#if defined(__CUDACC__)
+#define STRATA_UNROLL(n)
+#else
+#define STRATA_UNROLL(n) STRATA_PRAGMA(GCC unroll n)
+#endif
+
 namespace strata::cpu {
 
 // ---- scalar spellings, so functors are generic over float/double and Vec ----
