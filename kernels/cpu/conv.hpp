@@ -41,7 +41,9 @@
 // nearest bf16 values (round_to_bf16, kernels/cpu/simd.hpp) and multiplied with float accumulation,
 // exactly as on bf16-rounded copies. The direct path rounds x and dout in the transposes and copies
 // it makes anyway; the other paths run on rounded copies; w is rounded into a copy (it is small).
-// db sums dout as given (a sum, not a product: no bf16 operand).
+// db sums dout as given (a sum, not a product: no bf16 operand). On AVX512-BF16 builds the direct
+// path's forward and dx multiply bf16 channel pairs with vdpbf16ps instead (STRATA_CONV_BF16_PAIRS,
+// conv_direct.hpp): the same products, summed in another order.
 // Threads (direct and im2col): with at least as many images as threads, the batch is cut into
 // chunks and the chunks into groups of consecutive chunks, about kConvGroupsPerThread per thread,
 // which the threads take from a counter (a thread slowed by another process takes fewer), each
@@ -748,7 +750,12 @@ void conv2d_bwd_direct(const Conv2dParams& p, const T* x, const ConvStrides& xs,
   const int64_t taps = p.kH * p.kW, cinpm = conv_round_up(p.Cin, conv_dw_mr<T>(p.Cin, p.Cout));
   const int64_t cpad = conv_round_up(p.Cout, Cfg::NR);
   const int64_t ohw = p.OH() * p.OW(), dwn = taps * cinpm * cpad;
-  const std::vector<T> wd = dx ? conv_pack_wd(w, p.Cout, p.Cin, taps) : std::vector<T>();
+  std::vector<bf16> wdp;  // the pairs tile's weights (autocast on AVX512-BF16; conv_direct.hpp)
+#if STRATA_CONV_BF16_PAIRS
+  if constexpr (std::is_same_v<T, float>)
+    if (dx && round) wdp = conv_pack_wd_pairs(w, p.Cout, p.Cin, taps);
+#endif
+  const std::vector<T> wd = dx && wdp.empty() ? conv_pack_wd(w, p.Cout, p.Cin, taps) : std::vector<T>();
   const int64_t per_image = p.H * p.W * (p.Cin + conv_round_up(p.Cin, Cfg::NR)) + ohw * cpad;
   const ConvPlan plan = conv_plan(p, per_image / ohw + 1, flops, dw ? dwn : 0);
   // the groups' partials, zeroed in parallel (a few MiB for wide layers)
@@ -759,7 +766,7 @@ void conv2d_bwd_direct(const Conv2dParams& p, const T* x, const ConvStrides& xs,
     });
   conv_for_chunks(plan, p.B, [&](int64_t group, int64_t n0, int64_t nb) {
     conv_direct_bwd<T>(p, x, xs, dout, n0, nb, wd.data(), dx, dw ? dwh.get() + group * dwn : nullptr, channels_last,
-                       round);
+                       round, wdp.empty() ? nullptr : wdp.data());
   });
   if (!dw) return;
   // sum the groups into the first, in group order, split over contiguous ranges of the partial
@@ -846,14 +853,19 @@ void conv2d_fwd_kernel(const Conv2dParams& p, const T* x, const ConvStrides& xs,
   }
   if (algo == ConvAlgo::direct) {
     constexpr int NR = detail::ConvBlocking<T>::NR;
-    const std::vector<T> wf = detail::conv_pack_wf(w, p.Cout, p.Cin, p.kH * p.kW);
+    std::vector<bf16> wp;  // the pairs tile's weights (autocast on AVX512-BF16; conv_direct.hpp)
+#if STRATA_CONV_BF16_PAIRS
+    if constexpr (std::is_same_v<T, float>)
+      if (p.round_bf16) wp = detail::conv_pack_wf_pairs(w, p.Cout, p.Cin, p.kH * p.kW);
+#endif
+    const std::vector<T> wf = wp.empty() ? detail::conv_pack_wf(w, p.Cout, p.Cin, p.kH * p.kW) : std::vector<T>();
     std::vector<T> bias(b ? size_t(detail::conv_round_up(p.Cout, NR)) : 0, T(0));
     if (b) std::copy(b, b + p.Cout, bias.begin());
     const int64_t per_image = p.H * p.W * p.Cin + ohw * detail::conv_round_up(p.Cout, NR);
     const detail::ConvPlan plan = detail::conv_plan(p, per_image / ohw + 1, flops);
     detail::conv_for_chunks(plan, p.B, [&](int64_t, int64_t n0, int64_t nb) {
       detail::conv_direct_fwd<T>(p, x, xs, n0, nb, wf.data(), b ? bias.data() : nullptr, out, ep.channels_last,
-                                 ep.relu, p.round_bf16);
+                                 ep.relu, p.round_bf16, wp.empty() ? nullptr : wp.data());
     });
     return;
   }

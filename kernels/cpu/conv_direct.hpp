@@ -240,6 +240,64 @@ void conv_direct_tile(int64_t ntaps, const T* const* a, const T* w, const int64_
       for (int j = 0; j < NV; ++j) acc[r][j].store(out[r] + j * VS);
 }
 
+// ================================================================================ bf16 channel pairs
+
+// Autocast's forward and dx on AVX512-BF16 (Zen 4, Sapphire Rapids; STRATA_CONV_BF16_PAIRS): the
+// operands go to bf16 in the NHWC copies the direct path makes anyway, and vdpbf16ps multiplies a pair
+// of adjacent channels per lane and instruction (acc += a[2l+1] b[2l+1], then += a[2l] b[2l]; a product
+// of two bf16 is exact in float), so a tile runs C / 2 steps of the fp32 tile's C, with the same MR x NR
+// registers. In NHWC a pixel's channels c, c + 1 are adjacent: one 32-bit broadcast; the weights are
+// packed as [C/2][NR][2] (conv_pack_pairs). Channels are padded to even with a zero. dw keeps the fp32
+// tiles on the rounded operands (its reduction runs over pixels, whose pairs would need another layout).
+// Without AVX512-BF16 the autocast path multiplies the rounded values in fp32 (the same products).
+// Tested through tests/bf16_emulation/ (the instruction emulated with AVX-512F).
+#if defined(__AVX512BF16__) && defined(__AVX512F__)
+#define STRATA_CONV_BF16_PAIRS 1
+#else
+#define STRATA_CONV_BF16_PAIRS 0
+#endif
+
+#if STRATA_CONV_BF16_PAIRS
+/// conv_direct_tile on bf16 channel pairs: a[t][r] point at bf16 rows of C (even) channels, w +
+/// toff[t] at a [C/2][NR][2] bf16 block (lane l of vector j: channels c and c + 1 of output j 16 + l).
+template <int MR, int NV>
+void conv_direct_tile_pairs(int64_t ntaps, const bf16* const* a, const bf16* w, const int64_t* toff, int64_t C,
+                            float* const* out, int mr, const float* bias = nullptr, bool relu = false) {
+  constexpr int NR = ConvBlocking<float>::NR, VS = 16;
+  static_assert(NR == NV * VS || NV == 1, "the pairs tile is the AVX-512 f32 tile");
+  __m512 acc[MR][NV];
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc[r][j] = bias ? _mm512_loadu_ps(bias + j * VS) : _mm512_setzero_ps();
+  for (int64_t t = 0; t < ntaps; ++t, a += MR) {
+    const bf16* ap[MR];
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) ap[r] = a[r];
+    const bf16* bp = w + toff[t];
+    for (int64_t c = 0; c < C; c += 2, bp += 2 * NR) {
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) __builtin_prefetch(bp + 32 * NR + j * 2 * VS);  // 16 pairs ahead
+      __m512bh bv[NV];
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) bv[j] = (__m512bh)_mm512_loadu_si512(bp + j * 2 * VS);
+#pragma GCC unroll 32
+      for (int r = 0; r < MR; ++r) {
+        int32_t pair;
+        std::memcpy(&pair, ap[r] + c, sizeof(pair));
+        const __m512bh ar = (__m512bh)_mm512_set1_epi32(pair);
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], ar, bv[j]);
+      }
+    }
+  }
+  const __m512 zero = _mm512_setzero_ps();
+  for (int r = 0; r < mr; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) _mm512_storeu_ps(out[r] + j * VS, relu ? _mm512_max_ps(zero, acc[r][j]) : acc[r][j]);
+}
+#endif
+
 /// A run of pixels whose tap reads consecutive input pixels: x (stepping xstep) and dout rows g.
 template <class T>
 struct ConvRun {
@@ -333,6 +391,38 @@ std::vector<T> conv_pack_wd(const T* w, int64_t Cout, int64_t Cin, int64_t taps)
   return wd;
 }
 
+/// The pairs layout of the weights (STRATA_CONV_BF16_PAIRS): out[b][t][k/2][l][k % 2] = bf16(at(b NR
+/// + l, k, t)) for k < round_up(K, 2), l < NR, b < ceil(L / NR) (0 past L and K), in parallel over
+/// the blocks; at(l, k, t) reads the weight of output lane l, reduced channel k, tap t.
+template <class At>
+std::vector<bf16> conv_pack_pairs(int64_t L, int64_t K, int64_t taps, At&& at) {
+  constexpr int NR = ConvBlocking<float>::NR;
+  const int64_t nb = conv_round_up(L, NR) / NR, kp = conv_round_up(K, 2), block = taps * kp * NR;
+  std::vector<bf16> out(size_t(nb * block));
+  parallel_for(0, nb, std::max<int64_t>(1, (int64_t(1) << 14) / block), [&](int64_t lo, int64_t hi) {
+    for (int64_t b = lo; b < hi; ++b)
+      for (int64_t t = 0; t < taps; ++t)
+        for (int64_t k = 0; k < kp; ++k) {
+          bf16* dst = out.data() + ((b * taps + t) * kp + k / 2 * 2) * NR + k % 2;
+          for (int64_t l = 0; l < NR; ++l)
+            dst[2 * l] = b * NR + l < L && k < K ? bf16(float(at(b * NR + l, k, t))) : bf16::from_bits(0);
+        }
+  });
+  return out;
+}
+
+/// conv_pack_wf in the pairs layout: wf[ob][t][c/2][l][c % 2] = bf16(w[ob NR + l][c][t]).
+template <class T>
+std::vector<bf16> conv_pack_wf_pairs(const T* w, int64_t Cout, int64_t Cin, int64_t taps) {
+  return conv_pack_pairs(Cout, Cin, taps, [&](int64_t o, int64_t c, int64_t t) { return w[(o * Cin + c) * taps + t]; });
+}
+
+/// conv_pack_wd in the pairs layout: wd[cb][t][o/2][l][o % 2] = bf16(w[o][cb NR + l][t]).
+template <class T>
+std::vector<bf16> conv_pack_wd_pairs(const T* w, int64_t Cout, int64_t Cin, int64_t taps) {
+  return conv_pack_pairs(Cin, Cout, taps, [&](int64_t c, int64_t o, int64_t t) { return w[(o * Cin + c) * taps + t]; });
+}
+
 // ================================================================================ drivers (one chunk of images)
 
 /// Per kernel row i, for every position h of the grid that is read: the offset of the row tap i
@@ -381,10 +471,11 @@ inline std::vector<std::vector<int64_t>> conv_tap_classes(const std::vector<int6
 /// `zero` where either is -1. Pixels are visited grouped by which taps are valid for them (border
 /// rows and columns, stride phases; each group through all nb images), so that the MR pixels of a
 /// tile share their taps and a padding tap is skipped, not multiplied by zeros. bias (nblocks NR
-/// values, or null) and relu: the tiles' epilogue.
-template <class T, int MR = ConvBlocking<T>::MR, int NV = ConvBlocking<T>::NV>
+/// values, or null) and relu: the tiles' epilogue. X: the element of src, zero and w: T, or bf16 for
+/// the pairs tile (STRATA_CONV_BF16_PAIRS; C even, w from conv_pack_pairs).
+template <class T, int MR = ConvBlocking<T>::MR, int NV = ConvBlocking<T>::NV, class X = T>
 void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t kW, const std::vector<int64_t>& rt,
-                       const std::vector<int64_t>& ct, const T* src, int64_t src_image, const T* zero, const T* w,
+                       const std::vector<int64_t>& ct, const X* src, int64_t src_image, const X* zero, const X* w,
                        int64_t C, int64_t nblocks, T* out_h, int64_t ld, const T* bias = nullptr,
                        bool relu = false) {
   using Cfg = ConvBlocking<T>;
@@ -394,9 +485,9 @@ void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t k
   // L1; weights beyond L2 (MiBs for 256-512 channels, from L3 each group) take up to 32 tiles (192
   // pixels), as long as their input rows (MR C values a tile) stay within about kConvGroupBytes:
   // 20% faster on 512 -> 512 at 3x3, 8% on 256 -> 512 at 7x7 (2 threads, batch 256, CPU time)
-  const int64_t wbytes = nblocks * kH * kW * C * NR * int64_t(sizeof(T));
+  const int64_t wbytes = nblocks * kH * kW * C * NR * int64_t(sizeof(X));
   const int64_t kTiles = wbytes <= kConvL2Bytes ? 8
-                         : std::clamp<int64_t>(kConvGroupBytes / (MR * C * int64_t(sizeof(T))), 8, kConvMaxTiles);
+                         : std::clamp<int64_t>(kConvGroupBytes / (MR * C * int64_t(sizeof(X))), 8, kConvMaxTiles);
   const int64_t taps = kH * kW, block = taps * C * NR, count = nb * gh * gw;
   // the pixel order: for each (row class, column class) cell, every image, the cell's positions
   const auto rcls = conv_tap_classes(rt, gh, kH), ccls = conv_tap_classes(ct, gw, kW);
@@ -417,7 +508,7 @@ void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t k
     if (++n < nb) k = begin;  // the same cell in the next image
     else n = 0, begin = ends[cell++];
   };
-  std::vector<const T*> a(size_t(kTiles * taps * MR));
+  std::vector<const X*> a(size_t(kTiles * taps * MR));
   std::vector<int64_t> toff(static_cast<size_t>(kTiles * taps)), none(static_cast<size_t>(std::max(kH, kW)), -1);
   std::vector<int64_t> vi(static_cast<size_t>(kH)), vj(static_cast<size_t>(kW));
   int64_t ntaps[kConvMaxTiles], base[MR];
@@ -451,7 +542,7 @@ void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t k
       for (int64_t ii = 0; ii < ni; ++ii)
         for (int64_t jj = 0; jj < nj; ++jj) {
           const int64_t i = vi[size_t(ii)], j = vj[size_t(jj)];
-          const T** at = a.data() + (u * taps + cnt) * MR;
+          const X** at = a.data() + (u * taps + cnt) * MR;
           bool any = false;
           for (int r = 0; r < MR; ++r) {
             const bool in = ro[r][i] >= 0 && co[r][j] >= 0;
@@ -466,8 +557,15 @@ void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t k
       for (int64_t u = 0; u < tiles; ++u) {
         T* out[MR];
         for (int r = 0; r < MR; ++r) out[r] = rows[u][r] + ob * NR;
-        conv_direct_tile<T, MR, NV>(ntaps[u], a.data() + u * taps * MR, w + ob * block, toff.data() + u * taps, C, out,
-                            int(std::min<int64_t>(MR, count - q0 - u * MR)), bias ? bias + ob * NR : nullptr, relu);
+        const int mr = int(std::min<int64_t>(MR, count - q0 - u * MR));
+#if STRATA_CONV_BF16_PAIRS
+        if constexpr (std::is_same_v<X, bf16>)
+          conv_direct_tile_pairs<MR, NV>(ntaps[u], a.data() + u * taps * MR, w + ob * block, toff.data() + u * taps, C,
+                                         out, mr, bias ? bias + ob * NR : nullptr, relu);
+        else
+#endif
+          conv_direct_tile<T, MR, NV>(ntaps[u], a.data() + u * taps * MR, w + ob * block, toff.data() + u * taps, C, out,
+                                      mr, bias ? bias + ob * NR : nullptr, relu);
       }
   }
 }
@@ -479,12 +577,12 @@ void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t k
 /// reloads a spilled pointer for most broadcasts, two loads per FMA, and measured no faster than
 /// 14 x 32): dx 12-17% faster on 16 -> 32 3x3 stride 2 at 28x28, 7-10% on the 1x1 at 14x14
 /// (in-process A/B, CPU time; 8 and 16 pixels: no better).
-template <class T, class... A>
+template <class T, class X = T, class... A>
 void conv_direct_sweep_for(int64_t channels, A&&... args) {
   using Cfg = ConvBlocking<T>;
   if constexpr (Cfg::wide)
-    if (channels <= Cfg::VS) return conv_direct_sweep<T, Cfg::NARROW_MR, 1>(std::forward<A>(args)...);
-  conv_direct_sweep<T>(std::forward<A>(args)...);
+    if (channels <= Cfg::VS) return conv_direct_sweep<T, Cfg::NARROW_MR, 1, X>(std::forward<A>(args)...);
+  conv_direct_sweep<T, Cfg::MR, Cfg::NV, X>(std::forward<A>(args)...);
 }
 
 /// Whether x (strides xs of n, c, h, w) is channels-last inside each image: [H][W][C] dense, so
@@ -493,18 +591,74 @@ inline bool conv_is_nhwc(const std::array<int64_t, 4>& xs, int64_t C, int64_t W)
   return xs[1] == 1 && xs[3] == C && xs[2] == W * C;
 }
 
+#if STRATA_CONV_BF16_PAIRS
+/// xb[n][h][w][0, Cp) = bf16(x[n][c][h][w]) (nearest), Cp = round_up(C, 2), 0 at channel C when C is
+/// odd, for nb images (x: any strides xs): the pairs tile's NHWC operand. Through a float NHWC
+/// scratch (conv_to_nhwc) unless x is channels-last already.
+inline void conv_to_nhwc_pairs(const float* x, const std::array<int64_t, 4>& xs, int64_t nb, int64_t C, int64_t H,
+                               int64_t W, bf16* xb) {
+  const int64_t cp = conv_round_up(C, 2), hw = H * W;
+  if (conv_is_nhwc(xs, C, W) && cp == C) {
+    for (int64_t n = 0; n < nb; ++n) cvt_f32_to_bf16(x + n * xs[0], xb + n * hw * C, hw * C);
+    return;
+  }
+  float* xf = conv_scratch<float>(0, nb * hw * cp);
+  if (conv_is_nhwc(xs, C, W))
+    for (int64_t n = 0; n < nb; ++n)
+      for (int64_t q = 0; q < hw; ++q) std::memcpy(xf + (n * hw + q) * cp, x + n * xs[0] + q * C, size_t(C) * sizeof(float));
+  else
+    conv_to_nhwc(x, xs, nb, C, H, W, xf, cp);
+  if (cp != C)
+    for (int64_t q = 0; q < nb * hw; ++q) xf[q * cp + C] = 0.f;
+  cvt_f32_to_bf16(xf, xb, nb * hw * cp);
+}
+#endif
+
 /// Forward of images [n0, n0 + nb): out = conv(x) + bias (then max(., 0) when relu), wf from
 /// conv_pack_wf, bias_pad: round_up(Cout, NR) values (0 past Cout) or null. x in channels-last is
 /// read in place, any other x is transposed to NHWC first. out is contiguous NCHW, or NHWC
 /// ([B][OH][OW][Cout]) when channels_last: written in place by the tiles when Cout is a multiple of
 /// NR, else through a scratch (the tiles store NR channels at a time). round_x: x's values rounded to
-/// bf16 on the way (in the transpose; a channels-last x is then copied, not read in place).
+/// bf16 on the way (in the transpose; a channels-last x is then copied, not read in place). wpairs
+/// (STRATA_CONV_BF16_PAIRS, f32, from conv_pack_wf_pairs; wf is then unused): x goes to bf16 and the
+/// pairs tile runs (the same products as round_x, summed in another order).
 template <class T, class P>
 void conv_direct_fwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, int64_t n0, int64_t nb, const T* wf,
-                     const T* bias_pad, T* out, bool channels_last = false, bool relu = false, bool round_x = false) {
+                     const T* bias_pad, T* out, bool channels_last = false, bool relu = false, bool round_x = false,
+                     [[maybe_unused]] const bf16* wpairs = nullptr) {
   constexpr int NR = ConvBlocking<T>::NR;
-  const int64_t OH = p.OH(), OW = p.OW(), ohw = OH * OW, C = p.Cin, cpad = conv_round_up(p.Cout, NR);
+  const int64_t OH = p.OH(), OW = p.OW(), ohw = OH * OW, cpad = conv_round_up(p.Cout, NR);
+  // the sweep over x staged as NHWC rows of C values of type X (T, or bf16 pairs), then out
+  auto run = [&]<class X>(const X* src, int64_t src_image, const X* w, int64_t C) {
+    X* zero = conv_scratch<X>(3, C);
+    std::fill(zero, zero + C, X(0));
+    const std::vector<int64_t> rt = conv_tap_table(OH, p.kH, p.H, p.stride[0], p.padding[0], p.dilation[0], p.W * C, false);
+    const std::vector<int64_t> ct = conv_tap_table(OW, p.kW, p.W, p.stride[1], p.padding[1], p.dilation[1], C, false);
+    if (channels_last && cpad == p.Cout) {  // the tiles store straight into out
+      conv_direct_sweep_for<T, X>(p.Cout, nb, OH, OW, p.kH, p.kW, rt, ct, src, src_image, zero, w, C, cpad / NR,
+                                  out + n0 * ohw * p.Cout, p.Cout, bias_pad, relu);
+      return;
+    }
+    T* oh = conv_scratch<T>(1, nb * ohw * cpad);
+    conv_direct_sweep_for<T, X>(p.Cout, nb, OH, OW, p.kH, p.kW, rt, ct, src, src_image, zero, w, C, cpad / NR, oh,
+                                cpad, bias_pad, relu);
+    if (channels_last)
+      for (int64_t s = 0; s < nb * ohw; ++s)
+        std::memcpy(out + (n0 * ohw + s) * p.Cout, oh + s * cpad, size_t(p.Cout) * sizeof(T));
+    else
+      conv_from_nhwc(oh, cpad, nb, p.Cout, ohw, static_cast<const T*>(nullptr), out + n0 * p.Cout * ohw);
+  };
+  const int64_t C = p.Cin;
   const T* src = x + n0 * xs[0];
+#if STRATA_CONV_BF16_PAIRS
+  if constexpr (std::is_same_v<T, float>)
+    if (wpairs) {
+      const int64_t cp = conv_round_up(C, 2), hwc = p.H * p.W * cp;
+      bf16* xb = conv_scratch<bf16>(0, nb * hwc);
+      conv_to_nhwc_pairs(src, xs, nb, C, p.H, p.W, xb);
+      return run(static_cast<const bf16*>(xb), hwc, wpairs, cp);
+    }
+#endif
   int64_t src_image = xs[0];
   if (!conv_is_nhwc(xs, C, p.W) || round_x) {
     const int64_t hwc = p.H * p.W * C;
@@ -515,22 +669,7 @@ void conv_direct_fwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, i
       conv_to_nhwc(src, xs, nb, C, p.H, p.W, xh, C, round_x);
     src = xh, src_image = hwc;
   }
-  T* zero = conv_scratch<T>(3, C);
-  std::fill(zero, zero + C, T(0));
-  const std::vector<int64_t> rt = conv_tap_table(OH, p.kH, p.H, p.stride[0], p.padding[0], p.dilation[0], p.W * C, false);
-  const std::vector<int64_t> ct = conv_tap_table(OW, p.kW, p.W, p.stride[1], p.padding[1], p.dilation[1], C, false);
-  if (channels_last && cpad == p.Cout) {  // the tiles store straight into out
-    conv_direct_sweep_for<T>(p.Cout, nb, OH, OW, p.kH, p.kW, rt, ct, src, src_image, zero, wf, C, cpad / NR,
-                             out + n0 * ohw * p.Cout, p.Cout, bias_pad, relu);
-    return;
-  }
-  T* oh = conv_scratch<T>(1, nb * ohw * cpad);
-  conv_direct_sweep_for<T>(p.Cout, nb, OH, OW, p.kH, p.kW, rt, ct, src, src_image, zero, wf, C, cpad / NR, oh, cpad,
-                           bias_pad, relu);
-  if (channels_last)
-    for (int64_t s = 0; s < nb * ohw; ++s) std::memcpy(out + (n0 * ohw + s) * p.Cout, oh + s * cpad, size_t(p.Cout) * sizeof(T));
-  else
-    conv_from_nhwc(oh, cpad, nb, p.Cout, ohw, static_cast<const T*>(nullptr), out + n0 * p.Cout * ohw);
+  run(src, src_image, wf, C);
 }
 
 /// conv_direct_dw with the dw tile of MR channels x NV vectors.
@@ -603,10 +742,12 @@ void conv_direct_dw(const P& p, const T* x, const std::array<int64_t, 4>& xs, co
 /// Backward of images [n0, n0 + nb): dx (null: skip) from wd (conv_pack_wd), and dwh[t][c][o] +=
 /// (c < round_up(Cin, conv_dw_mr), o < round_up(Cout, NR); null: skip). dout and dx are contiguous
 /// NR). round: dout and x rounded to bf16 as they are transposed or copied (autocast's operands;
-/// dout is then always copied).
+/// dout is then always copied). wdpairs (STRATA_CONV_BF16_PAIRS, f32, with round; from
+/// conv_pack_wd_pairs, wd unused): dx on the pairs tile from a bf16 copy of the rounded dout.
 template <class T, class P>
 void conv_direct_bwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, const T* dout, int64_t n0, int64_t nb,
-                     const T* wd, T* dx, T* dwh, bool channels_last = false, bool round = false) {
+                     const T* wd, T* dx, T* dwh, bool channels_last = false, bool round = false,
+                     [[maybe_unused]] const bf16* wdpairs = nullptr) {
   using Cfg = ConvBlocking<T>;
   constexpr int NR = Cfg::NR;
   const int64_t OH = p.OH(), OW = p.OW(), ohw = OH * OW, S = nb * ohw, HW = p.H * p.W;
@@ -632,8 +773,21 @@ void conv_direct_bwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, c
     T* dxh = in_place ? dx + n0 * HW * Cin : conv_scratch<T>(2, nb * HW * cinpad);
     const std::vector<int64_t> rt = conv_tap_table(p.H, p.kH, OH, sh, p.padding[0], p.dilation[0], OW * cpad, true);
     const std::vector<int64_t> ct = conv_tap_table(p.W, p.kW, OW, sw, p.padding[1], p.dilation[1], cpad, true);
-    conv_direct_sweep_for<T>(Cin, nb, p.H, p.W, p.kH, p.kW, rt, ct, gh, ohw * cpad, gzero, wd, Cout, cinpad / NR, dxh,
-                             cinpad);
+#if STRATA_CONV_BF16_PAIRS
+    if constexpr (std::is_same_v<T, float>)
+      if (wdpairs) {  // dout_h (rounded, cpad channels: even) in bf16, Cout rounded up to pairs
+        bf16* gb = conv_scratch<bf16>(1, S * cpad);
+        cvt_f32_to_bf16(gh, gb, S * cpad);
+        bf16* bzero = conv_scratch<bf16>(3, cpad);
+        std::fill(bzero, bzero + cpad, bf16::from_bits(0));
+        conv_direct_sweep_for<T, bf16>(Cin, nb, p.H, p.W, p.kH, p.kW, rt, ct, static_cast<const bf16*>(gb), ohw * cpad,
+                                       static_cast<const bf16*>(bzero), wdpairs, conv_round_up(Cout, 2), cinpad / NR,
+                                       dxh, cinpad);
+      }
+    if (!wdpairs)
+#endif
+      conv_direct_sweep_for<T>(Cin, nb, p.H, p.W, p.kH, p.kW, rt, ct, gh, ohw * cpad, gzero, wd, Cout, cinpad / NR, dxh,
+                               cinpad);
     if (channels_last && !in_place)
       for (int64_t q = 0; q < nb * HW; ++q) std::memcpy(dx + (n0 * HW + q) * Cin, dxh + q * cinpad, size_t(Cin) * sizeof(T));
     else if (!channels_last)

@@ -4,17 +4,7 @@
 // gemm_bf16_ref on machines that cannot run it (the development machines so far: AVX2 Zen 3, Ice Lake
 // SP). Needs AVX-512F at run time; exits 77 (CTest: skipped) without it. A plain main, not Catch, so
 // that it builds in seconds; tests/CMakeLists.txt builds it where the compiler takes -mavx512bf16.
-#include "kernels/cpu/simd.hpp"  // immintrin.h (GCC 12's AVX-512 false positives silenced); no vdpbf16ps in it
-
-// vdpbf16ps (Intel Intrinsics Guide): per float lane j, acc += a.bf16[2j+1] b.bf16[2j+1], then
-// += a.bf16[2j] b.bf16[2j]; a product of two bf16 is exact in float, so each step is one fma.
-static inline __m512 emulated_dpbf16_ps(__m512 acc, __m512bh a, __m512bh b) {
-  const __m512i ai = (__m512i)a, bi = (__m512i)b, hi = _mm512_set1_epi32(int(0xffff0000u));
-  const __m512 ah = _mm512_castsi512_ps(_mm512_and_si512(ai, hi)), bh = _mm512_castsi512_ps(_mm512_and_si512(bi, hi));
-  const __m512 al = _mm512_castsi512_ps(_mm512_slli_epi32(ai, 16)), bl = _mm512_castsi512_ps(_mm512_slli_epi32(bi, 16));
-  return _mm512_fmadd_ps(al, bl, _mm512_fmadd_ps(ah, bh, acc));
-}
-#define _mm512_dpbf16_ps(acc, a, b) emulated_dpbf16_ps(acc, a, b)
+#include "emulated_dpbf16.hpp"  // first: the emulated vdpbf16ps
 
 #include <cmath>
 #include <cstdio>
@@ -24,11 +14,9 @@ static inline __m512 emulated_dpbf16_ps(__m512 acc, __m512bh a, __m512bh b) {
 
 #include "kernels/cpu/gemm_bf16.hpp"
 
-#if !defined(__AVX512BF16__) || !defined(__AVX512F__)
-#error "build with -mavx512f -mavx512bf16: this file checks gemm_bf16's AVX512-BF16 path"
-#endif
-
 using namespace strata;
+
+int check_conv_pairs();  // conv_bf16_emulated.cpp
 
 namespace {
 
@@ -85,5 +73,6 @@ int main() {
     check(20, 700, 90, true, false, false, 1.f, 0.5f, g), ++cases;
   }
   std::printf("gemm_bf16 (AVX512-BF16 path, emulated vdpbf16ps): %d cases, %d wrong values\n", cases, failures);
-  return failures == 0 ? 0 : 1;
+  const int conv_failures = check_conv_pairs();
+  return failures == 0 && conv_failures == 0 ? 0 : 1;
 }
