@@ -192,15 +192,17 @@ void conv_from_nhwc(const T* xh, int64_t ld, int64_t nb, int64_t C, int64_t HW, 
 
 /// out[r][0, N) = bias[0, N) + sum_{t < ntaps} sum_{c < C} a[t][r][c] * w[toff[t] + c NR + (0, N)]
 /// for r < mr, N = NV VS (NR, or one vector for the narrow tile), then max(., 0) when relu (the
-/// epilogue, in the store). a: ntaps x MR row pointers (C values each), w + toff[t]: a [C][NR]
-/// weight block, bias: N values or null, out: MR rows.
+/// epilogue, in the store). a: ntaps x MR row pointers (C values each), or with xoff MR pointers
+/// and a[t][r] = a[r] + xoff[t] (a tile whose pixels use every tap); w + toff[t]: a [C][NR] weight
+/// block, bias: N values or null, out: MR rows.
 /// On AVX-512 the weight rows are prefetched 16 ahead: blocks of 64+ channels (73 KiB at 64 x 3x3)
 /// stream from L2 for every tile, and the hardware prefetchers alone left the tile at 124 GFLOP/s
 /// with 128 channels against 144 with 32 (131 with the prefetch; fwd and dx 3-12% faster on
 /// ResNet-9's layers and 64 -> 64, 1 thread, in-process A/B; 8 ahead: the same).
 template <class T, int MR = ConvBlocking<T>::MR, int NV = ConvBlocking<T>::NV>
 void conv_direct_tile(int64_t ntaps, const T* const* a, const T* w, const int64_t* toff, int64_t C,
-                      T* const* out, int mr, const T* bias = nullptr, bool relu = false) {
+                      T* const* out, int mr, const T* bias = nullptr, bool relu = false,
+                      const int64_t* xoff = nullptr) {
   using Cfg = ConvBlocking<T>;
   using V = Vec<T>;
   constexpr int NR = Cfg::NR, VS = Cfg::VS;  // NR: the packed weight rows' stride (NV VS or more)
@@ -209,10 +211,14 @@ void conv_direct_tile(int64_t ntaps, const T* const* a, const T* w, const int64_
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) acc[r][j] = bias ? V::load(bias + j * VS) : V(T(0));
-  for (int64_t t = 0; t < ntaps; ++t, a += MR) {
+  for (int64_t t = 0; t < ntaps; ++t) {
     const T* ap[MR];
+    if (xoff)
 #pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r) ap[r] = a[r];
+      for (int r = 0; r < MR; ++r) ap[r] = a[r] + xoff[t];
+    else
+#pragma GCC unroll 32
+      for (int r = 0; r < MR; ++r) ap[r] = a[t * MR + r];
     const T* bp = w + toff[t];
     for (int64_t c = 0; c < C; ++c, bp += NR) {
       if constexpr (Cfg::wide) {  // the weight rows 16 ahead (see above)
@@ -258,11 +264,13 @@ void conv_direct_tile(int64_t ntaps, const T* const* a, const T* w, const int64_
 #endif
 
 #if STRATA_CONV_BF16_PAIRS
-/// conv_direct_tile on bf16 channel pairs: a[t][r] point at bf16 rows of C (even) channels, w +
-/// toff[t] at a [C/2][NR][2] bf16 block (lane l of vector j: channels c and c + 1 of output j 16 + l).
+/// conv_direct_tile on bf16 channel pairs: a[t][r] (or a[r] + xoff[t]) point at bf16 rows of C (even)
+/// channels, w + toff[t] at a [C/2][NR][2] bf16 block (lane l of vector j: channels c and c + 1 of
+/// output j 16 + l).
 template <int MR, int NV>
 void conv_direct_tile_pairs(int64_t ntaps, const bf16* const* a, const bf16* w, const int64_t* toff, int64_t C,
-                            float* const* out, int mr, const float* bias = nullptr, bool relu = false) {
+                            float* const* out, int mr, const float* bias = nullptr, bool relu = false,
+                            const int64_t* xoff = nullptr) {
   constexpr int NR = ConvBlocking<float>::NR, VS = 16;
   static_assert(NR == NV * VS || NV == 1, "the pairs tile is the AVX-512 f32 tile");
   __m512 acc[MR][NV];
@@ -270,10 +278,14 @@ void conv_direct_tile_pairs(int64_t ntaps, const bf16* const* a, const bf16* w, 
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) acc[r][j] = bias ? _mm512_loadu_ps(bias + j * VS) : _mm512_setzero_ps();
-  for (int64_t t = 0; t < ntaps; ++t, a += MR) {
+  for (int64_t t = 0; t < ntaps; ++t) {
     const bf16* ap[MR];
+    if (xoff)
 #pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r) ap[r] = a[r];
+      for (int r = 0; r < MR; ++r) ap[r] = a[r] + xoff[t];
+    else
+#pragma GCC unroll 32
+      for (int r = 0; r < MR; ++r) ap[r] = a[t * MR + r];
     const bf16* bp = w + toff[t];
     for (int64_t c = 0; c < C; c += 2, bp += 2 * NR) {
 #pragma GCC unroll 4
@@ -472,7 +484,9 @@ inline std::vector<std::vector<int64_t>> conv_tap_classes(const std::vector<int6
 /// rows and columns, stride phases; each group through all nb images), so that the MR pixels of a
 /// tile share their taps and a padding tap is skipped, not multiplied by zeros. bias (nblocks NR
 /// values, or null) and relu: the tiles' epilogue. X: the element of src, zero and w: T, or bf16 for
-/// the pairs tile (STRATA_CONV_BF16_PAIRS; C even, w from conv_pack_pairs).
+/// the pairs tile (STRATA_CONV_BF16_PAIRS; C even, w from conv_pack_pairs). A tile whose pixels all
+/// use every tap (the interior) gets MR pointers and one offset per tap instead of the MR x taps
+/// table (which was ~11% of the cnn's 32 -> 32 sweep next to its tiles).
 template <class T, int MR = ConvBlocking<T>::MR, int NV = ConvBlocking<T>::NV, class X = T>
 void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t kW, const std::vector<int64_t>& rt,
                        const std::vector<int64_t>& ct, const X* src, int64_t src_image, const X* zero, const X* w,
@@ -493,16 +507,25 @@ void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t k
   const auto rcls = conv_tap_classes(rt, gh, kH), ccls = conv_tap_classes(ct, gw, kW);
   std::vector<std::array<int64_t, 2>> cells;  // (h, w) of every position, cell after cell
   std::vector<size_t> ends;                  // where each cell's positions end in `cells`
+  std::vector<char> full;                    // whether the cell's positions use every tap
+  auto all_taps = [](const std::vector<int64_t>& tab, int64_t h, int64_t k) {
+    for (int64_t i = 0; i < k; ++i)
+      if (tab[size_t(h * k + i)] < 0) return false;
+    return true;
+  };
   for (const auto& rc : rcls)
     for (const auto& cc : ccls) {
       for (int64_t h : rc)
         for (int64_t x : cc) cells.push_back({h, x});
       ends.push_back(cells.size());
+      full.push_back(all_taps(rt, rc[0], kH) && all_taps(ct, cc[0], kW));
     }
   size_t k = 0, cell = 0, begin = 0;
   int64_t n = 0;
+  bool all_full = true;  // every pixel of the tile so far uses every tap
   auto next = [&](int64_t& row, int64_t& base, const int64_t*& ro, const int64_t*& co) {
     const int64_t h = cells[k][0], x = cells[k][1];
+    all_full = all_full && full[cell];
     row = (n * gh + h) * gw + x, base = n * src_image, ro = rt.data() + h * kH, co = ct.data() + x * kW;
     if (++k < ends[cell]) return;
     if (++n < nb) k = begin;  // the same cell in the next image
@@ -510,6 +533,8 @@ void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t k
   };
   std::vector<const X*> a(size_t(kTiles * taps * MR));
   std::vector<int64_t> toff(static_cast<size_t>(kTiles * taps)), none(static_cast<size_t>(std::max(kH, kW)), -1);
+  std::vector<int64_t> xoff(static_cast<size_t>(kTiles * taps));  // per tile: its pixels' tap offsets, or -1
+  std::vector<char> uses_all(static_cast<size_t>(kTiles));
   std::vector<int64_t> vi(static_cast<size_t>(kH)), vj(static_cast<size_t>(kW));
   int64_t ntaps[kConvMaxTiles], base[MR];
   const int64_t* ro[MR];
@@ -519,11 +544,25 @@ void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t k
     const int64_t tiles = std::min(kTiles, (count - q0 + MR - 1) / MR);
     for (int64_t u = 0; u < tiles; ++u) {
       const int mr = int(std::min<int64_t>(MR, count - q0 - u * MR));
+      all_full = mr == MR;
       for (int r = 0; r < MR; ++r) {
         int64_t row = 0;
         if (r < mr) next(row, base[r], ro[r], co[r]);
         else base[r] = 0, ro[r] = co[r] = none.data();  // no pixel: all padding
         rows[u][r] = out_h + row * ld;
+      }
+      uses_all[size_t(u)] = all_full;
+      if (all_full) {  // interior pixels: every tap, at the same offsets from tap (0, 0) (the tables are affine there)
+        const X** at = a.data() + u * taps * MR;
+        for (int r = 0; r < MR; ++r) at[r] = src + base[r] + ro[r][0] + co[r][0];
+        for (int64_t i = 0; i < kH; ++i)
+          for (int64_t j = 0; j < kW; ++j) {
+            const int64_t t = i * kW + j;
+            xoff[size_t(u * taps + t)] = ro[0][i] - ro[0][0] + co[0][j] - co[0][0];
+            toff[size_t(u * taps + t)] = t * C * NR;
+          }
+        ntaps[u] = taps;
+        continue;
       }
       // the kernel rows and columns some pixel of the tile can use (all 3 x 3 inside an image; one
       // or two of them for dx of a stride-2 conv)
@@ -558,14 +597,15 @@ void conv_direct_sweep(int64_t nb, int64_t gh, int64_t gw, int64_t kH, int64_t k
         T* out[MR];
         for (int r = 0; r < MR; ++r) out[r] = rows[u][r] + ob * NR;
         const int mr = int(std::min<int64_t>(MR, count - q0 - u * MR));
+        const int64_t* xo = uses_all[size_t(u)] ? xoff.data() + u * taps : nullptr;
 #if STRATA_CONV_BF16_PAIRS
         if constexpr (std::is_same_v<X, bf16>)
           conv_direct_tile_pairs<MR, NV>(ntaps[u], a.data() + u * taps * MR, w + ob * block, toff.data() + u * taps, C,
-                                         out, mr, bias ? bias + ob * NR : nullptr, relu);
+                                         out, mr, bias ? bias + ob * NR : nullptr, relu, xo);
         else
 #endif
           conv_direct_tile<T, MR, NV>(ntaps[u], a.data() + u * taps * MR, w + ob * block, toff.data() + u * taps, C, out,
-                                      mr, bias ? bias + ob * NR : nullptr, relu);
+                                      mr, bias ? bias + ob * NR : nullptr, relu, xo);
       }
   }
 }
