@@ -33,6 +33,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -253,9 +254,10 @@ void conv_direct_tile(int64_t ntaps, const T* const* a, const T* w, const int64_
 // of adjacent channels per lane and instruction (acc += a[2l+1] b[2l+1], then += a[2l] b[2l]; a product
 // of two bf16 is exact in float), so a tile runs C / 2 steps of the fp32 tile's C, with the same MR x NR
 // registers. In NHWC a pixel's channels c, c + 1 are adjacent: one 32-bit broadcast; the weights are
-// packed as [C/2][NR][2] (conv_pack_pairs). Channels are padded to even with a zero. dw keeps the fp32
-// tiles on the rounded operands (its reduction runs over pixels, whose pairs would need another layout).
-// Without AVX512-BF16 the autocast path multiplies the rounded values in fp32 (the same products).
+// packed as [C/2][NR][2] (conv_pack_pairs). Channels are padded to even with a zero. dw reduces over
+// pixels: it pairs pixels instead (conv_dw_tile_pairs: x and dout re-laid as pixel pairs, runs that
+// start or end on half a pair zero the other half). Without AVX512-BF16 the autocast path multiplies
+// the rounded values in fp32 (the same products).
 // Tested through tests/bf16_emulation/ (the instruction emulated with AVX-512F).
 #if defined(__AVX512BF16__) && defined(__AVX512F__)
 #define STRATA_CONV_BF16_PAIRS 1
@@ -352,6 +354,74 @@ void conv_dw_tile(const ConvRun<T>* runs, int64_t nruns, int64_t xstep, int64_t 
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) acc[r][j].store(dst + r * ldd + j * VS);
 }
+
+#if STRATA_CONV_BF16_PAIRS
+/// A run of dw's pixels for the pairs tile: x at its first pixel in the pixel-paired x (x2: per
+/// pixel and channel the bf16 pair (x[p][c], x[p + step][c]) as 32 bits), s its first pixel's index
+/// in dout (pairs of dout pixels (2q, 2q + 1) are interleaved per channel: g2[q][o] = (g[2q][o],
+/// g[2q + 1][o])), len pixels.
+struct ConvPairRun {
+  const uint32_t* x;
+  int64_t s, len;
+};
+
+/// The bf16 pairs of two float rows already rounded to bf16: out[i] = (bf16(lo[i]), bf16(hi[i])) as
+/// 32 bits (lo in the low half), hi null: zeros (n values).
+inline void conv_pair_rows(const float* lo, const float* hi, uint32_t* out, int64_t n) {
+  int64_t i = 0;
+  if (hi) {
+    const __m512i top = _mm512_set1_epi32(int(0xffff0000u));
+    for (; i + 16 <= n; i += 16) {
+      const __m512i a = _mm512_castps_si512(_mm512_loadu_ps(lo + i)), b = _mm512_castps_si512(_mm512_loadu_ps(hi + i));
+      _mm512_storeu_si512(out + i, _mm512_or_si512(_mm512_srli_epi32(a, 16), _mm512_and_si512(b, top)));
+    }
+  }
+  for (; i < n; ++i)
+    out[i] = std::bit_cast<uint32_t>(lo[i]) >> 16 | (hi ? std::bit_cast<uint32_t>(hi[i]) & 0xffff0000u : 0u);
+}
+
+/// conv_dw_tile on pixel pairs (vdpbf16ps): dst[r][0, NV 16) += sum over the runs' pixels s of
+/// x[c0 + r] * g[s][goff + (0, NV 16)], two pixels per instruction. A run starting at an odd s begins
+/// with the pair (s - 1, s) and x's low half zeroed; one ending at an even s ends with (s, s + 1) and
+/// the high half zeroed (so the other pixel's dout is multiplied by 0: an infinite dout there would
+/// give NaN; training with one is lost anyway).
+template <int MR, int NV>
+void conv_dw_tile_pairs(const ConvPairRun* runs, int64_t nruns, int64_t xstep, int64_t c0, const uint32_t* g2,
+                        int64_t goff, int64_t ldg, float* dst, int64_t ldd) {
+  constexpr int VS = 16;
+  __m512 acc[MR][NV];
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc[r][j] = _mm512_loadu_ps(dst + r * ldd + j * VS);
+  // one pair of pixels: x pairs a[c0 + r] (Edge 1: high half only, 2: low half only), dout pair q
+  auto step = [&]<int Edge>(const uint32_t* a, int64_t q) {
+    const uint32_t* g = g2 + q * ldg + goff;
+    __m512bh bv[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) bv[j] = (__m512bh)_mm512_loadu_si512(g + j * VS);
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) {
+      const uint32_t v = Edge == 1 ? a[r] << 16 : (Edge == 2 ? a[r] & 0xffffu : a[r]);
+      const __m512bh ar = (__m512bh)_mm512_set1_epi32(int(v));
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], ar, bv[j]);
+    }
+  };
+  for (int64_t u = 0; u < nruns; ++u) {
+    const uint32_t* a = runs[u].x + c0;
+    int64_t s = runs[u].s;
+    const int64_t end = s + runs[u].len;
+    if (s & 1) step.template operator()<1>(a, s >> 1), a += xstep, ++s;
+    for (; s + 1 < end; s += 2, a += 2 * xstep) step.template operator()<0>(a, s >> 1);
+    if (s < end) step.template operator()<2>(a, s >> 1);
+  }
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) _mm512_storeu_ps(dst + r * ldd + j * VS, acc[r][j]);
+}
+#endif
 
 /// dw's tile height for Cin -> Cout (dwh's channels are rounded up to it; it names the tile):
 /// DW64_MR (AVX-512 f32, Cout a multiple of 64: 4 dout vectors and 6 broadcasts a pixel for 24
@@ -715,7 +785,7 @@ void conv_direct_fwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, i
 /// conv_direct_dw with the dw tile of MR channels x NV vectors.
 template <class T, int MR, int NV, class P>
 void conv_direct_dw_mr(const P& p, const T* x, const std::array<int64_t, 4>& xs, const T* gh, int64_t n0, int64_t nb,
-                       T* dwh, int64_t cpad, bool round_x) {
+                       T* dwh, int64_t cpad, bool round_x, [[maybe_unused]] bool pairs = false) {
   constexpr int NR = NV * ConvBlocking<T>::VS;
   const int64_t OH = p.OH(), OW = p.OW(), HW = p.H * p.W, Cin = p.Cin, cinpm = conv_round_up(Cin, MR);
   // x_h: x itself when channels-last and the tiles' reads past the last pixel's channels (up to
@@ -745,6 +815,25 @@ void conv_direct_dw_mr(const P& p, const T* x, const std::array<int64_t, 4>& xs,
   const int64_t kPixels = big ? 256 : 64;
   const int64_t rows_per = std::max<int64_t>(1, kPixels / OW), xstep = p.stride[1] * Cin;
   std::vector<ConvRun<T>> runs(static_cast<size_t>(rows_per));
+#if STRATA_CONV_BF16_PAIRS
+  // pairs (round_x, f32): x pixel-paired (x2[i] = the pair (x_h[i], x_h[i + xstep]), MR pairs of
+  // slack) and dout pixel-paired (g2[q][o] = (g[2q][o], g[2q + 1][o])), both from the rounded copies
+  std::vector<ConvPairRun> pruns(pairs ? static_cast<size_t>(rows_per) : 0);
+  const uint32_t* x2 = nullptr;
+  const uint32_t* g2 = nullptr;
+  if constexpr (std::is_same_v<T, float>)
+    if (pairs) {
+      const int64_t nx = nb * HW * Cin, S = nb * OH * OW;
+      uint32_t* xp = conv_scratch<uint32_t>(0, nx + MR);
+      conv_pair_rows(xh, xh + xstep, xp, std::max<int64_t>(0, nx - xstep));
+      for (int64_t i = std::max<int64_t>(0, nx - xstep); i < nx + MR; ++i)
+        xp[i] = i < nx ? std::bit_cast<uint32_t>(xh[i]) >> 16 : 0u;
+      uint32_t* gp = conv_scratch<uint32_t>(1, (S + 1) / 2 * cpad);
+      for (int64_t q = 0; q < S / 2; ++q) conv_pair_rows(gh + 2 * q * cpad, gh + (2 * q + 1) * cpad, gp + q * cpad, cpad);
+      if (S % 2) conv_pair_rows(gh + (S - 1) * cpad, nullptr, gp + S / 2 * cpad, cpad);
+      x2 = xp, g2 = gp;
+    }
+#endif
   for (int64_t r0 = 0; r0 < nb * OH; r0 += rows_per) {
     const int64_t r1 = std::min(nb * OH, r0 + rows_per);
     for (int64_t i = 0; i < p.kH; ++i)
@@ -756,9 +845,25 @@ void conv_direct_dw_mr(const P& p, const T* x, const std::array<int64_t, 4>& xs,
           const int64_t n = r / OH, ih = r % OH * p.stride[0] - p.padding[0] + i * p.dilation[0];
           if (ih < 0 || ih >= p.H) continue;
           const int64_t iw = zlo * p.stride[1] - p.padding[1] + j * p.dilation[1];
+#if STRATA_CONV_BF16_PAIRS
+          if (pairs) {
+            pruns[size_t(nruns++)] = {x2 + n * ximg + (ih * p.W + iw) * Cin, r * OW + zlo, zhi - zlo};
+            continue;
+          }
+#endif
           runs[size_t(nruns++)] = {xh + n * ximg + (ih * p.W + iw) * Cin, gh + (r * OW + zlo) * cpad, zhi - zlo};
         }
         T* dt = dwh + (i * p.kW + j) * cinpm * cpad;
+#if STRATA_CONV_BF16_PAIRS
+        if constexpr (std::is_same_v<T, float>)
+          if (pairs) {
+            for (int64_t c0 = 0; c0 < cinpm; c0 += MR)
+              for (int64_t ob = 0; ob < cpad / NR; ++ob)
+                conv_dw_tile_pairs<MR, NV>(pruns.data(), nruns, xstep, c0, g2, ob * NR, cpad, dt + c0 * cpad + ob * NR,
+                                           cpad);
+            continue;
+          }
+#endif
         for (int64_t c0 = 0; c0 < cinpm; c0 += MR)
           for (int64_t ob = 0; ob < cpad / NR; ++ob)
             conv_dw_tile<T, MR, NV>(runs.data(), nruns, xstep, c0, ob * NR, cpad, dt + c0 * cpad + ob * NR, cpad);
@@ -770,13 +875,13 @@ void conv_direct_dw_mr(const P& p, const T* x, const std::array<int64_t, 4>& xs,
 /// channels a pixel), with the dw tile that mr names (conv_dw_mr); round_x: x rounded to bf16.
 template <class T, class P>
 void conv_direct_dw(const P& p, const T* x, const std::array<int64_t, 4>& xs, const T* gh, int64_t n0, int64_t nb,
-                    T* dwh, int64_t cpad, int mr, bool round_x = false) {
+                    T* dwh, int64_t cpad, int mr, bool round_x = false, bool pairs = false) {
   using Cfg = ConvBlocking<T>;
   if constexpr (Cfg::dw64)
     if (mr == Cfg::DW64_MR)
-      return conv_direct_dw_mr<T, Cfg::DW64_MR, Cfg::DW64_NV>(p, x, xs, gh, n0, nb, dwh, cpad, round_x);
-  if (mr != Cfg::MR) return conv_direct_dw_mr<T, Cfg::DW_MR, Cfg::NV>(p, x, xs, gh, n0, nb, dwh, cpad, round_x);
-  conv_direct_dw_mr<T, Cfg::MR, Cfg::NV>(p, x, xs, gh, n0, nb, dwh, cpad, round_x);
+      return conv_direct_dw_mr<T, Cfg::DW64_MR, Cfg::DW64_NV>(p, x, xs, gh, n0, nb, dwh, cpad, round_x, pairs);
+  if (mr != Cfg::MR) return conv_direct_dw_mr<T, Cfg::DW_MR, Cfg::NV>(p, x, xs, gh, n0, nb, dwh, cpad, round_x, pairs);
+  conv_direct_dw_mr<T, Cfg::MR, Cfg::NV>(p, x, xs, gh, n0, nb, dwh, cpad, round_x, pairs);
 }
 
 /// Backward of images [n0, n0 + nb): dx (null: skip) from wd (conv_pack_wd), and dwh[t][c][o] +=
@@ -833,7 +938,9 @@ void conv_direct_bwd(const P& p, const T* x, const std::array<int64_t, 4>& xs, c
     else if (!channels_last)
       conv_from_nhwc<T>(dxh, cinpad, nb, Cin, HW, nullptr, dx + n0 * Cin * HW);
   }
-  if (dwh) conv_direct_dw<T>(p, x, xs, gh, n0, nb, dwh, cpad, conv_dw_mr<T>(Cin, Cout), round);
+  // dw on pixel pairs with the pairs tile wherever autocast runs it (STRATA_CONV_BF16_PAIRS, f32)
+  const bool pairs = STRATA_CONV_BF16_PAIRS && std::is_same_v<T, float> && round;
+  if (dwh) conv_direct_dw<T>(p, x, xs, gh, n0, nb, dwh, cpad, conv_dw_mr<T>(Cin, Cout), round, pairs);
 }
 
 }  // namespace strata::cpu::detail

@@ -1,8 +1,9 @@
-// The direct conv's bf16 pairs tile (STRATA_CONV_BF16_PAIRS: autocast's forward and dx on vdpbf16ps,
-// kernels/cpu/conv_direct.hpp), run with the instruction emulated (emulated_dpbf16.hpp): conv2d's
-// kernels with round_bf16 on the direct path against the references on bf16-rounded copies, forward
-// (bias, ReLU, NCHW and channels-last out), dx, dw and db; odd channel counts (a zero pads the last
-// pair), one-vector outputs (the narrow tile), strides, dilation, a strided view and a channels-last x.
+// The direct conv's bf16 pairs tiles (STRATA_CONV_BF16_PAIRS, kernels/cpu/conv_direct.hpp: autocast's
+// forward and dx on channel pairs, dw on pixel pairs, vdpbf16ps), run with the instruction emulated
+// (emulated_dpbf16.hpp): conv2d's kernels with round_bf16 on the direct path against the references on
+// bf16-rounded copies, forward (bias, ReLU, NCHW and channels-last out), dx, dw (with dx and alone)
+// and db; odd channel counts (a zero pads the last pair), one-vector outputs (the narrow tile),
+// strides, dilation, a strided view and a channels-last x.
 // Called from gemm_bf16_emulated.cpp's main.
 #include "emulated_dpbf16.hpp"  // first: the emulated vdpbf16ps
 
@@ -119,6 +120,14 @@ int check(const ConvCase& c, std::mt19937& g) {
     bad += compare("dw", c, out_cl, dw, dw_want, c.B * ohw);
     bad += compare("db", c, out_cl, db, db_ref, c.B * ohw);
     if (bwd_calls == 0 && ++bad) std::printf("FAIL conv pairs dx: no vdpbf16ps ran\n");
+    // dw alone (a first layer's backward) runs on the pixel pairs too
+    std::vector<float> dw2(w.size());
+    p.round_bf16 = true;
+    const long before_dw = dpbf16_calls.load();
+    cpu::conv2d_bwd_kernel<float>(p, xstore.data(), xs, w.data(), gin.data(), nullptr, dw2.data(), nullptr,
+                                  cpu::ConvAlgo::direct, out_cl);
+    if (dpbf16_calls.load() == before_dw && ++bad) std::printf("FAIL conv pairs dw: no vdpbf16ps ran\n");
+    bad += compare("dw alone", c, out_cl, dw2, dw_want, c.B * ohw);
   }
   return bad;
 }
