@@ -25,6 +25,12 @@
 //             the prefetches the 16 x 16 blocks were only 1.1-1.3x from memory; 4 lines ahead about
 //             the same as 2, 8 lines slower; before conv_transpose16 was always_inline, GCC passed
 //             the 16 registers through the stack and v1 was no faster than v0.
+//   tried, dropped: non-temporal stores in conv_from_nhwc where HW is a multiple of 16 (28 x 28):
+//             from memory 15.6 -> 22.4 GB/s, but 0.9x when the output stays in L2, the next op (batch
+//             norm) would read the output from memory, and the gain is ~1 ms per pass at batch 256.
+//             Keeping the forward's NHWC x for dw (no third transpose per conv in training): the
+//             forward would write a whole NHWC activation to memory instead of an L2 scratch per
+//             chunk, about the traffic the backward's transpose saves; not done.
 // Every version is checked bit-exact against a plain loop (tails, bf16 rounding) before timing.
 // Build: the bench target bench_conv_layout (cmake -DSTRATA_BUILD_BENCH=ON); run:
 //   build/bench/bench_conv_layout [rounds]

@@ -111,22 +111,22 @@ inline constexpr int64_t kConvL2Bytes = int64_t(512) << 10;
 /// values (the AVX2 8 x 8 block takes 24 for 64).
 [[gnu::always_inline]] inline void conv_transpose16(__m512 (&r)[16]) {
   __m512 t[16];
-#pragma GCC unroll 8
+STRATA_UNROLL(8)
   for (int i = 0; i < 16; i += 2) t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]), t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
   // r[4 i + j] lane L: column 4 L + j of rows 4 i .. 4 i + 3
-#pragma GCC unroll 4
+STRATA_UNROLL(4)
   for (int i = 0; i < 16; i += 4) {
     const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]), c = _mm512_castps_pd(t[i + 2]),
                   d = _mm512_castps_pd(t[i + 3]);
     r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c)), r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
     r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d)), r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
   }
-#pragma GCC unroll 4
+STRATA_UNROLL(4)
   for (int j = 0; j < 4; ++j) {
     t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), t[j + 4] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
     t[j + 8] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88), t[j + 12] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
   }
-#pragma GCC unroll 4
+STRATA_UNROLL(4)
   for (int j = 0; j < 4; ++j) {
     r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88), r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xDD);
     r[j + 4] = _mm512_shuffle_f32x4(t[j + 4], t[j + 12], 0x88), r[j + 12] = _mm512_shuffle_f32x4(t[j + 4], t[j + 12], 0xDD);
@@ -165,16 +165,16 @@ void conv_transpose_block(const T* src, int64_t ss, T* dst, int64_t ds, int64_t 
     };
     __m512 r[16];
     if (rows == 16 && cols == 16) {
-#pragma GCC unroll 16
+STRATA_UNROLL(16)
       for (int c = 0; c < 16; ++c) load(r[c], src + c * ss, 0xFFFF);
       conv_transpose16(r);
-#pragma GCC unroll 16
+STRATA_UNROLL(16)
       for (int k = 0; k < 16; ++k) _mm512_storeu_ps(dst + k * ds, add ? _mm512_add_ps(r[k], _mm512_set1_ps(add[k])) : r[k]);
       return;
     }
     if (rows <= 16 && cols <= 16) {  // a partial block: rows past `rows` are zeros, never stored
       const __mmask16 lm = __mmask16((1u << cols) - 1), sm = __mmask16((1u << rows) - 1);
-#pragma GCC unroll 16
+STRATA_UNROLL(16)
       for (int c = 0; c < 16; ++c)
         if (c < rows) load(r[c], src + c * ss, lm);
         else r[c] = _mm512_setzero_ps();
