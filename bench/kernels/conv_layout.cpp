@@ -28,6 +28,9 @@
 //   tried, dropped: non-temporal stores in conv_from_nhwc where HW is a multiple of 16 (28 x 28):
 //             from memory 15.6 -> 22.4 GB/s, but 0.9x when the output stays in L2, the next op (batch
 //             norm) would read the output from memory, and the gain is ~1 ms per pass at batch 256.
+//             The 128-bit lane stages done by the loads (a 128-bit load and 3 vinsertf32x4 from memory
+//             per register, ports 0 and 5, then in-lane 4 x 4 transposes: 32 port-5 shuffles instead
+//             of 64): no faster in L2 or from memory (2 x 9 rounds against v0, binaries alternating).
 //             Keeping the forward's NHWC x for dw (no third transpose per conv in training): the
 //             forward would write a whole NHWC activation to memory instead of an L2 scratch per
 //             chunk, about the traffic the backward's transpose saves; not done.
