@@ -25,6 +25,12 @@
 //             the prefetches the 16 x 16 blocks were only 1.1-1.3x from memory; 4 lines ahead about
 //             the same as 2, 8 lines slower; before conv_transpose16 was always_inline, GCC passed
 //             the 16 registers through the stack and v1 was no faster than v0.
+//             In the model: the cnn's three direct conv layers (32->32 at 28x28, 32->64 and 64->64 at
+//             14x14, 3x3, batch 256, 2 threads), forward + backward through conv2d_fwd_kernel /
+//             conv2d_bwd_kernel, old and new transposes alternating in one process (a flag in a scratch
+//             copy of the header): 1.09x (per-round ratio IQR 1.04-1.15; 1.05-1.12x per layer; 2 runs,
+//             load ~4.5). perf of bench_e2e_train --model cnn (20 batches, 2 runs): the transposes'
+//             CPU time 1.9-2.0 s -> 1.1-1.2 s of ~15 s (12.3% -> 8.2% of samples).
 //   tried, dropped: non-temporal stores in conv_from_nhwc where HW is a multiple of 16 (28 x 28):
 //             from memory 15.6 -> 22.4 GB/s, but 0.9x when the output stays in L2, the next op (batch
 //             norm) would read the output from memory, and the gain is ~1 ms per pass at batch 256.
