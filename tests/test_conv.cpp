@@ -6,7 +6,9 @@
 #include <catch2/catch.hpp>
 
 #include <bit>
+#include <cstring>
 #include <limits>
+#include <random>
 #include <sstream>
 
 #include "helpers.hpp"
@@ -257,6 +259,47 @@ TEST_CASE("conv2d direct path: narrow tiles (16 channels), 1x1 forwards by GEMM,
         (avx512 ? cpu::ConvAlgo::im2col : cpu::ConvAlgo::direct));
   CHECK(cpu::conv2d_choose(one, 1e9, cpu::ConvAlgo::automatic, cpu::ConvPass::any) == cpu::ConvAlgo::direct);
   CHECK(cpu::conv2d_choose(wide_in, 1e9, cpu::ConvAlgo::automatic, cpu::ConvPass::fwd) == cpu::ConvAlgo::direct);
+}
+
+TEST_CASE("conv2d direct path: NCHW <-> NHWC transposes with tails, strides, bf16 rounding, bias", "[conv]") {
+  // conv_to_nhwc / conv_from_nhwc bit for bit against plain loops: channels and pixels that are not
+  // multiples of the vector blocks (AVX2 8 x 8, scalar tails; AVX-512 16 x 16, masked partial
+  // blocks), full blocks only, rows padded (a run per row), a W stride (the scalar loop), NHWC rows
+  // ld > C, rounding to bf16 (NaN and ties included), a bias on the way back
+  std::mt19937 gen(5);
+  std::uniform_real_distribution<float> u(-4, 4);
+  for (const auto& [nb, C, H, W] : std::vector<std::array<int64_t, 4>>{
+           {2, 32, 4, 8}, {2, 37, 5, 7}, {1, 16, 3, 16}, {3, 9, 2, 3}, {1, 64, 14, 14}, {2, 17, 1, 33}}) {
+    for (int mode = 0; mode < 4; ++mode) {  // 0 contiguous, 1 rows padded, 2 W stride 2, 3 rounded
+      const int64_t ws = mode == 1 ? W + 3 : W, s3 = mode == 2 ? 2 : 1, ld = C + (mode == 1 ? 5 : 0);
+      const std::array<int64_t, 4> xs{C * H * ws * s3 + 7, H * ws * s3, ws * s3, s3};
+      std::vector<float> x(size_t(nb * xs[0])), bias(static_cast<size_t>(C));
+      for (float& v : x) v = u(gen);
+      for (float& v : bias) v = u(gen);
+      x[3] = std::numeric_limits<float>::quiet_NaN(), x[4] = std::bit_cast<float>(0x3f808000u);  // a tie
+      const bool round = mode == 3;
+      std::vector<float> xh(size_t(nb * H * W * ld), -1.f), want(xh.size(), -1.f);
+      for (int64_t n = 0; n < nb; ++n)
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t h = 0; h < H; ++h)
+            for (int64_t w = 0; w < W; ++w) {
+              const float v = x[size_t(n * xs[0] + c * xs[1] + h * xs[2] + w * xs[3])];
+              want[size_t(((n * H + h) * W + w) * ld + c)] = round ? cpu::round_to_bf16(v) : v;
+            }
+      INFO("nb " << nb << " C " << C << " H " << H << " W " << W << " mode " << mode);
+      cpu::detail::conv_to_nhwc<float>(x.data(), xs, nb, C, H, W, xh.data(), ld, round);
+      CHECK(std::memcmp(xh.data(), want.data(), xh.size() * sizeof(float)) == 0);
+      for (const float* b : {static_cast<const float*>(nullptr), static_cast<const float*>(bias.data())}) {
+        std::vector<float> out(size_t(nb * C * H * W)), wout(out.size());
+        for (int64_t n = 0; n < nb; ++n)
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t k = 0; k < H * W; ++k)
+              wout[size_t((n * C + c) * H * W + k)] = want[size_t((n * H * W + k) * ld + c)] + (b ? b[c] : 0.f);
+        cpu::detail::conv_from_nhwc<float>(want.data(), ld, nb, C, H * W, b, out.data());
+        CHECK(std::memcmp(out.data(), wout.data(), out.size() * sizeof(float)) == 0);
+      }
+    }
+  }
 }
 
 TEST_CASE("conv2d matches PyTorch on a grouped, strided, dilated case", "[conv]") {

@@ -106,13 +106,86 @@ inline constexpr int64_t kConvL2Bytes = int64_t(512) << 10;
 
 // ================================================================================ layouts
 
+#if defined(__AVX512F__)
+/// Transposes 16 x 16 floats in registers: r[k] lane c = r[c] lane k before. unpacklo/hi_ps,
+/// unpacklo/hi_pd, then two rounds of 128-bit lane shuffles (shuffle_f32x4): 64 shuffles for 256
+/// values (the AVX2 8 x 8 block takes 24 for 64).
+[[gnu::always_inline]] inline void conv_transpose16(__m512 (&r)[16]) {
+  __m512 t[16];
+STRATA_UNROLL(8)
+  for (int i = 0; i < 16; i += 2) t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]), t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  // r[4 i + j] lane L: column 4 L + j of rows 4 i .. 4 i + 3
+STRATA_UNROLL(4)
+  for (int i = 0; i < 16; i += 4) {
+    const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]), c = _mm512_castps_pd(t[i + 2]),
+                  d = _mm512_castps_pd(t[i + 3]);
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c)), r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d)), r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+STRATA_UNROLL(4)
+  for (int j = 0; j < 4; ++j) {
+    t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), t[j + 4] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
+    t[j + 8] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88), t[j + 12] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
+  }
+STRATA_UNROLL(4)
+  for (int j = 0; j < 4; ++j) {
+    r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88), r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xDD);
+    r[j + 4] = _mm512_shuffle_f32x4(t[j + 4], t[j + 12], 0x88), r[j + 12] = _mm512_shuffle_f32x4(t[j + 4], t[j + 12], 0xDD);
+  }
+}
+#endif
+
+/// Rows x columns of conv_transpose_block's vector blocks: 16 x 16 floats on AVX-512, else 8 x 8.
+template <class T>
+inline constexpr int64_t kConvTransposeBlock =
+#if defined(__AVX512F__)
+    std::is_same_v<T, float> ? 16 : 8;
+#else
+    8;
+#endif
+
+/// Elements ahead that the AVX-512 transposes prefetch along each of their 16-64 row streams (a
+/// channel plane, 3 KB at 28 x 28): 2 lines. The hardware prefetchers alone left conv_to_nhwc and
+/// conv_from_nhwc on a whole activation (25.7 MB, from memory) at 13-14 GB/s against a memcpy's
+/// 17-20; with it 18-21 (bench/kernels/conv_layout.cpp; 4 lines: about the same, 8: slower).
+inline constexpr int64_t kConvTransposeAhead = 32;
+
 /// dst[k ds + c] = src[c ss + k] (+ add[k] when add is not null) for c < rows, k < cols: a block
-/// transpose. Full 8 x 8 float blocks go through AVX2 shuffles (unpack, shuffle, 128-bit permute:
-/// the usual 24-instruction transpose); other blocks through a scalar loop. Round: each src value
-/// rounded to bf16 (round_to_bf16, autocast's operands) on the way.
+/// transpose. AVX-512, floats: any block up to 16 x 16 in registers (conv_transpose16), partial
+/// ones through masked loads and stores (14 x 14 maps: 196 pixels = 12 blocks + 4). AVX2: full
+/// 8 x 8 float blocks through shuffles (unpack, shuffle, 128-bit permute: the usual 24-instruction
+/// transpose); other blocks through a scalar loop. Round: each src value rounded to bf16
+/// (round_to_bf16, autocast's operands) on the way.
 template <class T, bool Round = false>
 void conv_transpose_block(const T* src, int64_t ss, T* dst, int64_t ds, int64_t rows, int64_t cols, const T* add) {
-#if defined(__AVX2__)
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    auto load = [&](__m512& v, const float* s, __mmask16 m) {
+      v = _mm512_maskz_loadu_ps(m, s);
+      if constexpr (Round) v = round_to_bf16_ps(v);
+    };
+    __m512 r[16];
+    if (rows == 16 && cols == 16) {
+STRATA_UNROLL(16)
+      for (int c = 0; c < 16; ++c) load(r[c], src + c * ss, 0xFFFF);
+      conv_transpose16(r);
+STRATA_UNROLL(16)
+      for (int k = 0; k < 16; ++k) _mm512_storeu_ps(dst + k * ds, add ? _mm512_add_ps(r[k], _mm512_set1_ps(add[k])) : r[k]);
+      return;
+    }
+    if (rows <= 16 && cols <= 16) {  // a partial block: rows past `rows` are zeros, never stored
+      const __mmask16 lm = __mmask16((1u << cols) - 1), sm = __mmask16((1u << rows) - 1);
+STRATA_UNROLL(16)
+      for (int c = 0; c < 16; ++c)
+        if (c < rows) load(r[c], src + c * ss, lm);
+        else r[c] = _mm512_setzero_ps();
+      conv_transpose16(r);
+      for (int k = 0; k < cols; ++k)
+        _mm512_mask_storeu_ps(dst + k * ds, sm, add ? _mm512_add_ps(r[k], _mm512_set1_ps(add[k])) : r[k]);
+      return;
+    }
+  }
+#elif defined(__AVX2__)
   if constexpr (std::is_same_v<T, float>) {
     if (rows == 8 && cols == 8) {
       auto row = [&](int64_t c) {
@@ -152,7 +225,7 @@ void conv_transpose_block(const T* src, int64_t ss, T* dst, int64_t ds, int64_t 
 template <class T>
 void conv_to_nhwc(const T* x, const std::array<int64_t, 4>& xs, int64_t nb, int64_t C, int64_t H, int64_t W, T* xh,
                   int64_t ld, bool round = false) {
-  constexpr int64_t kBlock = 8;  // 8 channels x 8 pixels at a time
+  constexpr int64_t kBlock = kConvTransposeBlock<T>;  // channels x pixels at a time
   // contiguous planes are one run of H W pixels; otherwise each row is a run
   const bool flat = xs[3] == 1 && xs[2] == W;
   const int64_t runs = flat ? 1 : H, len = flat ? H * W : W;
@@ -165,6 +238,8 @@ void conv_to_nhwc(const T* x, const std::array<int64_t, 4>& xs, int64_t nb, int6
         if (xs[3] == 1)
           for (int64_t c0 = 0; c0 < C; c0 += kBlock) {
             const int64_t cn = std::min(kBlock, C - c0);
+            if constexpr (kBlock == 16)
+              for (int64_t c = 0; c < cn; ++c) __builtin_prefetch(src + (c0 + c) * xs[1] + kConvTransposeAhead);
             if (round) conv_transpose_block<T, true>(src + c0 * xs[1], xs[1], dst + c0, ld, cn, wn, nullptr);
             else conv_transpose_block<T>(src + c0 * xs[1], xs[1], dst + c0, ld, cn, wn, nullptr);
           }
@@ -180,12 +255,16 @@ void conv_to_nhwc(const T* x, const std::array<int64_t, 4>& xs, int64_t nb, int6
 /// out[n][c][k] = xh[n][k][c] + (bias ? bias[c] : 0) for c < C, k < HW; xh rows are ld apart.
 template <class T>
 void conv_from_nhwc(const T* xh, int64_t ld, int64_t nb, int64_t C, int64_t HW, const T* bias, T* out) {
-  constexpr int64_t kBlock = 8;
+  constexpr int64_t kBlock = kConvTransposeBlock<T>;
   for (int64_t n = 0; n < nb; ++n) {
     for (int64_t k0 = 0; k0 < HW; k0 += kBlock)
-      for (int64_t c0 = 0; c0 < C; c0 += kBlock)
+      for (int64_t c0 = 0; c0 < C; c0 += kBlock) {
+        if constexpr (kBlock == 16)  // for writing
+          for (int64_t c = c0; c < std::min(C, c0 + kBlock); ++c)
+            __builtin_prefetch(out + (n * C + c) * HW + k0 + kConvTransposeAhead, 1);
         conv_transpose_block<T>(xh + (n * HW + k0) * ld + c0, ld, out + (n * C + c0) * HW + k0, HW,
                                 std::min(kBlock, HW - k0), std::min(kBlock, C - c0), bias ? bias + c0 : nullptr);
+      }
   }
 }
 
