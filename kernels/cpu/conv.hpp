@@ -340,22 +340,22 @@ void conv_depthwise_rows(const Conv2dParams& p, const T* r0, int64_t rstep, cons
   using V = Vec<T>;
   constexpr int VS = V::size;
   V acc[ROWS][NVEC];
-STRATA_UNROLL(4)
+  STRATA_UNROLL(4)
   for (int r = 0; r < ROWS; ++r)
-STRATA_UNROLL(4)
+    STRATA_UNROLL(4)
     for (int k = 0; k < NVEC; ++k) acc[r][k] = V(bo);
   for (int64_t i = 0; i < p.kH; ++i)
     for (int64_t j = 0; j < p.kW; ++j) {
       const V wv(wo[i * p.kW + j]);
       const T* src = r0 + i * dh + z0 + j * dw;
-STRATA_UNROLL(4)
+      STRATA_UNROLL(4)
       for (int r = 0; r < ROWS; ++r)
-STRATA_UNROLL(4)
+        STRATA_UNROLL(4)
         for (int k = 0; k < NVEC; ++k) acc[r][k] = vfmadd(wv, V::load(src + r * rstep + k * VS), acc[r][k]);
     }
-STRATA_UNROLL(4)
+  STRATA_UNROLL(4)
   for (int r = 0; r < ROWS; ++r)
-STRATA_UNROLL(4)
+    STRATA_UNROLL(4)
     for (int k = 0; k < NVEC; ++k) {
       if (relu) acc[r][k] = vmax(V(T(0)), acc[r][k]);
       const int64_t z = z0 + k * VS;
@@ -429,10 +429,10 @@ void conv_depthwise_fwd(const Conv2dParams& p, const T* x, const ConvStrides& xs
               for (int64_t j = 0; j < p.kW; ++j) {
                 const V wv(wo[i * p.kW + j]);
                 const T* src = r0 + i * dh + z0 + j * dw;
-STRATA_UNROLL(4)
+                STRATA_UNROLL(4)
                 for (int k = 0; k < 4; ++k) acc[k] = vfmadd(wv, V::load(src + k * VS), acc[k]);
               }
-STRATA_UNROLL(4)
+            STRATA_UNROLL(4)
             for (int k = 0; k < 4; ++k) {
               if (relu) acc[k] = vmax(V(T(0)), acc[k]);
               const int64_t z = z0 + k * VS;
@@ -466,14 +466,14 @@ void conv_depthwise_dw_row(const T* g, const T* r0, int64_t OW, int64_t dh, int6
   constexpr int kRegs = KH > 0 ? KH * KW : 1;
   V a[kRegs];
   if constexpr (KH > 0) {
-STRATA_UNROLL(16)
+    STRATA_UNROLL(16)
     for (int t = 0; t < kRegs; ++t) a[t] = acc[t];
   }
   auto step = [&](int64_t z0, const V gv) {
     if constexpr (KH > 0) {
-STRATA_UNROLL(16)
+      STRATA_UNROLL(16)
       for (int i = 0; i < KH; ++i)
-STRATA_UNROLL(16)
+        STRATA_UNROLL(16)
         for (int j = 0; j < KW; ++j) a[i * KW + j] = vfmadd(gv, V::load(r0 + i * dh + z0 + j * dw), a[i * KW + j]);
     } else {
       for (int64_t i = 0; i < kh; ++i)
@@ -497,7 +497,7 @@ STRATA_UNROLL(16)
     }
   }
   if constexpr (KH > 0) {
-STRATA_UNROLL(16)
+    STRATA_UNROLL(16)
     for (int t = 0; t < kRegs; ++t) acc[t] = a[t];
   }
 }
@@ -606,22 +606,22 @@ void conv_stem_fwd(const Conv2dParams& p, const T* x, const ConvStrides& xs, con
           for (int64_t o0 = 0; o0 < cpad; o0 += NV * VS) {
             const int nv = int(std::min<int64_t>(NV, (cpad - o0) / VS));
             V acc[ZB][NV];
-STRATA_UNROLL(4)
+            STRATA_UNROLL(4)
             for (int v = 0; v < NV; ++v) {
               const V bv = v < nv ? V::load(bias.data() + o0 + v * VS) : V(T(0));
-STRATA_UNROLL(3)
+              STRATA_UNROLL(3)
               for (int q = 0; q < ZB; ++q) acc[q][v] = bv;
             }
             for (int64_t t = 0; t < kk; ++t) {
               const T* wr = wt.data() + t * cpad + o0;
               const T* xr = r0 + toff[size_t(t)] + z0 * sw;
               V wv[NV];
-STRATA_UNROLL(4)
+              STRATA_UNROLL(4)
               for (int v = 0; v < NV; ++v) wv[v] = v < nv ? V::load(wr + v * VS) : V(T(0));
-STRATA_UNROLL(3)
+              STRATA_UNROLL(3)
               for (int q = 0; q < ZB; ++q) {
                 const V xv(xr[q * sw]);  // past OW: inside the plane's slack, ignored
-STRATA_UNROLL(4)
+                STRATA_UNROLL(4)
                 for (int v = 0; v < NV; ++v) acc[q][v] = vfmadd(xv, wv[v], acc[q][v]);
               }
             }
@@ -669,9 +669,9 @@ void conv_stem_dw(const Conv2dParams& p, const T* x, const ConvStrides& xs, cons
         for (int64_t o0 = 0; o0 < C; o0 += NV * VS) {
           const int64_t on = std::min<int64_t>(NV * VS, C - o0);
           V acc[KK][NV];
-STRATA_UNROLL(9)
+          STRATA_UNROLL(9)
           for (int t = 0; t < KK; ++t)
-STRATA_UNROLL(2)
+            STRATA_UNROLL(2)
             for (int v = 0; v < NV; ++v) acc[t][v] = V(T(0));
           for (int64_t y = 0; y < OH; ++y) {
             const T* r0 = xp + y * p.stride[0] * wp;
@@ -685,7 +685,7 @@ STRATA_UNROLL(2)
               }
               const V g0 = V::load(gp), g1 = V::load(gp + VS);
               const T* xr = r0 + z * p.stride[1];
-STRATA_UNROLL(9)
+              STRATA_UNROLL(9)
               for (int t = 0; t < KK; ++t) {
                 if (t >= kk) break;
                 const V xv(xr[toff[size_t(t)]]);

@@ -112,22 +112,22 @@ inline constexpr int64_t kConvL2Bytes = int64_t(512) << 10;
 /// values (the AVX2 8 x 8 block takes 24 for 64).
 [[gnu::always_inline]] inline void conv_transpose16(__m512 (&r)[16]) {
   __m512 t[16];
-STRATA_UNROLL(8)
+  STRATA_UNROLL(8)
   for (int i = 0; i < 16; i += 2) t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]), t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
   // r[4 i + j] lane L: column 4 L + j of rows 4 i .. 4 i + 3
-STRATA_UNROLL(4)
+  STRATA_UNROLL(4)
   for (int i = 0; i < 16; i += 4) {
     const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]), c = _mm512_castps_pd(t[i + 2]),
                   d = _mm512_castps_pd(t[i + 3]);
     r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c)), r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
     r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d)), r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
   }
-STRATA_UNROLL(4)
+  STRATA_UNROLL(4)
   for (int j = 0; j < 4; ++j) {
     t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), t[j + 4] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
     t[j + 8] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88), t[j + 12] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
   }
-STRATA_UNROLL(4)
+  STRATA_UNROLL(4)
   for (int j = 0; j < 4; ++j) {
     r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88), r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xDD);
     r[j + 4] = _mm512_shuffle_f32x4(t[j + 4], t[j + 12], 0x88), r[j + 12] = _mm512_shuffle_f32x4(t[j + 4], t[j + 12], 0xDD);
@@ -166,16 +166,16 @@ void conv_transpose_block(const T* src, int64_t ss, T* dst, int64_t ds, int64_t 
     };
     __m512 r[16];
     if (rows == 16 && cols == 16) {
-STRATA_UNROLL(16)
+      STRATA_UNROLL(16)
       for (int c = 0; c < 16; ++c) load(r[c], src + c * ss, 0xFFFF);
       conv_transpose16(r);
-STRATA_UNROLL(16)
+      STRATA_UNROLL(16)
       for (int k = 0; k < 16; ++k) _mm512_storeu_ps(dst + k * ds, add ? _mm512_add_ps(r[k], _mm512_set1_ps(add[k])) : r[k]);
       return;
     }
     if (rows <= 16 && cols <= 16) {  // a partial block: rows past `rows` are zeros, never stored
       const __mmask16 lm = __mmask16((1u << cols) - 1), sm = __mmask16((1u << rows) - 1);
-STRATA_UNROLL(16)
+      STRATA_UNROLL(16)
       for (int c = 0; c < 16; ++c)
         if (c < rows) load(r[c], src + c * ss, lm);
         else r[c] = _mm512_setzero_ps();
@@ -206,7 +206,7 @@ STRATA_UNROLL(16)
                      _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
                      _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
                      _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
-STRATA_UNROLL(8)
+      STRATA_UNROLL(8)
       for (int k = 0; k < 8; ++k) _mm256_storeu_ps(dst + k * ds, add ? _mm256_add_ps(o[k], _mm256_set1_ps(add[k])) : o[k]);
       return;
     }
@@ -287,42 +287,42 @@ void conv_direct_tile(int64_t ntaps, const T* const* a, const T* w, const int64_
   using V = Vec<T>;
   constexpr int NR = Cfg::NR, VS = Cfg::VS;  // NR: the packed weight rows' stride (NV VS or more)
   V acc[MR][NV];
-STRATA_UNROLL(32)
+  STRATA_UNROLL(32)
   for (int r = 0; r < MR; ++r)
-STRATA_UNROLL(4)
+    STRATA_UNROLL(4)
     for (int j = 0; j < NV; ++j) acc[r][j] = bias ? V::load(bias + j * VS) : V(T(0));
   for (int64_t t = 0; t < ntaps; ++t) {
     const T* ap[MR];
     if (xoff)
-STRATA_UNROLL(32)
+      STRATA_UNROLL(32)
       for (int r = 0; r < MR; ++r) ap[r] = a[r] + xoff[t];
     else
-STRATA_UNROLL(32)
+      STRATA_UNROLL(32)
       for (int r = 0; r < MR; ++r) ap[r] = a[t * MR + r];
     const T* bp = w + toff[t];
     for (int64_t c = 0; c < C; ++c, bp += NR) {
       if constexpr (Cfg::wide) {  // the weight rows 16 ahead (see above)
-STRATA_UNROLL(4)
+        STRATA_UNROLL(4)
         for (int j = 0; j < NV; ++j) __builtin_prefetch(bp + 16 * NR + j * VS);
       }
       V bv[NV];
-STRATA_UNROLL(4)
+      STRATA_UNROLL(4)
       for (int j = 0; j < NV; ++j) bv[j] = V::load(bp + j * VS);
-STRATA_UNROLL(32)
+      STRATA_UNROLL(32)
       for (int r = 0; r < MR; ++r) {
         const V ar(ap[r][c]);
-STRATA_UNROLL(4)
+        STRATA_UNROLL(4)
         for (int j = 0; j < NV; ++j) acc[r][j] = gemm_madd<V>(ar, bv[j], acc[r][j]);
       }
     }
   }
   if (relu)  // vmax(0, v) keeps a NaN, as torch.relu
     for (int r = 0; r < mr; ++r)
-STRATA_UNROLL(4)
+      STRATA_UNROLL(4)
       for (int j = 0; j < NV; ++j) vmax(V(T(0)), acc[r][j]).store(out[r] + j * VS);
   else
     for (int r = 0; r < mr; ++r)
-STRATA_UNROLL(4)
+      STRATA_UNROLL(4)
       for (int j = 0; j < NV; ++j) acc[r][j].store(out[r] + j * VS);
 }
 
@@ -355,38 +355,38 @@ void conv_direct_tile_pairs(int64_t ntaps, const bf16* const* a, const bf16* w, 
   constexpr int NR = ConvBlocking<float>::NR, VS = 16;
   static_assert(NR == NV * VS || NV == 1, "the pairs tile is the AVX-512 f32 tile");
   __m512 acc[MR][NV];
-STRATA_UNROLL(32)
+  STRATA_UNROLL(32)
   for (int r = 0; r < MR; ++r)
-STRATA_UNROLL(4)
+    STRATA_UNROLL(4)
     for (int j = 0; j < NV; ++j) acc[r][j] = bias ? _mm512_loadu_ps(bias + j * VS) : _mm512_setzero_ps();
   for (int64_t t = 0; t < ntaps; ++t) {
     const bf16* ap[MR];
     if (xoff)
-STRATA_UNROLL(32)
+      STRATA_UNROLL(32)
       for (int r = 0; r < MR; ++r) ap[r] = a[r] + xoff[t];
     else
-STRATA_UNROLL(32)
+      STRATA_UNROLL(32)
       for (int r = 0; r < MR; ++r) ap[r] = a[t * MR + r];
     const bf16* bp = w + toff[t];
     for (int64_t c = 0; c < C; c += 2, bp += 2 * NR) {
-STRATA_UNROLL(4)
+      STRATA_UNROLL(4)
       for (int j = 0; j < NV; ++j) __builtin_prefetch(bp + 32 * NR + j * 2 * VS);  // 16 pairs ahead
       __m512bh bv[NV];
-STRATA_UNROLL(4)
+      STRATA_UNROLL(4)
       for (int j = 0; j < NV; ++j) bv[j] = (__m512bh)_mm512_loadu_si512(bp + j * 2 * VS);
-STRATA_UNROLL(32)
+      STRATA_UNROLL(32)
       for (int r = 0; r < MR; ++r) {
         int32_t pair;
         std::memcpy(&pair, ap[r] + c, sizeof(pair));
         const __m512bh ar = (__m512bh)_mm512_set1_epi32(pair);
-STRATA_UNROLL(4)
+        STRATA_UNROLL(4)
         for (int j = 0; j < NV; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], ar, bv[j]);
       }
     }
   }
   const __m512 zero = _mm512_setzero_ps();
   for (int r = 0; r < mr; ++r)
-STRATA_UNROLL(4)
+    STRATA_UNROLL(4)
     for (int j = 0; j < NV; ++j) _mm512_storeu_ps(out[r] + j * VS, relu ? _mm512_max_ps(zero, acc[r][j]) : acc[r][j]);
 }
 #endif
@@ -409,28 +409,28 @@ void conv_dw_tile(const ConvRun<T>* runs, int64_t nruns, int64_t xstep, int64_t 
   using V = Vec<T>;
   constexpr int VS = Cfg::VS;
   V acc[MR][NV];
-STRATA_UNROLL(32)
+  STRATA_UNROLL(32)
   for (int r = 0; r < MR; ++r)
-STRATA_UNROLL(4)
+    STRATA_UNROLL(4)
     for (int j = 0; j < NV; ++j) acc[r][j] = V::load(dst + r * ldd + j * VS);
   for (int64_t u = 0; u < nruns; ++u) {
     const T* a = runs[u].x + c0;
     const T* g = runs[u].g + goff;
     for (int64_t s = 0; s < runs[u].len; ++s, a += xstep, g += ldg) {
       V bv[NV];
-STRATA_UNROLL(4)
+      STRATA_UNROLL(4)
       for (int j = 0; j < NV; ++j) bv[j] = V::load(g + j * VS);
-STRATA_UNROLL(32)
+      STRATA_UNROLL(32)
       for (int r = 0; r < MR; ++r) {
         const V ar(a[r]);
-STRATA_UNROLL(4)
+        STRATA_UNROLL(4)
         for (int j = 0; j < NV; ++j) acc[r][j] = gemm_madd<V>(ar, bv[j], acc[r][j]);
       }
     }
   }
-STRATA_UNROLL(32)
+  STRATA_UNROLL(32)
   for (int r = 0; r < MR; ++r)
-STRATA_UNROLL(4)
+    STRATA_UNROLL(4)
     for (int j = 0; j < NV; ++j) acc[r][j].store(dst + r * ldd + j * VS);
 }
 
@@ -469,21 +469,21 @@ void conv_dw_tile_pairs(const ConvPairRun* runs, int64_t nruns, int64_t xstep, i
                         int64_t goff, int64_t ldg, float* dst, int64_t ldd) {
   constexpr int VS = 16;
   __m512 acc[MR][NV];
-STRATA_UNROLL(32)
+  STRATA_UNROLL(32)
   for (int r = 0; r < MR; ++r)
-STRATA_UNROLL(4)
+    STRATA_UNROLL(4)
     for (int j = 0; j < NV; ++j) acc[r][j] = _mm512_loadu_ps(dst + r * ldd + j * VS);
   // one pair of pixels: x pairs a[c0 + r] (Edge 1: high half only, 2: low half only), dout pair q
   auto step = [&]<int Edge>(const uint32_t* a, int64_t q) {
     const uint32_t* g = g2 + q * ldg + goff;
     __m512bh bv[NV];
-STRATA_UNROLL(4)
+    STRATA_UNROLL(4)
     for (int j = 0; j < NV; ++j) bv[j] = (__m512bh)_mm512_loadu_si512(g + j * VS);
-STRATA_UNROLL(32)
+    STRATA_UNROLL(32)
     for (int r = 0; r < MR; ++r) {
       const uint32_t v = Edge == 1 ? a[r] << 16 : (Edge == 2 ? a[r] & 0xffffu : a[r]);
       const __m512bh ar = (__m512bh)_mm512_set1_epi32(int(v));
-STRATA_UNROLL(4)
+      STRATA_UNROLL(4)
       for (int j = 0; j < NV; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], ar, bv[j]);
     }
   };
@@ -495,9 +495,9 @@ STRATA_UNROLL(4)
     for (; s + 1 < end; s += 2, a += 2 * xstep) step.template operator()<0>(a, s >> 1);
     if (s < end) step.template operator()<2>(a, s >> 1);
   }
-STRATA_UNROLL(32)
+  STRATA_UNROLL(32)
   for (int r = 0; r < MR; ++r)
-STRATA_UNROLL(4)
+    STRATA_UNROLL(4)
     for (int j = 0; j < NV; ++j) _mm512_storeu_ps(dst + r * ldd + j * VS, acc[r][j]);
 }
 #endif
