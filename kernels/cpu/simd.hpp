@@ -53,7 +53,10 @@ template <class T> requires std::is_arithmetic_v<T> inline T vmin(T a, T b) { re
 inline float vfmadd(float a, float b, float c) { return std::fma(a, b, c); }
 inline double vfmadd(double a, double b, double c) { return std::fma(a, b, c); }
 // integer spellings (through double), so functors instantiate for every numeric dtype
-template <class T> requires std::is_arithmetic_v<T> inline T vabs(T a) { return a < T(0) ? T(-a) : a; }
+template <class T> requires std::is_arithmetic_v<T> inline T vabs(T a) {
+  if constexpr (std::is_unsigned_v<T>) return a;  // (nvcc warns on the pointless a < 0)
+  else return a < T(0) ? T(-a) : a;
+}
 template <class T> requires std::is_arithmetic_v<T> inline T vsqrt(T a) { return T(std::sqrt(double(a))); }
 template <class T> requires std::is_arithmetic_v<T> inline T vexp(T a) { return T(std::exp(double(a))); }
 inline float vabs(float a) { return std::fabs(a); }

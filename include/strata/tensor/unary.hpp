@@ -49,7 +49,10 @@ struct Cos { static constexpr EwOp cuda_op = EwOp::cos; static constexpr bool ve
 struct Tanh { static constexpr EwOp cuda_op = EwOp::tanh; static constexpr bool vectorized = true; template <class V> V operator()(V x) const { return vtanh(x); } };
 struct Sign { static constexpr EwOp cuda_op = EwOp::sign;
   static constexpr bool vectorized = false;
-  template <class V> V operator()(V x) const { return V((V(0) < x) - (x < V(0))); }
+  template <class V> V operator()(V x) const {
+    if constexpr (std::is_unsigned_v<V>) return V(V(0) < x);  // (nvcc warns on the pointless x < 0)
+    else return V((V(0) < x) - (x < V(0)));
+  }
 };
 struct Gelu { static constexpr EwOp cuda_op = EwOp::gelu;
   static constexpr bool vectorized = false;
@@ -96,7 +99,8 @@ struct GeluBwd { static constexpr EwOp cuda_op = EwOp::gelu_bwd;
   static constexpr bool vectorized = false;
   template <class V> V operator()(V g, V x) const {
     const V cdf = V(0.5) * (V(1) + V(std::erf(x * V(std::numbers::sqrt2 / 2))));
-    const V pdf = V(std::exp(V(-0.5) * x * x) * V(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2));
+    // -(0.5 x x), not (-0.5) x x: the same floats, and V(-0.5) does not fit the unsigned dtypes
+    const V pdf = V(std::exp(-(V(0.5) * x * x)) * V(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2));
     return g * (cdf + x * pdf);
   }
 };
