@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "golden/poolnorm.hpp"
 #include "helpers.hpp"
@@ -329,7 +330,8 @@ TEST_CASE("norm kernels against their reference loops", "[norm][kernel]") {
       th::check_close(d(v), d(vr), 1e-5, 1e-5, "bn var");
       th::check_close(d(y), d(yr), 1e-5, 1e-5, "bn y");
       cpu::batch_norm_bwd_kernel<float, float>(dy.data_ptr<float>(), x.data_ptr<float>(), nullptr, w.data_ptr<float>(),
-                                               m.data(), is.data(), dx.data(), dw.data(), db.data(), dims, training);
+                                               b.data_ptr<float>(), m.data(), is.data(), dx.data(), dw.data(),
+                                               db.data(), dims, training);
       cpu::batch_norm_bwd_ref<float, float>(dy.data_ptr<float>(), x.data_ptr<float>(), nullptr, w.data_ptr<float>(),
                                             m.data(), is.data(), dxr.data(), dwr.data(), dbr.data(), dims, training);
       th::check_close(d(dx), d(dxr), 1e-5, 1e-4, "bn dx");
@@ -452,48 +454,91 @@ Tensor leaf(const Tensor& t) {
 
 }  // namespace
 
+namespace {
+
+/// The batch norm kernels in T on one [B, C, S] case against their reference loops (f32 tolerances for
+/// 16-bit and f32 storage, tight ones for f64); with the fused ReLU, the backward that recomputes the
+/// mask from x (y = null) against the one that reads y: bit for bit, as the masks must be the same.
+/// ties: x = 0.5 + k / 4 (k in -2 .. 2) and, in eval (mean 0.5, no bias), z == 0 exactly at x == 0.5:
+/// y = 0 there, so a mask of z >= 0 would differ.
+template <class T>
+void check_bn_kernels(const Shape& s, bool affine, bool ties) {
+  using A = acc_t<T>;
+  const int64_t B = s[0], C = s[1], S = s[2], n = B * C * S;
+  const DType dt = dtype_v<T>;
+  std::vector<double> tie(static_cast<size_t>(n));
+  for (size_t i = 0; i < tie.size(); ++i) tie[i] = 0.5 + 0.25 * double(int64_t(i % 5) - 2);
+  const Tensor x = ties ? th::make(tie, {n}, dt) : th::random({n}, dt, false, -2, 6);
+  const Tensor dy = th::random({n}, dt), w = th::random({C}, dtype_v<A>), b = th::random({C}, dtype_v<A>);
+  const A* wp = affine ? w.data_ptr<A>() : nullptr;
+  const A* bp = affine ? b.data_ptr<A>() : nullptr;
+  const T *xp = x.data_ptr<T>(), *dyp = dy.data_ptr<T>();
+  const bool wide = std::is_same_v<T, double>;
+  const double tol = wide ? 1e-12 : 1e-5;
+  auto d = [](const auto& a) {
+    std::vector<double> r;
+    for (const auto& v : a) r.push_back(double(cast_value<double>(v)));
+    return r;
+  };
+  for (bool cl : {false, true})
+    for (bool relu : {false, true})
+      for (bool training : {true, false}) {
+        const cpu::BatchNormDims dims{.B = B, .C = C, .S = S, .channels_last = cl, .relu = relu};
+        const std::string what = std::string(dtype_name(dt)) + " B C S " + std::to_string(B) + " " +
+                                 std::to_string(C) + " " + std::to_string(S) + (cl ? " channels-last" : " channels-first") +
+                                 (relu ? " relu" : "") + (training ? " training" : " eval") + (affine ? "" : " no w, b") +
+                                 (ties ? " ties" : "");
+        INFO(what);
+        std::vector<T> y(static_cast<size_t>(n)), yr(y), dx(y), dxr(y), dxy(y);
+        std::vector<A> m(static_cast<size_t>(C), A(0.5)), v(static_cast<size_t>(C), A(1.5)), is(m), mr(m), vr(v), isr(m);
+        std::vector<A> dw(m), db(m), dwr(m), dbr(m), dwy(m), dby(m);
+        cpu::batch_norm_fwd_kernel<T, A>(xp, y.data(), wp, bp, m.data(), v.data(), is.data(), dims, 1e-5, training);
+        cpu::batch_norm_fwd_ref<T, A>(xp, yr.data(), wp, bp, mr.data(), vr.data(), isr.data(), dims, 1e-5, training);
+        th::check_close(d(m), d(mr), tol, tol, "mean " + what);
+        th::check_close(d(v), d(vr), tol, tol, "var " + what);
+        th::check_close(d(y), d(yr), wide ? tol : 1e-2, tol, "y " + what);
+        if (relu) CHECK(*std::min_element(y.begin(), y.end()) == T(0));
+        cpu::batch_norm_bwd_kernel<T, A>(dyp, xp, nullptr, wp, bp, m.data(), is.data(), dx.data(), dw.data(), db.data(),
+                                         dims, training);
+        cpu::batch_norm_bwd_ref<T, A>(dyp, xp, y.data(), wp, m.data(), is.data(), dxr.data(), dwr.data(), dbr.data(),
+                                      dims, training);
+        th::check_close(d(dx), d(dxr), wide ? tol : 1e-2, wide ? 1e-10 : 1e-4, "dx " + what);
+        th::check_close(d(dw), d(dwr), wide ? 1e-10 : 1e-4, tol, "dw " + what);
+        th::check_close(d(db), d(dbr), wide ? 1e-10 : 1e-4, tol, "db " + what);
+        if (!relu) continue;
+        cpu::batch_norm_bwd_kernel<T, A>(dyp, xp, y.data(), wp, bp, m.data(), is.data(), dxy.data(), dwy.data(),
+                                         dby.data(), dims, training);
+        CHECK(std::memcmp(dx.data(), dxy.data(), dx.size() * sizeof(T)) == 0);
+        CHECK(std::memcmp(dw.data(), dwy.data(), dw.size() * sizeof(A)) == 0);
+        CHECK(std::memcmp(db.data(), dby.data(), db.size() * sizeof(A)) == 0);
+      }
+}
+
+}  // namespace
+
 TEST_CASE("batch norm kernels in both layouts, with and without the fused ReLU, against their reference loops",
           "[norm][kernel]") {
   // odd channel counts hit the SIMD tails; {4, 64, 300} and {8, 13, 1000} span several row blocks and tiles;
   // {8, 13, 1000} and {12, 3, 196} have enough rows per channel for the channels-first prefetches;
-  // 53 and 37 channels: groups of 3 and 2 vectors (and 4 + 2 on AVX2) plus tails in channels-last
+  // 53 and 37 channels: groups of 3 and 2 vectors (and 4 + 2 on AVX2) plus tails in channels-last;
+  // {2, 3, 2100}: rows longer than kNormBlock, in several blocks
   for (const Shape& s : std::vector<Shape>{
-           {3, 5, 7}, {2, 19, 33}, {2, 3, 1}, {4, 64, 300}, {8, 13, 1000}, {12, 3, 196}, {3, 53, 7}, {2, 37, 9}}) {
-    const int64_t B = s[0], C = s[1], S = s[2], n = B * C * S;
-    const Tensor x = th::random({n}, DType::f32, false, -2, 6), w = th::random({C}), b = th::random({C}),
-                 dy = th::random({n});
-    auto d = [](const std::vector<float>& a) { return std::vector<double>(a.begin(), a.end()); };
-    for (bool cl : {false, true})
-      for (bool relu : {false, true})
-        for (bool training : {true, false}) {
-          const cpu::BatchNormDims dims{.B = B, .C = C, .S = S, .channels_last = cl, .relu = relu};
-          const std::string what = "B C S " + std::to_string(B) + " " + std::to_string(C) + " " + std::to_string(S) +
-                                   (cl ? " channels-last" : " channels-first") + (relu ? " relu" : "") +
-                                   (training ? " training" : " eval");
-          std::vector<float> y(static_cast<size_t>(n)), yr(y), dx(y), dxr(y);
-          std::vector<float> m(static_cast<size_t>(C), 0.5f), v(static_cast<size_t>(C), 1.5f), is(m), mr(m), vr(v), isr(m);
-          std::vector<float> dw(m), db(m), dwr(m), dbr(m);
-          cpu::batch_norm_fwd_kernel<float, float>(x.data_ptr<float>(), y.data(), w.data_ptr<float>(),
-                                                   b.data_ptr<float>(), m.data(), v.data(), is.data(), dims, 1e-5,
-                                                   training);
-          cpu::batch_norm_fwd_ref<float, float>(x.data_ptr<float>(), yr.data(), w.data_ptr<float>(),
-                                                b.data_ptr<float>(), mr.data(), vr.data(), isr.data(), dims, 1e-5,
-                                                training);
-          th::check_close(d(m), d(mr), 1e-5, 1e-5, "mean " + what);
-          th::check_close(d(v), d(vr), 1e-5, 1e-5, "var " + what);
-          th::check_close(d(y), d(yr), 1e-5, 1e-5, "y " + what);
-          if (relu) CHECK(*std::min_element(y.begin(), y.end()) == 0.0f);
-          cpu::batch_norm_bwd_kernel<float, float>(dy.data_ptr<float>(), x.data_ptr<float>(), y.data(),
-                                                   w.data_ptr<float>(), m.data(), is.data(), dx.data(), dw.data(),
-                                                   db.data(), dims, training);
-          cpu::batch_norm_bwd_ref<float, float>(dy.data_ptr<float>(), x.data_ptr<float>(), y.data(),
-                                                w.data_ptr<float>(), m.data(), is.data(), dxr.data(), dwr.data(),
-                                                dbr.data(), dims, training);
-          th::check_close(d(dx), d(dxr), 1e-5, 1e-4, "dx " + what);
-          th::check_close(d(dw), d(dwr), 1e-4, 1e-5, "dw " + what);
-          th::check_close(d(db), d(dbr), 1e-4, 1e-5, "db " + what);
-        }
+           {3, 5, 7}, {2, 19, 33}, {2, 3, 1}, {4, 64, 300}, {8, 13, 1000}, {12, 3, 196}, {3, 53, 7}, {2, 37, 9}})
+    check_bn_kernels<float>(s, true, false);
+  for (const Shape& s : std::vector<Shape>{{3, 5, 7}, {2, 19, 33}, {2, 3, 2100}, {3, 53, 7}}) {
+    check_bn_kernels<double>(s, true, false);
+    check_bn_kernels<float>(s, false, false);
   }
+  for (const Shape& s : std::vector<Shape>{{3, 5, 7}, {2, 19, 33}, {3, 53, 7}}) {
+    check_bn_kernels<float>(s, false, true);
+    check_bn_kernels<double>(s, false, true);
+    check_bn_kernels<bf16>(s, true, false);
+    check_bn_kernels<f16>(s, true, false);
+  }
+  // the recomputed mask is y > 0 as stored: a 16-bit y rounds a tiny z > 0 to 0; a NaN z gives a NaN y
+  CHECK_FALSE(cpu::norm_relu_keeps<f16, float>(1e-9f));
+  CHECK(cpu::norm_relu_keeps<float, float>(1e-9f));
+  CHECK_FALSE(cpu::norm_relu_keeps<float, float>(std::nanf("")));
 }
 
 TEST_CASE("batch norm row loops write the same values with non-temporal stores", "[norm][kernel]") {
@@ -512,10 +557,12 @@ TEST_CASE("batch norm row loops write the same values with non-temporal stores",
       cpu::norm_row_scale<float, float>(x, y1, n, 0.25f, 1.5f, -0.1f, relu, 0, true);
       cpu::norm_stream_fence();
       CHECK(std::equal(y0, y0 + n, y1));
-      for (const float* mk : {static_cast<const float*>(nullptr), static_cast<const float*>(mask)})
+      for (int mk = 0; mk < 3; ++mk)  // no mask, y's, x's
         for (const float* xx : {static_cast<const float*>(nullptr), static_cast<const float*>(x)}) {
-          cpu::norm_row_dx<float, float>(dy, xx, y0, n, 0.7f, 0.1f, 0.25f, xx ? 0.3f : 0.0f, mk, 0, false);
-          cpu::norm_row_dx<float, float>(dy, xx, y1, n, 0.7f, 0.1f, 0.25f, xx ? 0.3f : 0.0f, mk, 0, true);
+          if (mk == 2 && !xx) continue;
+          const cpu::NormRelu<float, float> rl{mk == 1 ? mask : nullptr, mk == 2, 0.7f, -0.1f};
+          cpu::norm_row_dx<float, float>(dy, xx, y0, n, 0.7f, 0.1f, 0.25f, xx ? 0.3f : 0.0f, rl, 0, false);
+          cpu::norm_row_dx<float, float>(dy, xx, y1, n, 0.7f, 0.1f, 0.25f, xx ? 0.3f : 0.0f, rl, 0, true);
           cpu::norm_stream_fence();
           CHECK(std::equal(y0, y0 + n, y1));
         }
@@ -561,7 +608,8 @@ TEST_CASE("batch_norm_relu matches relu(batch_norm) in values, gradients and run
           if (layout == 1) {  // channels-last in, channels-last out (no copy to NCHW), and dx too
             CHECK(f.y.stride(1) == 1);
             const std::vector<Tensor> r = batch_norm_fwd(x0, Tensor(), Tensor(), Tensor(), Tensor(), true, 1e-5, true);
-            CHECK(batch_norm_bwd(g, x0, Tensor(), r[1], r[3], true, {true, false, false}, r[0])[0].stride(1) == 1);
+            CHECK(batch_norm_bwd(g, x0, Tensor(), Tensor(), r[1], r[3], true, {true, false, false}, true)[0].stride(1) ==
+                  1);
             CHECK(batch_norm(x0, rm0, rv0, w0.to(dt), Tensor(), false).stride(1) == 1);
           }
           // against the double reference: relu of the plain reference values

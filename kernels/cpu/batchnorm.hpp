@@ -15,6 +15,9 @@
 // rows combined with Chan's update, so no sum-of-squares cancellation), a second pass writes
 // y = (x - mean) * scale + b. Backward: one pass for sum g and sum g * (x - mean), one that
 // writes dx = a * (g - mean g - (x - mean) * q) (centred, so no cancellation for a large mean).
+// The fused ReLU's mask [y > 0] is recomputed from x (NormRelu): z = (x - mean) * scale + shift with the
+// forward's own operations gives the forward's bits, so y > 0 exactly where z > 0 and neither backward
+// pass reads y (two input streams a pass instead of three); a given y is read instead (the older path).
 // A channel's rows are S values C * S apart: on AVX-512 every pass prefetches the rows ~4 KB ahead
 // (norm_ahead), and the second pass walks the rows down, so it starts on the rows the first left in L2;
 // y and dx of more than kNormStreamBytes go out with non-temporal stores (rows of whole lines).
@@ -225,36 +228,77 @@ void layer_norm_bwd_ref(const T* dy, const T* x, const A* w, const A* mean, cons
 
 // ---------------------------------------------------------------- row helpers
 
+/// The fused ReLU's pre-activation z = (x - m) * a + c, the scalar form: the forward's scalar tails and
+/// the backward's recomputed mask (norm_relu_keeps) both take it, so both round it the same way (the
+/// SIMD lanes take vfmadd(x - m, a, c) in both).
+template <class T, class A>
+inline A norm_z(T x, A m, A a, A c) {
+  return (static_cast<A>(x) - m) * a + c;
+}
+
+/// Whether the fused ReLU's output of pre-activation z is > 0: y = max(z, 0) stored as T (a 16-bit y
+/// rounds z, a tiny z to 0); false for a NaN z, as for its NaN y.
+template <class T, class A>
+inline bool norm_relu_keeps(A z) {
+  return static_cast<A>(cast_value<T>(z)) > A(0);
+}
+
+/// The fused ReLU's mask in a channels-first backward run: g = dy where the forward's y > 0, none
+/// (g = dy) by default. y set: read from y. Else from_x: recomputed from the run's x as the forward
+/// computed y, z = (x - m) * a + c (a = invstd * w, c = b: the forward's scale and shift, m its mean),
+/// the same operations in the same SIMD lanes and tails, so the same bits: y is never read.
+template <class T, class A>
+struct NormRelu {
+  const T* y = nullptr;
+  bool from_x = false;
+  A a = A(1), c = A(0);
+  /// Mask kind: 0 none, 1 from y, 2 from x.
+  int kind() const { return y ? 1 : from_x ? 2 : 0; }
+  /// The same mask, `off` elements on (y's run moves with x's).
+  NormRelu at(int64_t off) const { return {y ? y + off : nullptr, from_x, a, c}; }
+  /// Whether element i (of x value xi) passes, the scalar form.
+  bool keeps(int64_t i, T xi, A m) const {
+    if (y) return static_cast<A>(y[i]) > A(0);
+    return !from_x || norm_relu_keeps<T, A>(norm_z<T, A>(xi, m, a, c));
+  }
+};
+
 /// sum x and sum (x - m)^2 over a contiguous run, or, with `dy`, sum g and sum g * (x - m) where g = dy,
-/// or g = dy * [mask > 0] with a mask (the fused ReLU's output): Vec<T> lanes within blocks of
-/// kNormBlock, blocks added in double. `second` = false skips the second sum (one pass for the plain sum).
+/// or g = dy masked by the fused ReLU (relu, NormRelu): Vec<T> lanes within blocks of kNormBlock (whole
+/// vectors, so the lanes and tails are the forward's), blocks added in double. `second` = false skips the
+/// second sum (one pass for the plain sum).
 template <class T, class A>
 void norm_row_sums(const T* x, const T* dy, int64_t n, A m, bool second, double& s1, double& s2,
-                   const T* mask = nullptr, int64_t ahead = 0) {
+                   const NormRelu<T, A>& relu = {}, int64_t ahead = 0) {
   s1 = 0, s2 = 0;
+  const T* mask = relu.y;
   for (int64_t b0 = 0; b0 < n; b0 += kNormBlock) {
     const int64_t b1 = std::min(n, b0 + kNormBlock);
     int64_t i = b0;
     A p1 = 0, p2 = 0;
     if constexpr (norm_vec<T, A>) {
       using V = Vec<T>;
+      static_assert(kNormBlock % V::size == 0, "a block is whole vectors (the forward's SIMD lanes)");
       V v1(T(0)), v2(T(0));
-      const V vm(m), zero(T(0));
-      // the loop for one case (grad sums with or without a mask, sum, sum and squares; prefetching or
+      const V vm(m), va(relu.a), vc(relu.c), zero(T(0));
+      // the loop for one case (grad sums with no mask, y's or x's; sum, sum and squares; prefetching or
       // not), so that no test is left in it (-O2 does not unswitch loops)
       auto loop = [&](auto grad, auto masked, auto squares, auto prefetch) {
         for (; i + V::size <= b1; i += V::size) {
           if constexpr (prefetch) {  // one line of each stream (norm_ahead)
             __builtin_prefetch(x + i + ahead);
             if constexpr (grad) __builtin_prefetch(dy + i + ahead);
-            if constexpr (masked) __builtin_prefetch(mask + i + ahead);
+            if constexpr (masked == 1) __builtin_prefetch(mask + i + ahead);
           }
+          const V xv = V::load(x + i);
           if constexpr (grad) {
-            const V g = masked ? select_lt(zero, V::load(mask + i), V::load(dy + i), zero) : V::load(dy + i);
+            const V d = xv - vm, dv = V::load(dy + i);
+            V g = dv;
+            if constexpr (masked == 1) g = select_lt(zero, V::load(mask + i), dv, zero);
+            if constexpr (masked == 2) g = select_lt(zero, vfmadd(d, va, vc), dv, zero);  // the forward's z
             v1 = v1 + g;
-            v2 = vfmadd(g, V::load(x + i) - vm, v2);
+            v2 = vfmadd(g, d, v2);
           } else {
-            const V xv = V::load(x + i);
             v1 = v1 + xv;
             if constexpr (squares) v2 = vfmadd(xv - vm, xv - vm, v2);
           }
@@ -266,16 +310,24 @@ void norm_row_sums(const T* x, const T* dy, int64_t n, A m, bool second, double&
       };
       constexpr std::true_type yes;
       constexpr std::false_type no;
-      if (dy && mask) with(yes, yes, yes);
-      else if (dy) with(yes, no, yes);
-      else if (second) with(no, no, yes);
-      else with(no, no, no);
+      constexpr std::integral_constant<int, 0> none;
+      if (dy) {
+        switch (relu.kind()) {
+          case 1: with(yes, std::integral_constant<int, 1>{}, yes); break;
+          case 2: with(yes, std::integral_constant<int, 2>{}, yes); break;
+          default: with(yes, none, yes); break;
+        }
+      } else if (second) {
+        with(no, none, yes);
+      } else {
+        with(no, none, no);
+      }
       p1 = reduce_add(v1), p2 = reduce_add(v2);
     }
     for (; i < b1; ++i) {
       const A d = static_cast<A>(x[i]) - m;
       if (dy) {
-        const A g = mask && !(static_cast<A>(mask[i]) > A(0)) ? A(0) : static_cast<A>(dy[i]);
+        const A g = relu.keeps(i, x[i], m) ? static_cast<A>(dy[i]) : A(0);
         p1 += g, p2 += g * d;
       } else {
         p1 += static_cast<A>(x[i]), p2 += second ? d * d : A(0);
@@ -301,7 +353,7 @@ void norm_row_scale(const T* x, T* y, int64_t n, A m, A a, A c, bool relu = fals
           __builtin_prefetch(x + i + ahead);
           if constexpr (!nt) __builtin_prefetch(y + i + ahead, 1);
         }
-        const V z = vfmadd(V::load(x + i) - vm, va, vc);
+        const V z = vfmadd(V::load(x + i) - vm, va, vc);  // as NormRelu recomputes it
         norm_store<nt>(with_relu ? vmax(zero, z) : z, y + i);
       }
     };
@@ -315,30 +367,38 @@ void norm_row_scale(const T* x, T* y, int64_t n, A m, A a, A c, bool relu = fals
     else relu ? with(yes, no) : with(no, no);
   }
   for (; i < n; ++i) {
-    const A z = (static_cast<A>(x[i]) - m) * a + c;
+    const A z = norm_z<T, A>(x[i], m, a, c);
     y[i] = cast_value<T>(relu && z < A(0) ? A(0) : z);
   }
 }
 
-/// dx = a * (g - mdy - (x - m) * q) over a contiguous run, g = dy (or dy * [mask > 0] with a mask);
-/// x may be null when q == 0 (dx = a * (g - mdy)).
+/// dx = a * (g - mdy - (x - m) * q) over a contiguous run, g = dy, or dy masked by the fused ReLU (relu,
+/// whose a must be this a when it recomputes from x); x may be null when q == 0 and the mask is not
+/// recomputed from x (dx = a * (g - mdy)); with_q = false (eval: q == 0) drops the (x - m) * q term
+/// while x is still read for the mask.
 template <class T, class A>
-void norm_row_dx(const T* dy, const T* x, T* dx, int64_t n, A a, A mdy, A m, A q, const T* mask = nullptr,
-                 int64_t ahead = 0, bool stream = false) {
+void norm_row_dx(const T* dy, const T* x, T* dx, int64_t n, A a, A mdy, A m, A q, const NormRelu<T, A>& relu = {},
+                 int64_t ahead = 0, bool stream = false, bool with_q = true) {
   int64_t i = 0;
+  const T* mask = relu.y;
+  const bool q_term = x && with_q;
   if constexpr (norm_vec<T, A>) {
     using V = Vec<T>;
-    const V va(a), vmdy(mdy), vm(m), vq(q), zero(T(0));
+    const V va(a), vmdy(mdy), vm(m), vq(q), vc(relu.c), zero(T(0));
     auto loop = [&](auto with_x, auto masked, auto prefetch, auto nt) {  // one loop per case (see norm_row_sums)
       for (; i + V::size <= n; i += V::size) {
         if constexpr (prefetch) {
           __builtin_prefetch(dy + i + ahead);
           if constexpr (!nt) __builtin_prefetch(dx + i + ahead, 1);
-          if constexpr (with_x) __builtin_prefetch(x + i + ahead);
-          if constexpr (masked) __builtin_prefetch(mask + i + ahead);
+          if constexpr (with_x || masked == 2) __builtin_prefetch(x + i + ahead);
+          if constexpr (masked == 1) __builtin_prefetch(mask + i + ahead);
         }
-        const V g = masked ? select_lt(zero, V::load(mask + i), V::load(dy + i), zero) : V::load(dy + i);
-        if constexpr (with_x) norm_store<nt>(va * vfmadd(vm - V::load(x + i), vq, g - vmdy), dx + i);
+        const V dv = V::load(dy + i);
+        V g = dv, xv = zero;
+        if constexpr (with_x || masked == 2) xv = V::load(x + i);
+        if constexpr (masked == 1) g = select_lt(zero, V::load(mask + i), dv, zero);
+        if constexpr (masked == 2) g = select_lt(zero, vfmadd(xv - vm, va, vc), dv, zero);  // the forward's z
+        if constexpr (with_x) norm_store<nt>(va * vfmadd(vm - xv, vq, g - vmdy), dx + i);
         else norm_store<nt>(va * (g - vmdy), dx + i);
       }
     };
@@ -348,16 +408,20 @@ void norm_row_dx(const T* dy, const T* x, T* dx, int64_t n, A a, A mdy, A m, A q
     };
     constexpr std::true_type yes;
     constexpr std::false_type no;
-    auto stores = [&](auto nt) {
-      if (x) mask ? with(yes, yes, nt) : with(yes, no, nt);
-      else mask ? with(no, yes, nt) : with(no, no, nt);
+    auto masks = [&](auto with_x, auto nt) {
+      switch (relu.kind()) {
+        case 1: with(with_x, std::integral_constant<int, 1>{}, nt); break;
+        case 2: with(with_x, std::integral_constant<int, 2>{}, nt); break;
+        default: with(with_x, std::integral_constant<int, 0>{}, nt); break;
+      }
     };
+    auto stores = [&](auto nt) { q_term ? masks(yes, nt) : masks(no, nt); };
     if (stream && norm_streams<T, A>(dx, n)) stores(yes);
     else stores(no);
   }
   for (; i < n; ++i) {
-    const A g = mask && !(static_cast<A>(mask[i]) > A(0)) ? A(0) : static_cast<A>(dy[i]);
-    dx[i] = cast_value<T>(a * (g - mdy - (x ? (static_cast<A>(x[i]) - m) * q : A(0))));
+    const A g = relu.keeps(i, x ? x[i] : T(0), m) ? static_cast<A>(dy[i]) : A(0);
+    dx[i] = cast_value<T>(a * (g - mdy - (q_term ? (static_cast<A>(x[i]) - m) * q : A(0))));
   }
 }
 
@@ -483,18 +547,21 @@ void batch_norm_rows_apply(const T* x, T* y, const A* mean, const A* scale, cons
         relu ? loop(std::true_type{}) : loop(std::false_type{});
       }
       for (; c < C; ++c) {
-        const A z = (static_cast<A>(xr[c]) - mean[c]) * scale[c] + shift[c];
+        const A z = norm_z<T, A>(xr[c], mean[c], scale[c], shift[c]);  // as the backward recomputes it
         yr[c] = cast_value<T>(relu && z < A(0) ? A(0) : z);
       }
     }
   });
 }
 
-/// Per-channel sdy = sum g and sdx = sum g * (x - mean) over dy, x [R, C] (g = dy, or dy * [mask > 0]
-/// with a mask [R, C]); tiles summed in A, added to per-block partials in double, blocks in order.
+/// Per-channel sdy = sum g and sdx = sum g * (x - mean) over dy, x [R, C]: g = dy, or dy masked by the
+/// fused ReLU, read from mask [R, C] (the forward's y, g = dy * [y > 0]) or, with no mask and a shift,
+/// recomputed from x as batch_norm_rows_apply computed y: g = dy * [z > 0], z = (x - mean) * scale + shift
+/// (see NormRelu). Tiles summed in A, added to per-block partials in double, blocks in order.
 template <class T, class A>
-void batch_norm_rows_grad_sums(const T* dy, const T* x, const T* mask, const A* mean, double* sdy, double* sdx,
-                               int64_t R, int64_t C) {
+void batch_norm_rows_grad_sums(const T* dy, const T* x, const T* mask, const A* scale, const A* shift, const A* mean,
+                               double* sdy, double* sdx, int64_t R, int64_t C) {
+  const int kind = mask ? 1 : shift ? 2 : 0;  // the mask: none, y's, x's
   int64_t rows, blocks;
   norm_row_blocks(R, C, rows, blocks);
   const int64_t tile = std::max<int64_t>(1, kNormTile / C);
@@ -511,19 +578,27 @@ void batch_norm_rows_grad_sums(const T* dy, const T* x, const T* mask, const A* 
           using V = Vec<T>;
           c0 = norm_col_groups<T>(C, [&]<int K>(int64_t c, std::integral_constant<int, K>) {
             const V zero(T(0));
-            V s1[K], s2[K], mv[K];
-            for (int j = 0; j < K; ++j) s1[j] = zero, s2[j] = zero, mv[j] = V::load(mean + c + j * V::size);
+            V s1[K], s2[K], mv[K], av[K], cv[K];
+            for (int j = 0; j < K; ++j) {
+              s1[j] = zero, s2[j] = zero, mv[j] = V::load(mean + c + j * V::size);
+              av[j] = kind == 2 ? V::load(scale + c + j * V::size) : zero;
+              cv[j] = kind == 2 ? V::load(shift + c + j * V::size) : zero;
+            }
             auto rows = [&](auto masked) {
               for (int64_t r = r0; r < r1; ++r)
                 for (int j = 0; j < K; ++j) {
                   const int64_t o = r * C + c + j * V::size;
-                  const V g = masked ? select_lt(zero, V::load(mask + o), V::load(dy + o), zero) : V::load(dy + o);
+                  const V d = V::load(x + o) - mv[j], dv = V::load(dy + o);
+                  V g = dv;
+                  if constexpr (masked == 1) g = select_lt(zero, V::load(mask + o), dv, zero);
+                  if constexpr (masked == 2) g = select_lt(zero, vfmadd(d, av[j], cv[j]), dv, zero);  // the forward's z
                   s1[j] = s1[j] + g;
-                  s2[j] = vfmadd(g, V::load(x + o) - mv[j], s2[j]);
+                  s2[j] = vfmadd(g, d, s2[j]);
                 }
             };
-            if (mask) rows(std::true_type{});
-            else rows(std::false_type{});
+            if (kind == 1) rows(std::integral_constant<int, 1>{});
+            else if (kind == 2) rows(std::integral_constant<int, 2>{});
+            else rows(std::integral_constant<int, 0>{});
             for (int j = 0; j < K; ++j) s1[j].store(t1.data() + c + j * V::size), s2[j].store(t2.data() + c + j * V::size);
           });
         }
@@ -532,7 +607,10 @@ void batch_norm_rows_grad_sums(const T* dy, const T* x, const T* mask, const A* 
         for (int64_t r = r0; r < r1; ++r) {
           const T *gr = dy + r * C, *xr = x + r * C, *mr = mask ? mask + r * C : nullptr;
           for (int64_t c = c0; c < C; ++c) {
-            const A g = mr && !(static_cast<A>(mr[c]) > A(0)) ? A(0) : static_cast<A>(gr[c]);
+            const bool keep = kind == 1   ? static_cast<A>(mr[c]) > A(0)
+                              : kind == 2 ? norm_relu_keeps<T, A>(norm_z<T, A>(xr[c], mean[c], scale[c], shift[c]))
+                                          : true;
+            const A g = keep ? static_cast<A>(gr[c]) : A(0);
             t1[size_t(c)] += g, t2[size_t(c)] += g * (static_cast<A>(xr[c]) - mean[c]);
           }
         }
@@ -546,10 +624,12 @@ void batch_norm_rows_grad_sums(const T* dy, const T* x, const T* mask, const A* 
     for (int64_t c = 0; c < C; ++c) sdy[c] += part[size_t((2 * k) * C + c)], sdx[c] += part[size_t((2 * k + 1) * C + c)];
 }
 
-/// dx = a * (g - mdy - (x - mean) * q) per channel over dy, x, dx [R, C] (g as in batch_norm_rows_grad_sums).
+/// dx = a * (g - mdy - (x - mean) * q) per channel over dy, x, dx [R, C] (g as in batch_norm_rows_grad_sums,
+/// with scale = a).
 template <class T, class A>
-void batch_norm_rows_dx(const T* dy, const T* x, const T* mask, const A* mean, const A* a, const A* mdy, const A* q,
-                        T* dx, int64_t R, int64_t C) {
+void batch_norm_rows_dx(const T* dy, const T* x, const T* mask, const A* shift, const A* mean, const A* a,
+                        const A* mdy, const A* q, T* dx, int64_t R, int64_t C) {
+  const int kind = mask ? 1 : shift ? 2 : 0;  // the mask: none, y's, x's
   parallel_for(0, R, std::max<int64_t>(1, kNormGrain / C), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const T *gr = dy + r * C, *xr = x + r * C, *mr = mask ? mask + r * C : nullptr;
@@ -560,15 +640,23 @@ void batch_norm_rows_dx(const T* dy, const T* x, const T* mask, const A* mean, c
         const V zero(T(0));
         auto loop = [&](auto masked) {  // one loop per case: -O2 does not unswitch loops
           for (; c + V::size <= C; c += V::size) {
-            const V g = masked ? select_lt(zero, V::load(mr + c), V::load(gr + c), zero) : V::load(gr + c);
-            const V t = vfmadd(V::load(mean + c) - V::load(xr + c), V::load(q + c), g - V::load(mdy + c));
-            (V::load(a + c) * t).store(dr + c);
+            const V xv = V::load(xr + c), mv = V::load(mean + c), av = V::load(a + c), dv = V::load(gr + c);
+            V g = dv;
+            if constexpr (masked == 1) g = select_lt(zero, V::load(mr + c), dv, zero);
+            if constexpr (masked == 2) g = select_lt(zero, vfmadd(xv - mv, av, V::load(shift + c)), dv, zero);
+            const V t = vfmadd(mv - xv, V::load(q + c), g - V::load(mdy + c));
+            (av * t).store(dr + c);
           }
         };
-        mr ? loop(std::true_type{}) : loop(std::false_type{});
+        if (kind == 1) loop(std::integral_constant<int, 1>{});
+        else if (kind == 2) loop(std::integral_constant<int, 2>{});
+        else loop(std::integral_constant<int, 0>{});
       }
       for (; c < C; ++c) {
-        const A g = mr && !(static_cast<A>(mr[c]) > A(0)) ? A(0) : static_cast<A>(gr[c]);
+        const bool keep = kind == 1   ? static_cast<A>(mr[c]) > A(0)
+                          : kind == 2 ? norm_relu_keeps<T, A>(norm_z<T, A>(xr[c], mean[c], a[c], shift[c]))
+                                      : true;
+        const A g = keep ? static_cast<A>(gr[c]) : A(0);
         dr[c] = cast_value<T>(a[c] * (g - mdy[c] - (static_cast<A>(xr[c]) - mean[c]) * q[c]));
       }
     }
@@ -606,7 +694,7 @@ void batch_norm_fwd_kernel(const T* x, T* y, const A* w, const A* b, A* mean, A*
         for (int64_t n = 0; n < B; ++n) {
           const T* xr = x + (n * C + c) * S;
           double s, unused;
-          norm_row_sums<T, A>(xr, nullptr, S, A(0), false, s, unused, nullptr, norm_ahead<T, A>(n, B, S, C * S));
+          norm_row_sums<T, A>(xr, nullptr, S, A(0), false, s, unused, {}, norm_ahead<T, A>(n, B, S, C * S));
           const A rm = A(s / double(S));
           double rm2;
           norm_row_sums<T, A>(xr, nullptr, S, rm, true, unused, rm2);
@@ -626,15 +714,18 @@ void batch_norm_fwd_kernel(const T* x, T* y, const A* w, const A* b, A* mean, A*
   });
 }
 
-/// Batch norm backward: dy, x, dx [B, C, S] laid out as d says (dx in the same layout); y [B, C, S],
-/// the forward's output, read only with d.relu (g = dy * [y > 0]); w [C] or null; mean, invstd [C]
-/// from the forward; dw, db [C]. Any of dx, dw, db may be null (not wanted). Needs B * S > 0.
+/// Batch norm backward: dy, x, dx [B, C, S] laid out as d says (dx in the same layout); w, b [C] or null
+/// (the forward's); mean, invstd [C] from the forward; dw, db [C]. Any of dx, dw, db may be null (not
+/// wanted). d.relu masks dy by the forward's y > 0: recomputed from x, w, b as the forward computed y
+/// (NormRelu: the same bits, y not read) where y is null, else read from y [B, C, S] (the older path,
+/// one stream more a pass). Needs B * S > 0.
 template <class T, class A>
-void batch_norm_bwd_kernel(const T* dy, const T* x, const T* y, const A* w, const A* mean, const A* invstd, T* dx,
-                           A* dw, A* db, const BatchNormDims& d, bool training) {
+void batch_norm_bwd_kernel(const T* dy, const T* x, const T* y, const A* w, const A* b, const A* mean,
+                           const A* invstd, T* dx, A* dw, A* db, const BatchNormDims& d, bool training) {
   const int64_t B = d.B, C = d.C, S = d.S, per_channel = B * S;
   if (C == 0 || per_channel == 0) return;
   const T* mask = d.relu ? y : nullptr;
+  const bool relu_x = d.relu && !y;  // the mask recomputed from x
   const bool need_sums = dw || db || (dx && training);
   const A inv_n = A(1) / A(per_channel);
   // dx = a * (g - mdy - (x - mean) * q), from sdy = sum g and sdx = sum g * (x - mean):
@@ -646,15 +737,22 @@ void batch_norm_bwd_kernel(const T* dy, const T* x, const T* y, const A* w, cons
   };
   if (d.channels_last || S == 1) {  // rows of C
     std::vector<double> sdy(size_t(C), 0.0), sdx(size_t(C), 0.0);
-    if (need_sums) batch_norm_rows_grad_sums<T, A>(dy, x, mask, mean, sdy.data(), sdx.data(), per_channel, C);
     std::vector<A> ka(static_cast<size_t>(C)), kmdy(static_cast<size_t>(C)), kq(static_cast<size_t>(C));
+    std::vector<A> shift(relu_x ? static_cast<size_t>(C) : 0);  // the forward's scale is a, its shift b
+    for (int64_t c = 0; c < C; ++c) {
+      coefficients(c, A(0), A(0), ka[size_t(c)], kmdy[size_t(c)], kq[size_t(c)]);
+      if (relu_x) shift[size_t(c)] = b ? b[c] : A(0);
+    }
+    const A* sh = relu_x ? shift.data() : nullptr;
+    if (need_sums)
+      batch_norm_rows_grad_sums<T, A>(dy, x, mask, ka.data(), sh, mean, sdy.data(), sdx.data(), per_channel, C);
     for (int64_t c = 0; c < C; ++c) {
       const size_t j = size_t(c);
       if (dw) dw[c] = A(sdx[j]) * invstd[c];
       if (db) db[c] = A(sdy[j]);
       coefficients(c, A(sdy[j]), A(sdx[j]), ka[j], kmdy[j], kq[j]);
     }
-    if (dx) batch_norm_rows_dx<T, A>(dy, x, mask, mean, ka.data(), kmdy.data(), kq.data(), dx, per_channel, C);
+    if (dx) batch_norm_rows_dx<T, A>(dy, x, mask, sh, mean, ka.data(), kmdy.data(), kq.data(), dx, per_channel, C);
     return;
   }
   const int64_t grain = std::max<int64_t>(1, kNormGrain / per_channel);
@@ -662,23 +760,25 @@ void batch_norm_bwd_kernel(const T* dy, const T* x, const T* y, const A* w, cons
   parallel_for(0, C, grain, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       double sdy = 0, sdx = 0;
+      A a, mdy, q;
+      coefficients(c, A(0), A(0), a, mdy, q);  // a: the forward's scale
+      const NormRelu<T, A> relu{mask, relu_x, a, b ? b[c] : A(0)};
       if (need_sums)
         for (int64_t n = 0; n < B; ++n) {
           const int64_t off = (n * C + c) * S;
           double s1, s2;
-          norm_row_sums<T, A>(x + off, dy + off, S, mean[c], true, s1, s2, mask ? mask + off : nullptr,
+          norm_row_sums<T, A>(x + off, dy + off, S, mean[c], true, s1, s2, relu.at(off),
                               norm_ahead<T, A>(n, B, S, C * S));
           sdy += s1, sdx += s2;
         }
       if (dw) dw[c] = A(sdx) * invstd[c];
       if (db) db[c] = A(sdy);
       if (!dx) continue;
-      A a, mdy, q;
       coefficients(c, A(sdy), A(sdx), a, mdy, q);
       for (int64_t n = B - 1; n >= 0; --n) {  // down: the rows the sums read last are still in cache
         const int64_t off = (n * C + c) * S;
-        norm_row_dx<T, A>(dy + off, training ? x + off : nullptr, dx + off, S, a, mdy, mean[c], q,
-                          mask ? mask + off : nullptr, norm_ahead<T, A>(n, B, S, C * S, true), stream);
+        norm_row_dx<T, A>(dy + off, training || relu_x ? x + off : nullptr, dx + off, S, a, mdy, mean[c], q,
+                          relu.at(off), norm_ahead<T, A>(n, B, S, C * S, true), stream, training);
       }
       if (stream) norm_stream_fence();
     }

@@ -12,9 +12,11 @@
 //   spatial dims, then B) is read in place and y, dx come back in the same layout; any other x is copied
 //   to contiguous first.
 // batch_norm_relu, the fused y = max(batch_norm(x, ...), 0): the same statistics and running-stat update,
-//   y written in one pass after the statistics. It saves x, y and the [C] statistics, not the
-//   pre-ReLU value: the backward is batch_norm's with dy masked by y > 0 (g = dy [y > 0], which is
-//   relu's mask, as y > 0 exactly where bn(x) > 0), xhat recomputed from x, in one fused kernel.
+//   y written in one pass after the statistics. It saves x, weight, bias and the [C] statistics, not y
+//   or the pre-ReLU value: the backward is batch_norm's with dy masked by y > 0 (g = dy [y > 0], relu's
+//   mask), in one fused kernel that recomputes the mask and xhat from x (the CPU kernel computes
+//   bn(x) with the forward's own operations, so the same bits and the same mask, and reads no y; cuda
+//   reads the mask from y, which the node keeps there).
 // layer_norm, x [..., *normalized_shape], over the last normalized_shape.size() dims of each row:
 //   y = (x - mean) / sqrt(var + eps) * weight + bias         (weight, bias of normalized_shape)
 //   backward (g = dy * weight): dx = invstd * (g - mean(g) - xhat mean(g * xhat)),
@@ -151,33 +153,36 @@ inline std::vector<Tensor> batch_norm_fwd(const Tensor& x, const Tensor& running
 }
 
 /// Batch norm backward: {dx, dweight, dbias} from the forward's mean and invstd; each only where its
-/// `need` flag is set (else undefined). dweight and dbias come in the statistics dtype. y: the fused
-/// ReLU's output (dout is masked by y > 0), or undefined for plain batch norm. dx comes in x's layout
-/// when x is channels-last dense (dout and y are brought to it), else contiguous.
-inline std::vector<Tensor> batch_norm_bwd(const Tensor& dout, const Tensor& x, const Tensor& weight, const Tensor& mean,
-                                          const Tensor& invstd, bool training, std::array<bool, 3> need,
-                                          const Tensor& y = Tensor()) {
-  const char* name = y.defined() ? "batch_norm_relu_backward" : "batch_norm_backward";
+/// `need` flag is set (else undefined). dweight and dbias come in the statistics dtype. relu: the fused
+/// ReLU's backward, dout masked by the forward's y > 0: the CPU recomputes it from x, weight and bias
+/// (the forward's; y is not read), cuda reads it from y, the forward's output (needed there). dx comes
+/// in x's layout when x is channels-last dense (dout and y are brought to it), else contiguous.
+inline std::vector<Tensor> batch_norm_bwd(const Tensor& dout, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                          const Tensor& mean, const Tensor& invstd, bool training,
+                                          std::array<bool, 3> need, bool relu = false, const Tensor& y = Tensor()) {
+  const char* name = relu ? "batch_norm_relu_backward" : "batch_norm_backward";
   STRATA_CHECK(dout.shape() == x.shape(), name, "got dout of shape ", dout.shape(), " for x of shape ", x.shape(),
                ", expected equal shapes");
   STRATA_CHECK(!y.defined() || y.shape() == x.shape(), name, "got y of shape ", y.shape(), " for x of shape ",
                x.shape(), ", expected equal shapes");
   const bool cl = detail::is_channels_last_dense(x);
-  const cpu::BatchNormDims d = detail::batch_norm_dims(x.shape(), cl, y.defined());
+  const cpu::BatchNormDims d = detail::batch_norm_dims(x.shape(), cl, relu);
   const DType st = mean.dtype();
   const Tensor xc = detail::norm_in_layout(x, cl), dc = detail::norm_in_layout(to(detach(dout), x.dtype()), cl);
-  const Tensor yc = y.defined() ? detail::norm_in_layout(y, cl) : Tensor(), w = detail::norm_param(weight, st);
+  const Tensor w = detail::norm_param(weight, st), b = relu ? detail::norm_param(bias, st) : Tensor();
   Tensor dx = need[0] ? detail::norm_empty(x.shape(), x.dtype(), x.device(), cl) : Tensor();
   Tensor dw = need[1] ? Tensor::empty({d.C}, st, x.device()) : Tensor();
   Tensor db = need[2] ? Tensor::empty({d.C}, st, x.device()) : Tensor();
   if (x.device().is_cuda()) {
+    STRATA_CHECK(!relu || y.defined(), name, "got relu = true and no y on cuda, expected the forward's output y");
+    const Tensor yc = relu ? detail::norm_in_layout(y, cl) : Tensor();
     detail::cuda_batch_norm_bwd_hook(dc, xc, yc, w, mean, invstd, dx, dw, db, d, training);
     return {dx, dw, db};
   }
   dispatch_float(x.dtype(), name, [&]<class T>(type_tag<T>) {
     using A = acc_t<T>;
-    cpu::batch_norm_bwd_kernel<T, A>(dc.data_ptr<T>(), xc.data_ptr<T>(), detail::ptr_or_null<T>(yc),
-                                     detail::ptr_or_null<A>(w), mean.data_ptr<A>(), invstd.data_ptr<A>(),
+    cpu::batch_norm_bwd_kernel<T, A>(dc.data_ptr<T>(), xc.data_ptr<T>(), nullptr, detail::ptr_or_null<A>(w),
+                                     detail::ptr_or_null<A>(b), mean.data_ptr<A>(), invstd.data_ptr<A>(),
                                      detail::ptr_or_null<T>(dx), detail::ptr_or_null<A>(dw),
                                      detail::ptr_or_null<A>(db), d, training);
   });
@@ -215,16 +220,19 @@ inline Tensor batch_norm_op(const Tensor& x, const Tensor& running_mean, const T
     rv.copy_(add(mul(to(detach(rv), DType::f64), 1.0 - momentum), mul(v64, momentum)));
   }
   if (!any_requires_grad({x, weight, bias})) return r[0];
-  // saved: x, the [C] statistics, and with the ReLU its output y (kept anyway as the next op's input)
-  const Saved xs = x, ws = weight, ys = relu ? Saved(r[0]) : Saved();
+  // saved: x, weight, bias (the CPU's ReLU mask is recomputed from them) and the [C] statistics; y only
+  // for cuda's ReLU mask
+  const Saved xs = x, ws = weight, bs = relu ? Saved(bias) : Saved();
+  const Saved ys = relu && x.device().is_cuda() ? Saved(r[0]) : Saved();
   const Tensor mean = r[1], invstd = r[3];
   const std::array<bool, 3> need = {x.requires_grad(), weight.defined() && weight.requires_grad(),
                                     bias.defined() && bias.requires_grad()};
   const DType wdt = weight.defined() ? weight.dtype() : x.dtype(), bdt = bias.defined() ? bias.dtype() : x.dtype();
   return record(relu ? "batch_norm_relu_backward" : "batch_norm_backward", r[0], {x, weight, bias},
-                [xs, ws, ys, mean, invstd, training, need, wdt, bdt](const Tensor& dout) {
-                  const Tensor wt = ws.defined() ? ws.get() : Tensor(), yt = ys.defined() ? ys.get() : Tensor();
-                  std::vector<Tensor> g = batch_norm_bwd(dout, xs, wt, mean, invstd, training, need, yt);
+                [xs, ws, bs, ys, mean, invstd, training, need, wdt, bdt, relu](const Tensor& dout) {
+                  const Tensor wt = ws.defined() ? ws.get() : Tensor(), bt = bs.defined() ? bs.get() : Tensor();
+                  const Tensor yt = ys.defined() ? ys.get() : Tensor();
+                  std::vector<Tensor> g = batch_norm_bwd(dout, xs, wt, bt, mean, invstd, training, need, relu, yt);
                   if (g[1].defined()) g[1] = to(g[1], wdt);
                   if (g[2].defined()) g[2] = to(g[2], bdt);
                   return g;
