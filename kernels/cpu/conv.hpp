@@ -462,7 +462,6 @@ void conv_depthwise_dw_row(const T* g, const T* r0, int64_t OW, int64_t dh, int6
                            int64_t kw = KW, int64_t rows = 1, int64_t rstep = 0) {
   using V = Vec<T>;
   constexpr int VS = V::size;
-  if constexpr (KH > 0) kh = KH, kw = KW;
   constexpr int kRegs = KH > 0 ? KH * KW : 1;
   V a[kRegs];
   if constexpr (KH > 0) {
