@@ -66,7 +66,12 @@ struct Abs {
   }
 };
 // NaN x gives NaN (x < 0 is false), -0 stays -0: as the CPU's max(0, x)
-struct Relu { template <class T> __host__ __device__ T operator()(T x) const { return x < T(0) ? T(0) : x; } };
+struct Relu {  // (unsigned: x itself; nvcc warns on the pointless x < 0)
+  template <class T> __host__ __device__ T operator()(T x) const {
+    if constexpr (std::is_unsigned_v<T>) return x;
+    else return x < T(0) ? T(0) : x;
+  }
+};
 struct Exp { template <class T> __host__ __device__ T operator()(T x) const { return m_exp(x); } };
 struct Log { template <class T> __host__ __device__ T operator()(T x) const { return m_log(x); } };
 struct Log1p { template <class T> __host__ __device__ T operator()(T x) const { return m_log1p(x); } };
@@ -85,7 +90,12 @@ struct Gelu {  // exact: x Phi(x)
 struct Softplus {  // log(1 + e^x), linear above 20
   template <class T> __host__ __device__ T operator()(T x) const { return x > T(20) ? x : m_log1p(m_exp(x)); }
 };
-struct Sign { template <class T> __host__ __device__ T operator()(T x) const { return T((T(0) < x) - (x < T(0))); } };
+struct Sign {
+  template <class T> __host__ __device__ T operator()(T x) const {
+    if constexpr (std::is_unsigned_v<T>) return T(T(0) < x);
+    else return T((T(0) < x) - (x < T(0)));
+  }
+};
 struct Clamp {  // NaN passes through, as the CPU's min(hi, max(lo, x))
   double lo, hi;
   template <class T> __host__ __device__ T operator()(T x) const {
