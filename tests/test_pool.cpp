@@ -304,6 +304,20 @@ TEST_CASE("pool kernels against their reference loops", "[pool][kernel]") {
         cpu::max_pool2d_bwd_kernel<float>(dy.data_ptr<float>(), id.data(), dx.data(), planes, H * W, g.OH * g.OW);
         cpu::max_pool2d_bwd_ref<float>(dy.data_ptr<float>(), idr.data(), dxr.data(), planes, H * W, g.OH * g.OW);
         CHECK(dx == dxr);
+        if (cpu::is_pool_2x2(g)) {  // the training path's one-byte taps: the same y, argmax and dx
+          std::vector<float> y2(y.size()), dx2(dx.size(), 1.0f);
+          std::vector<uint8_t> taps(y.size());
+          cpu::max_pool2d_2x2_fwd_kernel<float>(x.data_ptr<float>(), y2.data(), taps.data(), g);
+          CHECK(y2 == yr);
+          int64_t bad = 0;
+          for (int64_t i = 0; i < n_out; ++i) {
+            const int64_t oh = i / g.OW % g.OH, ow = i % g.OW, k = taps[size_t(i)];
+            bad += idr[size_t(i)] != (2 * oh + k / 2) * W + 2 * ow + k % 2;
+          }
+          CHECK(bad == 0);
+          cpu::max_pool2d_2x2_bwd_kernel<float>(dy.data_ptr<float>(), taps.data(), dx2.data(), g);
+          CHECK(dx2 == dxr);
+        }
         if (g.dh != 1 || g.dw != 1) continue;
         cpu::avg_pool2d_fwd_kernel<float>(x.data_ptr<float>(), y.data(), g);
         cpu::avg_pool2d_ref<float>(x.data_ptr<float>(), yr.data(), g);
@@ -459,6 +473,12 @@ TEST_CASE("the 2x2 stride-2 max pool fast path: ties, NaN, tails, values without
         const Ref r = ref_pool(x, q, true);
         th::check_close(th::values(y), r.y, 0, 0, "2x2 " + describe(x.shape(), q, dt, nc));
         CHECK(th::values(idx) == std::vector<double>(r.idx.begin(), r.idx.end()));
+        {  // training: max_pool2d keeps one-byte taps; the same gradient as the int64 indices, bit for bit
+          const Tensor xa = x.detach().requires_grad_(), xb = x.detach().requires_grad_(), g = th::random(y.shape(), dt);
+          max_pool2d(xa, {2, 2}).backward(g);
+          max_pool2d_with_indices(xb, {2, 2}).first.backward(g);
+          CHECK(th::values(xa.grad()) == th::values(xb.grad()));
+        }
         NoGrad ng;  // inference: the values alone, same as with indices
         th::check_close(max_pool2d(x, {2, 2}), y, 0, 0, "2x2 without indices");
         th::check_close(max_pool2d(x.contiguous(MemoryFormat::channels_last), {2, 2}), y, 0, 0, "2x2 cl without indices");

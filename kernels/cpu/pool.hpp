@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -197,7 +198,9 @@ inline bool is_pool_2x2(const Pool2dGeom& g) {
 
 namespace detail {
 /// One output row of the 2x2 stride-2 max pool: r0, r1 the two input rows (of a plane of width W,
-/// r0 at row 2 oh), y and idx (nullable) the output row. Same ties/NaN rule as the reference.
+/// r0 at row 2 oh), y, idx and taps (both nullable) the output row: idx the argmax position, taps its
+/// tap number k (position (2 oh + k / 2) W + 2 ow + k % 2) in one byte. Same ties/NaN rule as the
+/// reference.
 /// AVX2 floats: 8 outputs at a time, the even and odd columns split by shuffles (the four taps
 /// become four vectors), the argmax kept as the tap number and turned into int64 positions with
 /// integer vector ops; without idx (inference) three vector maxes, the tap loop only for a block
@@ -228,7 +231,7 @@ struct PoolF8 {
 
 template <class T>
 inline void max_pool2d_2x2_row(const T* r0, const T* r1, [[maybe_unused]] const T* x_end, T* y, int64_t* idx,
-                               int64_t oh, int64_t W, int64_t OW) {
+                               uint8_t* taps_out, int64_t oh, int64_t W, int64_t OW) {
   using A = acc_t<T>;
   int64_t ow = 0;
 #if defined(__AVX2__)
@@ -258,7 +261,7 @@ inline void max_pool2d_2x2_row(const T* r0, const T* r1, [[maybe_unused]] const 
       }
       const V taps[4] = {V(even(a0, a1)), V(odd(a0, a1)), V(even(b0, b1)), V(odd(b0, b1))};
       V m(-std::numeric_limits<float>::infinity()), tap(0.0f);
-      if (!idx) {  // values only (inference): max(v, m) keeps m on ties (the first tap), unless a NaN is near
+      if (!idx && !taps_out) {  // values only (inference): max(v, m) keeps m on ties (the first tap), unless a NaN is near
         const __m256 mx = _mm256_max_ps(taps[3].v, _mm256_max_ps(taps[2].v, _mm256_max_ps(taps[1].v, taps[0].v)));
         const __m256 un = _mm256_or_ps(_mm256_cmp_ps(taps[0].v, taps[1].v, _CMP_UNORD_Q),
                                        _mm256_cmp_ps(taps[2].v, taps[3].v, _CMP_UNORD_Q));
@@ -276,9 +279,22 @@ inline void max_pool2d_2x2_row(const T* r0, const T* r1, [[maybe_unused]] const 
       }
       if (n == V::size) m.store(y + ow);
       else _mm256_maskstore_ps(y + ow, _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(n)), lanes32), m.v);
+      const __m256i k = _mm256_cvttps_epi32(tap.v);
+      if (taps_out) {  // 8 x int32 -> 8 bytes
+        const __m128i k16 = _mm_packus_epi32(_mm256_castsi256_si128(k), _mm256_extracti128_si256(k, 1));
+        const __m128i k8 = _mm_packus_epi16(k16, k16);
+        if (n == V::size) {
+          _mm_storel_epi64(reinterpret_cast<__m128i*>(taps_out + ow), k8);
+        } else {
+          uint64_t t = uint64_t(_mm_cvtsi128_si64(k8));  // n bytes in at most three stores
+          uint8_t* d = taps_out + ow;
+          if (n & 4) std::memcpy(d, &t, 4), d += 4, t >>= 32;
+          if (n & 2) std::memcpy(d, &t, 2), d += 2, t >>= 16;
+          if (n & 1) *d = uint8_t(t);
+        }
+      }
       if (!idx) return;
       // position = (2 oh + k / 2) W + 2 ow + k % 2
-      const __m256i k = _mm256_cvttps_epi32(tap.v);
       const __m256i off = _mm256_add_epi32(_mm256_and_si256(k, one), _mm256_mullo_epi32(_mm256_srli_epi32(k, 1), w32));
       const __m256i base = _mm256_set1_epi64x(2 * oh * W + 2 * ow);
       const __m256i lo = _mm256_add_epi64(_mm256_add_epi64(base, lane_lo), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(off)));
@@ -314,6 +330,7 @@ inline void max_pool2d_2x2_row(const T* r0, const T* r1, [[maybe_unused]] const 
     }
     y[ow] = cast_value<T>(m);
     if (idx) idx[ow] = (2 * oh + k / 2) * W + 2 * ow + k % 2;
+    if (taps_out) taps_out[ow] = uint8_t(k);
   }
 }
 }  // namespace detail
@@ -391,7 +408,7 @@ void max_pool2d_fwd_kernel(const T* x, T* y, int64_t* idx, const Pool2dGeom& g) 
     for_each_pool_row(g, g.OW * 4, [&](int64_t p, int64_t oh) {
       const T* r0 = x + p * g.H * g.W + 2 * oh * g.W;
       const int64_t o = (p * g.OH + oh) * g.OW;
-      detail::max_pool2d_2x2_row<T>(r0, r0 + g.W, x_end, y + o, idx ? idx + o : nullptr, oh, g.W, g.OW);
+      detail::max_pool2d_2x2_row<T>(r0, r0 + g.W, x_end, y + o, idx ? idx + o : nullptr, nullptr, oh, g.W, g.OW);
     });
     return;
   }
@@ -465,6 +482,87 @@ void max_pool2d_bwd_kernel(const T* dy, const int64_t* idx, T* dx, int64_t plane
       for (int64_t o = 0; o < out_plane; ++o)
         if (ip[o] >= 0) dxp[ip[o]] = cast_value<T>(A(dxp[ip[o]]) + A(dyp[o]));
     }
+  });
+}
+
+/// The plain 2x2 stride-2 max pool (is_pool_2x2(g)) for training: y [planes, OH, OW] and the argmax as
+/// its tap number k in one byte, taps [planes, OH, OW] (the position is (2 oh + k / 2) W + 2 ow + k % 2):
+/// an eighth of the int64 positions' bytes, written here and read by max_pool2d_2x2_bwd_kernel.
+template <class T>
+void max_pool2d_2x2_fwd_kernel(const T* x, T* y, uint8_t* taps, const Pool2dGeom& g) {
+  if (g.planes * g.OH * g.OW == 0) return;
+  const T* x_end = x + g.planes * g.H * g.W;
+  for_each_pool_row(g, g.OW * 4, [&](int64_t p, int64_t oh) {
+    const T* r0 = x + p * g.H * g.W + 2 * oh * g.W;
+    const int64_t o = (p * g.OH + oh) * g.OW;
+    detail::max_pool2d_2x2_row<T>(r0, r0 + g.W, x_end, y + o, nullptr, taps + o, oh, g.W, g.OW);
+  });
+}
+
+/// Backward of max_pool2d_2x2_fwd_kernel: dx [planes, H, W] = dy at each window's tap, 0 elsewhere (an odd
+/// H's last row and W's last column too). Each output row writes its two input rows whole, one pass (no
+/// zero fill, then scatter); the values are the scatter's, 0 + dy (-0 gives +0). AVX2 floats: 8 outputs
+/// a step, dy masked by tap == k for the four taps, the pairs interleaved into the two rows. Rows of fewer
+/// than 8 outputs (14 x 14 -> 7 x 7) take a plane at a time, zeroed, then the taps (per row, they ran
+/// 0.8x the int64 scatter; per plane ~1.0-1.08x).
+template <class T>
+void max_pool2d_2x2_bwd_kernel(const T* dy, const uint8_t* taps, T* dx, const Pool2dGeom& g) {
+  using A = acc_t<T>;
+  if (g.planes * g.H * g.W == 0) return;
+  if (g.OH * g.OW == 0) {
+    std::fill(dx, dx + g.planes * g.H * g.W, T(0));
+    return;
+  }
+  if (g.OW < 8) {  // short rows (14 x 14 -> 7 x 7): per plane, zero it, then the taps
+    const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
+    parallel_for(0, g.planes, std::max<int64_t>(1, kPoolGrain / (in_plane + out_plane)), [&](int64_t lo, int64_t hi) {
+      for (int64_t p = lo; p < hi; ++p) {
+        T* dxp = dx + p * in_plane;
+        const T* dyp = dy + p * out_plane;
+        const uint8_t* tp = taps + p * out_plane;
+        std::fill(dxp, dxp + in_plane, T(0));
+        for (int64_t oh = 0, o = 0; oh < g.OH; ++oh)
+          for (int64_t ow = 0; ow < g.OW; ++ow, ++o)
+            dxp[(2 * oh + tp[o] / 2) * g.W + 2 * ow + tp[o] % 2] = cast_value<T>(A(0) + static_cast<A>(dyp[o]));
+      }
+    });
+    return;
+  }
+  for_each_pool_row(g, g.OW * 4, [&](int64_t p, int64_t oh) {
+    const int64_t o = (p * g.OH + oh) * g.OW;
+    const T* dyr = dy + o;
+    const uint8_t* tr = taps + o;
+    T* d0 = dx + p * g.H * g.W + 2 * oh * g.W;
+    T* d1 = d0 + g.W;
+    int64_t ow = 0;
+#if defined(__AVX2__)
+    if constexpr (std::is_same_v<T, float>) {
+      const __m256 zero = _mm256_setzero_ps();
+      auto pairs = [](float* d, __m256 a, __m256 b) {  // d[0 .. 16) = a0 b0 a1 b1 .. a7 b7
+        const __m256 lo = _mm256_unpacklo_ps(a, b), hi = _mm256_unpackhi_ps(a, b);  // a0 b0 a1 b1 a4 b4 a5 b5, ..
+        _mm256_storeu_ps(d, _mm256_permute2f128_ps(lo, hi, 0x20));
+        _mm256_storeu_ps(d + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+      };
+      for (; ow < g.OW; ow += 8) {
+        if (ow + 8 > g.OW) ow = g.OW - 8;  // the tail: rewrite a few outputs' rows, same values
+        const __m256 v = _mm256_add_ps(zero, _mm256_loadu_ps(dyr + ow));  // 0 + dy, as the scatter
+        const __m256i k = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(tr + ow)));
+        auto at = [&](int j) {  // dy where the tap is j, else 0
+          return _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, _mm256_set1_epi32(j))));
+        };
+        pairs(d0 + 2 * ow, at(0), at(1));
+        pairs(d1 + 2 * ow, at(2), at(3));
+      }
+    }
+#endif
+    for (; ow < g.OW; ++ow) {
+      const T v = cast_value<T>(A(0) + static_cast<A>(dyr[ow]));
+      const int k = tr[ow];
+      d0[2 * ow] = k == 0 ? v : T(0), d0[2 * ow + 1] = k == 1 ? v : T(0);
+      d1[2 * ow] = k == 2 ? v : T(0), d1[2 * ow + 1] = k == 3 ? v : T(0);
+    }
+    if (g.W > 2 * g.OW) std::fill(d0 + 2 * g.OW, d0 + g.W, T(0)), std::fill(d1 + 2 * g.OW, d1 + g.W, T(0));
+    if (oh == g.OH - 1 && g.H > 2 * g.OH) std::fill(d1 + g.W, dx + (p + 1) * g.H * g.W, T(0));  // rows past the pairs
   });
 }
 

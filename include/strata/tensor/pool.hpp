@@ -11,9 +11,13 @@
 // Stride {0, 0} means stride = kernel. Padding at most half the kernel, as PyTorch requires. Any
 // strides, floating dtypes (f16/bf16 accumulate in float). Layout: a channels-last x (4-D, dense
 // as [B, H, W, C]) runs the channels-last kernels and gives a channels-last y (and dx); anything
-// else is made contiguous first and gives contiguous results. Max pools keep the int64 argmax indices (position ih * W + iw in the plane) for backward;
-// *_with_indices returns them. Kernels and reference loops: kernels/cpu/pool.hpp. On cuda the
-// kernel calls go to the hooks below (filled by backend/cuda/pool.hpp, kernels/cuda/pool.cuh).
+// else is made contiguous first and gives contiguous results. Max pools keep the int64 argmax indices
+// (position ih * W + iw in the plane) for backward; *_with_indices returns them. max_pool2d (no indices
+// returned) of the plain 2x2 stride-2 pool of a CPU x not channels-last keeps each window's argmax as a
+// one-byte tap number instead, and its backward writes dx from them in one pass
+// (max_pool2d_2x2_fwd_kernel): an eighth of the index bytes written and read. Kernels and reference
+// loops: kernels/cpu/pool.hpp. On cuda the kernel calls go to the hooks below (filled by
+// backend/cuda/pool.hpp, kernels/cuda/pool.cuh).
 #pragma once
 
 #include <array>
@@ -202,10 +206,37 @@ inline Tensor avg_pool2d_bwd(const Tensor& dout, const detail::PoolPlan& plan, D
 }
 
 namespace detail {
+/// The plain 2x2 stride-2 max pool of a contiguous CPU x for autograd: y recorded with a backward that
+/// reads the one-byte argmax taps (see the top of this file).
+inline Tensor max_pool2d_2x2_op(const Tensor& x, const PoolPlan& plan, const char* bwd_name) {
+  const Tensor xc = contiguous(detach(x));
+  Tensor y = Tensor::empty(plan.out, x.dtype(), x.device());
+  const Tensor taps = Tensor::empty(plan.out, DType::u8, x.device());
+  const cpu::Pool2dGeom g = plan.geom();
+  dispatch_float(x.dtype(), "max_pool2d", [&]<class T>(type_tag<T>) {
+    cpu::max_pool2d_2x2_fwd_kernel<T>(xc.data_ptr<T>(), y.data_ptr<T>(), taps.data_ptr<uint8_t>(), g);
+  });
+  const Saved ts = taps;
+  const DType dt = x.dtype();
+  return record(bwd_name, y, {x}, [ts, plan, dt](const Tensor& dout) {
+    STRATA_CHECK(dout.shape() == plan.out, "max_pool2d_backward", "got dout of shape ", dout.shape(),
+                 " for an output of shape ", plan.out, ", expected equal shapes");
+    const Tensor dc = contiguous(to(detach(dout), dt)), t = ts.get();
+    Tensor dx = Tensor::empty(plan.in, dt, dout.device());
+    const cpu::Pool2dGeom g = plan.geom();
+    dispatch_float(dt, "max_pool2d_backward", [&]<class T>(type_tag<T>) {
+      cpu::max_pool2d_2x2_bwd_kernel<T>(dc.data_ptr<T>(), t.data_ptr<uint8_t>(), dx.data_ptr<T>(), g);
+    });
+    return std::vector{dx};
+  });
+}
+
 /// (y, idx) recorded for autograd; with !want_indices and nothing to differentiate, y alone.
 inline std::pair<Tensor, Tensor> max_pool_op(const Tensor& x, const PoolPlan& plan, const char* bwd_name,
                                              bool want_indices = true) {
   if (!want_indices && !any_requires_grad({x})) return max_pool2d_fwd(x, plan, false);
+  if (!want_indices && !x.device().is_cuda() && !plan.channels_last && cpu::is_pool_2x2(plan.geom()))
+    return {max_pool2d_2x2_op(x, plan, bwd_name), Tensor()};
   auto [y, idx] = max_pool2d_fwd(x, plan);
   const Saved id = idx;
   const Shape in = plan.in;
