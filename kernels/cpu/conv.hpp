@@ -42,8 +42,8 @@
 // exactly as on bf16-rounded copies. The direct path rounds x and dout in the transposes and copies
 // it makes anyway; the other paths run on rounded copies; w is rounded into a copy (it is small).
 // db sums dout as given (a sum, not a product: no bf16 operand). On AVX512-BF16 builds the direct
-// path's forward and dx multiply bf16 channel pairs with vdpbf16ps instead (STRATA_CONV_BF16_PAIRS,
-// conv_direct.hpp): the same products, summed in another order.
+// path's forward and dx multiply bf16 channel pairs and its dw bf16 pixel pairs with vdpbf16ps instead
+// (STRATA_CONV_BF16_PAIRS, conv_direct.hpp): the same products, summed in another order.
 // Threads (direct and im2col): with at least as many images as threads, the batch is cut into
 // chunks and the chunks into groups of consecutive chunks, about kConvGroupsPerThread per thread,
 // which the threads take from a counter (a thread slowed by another process takes fewer), each
